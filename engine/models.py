@@ -1,0 +1,487 @@
+"""Orders, fills and results: the vocabulary every layer speaks.
+
+Rules of this module:
+
+* Field rules are checked once, when an `Order` is built, and raise pydantic's
+  `ValidationError` (a `ValueError`) naming the field, the value and what is
+  accepted. Anything that needs a venue or a limit to judge (unknown symbol,
+  price off the tick, risk) is not checked here: it becomes a REJECTED
+  `OrderResult` with a reason.
+* Enum inputs are accepted by name, case-insensitive ("buy", "Buy", "BUY").
+* Inside the engine prices and quantities are integers of ticks and lots
+  (`Instrument` converts), so sums are exact; the public API speaks floats.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _NamedEnum(str, Enum):
+    """A str enum whose members can be looked up by name, any case."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            return cls.__members__.get(value.strip().upper())
+        return None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class OrderSide(_NamedEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is OrderSide.BUY else -1
+
+    @property
+    def opposite(self) -> OrderSide:
+        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+
+
+class OrderType(_NamedEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    ICEBERG = "ICEBERG"
+    TWAP = "TWAP"
+    VWAP = "VWAP"
+    SMART = "SMART"
+
+    @property
+    def is_algorithm(self) -> bool:
+        """Parent types that run on the scheduler as a series of child orders."""
+        return self in _ALGORITHM_TYPES
+
+
+_ALGORITHM_TYPES = frozenset({OrderType.ICEBERG, OrderType.TWAP, OrderType.VWAP, OrderType.SMART})
+
+
+class TimeInForce(_NamedEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    DAY = "DAY"
+    GTD = "GTD"
+
+
+class OrderStatus(_NamedEnum):
+    """FIX 4.4 OrdStatus (tag 39), the one order-state vocabulary of DESIGN.md."""
+
+    PENDING_NEW = "PENDING_NEW"
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATUSES
+
+    @property
+    def is_working(self) -> bool:
+        return self in _WORKING_STATUSES
+
+    @property
+    def fix_code(self) -> str:
+        return _FIX_CODES[self]
+
+
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+_WORKING_STATUSES = frozenset(
+    {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL}
+)
+_FIX_CODES = {
+    OrderStatus.PENDING_NEW: "A",
+    OrderStatus.NEW: "0",
+    OrderStatus.PARTIALLY_FILLED: "1",
+    OrderStatus.FILLED: "2",
+    OrderStatus.PENDING_CANCEL: "6",
+    OrderStatus.CANCELED: "4",
+    OrderStatus.REJECTED: "8",
+    OrderStatus.EXPIRED: "C",
+}
+
+
+class Liquidity(_NamedEnum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+# What exchanges accept as a client order id (the strictest common rule).
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,36}")
+ID_RULE = "1-36 characters of A-Z a-z 0-9 . _ : -"
+
+URGENCIES = ("low", "normal", "high")
+VWAP_PROFILES = ("u_shape", "market")
+
+# Metadata keys each order type accepts (DESIGN.md, Models).
+METADATA_KEYS: dict[OrderType, frozenset[str]] = {
+    OrderType.MARKET: frozenset(),
+    OrderType.LIMIT: frozenset(),
+    OrderType.ICEBERG: frozenset({"display_size", "display_variance"}),
+    OrderType.TWAP: frozenset(
+        {"duration_s", "start_time", "end_time", "slices", "interval_s", "randomize", "allow_past_end"}
+    ),
+    OrderType.VWAP: frozenset(
+        {"duration_s", "start_time", "end_time", "buckets", "profile", "max_participation"}
+    ),
+    OrderType.SMART: frozenset({"urgency", "duration_s"}),
+}
+
+
+def _finite_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _check_window(kind: str, meta: dict[str, Any]) -> None:
+    """duration_s, or start_time + end_time: exactly one of the two forms."""
+    has_duration = "duration_s" in meta
+    has_start, has_end = "start_time" in meta, "end_time" in meta
+    if has_duration and (has_start or has_end):
+        raise ValueError(
+            f"metadata for {kind} takes duration_s or start_time + end_time, not both"
+        )
+    if has_duration:
+        _finite_positive("metadata['duration_s']", meta["duration_s"])
+        return
+    if has_start != has_end:
+        missing = "end_time" if has_start else "start_time"
+        raise ValueError(f"metadata['{missing}'] is required with the other end of the window")
+    if not has_start:
+        raise ValueError(
+            f"metadata for {kind} requires duration_s (seconds > 0) or start_time + end_time"
+        )
+    start = _finite_positive("metadata['start_time']", meta["start_time"])
+    end = _finite_positive("metadata['end_time']", meta["end_time"])
+    if end <= start:
+        raise ValueError(
+            f"metadata['end_time'] must be after start_time, got start {start!r} end {end!r}"
+        )
+
+
+def _check_metadata(order_type: OrderType, quantity: float | None, meta: dict[str, Any]) -> None:
+    allowed = METADATA_KEYS[order_type]
+    unknown = sorted(set(meta) - allowed)
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) if allowed else "none"
+        raise ValueError(
+            f"metadata key {unknown[0]!r} is not accepted for {order_type.value} orders "
+            f"(accepted: {accepted})"
+        )
+    if order_type is OrderType.ICEBERG:
+        if "display_size" not in meta:
+            raise ValueError("metadata['display_size'] is required for ICEBERG orders")
+        display = _finite_positive("metadata['display_size']", meta["display_size"])
+        if quantity is not None and display > quantity:
+            raise ValueError(
+                f"metadata['display_size'] must be in (0, quantity={quantity:g}], got {display:g}"
+            )
+        if "display_variance" in meta:
+            v = meta["display_variance"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                raise ValueError(
+                    f"metadata['display_variance'] must be a fraction in [0, 1), got {v!r}"
+                )
+    elif order_type is OrderType.TWAP:
+        _check_window("TWAP", meta)
+        if "slices" in meta and "interval_s" in meta:
+            raise ValueError("metadata for TWAP takes slices or interval_s, not both")
+        if "slices" in meta:
+            _positive_int("metadata['slices']", meta["slices"])
+        if "interval_s" in meta:
+            _finite_positive("metadata['interval_s']", meta["interval_s"])
+        for key in ("randomize", "allow_past_end"):
+            if key in meta:
+                _flag(f"metadata['{key}']", meta[key])
+    elif order_type is OrderType.VWAP:
+        _check_window("VWAP", meta)
+        if "buckets" in meta:
+            _positive_int("metadata['buckets']", meta["buckets"])
+        if "max_participation" in meta:
+            p = meta["max_participation"]
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+                raise ValueError(
+                    f"metadata['max_participation'] must be in (0, 1], got {p!r}"
+                )
+        if "profile" in meta:
+            _check_profile(meta["profile"], meta.get("buckets"))
+    elif order_type is OrderType.SMART:
+        if "urgency" in meta:
+            u = meta["urgency"]
+            if not isinstance(u, str) or u.strip().lower() not in URGENCIES:
+                raise ValueError(
+                    f"metadata['urgency'] must be one of {', '.join(URGENCIES)}, got {u!r}"
+                )
+        if "duration_s" in meta:
+            _finite_positive("metadata['duration_s']", meta["duration_s"])
+
+
+def _check_profile(profile: Any, buckets: Any) -> None:
+    if isinstance(profile, str):
+        if profile not in VWAP_PROFILES:
+            raise ValueError(
+                f"metadata['profile'] must be one of {', '.join(VWAP_PROFILES)} or a list of "
+                f"weights, got {profile!r}"
+            )
+        return
+    if not isinstance(profile, (list, tuple)) or not profile:
+        raise ValueError(
+            f"metadata['profile'] must be one of {', '.join(VWAP_PROFILES)} or a non-empty "
+            f"list of weights, got {profile!r}"
+        )
+    for w in profile:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(
+                f"metadata['profile'] weights must be finite numbers >= 0, got {w!r}"
+            )
+    if sum(profile) <= 0:
+        raise ValueError("metadata['profile'] weights must sum to a positive number")
+    if isinstance(buckets, int) and not isinstance(buckets, bool) and len(profile) != buckets:
+        raise ValueError(
+            f"metadata['profile'] has {len(profile)} weights but buckets is {buckets}"
+        )
+
+
+def _field_error(field_name: str, message: str, value: Any) -> ValidationError:
+    """A ValidationError located at `field_name`, as a field validator would raise."""
+    return ValidationError.from_exception_data(
+        "Order",
+        [{"type": "value_error", "loc": (field_name,), "input": value,
+          "ctx": {"error": ValueError(message)}}],
+    )
+
+
+_PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Order(BaseModel):
+    """An order as the operator or a library user states it.
+
+    `Order(id=..., symbol=..., side=..., type=..., quantity=..., price=None,
+    metadata={})` is the component document's form; everything else has a
+    default. Building an Order is where field rules are enforced, once: the
+    numeric rules run inside pydantic-core, the rest in one Python pass
+    (`_check`), because each extra Python validator costs about as much as the
+    whole model on the order path.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    quantity: _PositiveFinite
+    price: _PositiveFinite | None = None
+    metadata: dict[str, Any] = {}
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expire_at: _PositiveFinite | None = None
+    client_order_id: str | None = None
+    parent_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Order:
+        match = ID_PATTERN.fullmatch
+        if match(self.id) is None:
+            raise _field_error("id", f"id must be {ID_RULE}, got {self.id!r}", self.id)
+        for name in ("client_order_id", "parent_id"):
+            value = self.__dict__[name]
+            if value is not None and match(value) is None:
+                raise _field_error(name, f"{name} must be {ID_RULE}, got {value!r}", value)
+        if not self.symbol or self.symbol.strip() != self.symbol:
+            raise _field_error(
+                "symbol",
+                f"symbol must be a non-empty name without surrounding spaces (for example "
+                f"'BTC/USD'), got {self.symbol!r}",
+                self.symbol,
+            )
+        t = self.type
+        if self.metadata or t.is_algorithm:
+            try:
+                _check_metadata(t, self.quantity, self.metadata)
+            except ValueError as exc:
+                raise _field_error("metadata", str(exc), self.metadata) from None
+        if self.price is None and (t is OrderType.LIMIT or t is OrderType.ICEBERG):
+            raise _field_error("price", f"price is required for {t.value} orders", None)
+        if self.price is not None and t is OrderType.MARKET:
+            raise _field_error(
+                "price", "price must not be set for MARKET orders (use LIMIT with IOC)", self.price
+            )
+        tif = self.time_in_force
+        if tif is TimeInForce.GTD:
+            if self.expire_at is None:
+                raise _field_error(
+                    "expire_at", "expire_at is required when time_in_force is GTD", None
+                )
+        elif self.expire_at is not None:
+            raise _field_error(
+                "expire_at",
+                f"expire_at is only accepted with time_in_force GTD, not {tif.value}",
+                self.expire_at,
+            )
+        if t.is_algorithm and tif is not TimeInForce.GTC and tif is not TimeInForce.DAY:
+            raise _field_error(
+                "time_in_force",
+                f"time_in_force {tif.value} is not accepted for {t.value} orders "
+                "(accepted: GTC, DAY)",
+                tif.value,
+            )
+        if self.client_order_id is None:
+            # frozen model: the default is derived once, here
+            self.__dict__["client_order_id"] = self.id
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of (part of) an order at a venue."""
+
+    order_id: str
+    exchange_id: str
+    symbol: str
+    side: OrderSide
+    price: float
+    quantity: float
+    fee: float
+    liquidity: Liquidity
+    timestamp: float
+    trade_id: str = ""
+
+    @property
+    def notional(self) -> float:
+        return self.price * self.quantity
+
+
+@dataclass(slots=True)
+class OrderResult:
+    """What became of an order: the answer of a venue, router or optimizer.
+
+    `reason` is always set when the status is REJECTED. Latency figures are in
+    nanoseconds of the engine's clock (None when not measured).
+    """
+
+    order_id: str
+    exchange_id: str | None
+    status: OrderStatus
+    quantity: float = 0.0
+    filled_quantity: float = 0.0
+    average_price: float | None = None
+    fills: list[Fill] = field(default_factory=list)
+    reason: str | None = None
+    symbol: str = ""
+    side: OrderSide | None = None
+    price: float | None = None
+    timestamp: float = 0.0
+    latency_ns: int | None = None
+    ack_latency_ns: int | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    @property
+    def remaining_quantity(self) -> float:
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+    @property
+    def fees(self) -> float:
+        return sum(f.fee for f in self.fills)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A tradable symbol with its tick, lot and minimum size.
+
+    Sizes are Decimals so that conversions to and from integer ticks and lots
+    are exact: `lots_to_quantity(quantity_to_lots(q)) == q` for any q on the lot.
+    """
+
+    symbol: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal
+    _tick: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _lot: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("tick_size", "lot_size", "min_quantity"):
+            value = Decimal(str(getattr(self, name)))
+            if not value.is_finite() or value <= 0:
+                raise ValueError(f"{name} of {self.symbol} must be > 0, got {value}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_tick", self.tick_size.as_integer_ratio())
+        object.__setattr__(self, "_lot", self.lot_size.as_integer_ratio())
+
+    @staticmethod
+    def _to_units(value: float, ratio: tuple[int, int]) -> int | None:
+        num, den = ratio
+        exact = value * den / num
+        units = round(exact)
+        if abs(exact - units) > max(1e-9 * abs(exact), 1e-7):
+            return None
+        return units
+
+    def price_to_ticks(self, price: float) -> int | None:
+        """Integer ticks, or None when the price is not on the tick."""
+        return self._to_units(price, self._tick)
+
+    def ticks_to_price(self, ticks: int) -> float:
+        num, den = self._tick
+        return ticks * num / den
+
+    def quantity_to_lots(self, quantity: float) -> int | None:
+        """Integer lots, or None when the quantity is not a whole number of lots."""
+        return self._to_units(quantity, self._lot)
+
+    def lots_to_quantity(self, lots: int) -> float:
+        num, den = self._lot
+        return lots * num / den
+
+    @property
+    def min_lots(self) -> int:
+        num, den = self._lot
+        return math.ceil(self.min_quantity * den / num)
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Maker and taker fees in basis points of notional (negative is a rebate)."""
+
+    maker_bps: float = 0.0
+    taker_bps: float = 0.0
+
+    def fee(self, notional: float, liquidity: Liquidity) -> float:
+        bps = self.maker_bps if liquidity is Liquidity.MAKER else self.taker_bps
+        return notional * bps / 10_000.0
