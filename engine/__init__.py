@@ -3,7 +3,10 @@
 The names of the component document are imported from here.
 """
 
+from .breaker import BreakerConfig, BreakerState, CircuitBreaker
+from .bus import EventBus, Subscription
 from .clock import Clock, RealClock, VirtualClock
+from .engine import DEFAULT_VENUES, Engine, VenueSpec
 from .errors import (
     ExecdeskError,
     PermanentVenueError,
@@ -26,9 +29,48 @@ from .models import (
     OrderType,
     TimeInForce,
 )
+from .exchange import (
+    AsyncExchangeClient,
+    ExchangeClient,
+    FaultConfig,
+    LatencyModel,
+    MarketConfig,
+    SimulatedExchange,
+)
+from .optimizer import AsyncExecutionOptimizer, ExecutionOptimizer, OptimizerStoppedError
+from .profiler import LatencyProfiler, LatencyStats, ProfilerFileError
+from .retry import RetryPolicy
+from .router import AsyncOrderRouter, OrderRouter
+from .scheduler import Scheduler
+from .smart import SmartOrderRouter
 from .venue import AsyncVenue, BookLevel, BookSnapshot, ExecutionReport, PublicTrade, Venue
 
 __all__ = [
+    "AsyncExchangeClient",
+    "AsyncExecutionOptimizer",
+    "AsyncOrderRouter",
+    "BreakerConfig",
+    "BreakerState",
+    "CircuitBreaker",
+    "DEFAULT_VENUES",
+    "Engine",
+    "EventBus",
+    "ExchangeClient",
+    "ExecutionOptimizer",
+    "FaultConfig",
+    "LatencyModel",
+    "LatencyProfiler",
+    "LatencyStats",
+    "MarketConfig",
+    "OptimizerStoppedError",
+    "OrderRouter",
+    "ProfilerFileError",
+    "RetryPolicy",
+    "Scheduler",
+    "SimulatedExchange",
+    "SmartOrderRouter",
+    "Subscription",
+    "VenueSpec",
     "AsyncVenue",
     "BookLevel",
     "BookSnapshot",

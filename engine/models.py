@@ -406,6 +406,9 @@ class OrderResult:
     timestamp: float = 0.0
     latency_ns: int | None = None
     ack_latency_ns: int | None = None
+    # A parent's or a split order's pieces, and what it did (filled in by optimizers).
+    children: list[OrderResult] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_final(self) -> bool:

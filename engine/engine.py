@@ -1,0 +1,281 @@
+"""The Engine: the one object the desk holds, and the easiest door for library users.
+
+It wires venues, clock, profiler, routers, scheduler, optimizer and the
+event bus, and offers what an operator does: submit, cancel, amend, cancel
+all, halt and resume, status, and a subscription to events. It is async
+first (the desk runs it in Textual's event loop); the sync pieces
+(`OrderRouter`, `ExecutionOptimizer`) remain available for scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .algos.base import ParentState
+from .breaker import BreakerConfig
+from .bus import EventBus, Subscription
+from .clock import Clock, RealClock
+from .errors import ConfigurationError, UnknownOrderError
+from .events import EngineError, Halted, OrderUpdated, Resumed
+from .exchange import FaultConfig, LatencyModel, MarketConfig, SimulatedExchange
+from .models import FeeSchedule, Order, OrderResult, OrderStatus
+from .optimizer import AsyncExecutionOptimizer
+from .profiler import LatencyProfiler
+from .retry import RetryPolicy
+from .router import AsyncOrderRouter
+from .smart import SmartOrderRouter
+
+log = logging.getLogger("execdesk.engine")
+
+__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES"]
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSpec:
+    """How to build one simulated venue."""
+
+    name: str
+    fees: FeeSchedule
+    latency: LatencyModel = LatencyModel()
+    market: MarketConfig = MarketConfig()
+    faults: FaultConfig = FaultConfig()
+    description: str = ""
+
+
+# Three characters an operator can tell apart on the venues panel.
+DEFAULT_VENUES: tuple[VenueSpec, ...] = (
+    VenueSpec(
+        "swift",
+        FeeSchedule(maker_bps=1.0, taker_bps=6.0),
+        LatencyModel(median_s=0.0008, p99_s=0.004),
+        MarketConfig(level_notional=20_000.0, half_spread_bps=0.6),
+        description="fast and thin: quick acks, small size at each level, dearer taker fee",
+    ),
+    VenueSpec(
+        "deep",
+        FeeSchedule(maker_bps=1.0, taker_bps=4.0),
+        LatencyModel(median_s=0.008, p99_s=0.040),
+        MarketConfig(level_notional=200_000.0, level_spacing_bps=0.6),
+        description="deep and slow: large size near the touch, slower acks",
+    ),
+    VenueSpec(
+        "thrift",
+        FeeSchedule(maker_bps=0.0, taker_bps=2.0),
+        LatencyModel(median_s=0.003, p99_s=0.060),
+        MarketConfig(level_notional=40_000.0, half_spread_bps=1.0),
+        FaultConfig(error_rate=0.02),
+        description="cheap and flaky: lowest fees, 2% transient errors, a long latency tail",
+    ),
+)
+
+
+@dataclass(slots=True)
+class _EngineStats:
+    submitted: int = 0
+    errors: int = 0
+    recent_errors: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Everything the desk needs, wired once. `Engine.default(seed=...)` gives three
+    simulated venues; `Engine(venues={...})` takes any venues."""
+
+    def __init__(
+        self,
+        venues: Mapping[str, Any],
+        *,
+        clock: Clock | None = None,
+        seed: int = 0,
+        profiler: LatencyProfiler | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        breaker_config: BreakerConfig | None = None,
+        max_latency_s: float | None = 0.5,
+        remember_orders: int = 100_000,
+        max_queue: int = 10_000,
+    ) -> None:
+        if not venues:
+            raise ConfigurationError("an Engine needs at least one venue")
+        self.clock: Clock = clock or RealClock()
+        self.seed = seed
+        self.bus = EventBus()
+        self.profiler = profiler or LatencyProfiler(clock=self.clock)
+        self.router = AsyncOrderRouter(
+            self.profiler,
+            clock=self.clock,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_policy=retry_policy,
+            breaker_config=breaker_config,
+            max_latency_s=max_latency_s,
+            remember_orders=remember_orders,
+            seed=seed,
+            on_event=self.bus.publish,
+        )
+        self.venues: dict[str, Any] = dict(venues)
+        for name, venue in self.venues.items():
+            self.router.register_exchange(name, venue)
+        self.smart = SmartOrderRouter(self.router, self.profiler, seed=seed)
+        self.scheduler = self.smart.scheduler
+        self.optimizer = AsyncExecutionOptimizer(
+            self.smart, self.profiler, bus=self.bus, remember_orders=remember_orders, max_queue=max_queue
+        )
+        self.scheduler.add_listener(self._on_parent)
+        self.stats = _EngineStats()
+
+    @classmethod
+    def default(
+        cls,
+        seed: int = 0,
+        *,
+        clock: Clock | None = None,
+        specs: tuple[VenueSpec, ...] = DEFAULT_VENUES,
+        **kwargs: Any,
+    ) -> Engine:
+        """Three simulated venues of different characters (see DEFAULT_VENUES)."""
+        clock = clock or RealClock()
+        venues = {
+            spec.name: SimulatedExchange(
+                spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
+                latency=spec.latency, market=spec.market, faults=spec.faults,
+            )
+            for i, spec in enumerate(specs)
+        }
+        return cls(venues, clock=clock, seed=seed, **kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, num_workers: int = 10) -> None:
+        await self.optimizer.start(num_workers=num_workers)
+
+    async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
+        """Stop the workers, cancel working parents and save the profiler if it autosaves."""
+        await self.optimizer.stop(drain=drain, timeout=timeout)
+        await self.scheduler.aclose()
+        if self.profiler.autosave_path is not None:
+            self.profiler.save(self.profiler.autosave_path)
+
+    @property
+    def running(self) -> bool:
+        return self.optimizer.running
+
+    # -- orders -----------------------------------------------------------------------------
+    async def submit(self, order: Order, venue: str | None = None) -> str:
+        """Queue an order (smart-routed, or to `venue`); returns its id at once."""
+        if venue is not None and venue not in self.venues:
+            raise ConfigurationError(f"unknown venue {venue!r} (venues: {', '.join(self.venues)})")
+        self.stats.submitted += 1
+        return await self.optimizer.submit_order_async(order, venue)
+
+    def status(self, order_id: str) -> OrderResult:
+        return self.optimizer.get_order_status(order_id)
+
+    async def wait(self, order_id: str, timeout: float | None = None) -> OrderResult:
+        return await self.optimizer.wait_async(order_id, timeout)
+
+    async def cancel(self, order_id: str) -> OrderResult:
+        return await self.optimizer.cancel_order_async(order_id)
+
+    async def amend(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
+        """Cancel/replace a working plain order at its venue (parents cannot be amended yet)."""
+        if self.scheduler.parent(order_id) is not None:
+            return OrderResult(order_id, None, OrderStatus.REJECTED,
+                               reason="amending a parent order is not supported: cancel it and send a new one",
+                               timestamp=self.clock.now())
+        return await self.router.amend_order_async(order_id, quantity=quantity, price=price)
+
+    def working(self) -> list[str]:
+        """Ids of orders (parents and plain orders) not final yet."""
+        return self.optimizer.working
+
+    async def cancel_all(self, reason: str = "cancel all") -> int:
+        """Cancel every working parent and plain order; returns how many were asked."""
+        count = 0
+        for pid in self.scheduler.active:
+            if self.scheduler.cancel(pid, reason):
+                count += 1
+        for result in self.router.working_orders():
+            if self.scheduler.owns_child(result.order_id):
+                continue  # its parent cancels it
+            await self.router.cancel_order_async(result.order_id)
+            count += 1
+        return count
+
+    async def halt(self, reason: str = "kill switch") -> int:
+        """Refuse every new order and cancel everything working, until resume()."""
+        self.router.halt(reason)
+        now = self.clock.now()
+        self.bus.publish(Halted(now, now, reason))
+        return await self.cancel_all(f"halted: {reason}")
+
+    def resume(self) -> None:
+        self.router.resume()
+        now = self.clock.now()
+        self.bus.publish(Resumed(now, now))
+
+    @property
+    def halted_reason(self) -> str | None:
+        return self.router.halted_reason
+
+    # -- venues ---------------------------------------------------------------------------
+    def enable_venue(self, name: str) -> None:
+        self.router.enable_exchange(name)
+
+    def disable_venue(self, name: str, reason: str = "disabled by operator") -> None:
+        self.router.disable_exchange(name, reason)
+
+    def toggle_venue(self, name: str) -> bool:
+        """Enable a disabled venue or disable an enabled one; returns the new state."""
+        if self.router.is_enabled(name):
+            self.disable_venue(name)
+            return False
+        self.enable_venue(name)
+        return True
+
+    def tick(self) -> None:
+        """Let the simulated markets catch up to now (the desk calls this on a timer)."""
+        for venue in self.venues.values():
+            tick = getattr(venue, "tick", None)
+            if tick is not None:
+                tick()
+        self.profiler.maybe_autosave()
+
+    async def housekeeping(self) -> None:
+        """Periodic work at the edge: markets, unresolved timeouts, profiler autosave."""
+        self.tick()
+        if self.router.unreconciled:
+            await self.router.reconcile_pending_async()
+
+    # -- events ---------------------------------------------------------------------------
+    def subscribe(self, *, maxsize: int = 10_000, lossless: bool = False, name: str = "",
+                  callback: Any = None) -> Subscription:
+        """A bounded queue of engine events (see engine.bus for lossy vs lossless)."""
+        return self.bus.subscribe(maxsize=maxsize, lossless=lossless, name=name, callback=callback)
+
+    def report_error(self, where: str, exc: BaseException) -> None:
+        """Something failed at an edge: log it, count it, and tell the event stream."""
+        log.exception("%s failed", where, exc_info=exc)
+        self.stats.errors += 1
+        now = self.clock.now()
+        self.bus.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
+
+    def _on_parent(self, state: ParentState) -> None:
+        if not self.bus.active:
+            return
+        now = self.clock.now()
+        self.bus.publish(
+            OrderUpdated(
+                now, now, state.order.id, None, state.status, None,
+                state.filled_quantity, state.order.quantity, state.average_price,
+                self.scheduler.describe(state.order.id) or state.last_reason,
+            )
+        )
+
+    def order_status_or_none(self, order_id: str) -> OrderResult | None:
+        try:
+            return self.status(order_id)
+        except UnknownOrderError:
+            return None

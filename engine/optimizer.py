@@ -1,0 +1,505 @@
+"""Optimizers: the worker pool and the status store in front of the routers.
+
+`ExecutionOptimizer` (sync) and `AsyncExecutionOptimizer` share
+`_OptimizerCore`: what happens to an order (plain orders to the smart
+router or the order router, parents to the scheduler), the status store
+(one answer for a plain order, a split order and a parent), waiting for a
+final state and the bound on remembered orders. They differ only in who
+does the work: one daemon thread, or N worker tasks fed by a bounded stream
+(back-pressure when full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .algos.base import ParentState
+from .bus import EventBus
+from .clock import Clock, ClockEvent
+from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
+from .models import Order, OrderResult, OrderStatus
+from .profiler import LatencyProfiler
+from .router import AsyncOrderRouter, OrderRouter, _RouterCore
+from .smart import SmartOrderRouter
+
+log = logging.getLogger("execdesk.optimizer")
+
+__all__ = ["ExecutionOptimizer", "AsyncExecutionOptimizer", "OptimizerStoppedError"]
+
+
+class OptimizerStoppedError(ExecdeskError, RuntimeError):
+    """Submitting to an optimizer that is not running."""
+
+
+class _OptimizerCore:
+    def __init__(
+        self,
+        order_router: OrderRouter | AsyncOrderRouter | SmartOrderRouter,
+        latency_profiler: LatencyProfiler | None = None,
+        *,
+        remember_orders: int = 100_000,
+        bus: EventBus | None = None,
+    ) -> None:
+        if isinstance(order_router, SmartOrderRouter):
+            self.smart: SmartOrderRouter = order_router
+            self.router: _RouterCore = order_router.order_router
+            self._use_smart = True
+        elif isinstance(order_router, _RouterCore):
+            self.router = order_router
+            self.smart = SmartOrderRouter(order_router, latency_profiler)
+            self._use_smart = False
+        else:
+            raise ConfigurationError(
+                f"order_router must be an OrderRouter, AsyncOrderRouter or SmartOrderRouter, "
+                f"got {type(order_router).__name__}"
+            )
+        self.profiler = latency_profiler or self.router.profiler
+        self.clock: Clock = self.router.clock
+        self.scheduler = self.smart.scheduler
+        self.bus = bus
+        self._remember = remember_orders
+        self._queued: dict[str, Order] = {}
+        self._split: OrderedDict[str, list[str]] = OrderedDict()
+        self._child_of: dict[str, str] = {}
+        self._accepted: OrderedDict[str, Order] = OrderedDict()  # every order this optimizer took
+        self._waiters: dict[str, list[Any]] = {}
+        # Orders refused or canceled before any router tracked them.
+        self._refused: OrderedDict[str, OrderResult] = OrderedDict()
+        self.router.add_order_listener(self._on_router_update)
+        self.scheduler.add_listener(self._on_parent_update)
+
+    # -- status ---------------------------------------------------------------------
+    def _accept(self, order: Order) -> OrderResult | None:
+        """Refuse an id already in use; else remember the order as queued."""
+        if order.id in self._queued or order.id in self._accepted:
+            return OrderResult(order.id, None, OrderStatus.REJECTED, order.quantity,
+                               reason=f"order id {order.id!r} is already in use", symbol=order.symbol,
+                               side=order.side, price=order.price, timestamp=self.clock.now())
+        self._queued[order.id] = order
+        return None
+
+    def _status(self, order_id: str) -> OrderResult:
+        order = self._queued.get(order_id)
+        if order is not None:
+            return OrderResult(order_id, None, OrderStatus.PENDING_NEW, order.quantity,
+                               symbol=order.symbol, side=order.side, price=order.price,
+                               reason="queued for routing", timestamp=self.clock.now())
+        parent = self.scheduler.parent(order_id)
+        if parent is not None:
+            return self._parent_result(parent)
+        pieces = self._split.get(order_id)
+        if pieces is not None:
+            return self._aggregate(order_id, pieces)
+        result = self.router._tracked_for(order_id)
+        if result is not None:
+            return result.result
+        refused = self._refused.get(order_id)
+        if refused is not None:
+            return refused
+        raise UnknownOrderError(f"order {order_id!r} is unknown or expired from memory")
+
+    def _parent_result(self, state: ParentState) -> OrderResult:
+        result = state.to_result()
+        result.children = list(state.children.values())
+        result.detail = {
+            "arrival_price": state.arrival_price,
+            "slippage_bps": state.slippage_bps,
+            "fees": state.fees,
+            "working_children": len(state.working_children),
+            "last_reason": state.last_reason,
+            "algorithm": self.scheduler.describe(state.order.id),
+        }
+        return result
+
+    def _aggregate(self, order_id: str, pieces: list[str]) -> OrderResult:
+        order = self._accepted[order_id]
+        children = []
+        for cid in pieces:
+            tracked = self.router._tracked_for(cid)
+            if tracked is not None:
+                children.append(tracked.result)
+        inst = self.smart.instrument(order.symbol)
+        if inst is not None:
+            filled = inst.lots_to_quantity(sum(inst.quantity_to_lots(c.filled_quantity) or 0 for c in children))
+        else:
+            filled = sum(c.filled_quantity for c in children)
+        fills = [f for c in children for f in c.fills]
+        qty = sum(f.quantity for f in fills)
+        statuses = {c.status for c in children}
+        if len(children) < len(pieces) or any(not s.is_final for s in statuses):
+            status = OrderStatus.PARTIALLY_FILLED if filled else (
+                OrderStatus.NEW if any(s.is_working for s in statuses) else OrderStatus.PENDING_NEW)
+        elif filled >= order.quantity:
+            status = OrderStatus.FILLED
+        elif statuses == {OrderStatus.REJECTED}:
+            status = OrderStatus.REJECTED
+        elif OrderStatus.EXPIRED in statuses:
+            status = OrderStatus.EXPIRED
+        else:
+            status = OrderStatus.CANCELED
+        reasons = [c.reason for c in children if c.reason]
+        return OrderResult(
+            order_id, ",".join(sorted({c.exchange_id for c in children if c.exchange_id})) or None,
+            status, order.quantity, filled,
+            sum(f.price * f.quantity for f in fills) / qty if qty else None,
+            fills, "; ".join(reasons) or None, order.symbol, order.side, order.price,
+            max((c.timestamp for c in children), default=self.clock.now()), children=children,
+        )
+
+    def _outcome(self, order: Order, results: list[OrderResult]) -> None:
+        """Remember how an order was carried out (called by the worker that routed it)."""
+        self._queued.pop(order.id, None)
+        self._accepted[order.id] = order
+        if not order.type.is_algorithm and (len(results) != 1 or results[0].order_id != order.id):
+            pieces = [r.order_id for r in results]
+            self._split[order.id] = pieces
+            for cid in pieces:
+                self._child_of[cid] = order.id
+        if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
+            if self.router._tracked_for(order.id) is None:
+                self._refused_store(order.id, results[0])
+        while len(self._accepted) > self._remember:
+            old, _ = self._accepted.popitem(last=False)
+            for cid in self._split.pop(old, ()):
+                self._child_of.pop(cid, None)
+            self._refused.pop(old, None)
+        self._wake(order.id)
+
+    def _refused_store(self, order_id: str, result: OrderResult) -> None:
+        self._refused[order_id] = result
+
+    def _on_router_update(self, result: OrderResult) -> None:
+        oid = result.order_id
+        if oid in self._waiters:
+            self._wake(oid)
+        parent = self._child_of.get(oid)
+        if parent is not None and parent in self._waiters:
+            self._wake(parent)
+
+    def _on_parent_update(self, state: ParentState) -> None:
+        if state.order.id in self._waiters:
+            self._wake(state.order.id)
+
+    def _wake(self, order_id: str) -> None:
+        for event in self._waiters.get(order_id, ()):
+            self._set_event(event)
+
+    def _set_event(self, event: Any) -> None:
+        event.set()
+
+    def _is_final(self, order_id: str) -> bool:
+        try:
+            return self._status(order_id).status.is_final
+        except UnknownOrderError:
+            return True
+
+    def _route_plan(self, order: Order) -> str:
+        """How this optimizer carries out an order: 'parent', 'smart' or 'direct'."""
+        if order.type.is_algorithm:
+            return "parent"
+        return "smart" if self._use_smart or len(self.router.exchanges) != 1 else "direct"
+
+    @property
+    def working(self) -> list[str]:
+        """Ids of orders this optimizer took that are not final yet."""
+        return [oid for oid in list(self._queued) + list(self._accepted) if not self._is_final(oid)]
+
+
+class ExecutionOptimizer(_OptimizerCore):
+    """The sync optimizer: `submit_order` returns the id at once, one daemon thread works.
+
+    `ExecutionOptimizer(order_router=smart_router, latency_profiler=profiler)`
+    is the component document's form; `wait(order_id, timeout)` blocks until
+    the order is final.
+    """
+
+    def __init__(self, order_router: Any, latency_profiler: LatencyProfiler | None = None, **kwargs: Any) -> None:
+        super().__init__(order_router, latency_profiler, **kwargs)
+        self._work: deque[tuple[Order, str | None]] = deque()
+        self._ready: ClockEvent = self.clock.event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit_order(self, order: Order, exchange_id: str | None = None) -> str:
+        refused = self._accept(order)
+        if refused is not None:
+            raise ConfigurationError(refused.reason)
+        self._work.append((order, exchange_id))
+        self._ensure_thread()
+        self._ready.set()
+        return order.id
+
+    def submit_orders(self, orders: Iterable[Order]) -> list[str]:
+        """Queue many orders at once; an id already in use is skipped with a log line."""
+        ids = []
+        for order in orders:
+            refused = self._accept(order)
+            if refused is not None:
+                log.warning("order %s refused: %s", order.id, refused.reason)
+                continue
+            self._work.append((order, None))
+            ids.append(order.id)
+        self._ensure_thread()
+        self._ready.set()
+        return ids
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self.clock.expect_participant()
+            self._thread = threading.Thread(target=self._run, name="execdesk-optimizer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        with self.clock.participate():
+            while True:
+                while self._work:
+                    self._process(*self._work.popleft())
+                self._ready.clear()
+                if not self._work:
+                    self.clock.wait_event(self._ready, None)
+
+    def _process(self, order: Order, exchange_id: str | None = None) -> None:
+        try:
+            plan = self._route_plan(order)
+            if exchange_id is not None and plan != "parent":
+                results = self.smart.place(order, exchange_id)
+            elif plan == "direct":
+                assert isinstance(self.router, OrderRouter)
+                results = [self.router.submit_order(order)]
+            else:
+                results = self.smart.route_order(order)
+        except Exception as exc:  # a bug below costs this order, not the worker
+            log.exception("order %s failed", order.id)
+            results = [self.router._denied(order, None, f"internal error: {exc!r}")]
+        self._outcome(order, results)
+
+    def get_order_status(self, order_id: str) -> OrderResult:
+        return self._status(order_id)
+
+    def wait(self, order_id: str, timeout: float | None = None) -> OrderResult:
+        """Block until the order is final (or the timeout passes); returns its status."""
+        deadline = None if timeout is None else self.clock.now() + timeout
+        event = self.clock.event()
+        self._waiters.setdefault(order_id, []).append(event)
+        try:
+            while not self._is_final(order_id):
+                event.clear()
+                if self._is_final(order_id):
+                    break
+                if not self.clock.wait_event(event, deadline) and not self._is_final(order_id):
+                    break
+        finally:
+            waiters = self._waiters.get(order_id, [])
+            if event in waiters:
+                waiters.remove(event)
+            if not waiters:
+                self._waiters.pop(order_id, None)
+        return self._status(order_id)
+
+    def cancel_order(self, order_id: str) -> OrderResult:
+        if self.scheduler.cancel(order_id):
+            return self._status(order_id)
+        if order_id in self._split:
+            for cid in self._split[order_id]:
+                self.smart.cancel(cid)
+            return self._status(order_id)
+        return self.smart.cancel(order_id)
+
+
+class AsyncExecutionOptimizer(_OptimizerCore):
+    """The async optimizer: N worker tasks fed by a bounded queue.
+
+    `await start(num_workers=10)`, `await submit_order_async(order)`,
+    `await get_order_status_async(order_id)`, `await stop()`. `start` and
+    `stop` may be called from different tasks: one runner task owns the
+    workers and `stop` signals it.
+    """
+
+    def __init__(
+        self, order_router: Any, latency_profiler: LatencyProfiler | None = None, *,
+        max_queue: int = 10_000, **kwargs: Any,
+    ) -> None:
+        super().__init__(order_router, latency_profiler, **kwargs)
+        self.max_queue = max_queue
+        self._send: MemoryObjectSendStream[tuple[Order, str | None]] | None = None
+        self._receive: MemoryObjectReceiveStream[tuple[Order, str | None]] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._busy = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None and not self._runner.done() and self._send is not None
+
+    async def start(self, num_workers: int = 10) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ConfigurationError(f"num_workers must be a whole number >= 1, got {num_workers!r}")
+        if self.running:
+            raise ConfigurationError("the optimizer is already running")
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[Order, str | None]](self.max_queue)
+        self._loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+        self._runner = self._loop.create_task(self._run(num_workers, started), name="execdesk-optimizer")
+        await started.wait()
+
+    async def _run(self, num_workers: int, started: asyncio.Event) -> None:
+        assert self._receive is not None
+        receive = self._receive
+        async with anyio.create_task_group() as tg:
+            for i in range(num_workers):
+                tg.start_soon(self._worker, receive.clone(), name=f"execdesk-worker-{i}")
+            receive.close()
+            started.set()
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[tuple[Order, str | None]]) -> None:
+        bus = self.bus
+        async with receive:
+            async for order, exchange_id in receive:
+                self._busy += 1
+                try:
+                    if bus is not None and not bus.has_capacity():
+                        await bus.wait_for_capacity()
+                    await self._process(order, exchange_id)
+                finally:
+                    self._busy -= 1
+
+    async def _process(self, order: Order, exchange_id: str | None = None) -> None:
+        try:
+            plan = self._route_plan(order)
+            if exchange_id is not None and plan != "parent":
+                results = await self.smart.place_async(order, exchange_id)
+            elif plan == "direct":
+                router = self.router
+                if isinstance(router, AsyncOrderRouter):
+                    results = [await router.submit_order_async(order)]
+                else:
+                    results = [router.submit_order(order)]  # type: ignore[attr-defined]
+            else:
+                results = await self.smart.route_order_async(order)
+        except Exception as exc:  # a worker's exception never kills the pool
+            log.exception("order %s failed", order.id)
+            results = [self.router._denied(order, None, f"internal error: {exc!r}")]
+        self._outcome(order, results)
+
+    async def submit_order_async(self, order: Order, exchange_id: str | None = None) -> str:
+        """Queue an order and return its id; waits (back-pressure) while the queue is full.
+
+        `exchange_id` sends a plain order to that venue instead of smart routing.
+        """
+        if not self.running:
+            raise OptimizerStoppedError("the optimizer is not running: await start() first")
+        refused = self._accept(order)
+        if refused is not None:
+            raise ConfigurationError(refused.reason)
+        assert self._send is not None
+        try:
+            await self._send.send((order, exchange_id))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._queued.pop(order.id, None)
+            raise OptimizerStoppedError("the optimizer is stopping: order not accepted") from None
+        return order.id
+
+    async def submit_orders_async(self, orders: Iterable[Order]) -> list[str]:
+        return [await self.submit_order_async(order) for order in orders]
+
+    async def get_order_status_async(self, order_id: str) -> OrderResult:
+        return self._status(order_id)
+
+    def get_order_status(self, order_id: str) -> OrderResult:
+        return self._status(order_id)
+
+    def _set_event(self, event: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(event.set)
+                return
+        event.set()
+
+    async def wait_async(self, order_id: str, timeout: float | None = None) -> OrderResult:
+        """Wait until the order is final (or the timeout passes); returns its status."""
+        event = asyncio.Event()
+        self._waiters.setdefault(order_id, []).append(event)
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                while not self._is_final(order_id):
+                    event.clear()
+                    if self._is_final(order_id):
+                        break
+                    await event.wait()
+        finally:
+            waiters = self._waiters.get(order_id, [])
+            if event in waiters:
+                waiters.remove(event)
+            if not waiters:
+                self._waiters.pop(order_id, None)
+        return self._status(order_id)
+
+    async def cancel_order_async(self, order_id: str) -> OrderResult:
+        if order_id in self._queued:
+            order = self._queued.pop(order_id)
+            result = self.router._denied(order, None, "canceled before it was routed", track=False)
+            result.status = OrderStatus.CANCELED
+            self._refused_store(order_id, result)
+            self._accepted[order_id] = order
+            self._wake(order_id)
+            return result
+        if self.scheduler.cancel(order_id):
+            return self._status(order_id)
+        if order_id in self._split:
+            for cid in self._split[order_id]:
+                await self.smart.cancel_async(cid)
+            return self._status(order_id)
+        return await self.smart.cancel_async(order_id)
+
+    async def stop(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop the workers: finish queued orders first (drain) or refuse them.
+
+        Orders still queued when the workers stop (not draining, or the
+        timeout passed) end CANCELED with reason "optimizer stopped"; parent
+        orders still working are canceled the same way.
+        """
+        if self._runner is None:
+            return
+        send, self._send = self._send, None
+        if send is not None:
+            await send.aclose()  # workers finish what is queued, then their loops end
+        runner = self._runner
+        if not drain:
+            runner.cancel()
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                await asyncio.shield(runner)
+            except asyncio.CancelledError:
+                pass
+        if not runner.done():
+            runner.cancel()
+            try:
+                await runner
+            except asyncio.CancelledError:
+                pass
+        self._runner = None
+        for order_id in list(self._queued):
+            order = self._queued.pop(order_id)
+            result = self.router._denied(order, None, "optimizer stopped", track=False)
+            result.status = OrderStatus.CANCELED
+            self._refused_store(order_id, result)
+            self._accepted[order_id] = order
+            self._wake(order_id)
+        for pid in self.scheduler.active:
+            self.scheduler.cancel(pid, "optimizer stopped")

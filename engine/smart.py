@@ -1,0 +1,351 @@
+"""Smart order routing: which venues get an order, and how much each.
+
+The decision is a pure function of the books, fees and venue health
+(`plan_split`): sweep the merged book across eligible venues in order of
+fee-adjusted price (plus a small penalty for measured latency and poor fill
+ratio), taking displayed liquidity until the order is covered, so a large
+order splits. What the books cannot cover within the limit goes to the
+best-ranked venue. Every allocation carries a one-line reason for the desk.
+
+`SmartOrderRouter` gathers the inputs from an `OrderRouter` (or
+`AsyncOrderRouter`) and sends the children through it, so every child passes
+the per-venue checks. Parent types go to the `Scheduler`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .algos.base import child_id
+from .clock import Clock
+from .errors import VenueError
+from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType
+from .profiler import LatencyProfiler
+from .router import AsyncOrderRouter, OrderRouter, VenueStats
+from .venue import BookLevel, BookSnapshot, PublicTrade
+
+log = logging.getLogger("execdesk.smart")
+
+__all__ = ["SmartOrderRouter", "VenueView", "Allocation", "plan_split", "rank_venues"]
+
+LATENCY_PENALTY_BPS_PER_MS = 0.05  # 10 ms of p95 costs as much as half a basis point
+FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
+
+
+@dataclass(frozen=True, slots=True)
+class VenueView:
+    """What the planner knows of one eligible venue."""
+
+    venue: str
+    book: BookSnapshot
+    fees: FeeSchedule
+    instrument: Instrument
+    latency_p95_ms: float = 0.0
+    fill_ratio: float = 1.0
+
+    def penalty_bps(self) -> float:
+        return (
+            self.latency_p95_ms * LATENCY_PENALTY_BPS_PER_MS
+            + (1.0 - self.fill_ratio) * FILL_RATIO_PENALTY_BPS
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    venue: str
+    lots: int
+    quantity: float
+    reason: str
+
+
+def _effective(price: float, side: OrderSide, view: VenueView) -> float:
+    """Fee- and health-adjusted price: what a unit really costs (buy) or yields (sell)."""
+    bps = view.fees.taker_bps + view.penalty_bps()
+    return price * (1 + side.sign * bps / 10_000)
+
+
+def rank_venues(side: OrderSide, views: Iterable[VenueView]) -> list[tuple[float, VenueView]]:
+    """Venues best first by fee-adjusted touch price; venues with an empty far side last."""
+    ranked = []
+    for view in views:
+        levels = view.book.asks if side is OrderSide.BUY else view.book.bids
+        if levels:
+            ranked.append((_effective(levels[0].price, side, view), view))
+    ranked.sort(key=lambda item: side.sign * item[0])
+    return ranked
+
+
+def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> list[Allocation]:
+    """Allocate the order across venues by sweeping the merged book (see module docstring)."""
+    if not views:
+        return []
+    side = order.side
+    inst = views[0].instrument
+    total = inst.quantity_to_lots(order.quantity)
+    if total is None or total <= 0:
+        # Off the lot: let the venue say so with its own reason.
+        return [Allocation(views[0].venue, 0, order.quantity, "sent as is: quantity is not on the lot")]
+    ranked = rank_venues(side, views)
+    if not ranked:
+        best = views[0]
+        return [Allocation(best.venue, total, order.quantity, f"{best.venue}: no venue shows liquidity; sent to the first eligible")]
+    limit = order.price
+    candidates: list[tuple[float, BookLevel, VenueView]] = []
+    for _, view in ranked if split else ranked[:1]:
+        levels = view.book.asks if side is OrderSide.BUY else view.book.bids
+        for level in levels:
+            if limit is not None and side.sign * (level.price - limit) > 0:
+                break
+            candidates.append((_effective(level.price, side, view), level, view))
+    candidates.sort(key=lambda c: side.sign * c[0])
+    taken: dict[str, int] = {}
+    shown: dict[str, int] = {}
+    left = total
+    for _, level, view in candidates:
+        if left <= 0:
+            break
+        lots = view.instrument.quantity_to_lots(level.quantity) or 0
+        take = min(lots, left)
+        if take > 0:
+            taken[view.venue] = taken.get(view.venue, 0) + take
+            left -= take
+        shown[view.venue] = shown.get(view.venue, 0) + lots
+    best_view = ranked[0][1]
+    if left > 0:
+        taken[best_view.venue] = taken.get(best_view.venue, 0) + left
+    # A child under the venue's minimum would be refused: fold it into the biggest.
+    by_venue = {v.venue: v for _, v in ranked}
+    for venue in list(taken):
+        if len(taken) > 1 and taken[venue] < by_venue[venue].instrument.min_lots:
+            lots = taken.pop(venue)
+            biggest = max(taken, key=taken.__getitem__)
+            taken[biggest] += lots
+    allocations = []
+    touch_rank = {v.venue: (i + 1, eff) for i, (eff, v) in enumerate(ranked)}
+    for venue, lots in sorted(taken.items(), key=lambda kv: touch_rank[kv[0]][0]):
+        view = by_venue[venue]
+        rank, eff = touch_rank[venue]
+        qty = view.instrument.lots_to_quantity(lots)
+        shown_qty = view.instrument.lots_to_quantity(shown.get(venue, 0))
+        reason = (
+            f"{venue} #{rank}: {qty:g} of {order.quantity:g}, fee-adjusted {eff:,.6g} "
+            f"(taker {view.fees.taker_bps:g} bps), shows {shown_qty:g}, "
+            f"p95 {view.latency_p95_ms:.1f} ms, fill ratio {view.fill_ratio:.0%}"
+        )
+        if venue == best_view.venue and left > 0:
+            reason += f"; {view.instrument.lots_to_quantity(left):g} beyond displayed liquidity"
+        allocations.append(Allocation(venue, lots, qty, reason))
+    return allocations
+
+
+class SmartOrderRouter:
+    """Ranks venues, splits orders, hands parent orders to the scheduler.
+
+    `SmartOrderRouter(order_router=router, latency_profiler=profiler)` is the
+    component document's form. Over an `AsyncOrderRouter`, use
+    `route_order_async`.
+    """
+
+    def __init__(
+        self,
+        order_router: OrderRouter | AsyncOrderRouter,
+        latency_profiler: LatencyProfiler | None = None,
+        *,
+        scheduler: Any = None,
+        clock: Clock | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.order_router = order_router
+        self.profiler = latency_profiler or order_router.profiler
+        self.clock = clock or order_router.clock
+        self.seed = seed
+        self.last_reasons: dict[str, str] = {}  # order id -> routing reason (bounded)
+        if scheduler is None:
+            from .scheduler import Scheduler
+
+            scheduler = Scheduler(self, clock=self.clock, seed=seed)
+        self.scheduler = scheduler
+
+    # -- what the routers know about venues -------------------------------------
+    @property
+    def is_async(self) -> bool:
+        return isinstance(self.order_router, AsyncOrderRouter)
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        router = self.order_router
+        for venue in router.exchanges:
+            inst = router.client(venue).instruments().get(symbol)
+            if inst is not None:
+                return inst
+        return None
+
+    def venue_views(self, symbol: str, exclude: Iterable[str] = ()) -> tuple[list[VenueView], list[str]]:
+        """Eligible venues with their books, and why the others were skipped."""
+        router = self.order_router
+        views, skipped = [], []
+        excluded = set(exclude)
+        for venue in router.exchanges:
+            if venue in excluded:
+                continue
+            why = router.unavailable_reason(venue)
+            if why:
+                skipped.append(why)
+                continue
+            client = router.client(venue)
+            inst = client.instruments().get(symbol)
+            if inst is None:
+                skipped.append(f"{venue} does not list {symbol}")
+                continue
+            try:
+                book = client.book(symbol)
+            except VenueError as exc:
+                skipped.append(f"{venue} book unavailable: {exc}")
+                continue
+            stats: VenueStats = router.venue_stats(venue)
+            views.append(VenueView(venue, book, client.fees, inst, router.latency_p95_ms(venue), stats.fill_ratio))
+        return views, skipped
+
+    def merged_book(self, symbol: str, depth: int = 10) -> BookSnapshot | None:
+        """All eligible venues' levels merged by price (quantities summed)."""
+        views, _ = self.venue_views(symbol)
+        if not views:
+            return None
+        bids: dict[float, float] = {}
+        asks: dict[float, float] = {}
+        for view in views:
+            for level in view.book.bids:
+                bids[level.price] = bids.get(level.price, 0.0) + level.quantity
+            for level in view.book.asks:
+                asks[level.price] = asks.get(level.price, 0.0) + level.quantity
+        return BookSnapshot(
+            "merged",
+            symbol,
+            tuple(BookLevel(p, q) for p, q in sorted(bids.items(), reverse=True)[:depth]),
+            tuple(BookLevel(p, q) for p, q in sorted(asks.items())[:depth]),
+            self.clock.now(),
+        )
+
+    def trades(self, symbol: str, since: float) -> list[PublicTrade]:
+        out: list[PublicTrade] = []
+        for venue in self.order_router.exchanges:
+            out.extend(self.order_router.client(venue).trades(symbol, since))
+        out.sort(key=lambda t: t.ts_event)
+        return out
+
+    # -- planning ----------------------------------------------------------------
+    def plan(self, order: Order, *, split: bool = True, venue: str | None = None) -> list[tuple[Order, str, str]]:
+        """(child order, venue, reason) for each piece; empty when no venue can take it."""
+        if venue is not None:
+            return [(order, venue, f"{venue}: chosen by the caller")]
+        views, skipped = self.venue_views(order.symbol)
+        allocations = plan_split(order, views, split=split)
+        if not allocations:
+            return []
+        if len(allocations) == 1:
+            a = allocations[0]
+            return [(order, a.venue, a.reason)]
+        pieces = []
+        for seq, a in enumerate(allocations, 1):
+            child = order.model_copy(
+                update={"id": child_id(order.id, seq), "client_order_id": None, "quantity": a.quantity,
+                        "parent_id": order.id}
+            )
+            # model_copy skips validation: derive client_order_id as Order would.
+            child.__dict__["client_order_id"] = child.id
+            pieces.append((child, a.venue, a.reason))
+        return pieces
+
+    def _no_venue(self, order: Order) -> OrderResult:
+        _, skipped = self.venue_views(order.symbol)
+        why = "; ".join(skipped) if skipped else "no exchange is registered"
+        return self.order_router._denied(order, None, f"no venue can take {order.symbol} now: {why}")
+
+    def _remember(self, order_id: str, reason: str) -> None:
+        reasons = self.last_reasons
+        reasons[order_id] = reason
+        if len(reasons) > 10_000:
+            del reasons[next(iter(reasons))]
+
+    def _unsupported(self, order: Order) -> OrderResult | None:
+        if order.type in (OrderType.MARKET, OrderType.LIMIT, OrderType.ICEBERG):
+            return None
+        from .algos import registry
+
+        if order.type in registry.ALGORITHMS:
+            return None
+        return self.order_router._denied(
+            order, None, f"{order.type.value} orders are not supported yet (supported: MARKET, LIMIT, ICEBERG)"
+        )
+
+    # -- sync ------------------------------------------------------------------------
+    def route_order(self, order: Order) -> list[OrderResult]:
+        """Route an order; a parent type returns the children sent before it must wait."""
+        refused = self._unsupported(order)
+        if refused is not None:
+            return [refused]
+        if order.type.is_algorithm:
+            return self.scheduler.submit(order)
+        return self.place(order, None, split=True)
+
+    def place(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
+        router = self.order_router
+        assert isinstance(router, OrderRouter), "use route_order_async over an AsyncOrderRouter"
+        pieces = self.plan(order, split=split, venue=venue)
+        if not pieces:
+            return [self._no_venue(order)]
+        results = []
+        for child, where, reason in pieces:
+            self._remember(child.id, reason)
+            results.append(router.submit_order(child, where))
+        return results
+
+    def cancel(self, order_id: str) -> OrderResult:
+        return self.order_router.cancel_order(order_id)  # type: ignore[return-value]
+
+    # -- async -------------------------------------------------------------------------
+    async def route_order_async(self, order: Order) -> list[OrderResult]:
+        refused = self._unsupported(order)
+        if refused is not None:
+            return [refused]
+        if order.type.is_algorithm:
+            return await self.scheduler.submit_async(order)
+        return await self.place_async(order, None, split=True)
+
+    async def place_async(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
+        router = self.order_router
+        pieces = self.plan(order, split=split, venue=venue)
+        if not pieces:
+            return [self._no_venue(order)]
+        results = []
+        for child, where, reason in pieces:
+            self._remember(child.id, reason)
+            if isinstance(router, AsyncOrderRouter):
+                results.append(await router.submit_order_async(child, where))
+            else:
+                results.append(router.submit_order(child, where))
+        return results
+
+    async def cancel_async(self, order_id: str) -> OrderResult:
+        router = self.order_router
+        if isinstance(router, AsyncOrderRouter):
+            return await router.cancel_order_async(order_id)
+        return router.cancel_order(order_id)
+
+    # -- the document's router-like surface -------------------------------------------
+    def submit_order(self, order: Order, exchange_id: str | None = None) -> OrderResult:
+        """One result for one order: the order's own, or its first child's for a split."""
+        if exchange_id is not None:
+            return self.place(order, exchange_id)[0]
+        return self.route_order(order)[0]
+
+    def get_order_status(self, order_id: str) -> OrderResult:
+        parent = self.scheduler.status(order_id)
+        if parent is not None:
+            return parent
+        return self.order_router.get_order_status(order_id)  # type: ignore[return-value]
+
+    def routing_reason(self, order_id: str) -> str | None:
+        return self.last_reasons.get(order_id)
