@@ -170,6 +170,12 @@ class Engine:
         self.stats.submitted += 1
         return await self.optimizer.submit_order_async(order, venue)
 
+    def supported_types(self) -> set[str]:
+        """Order types this engine can work (plain ones and the registered algorithms)."""
+        from .algos.registry import ALGORITHMS
+
+        return {"MARKET", "LIMIT", *(t.value for t in ALGORITHMS)}
+
     def status(self, order_id: str) -> OrderResult:
         return self.optimizer.get_order_status(order_id)
 

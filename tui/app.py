@@ -1,0 +1,636 @@
+"""The execdesk Textual app: one Engine hosted in the app's event loop.
+
+How the screen keeps up with the engine (DESIGN.md, TUI):
+
+* The engine runs as tasks in Textual's own loop. The desk reads the engine's
+  event stream through one bounded, lossy subscription (drops the oldest and
+  counts drops), so the engine never waits on the screen.
+* One frame timer (10 Hz) drains whatever arrived, works out which orders
+  changed, and updates only those cells by row key inside one
+  `batch_update()`; panels that are not displayed are skipped. Venues and
+  market refresh at 4 Hz, the latency chart at 1 Hz. Never a refresh per event.
+* What the operator's own keys change (a sent ticket showing PENDING_NEW, a
+  venue toggle, a cancel) is drawn at once, not at the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Static
+
+from engine import Engine, Order, OrderResult, OrderStatus, VirtualClock
+from engine.events import (
+    BreakerStateChanged,
+    EngineError,
+    Event,
+    Halted,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    Resumed,
+    VenueDisabled,
+    VenueEnabled,
+)
+from engine.errors import ExecdeskError
+
+from .commands import DeskCommands
+from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
+from .screens.ticket import TicketScreen
+from .settings import Settings, config_dir
+from .themes import DEFAULT_THEME, FALLBACK, load_themes
+from .widgets.latency_chart import LatencyChart
+from .widgets.panels import Blotter, EventLog, FillsTape, MarketPanel, PositionsPanel, StatusBar, VenuesPanel
+
+log = logging.getLogger("execdesk.tui")
+
+FRAME_S = 0.1
+SLOW_PANEL_S = 0.25
+CHART_S = 1.0
+HOUSEKEEPING_S = 0.2
+MAX_LOG_LINES_PER_FRAME = 20
+
+
+class DeskApp(App[None]):
+    CSS_PATH = "desk.tcss"
+    TITLE = "execdesk"
+    HORIZONTAL_BREAKPOINTS = [(0, "-compact"), (120, "-wide")]
+    COMMANDS = App.COMMANDS | {DeskCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("b", "ticket('BUY')", "Buy", id="buy", tooltip="Open a buy ticket on the selected symbol"),
+        Binding("s", "ticket('SELL')", "Sell", id="sell", tooltip="Open a sell ticket on the selected symbol"),
+        Binding("x", "cancel_all", "Cancel all", id="cancel_all", tooltip="Cancel every working order (asks first)"),
+        Binding("k", "halt", "HALT", id="halt", tooltip="Kill switch: refuse new orders and cancel everything"),
+        Binding("r", "resume", "Resume", id="resume", tooltip="Resume trading after a halt (asks first)", show=False),
+        Binding("1", "symbol(0)", "BTC", id="symbol1", tooltip="Select the first symbol", show=False),
+        Binding("2", "symbol(1)", "ETH", id="symbol2", tooltip="Select the second symbol", show=False),
+        Binding("3", "symbol(2)", "SOL", id="symbol3", tooltip="Select the third symbol", show=False),
+        Binding("l", "latency_category", "Latency cat.", id="latency_category",
+                tooltip="Chart the next latency category (submission, acknowledgment, execution)", show=False),
+        Binding("g", "latency_venue", "Chart venue", id="latency_venue",
+                tooltip="Chart the next venue (or all venues)", show=False),
+        Binding("h", "latency_history", "History", id="latency_history",
+                tooltip="Switch the chart between live and the saved history", show=False),
+        Binding("p", "positions_by_venue", "Pos. by venue", id="positions_by_venue",
+                tooltip="Show positions per venue or per symbol", show=False),
+        Binding("t", "next_theme", "Theme", id="theme", tooltip="Switch to the next theme", show=False),
+        Binding("question_mark", "help", "Keys", id="help", tooltip="Show every key"),
+        Binding("q", "quit_desk", "Quit", id="quit", tooltip="Quit (asks first while orders work)"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        seed: int = 0,
+        theme: str | None = None,
+        demo: bool = False,
+        live: bool = True,
+        settings_path: Path | None = None,
+        order_prefix: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings_path = settings_path or config_dir() / "settings.json"
+        self.settings, settings_problem = Settings.load(self.settings_path)
+        self._startup_notices: list[str] = [settings_problem] if settings_problem else []
+        if engine is None:
+            profiler_path = self.settings_path.parent / "latency.json"
+            engine = Engine.default(seed=seed)
+            engine.profiler.autosave_path = profiler_path
+        self.engine = engine
+        self.seed = seed
+        self.demo = demo
+        self.live = live
+        self.order_prefix = order_prefix or time.strftime("D%H%M%S", time.localtime())
+        self.symbols = sorted({s for v in engine.venues.values() for s in v.instruments()})
+        self.symbol = self.symbols[0] if self.symbols else "BTC/USD"
+        self._order_seq = 0
+        self._order_types: OrderedDict[str, str] = OrderedDict()  # desk orders: id -> type
+        self._dirty: set[str] = set()
+        self._subscription = engine.subscribe(maxsize=50_000, name="desk")
+        self._fills_window: deque[tuple[float, int]] = deque()
+        self._orders_window: deque[tuple[float, int]] = deque()
+        self._last_slow = 0.0
+        self._last_chart = 0.0
+        self._requested_theme = theme
+        loaded = load_themes()
+        self._themes = loaded.themes
+        self._startup_notices.extend(loaded.problems)
+        self._demo_task: Any = None
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # The CSS uses $buy, $sell, $breaker-* ...: defined before any theme file is read.
+        return {**super().get_theme_variable_defaults(), **FALLBACK.variables}
+
+    # -- layout ----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        # The main screen's widgets are kept by reference: while a dialog is open,
+        # queries would search the dialog, and the frame timer keeps running.
+        self.topbar = Static(id="topbar")
+        self.venues_panel = VenuesPanel(id="venues")
+        self.market = MarketPanel(id="market")
+        self.blotter = Blotter(id="orders")
+        self.tape = FillsTape(id="fills")
+        self.positions = PositionsPanel(id="positions")
+        self.chart = LatencyChart(id="latency")
+        self.detail = Static(id="detail")
+        self.event_log = EventLog(id="events")
+        self.status_bar = StatusBar(id="status")
+        yield self.topbar
+        with Horizontal(id="upper"):
+            yield self.venues_panel
+            yield self.market
+        yield self.blotter
+        with Horizontal(id="lower"):
+            yield self.tape
+            with Vertical(id="right"):
+                yield self.positions
+                yield self.chart
+        yield self.detail
+        yield self.event_log
+        yield self.status_bar
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        for theme in self._themes.values():
+            self.register_theme(theme)
+        self._apply_theme(self._requested_theme or self.settings.theme or DEFAULT_THEME, remember=False)
+        for notice in self._startup_notices:
+            self.notify(notice, severity="warning", timeout=8)
+        self.market.symbol = self.symbol
+        await self.engine.start()
+        self.chart.venues = list(self.engine.venues)
+        self._frame()
+        self._slow_panels()
+        self.chart.redraw(self.engine)
+        self.set_interval(FRAME_S, self._frame, name="frame")
+        self.set_interval(SLOW_PANEL_S, self._slow_panels, name="panels")
+        self.set_interval(CHART_S, self._chart, name="chart")
+        if self.live:
+            self.set_interval(HOUSEKEEPING_S, self._housekeeping, name="housekeeping")
+        if self.demo:
+            self._start_demo()
+        self.blotter.focus()
+
+    # -- themes --------------------------------------------------------------------------------
+    def _apply_theme(self, name: str, *, remember: bool = True) -> None:
+        if name not in self._themes:
+            known = ", ".join(sorted(self._themes))
+            self.notify(f"unknown theme {name!r}; using {DEFAULT_THEME} (themes: {known})",
+                        severity="warning", timeout=8)
+            name = DEFAULT_THEME
+        self.theme = name
+        if remember:
+            self.settings.theme = name
+            problem = self.settings.save(self.settings_path)
+            if problem:
+                self.notify(problem, severity="warning")
+
+    def action_next_theme(self) -> None:
+        names = sorted(self._themes)
+        current = self.theme if self.theme in names else names[0]
+        self.set_desk_theme(names[(names.index(current) + 1) % len(names)])
+
+    def set_desk_theme(self, name: str) -> None:
+        self._apply_theme(name)
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    @property
+    def desk_themes(self) -> list[str]:
+        return sorted(self._themes)
+
+    # -- the frame: events in, cells out ----------------------------------------------------------
+    def _frame(self) -> None:
+        events = self._subscription.drain()
+        fills = []
+        log_lines: list[str] = []
+        dirty = self._dirty
+        known = self._order_types
+        for event in events:
+            order_id = getattr(event, "order_id", None)
+            if order_id is not None:
+                parent = getattr(event, "parent_id", None)
+                top = parent if parent in known else order_id
+                if top in known:
+                    dirty.add(top)
+                if isinstance(event, OrderFilled) and event.fill is not None:
+                    fills.append(event.fill)
+                elif isinstance(event, (OrderRejected, OrderDenied)) and top in known:
+                    who = "venue" if isinstance(event, OrderRejected) else "engine"
+                    log_lines.append(f"REJECTED {order_id} by {who}: {event.reason}")
+            else:
+                line = self._describe_event(event)
+                if line:
+                    log_lines.append(line)
+        now = time.monotonic()
+        self._count(self._fills_window, now, len(fills))
+        self._count(self._orders_window, now, sum(1 for e in events if type(e).__name__ == "OrderSubmitted"))
+        with self.batch_update():
+            if dirty:
+                self._update_orders(dirty)
+                dirty.clear()
+            tape = self.tape
+            if fills and tape.display:
+                tape.add_fills(fills[-tape.max_rows:], self._clock_text)
+            if log_lines:
+                events_log = self.event_log
+                for line in log_lines[:MAX_LOG_LINES_PER_FRAME]:
+                    events_log.write(f"{self._clock_text(self.engine.clock.now())}  {line}")
+                if len(log_lines) > MAX_LOG_LINES_PER_FRAME:
+                    events_log.write(f"… and {len(log_lines) - MAX_LOG_LINES_PER_FRAME} more this frame")
+            self._update_status()
+
+    @staticmethod
+    def _count(window: deque[tuple[float, int]], now: float, n: int) -> None:
+        window.append((now, n))
+        while window and window[0][0] < now - 1.0:
+            window.popleft()
+
+    def _describe_event(self, event: Event) -> str | None:
+        if isinstance(event, BreakerStateChanged):
+            return f"BREAKER {event.venue}: {event.old_state} → {event.new_state} ({event.reason})"
+        if isinstance(event, Halted):
+            return f"HALTED: {event.reason}"
+        if isinstance(event, Resumed):
+            return "RESUMED: trading is open again"
+        if isinstance(event, VenueDisabled):
+            return f"VENUE {event.venue} disabled: {event.reason}"
+        if isinstance(event, VenueEnabled):
+            return f"VENUE {event.venue} enabled"
+        if isinstance(event, EngineError):
+            return f"ERROR in {event.where}: {event.message} (the desk keeps running)"
+        return None
+
+    def _update_orders(self, ids: set[str]) -> None:
+        blotter = self.blotter
+        engine = self.engine
+        for order_id in ids:
+            result = engine.order_status_or_none(order_id)
+            if result is None:
+                continue
+            detail = result.detail or {}
+            reason = (
+                detail.get("algorithm") or detail.get("last_reason")
+                or engine.smart.routing_reason(order_id)
+                or (result.children and engine.smart.routing_reason(result.children[0].order_id))
+                or result.reason or ""
+            )
+            if result.status is OrderStatus.REJECTED and result.reason:
+                reason = result.reason
+            blotter.show(result, self._order_types.get(order_id, ""), str(reason))
+        selected = blotter.selected_key()
+        if selected in ids:
+            self._show_detail(selected)
+
+    def _update_status(self) -> None:
+        engine = self.engine
+        fills_s = sum(n for _, n in self._fills_window)
+        orders_s = sum(n for _, n in self._orders_window)
+        working = sum(1 for oid in self._order_types if self._is_working(oid))
+        dropped = self._subscription.dropped
+        halted = engine.halted_reason
+        state = f"[b reverse $halted] HALTED: {halted} [/]" if halted else "[b $success]● TRADING[/]"
+        self.status_bar.update(
+            f"{state}  orders/s {orders_s:>5}  fills/s {fills_s:>5}  working {working:>4}  "
+            f"symbol [b]{self.symbol}[/]" + (f"  [dim]dropped events {dropped}[/]" if dropped else "")
+        )
+        self.topbar.update(
+            f"[b]execdesk[/]  {self._clock_text(engine.clock.now())}  seed {self.seed}"
+            + ("  [b $warning]DEMO[/]" if self.demo else "")
+            + (f"   [b reverse $halted] ■ HALTED — {halted} — press r to resume [/]" if halted else "")
+        )
+        self.topbar.set_class(bool(halted), "halted")
+
+    def _is_working(self, order_id: str) -> bool:
+        result = self.engine.order_status_or_none(order_id)
+        return result is not None and not result.status.is_final
+
+    def _clock_text(self, ts: float) -> str:
+        return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+    def _slow_panels(self) -> None:
+        with self.batch_update():
+            for panel in (self.venues_panel, self.market, self.positions):
+                if panel.display:
+                    panel.refresh_from(self.engine)
+
+    def _chart(self) -> None:
+        chart = self.chart
+        if chart.display:
+            chart.redraw(self.engine)
+
+    async def _housekeeping(self) -> None:
+        try:
+            await self.engine.housekeeping()
+        except Exception as exc:  # an edge failed: tell the operator, keep the desk up
+            self.engine.report_error("housekeeping", exc)
+
+    # -- detail of the selected order ------------------------------------------------------------
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "orders" and event.row_key is not None:
+            self._show_detail(str(event.row_key.value))
+
+    def _show_detail(self, order_id: str | None) -> None:
+        widget = self.detail
+        if order_id is None:
+            widget.update("")
+            return
+        result = self.engine.order_status_or_none(order_id)
+        if result is None:
+            widget.update(f"{order_id}: unknown or expired from memory")
+            return
+        lines = [f"[b]{order_id}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
+                 + (f"  avg {result.average_price:,.2f}" if result.average_price else "")
+                 + (f"  reason: {result.reason}" if result.reason else "")]
+        detail = result.detail or {}
+        if detail.get("arrival_price"):
+            slip = detail.get("slippage_bps")
+            lines[0] += f"  arrival {detail['arrival_price']:,.2f}" + (f"  slippage {slip:+.2f} bps" if slip is not None else "")
+        children = result.children or []
+        if children:
+            shown = children[-4:]
+            lines.append("children: " + "  ".join(
+                f"{c.order_id.rsplit('.', 1)[-1]}:{c.status.value[:4]} {c.filled_quantity:g}/{c.quantity:g}@{c.exchange_id or '?'}"
+                for c in shown) + (f"  (+{len(children) - len(shown)} earlier)" if len(children) > len(shown) else ""))
+        fills = result.fills[-3:]
+        if fills:
+            lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in fills))
+        widget.update("\n".join(lines))
+
+    # -- orders ------------------------------------------------------------------------------------
+    def next_order_id(self) -> str:
+        self._order_seq += 1
+        return f"{self.order_prefix}-{self._order_seq}"
+
+    def action_ticket(self, side: str) -> None:
+        if self.engine.halted_reason:
+            self.notify(f"trading is halted ({self.engine.halted_reason}): press r to resume first",
+                        severity="error")
+            return
+        remembered = self.settings.ticket
+        values = {**remembered, "side": side, "symbol": self.symbol}
+        if remembered.get("symbol") != self.symbol or not remembered.get("price"):
+            # A price remembered for another symbol is meaningless: start at our side's touch.
+            book = self.engine.smart.merged_book(self.symbol, depth=1)
+            touch = (book.best_bid if side == "BUY" else book.best_ask) if book else None
+            values["price"] = f"{touch:g}" if touch else ""
+        screen = TicketScreen(values, self.symbols, list(self.engine.venues), self.next_order_id())
+        self.push_screen(screen, lambda sent, s=screen: self._ticket_closed(s, sent))
+
+    def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
+        self.settings.ticket = {k: v for k, v in screen.values.items() if k != "side"}
+        self.settings.save(self.settings_path)
+        if sent is None:
+            self._order_seq -= 1  # the id was not used
+            return
+        order, venue = sent
+        self.send_order(order, venue)
+
+    def track_order(self, order: Order) -> None:
+        """Show this order's life in the blotter (desk and demo orders)."""
+        self._order_types[order.id] = order.type.value
+        while len(self._order_types) > 5_000:
+            self._order_types.popitem(last=False)
+
+    @work(group="orders")
+    async def send_order(self, order: Order, venue: str | None = None) -> None:
+        """Send an order and show it at once as PENDING_NEW."""
+        self.track_order(order)
+        blotter = self.blotter
+        blotter.show(OrderResult(order.id, venue, OrderStatus.PENDING_NEW, order.quantity, symbol=order.symbol,
+                                 side=order.side, price=order.price), order.type.value,
+                     f"sent to {venue or 'smart routing'}")
+        blotter.move_cursor(row=blotter.row_count - 1)
+        try:
+            await self.engine.submit(order, venue)
+        except (ExecdeskError, ValueError) as exc:
+            self.notify(f"{order.id} not sent: {exc}", severity="error")
+            self.event_log.write(f"NOT SENT {order.id}: {exc}")
+            blotter.show(OrderResult(order.id, venue, OrderStatus.REJECTED, order.quantity, symbol=order.symbol,
+                                     side=order.side, reason=str(exc)), order.type.value, str(exc))
+            return
+        self._dirty.add(order.id)
+
+    def _selected_order(self) -> str | None:
+        key = self.blotter.selected_key()
+        if key is None:
+            self.notify("select an order in the Orders panel first", severity="warning")
+        return key
+
+    async def action_cancel_selected(self) -> None:
+        order_id = self._selected_order()
+        if order_id is None:
+            return
+        result = await self.engine.cancel(order_id)
+        if result.status is OrderStatus.REJECTED:
+            self.notify(f"cancel {order_id}: {result.reason}", severity="warning")
+        else:
+            self.notify(f"cancel sent for {order_id}", timeout=2)
+        self._dirty.add(order_id)
+        self._frame()
+
+    def action_amend_selected(self) -> None:
+        order_id = self._selected_order()
+        if order_id is None:
+            return
+        result = self.engine.order_status_or_none(order_id)
+        if result is None or result.status.is_final:
+            self.notify(f"{order_id} is not working: nothing to amend", severity="warning")
+            return
+        self.push_screen(AmendScreen(order_id, result.quantity, result.price),
+                         lambda change, oid=order_id: self._amend(oid, change))
+
+    @work(group="orders")
+    async def _amend(self, order_id: str, change: tuple[float | None, float | None] | None) -> None:
+        if change is None:
+            return
+        quantity, price = change
+        result = await self.engine.amend(order_id, quantity=quantity, price=price)
+        if result.status is OrderStatus.REJECTED:
+            self.notify(f"amend {order_id}: {result.reason}", severity="error")
+        else:
+            self.notify(f"amended {order_id}", timeout=2)
+        self._dirty.add(order_id)
+        self._frame()
+
+    def action_cancel_all(self) -> None:
+        working = [oid for oid in self._order_types if self._is_working(oid)]
+        self.push_screen(ConfirmScreen(f"Cancel all working orders ({len(working)} of the desk's)?"),
+                         self._cancel_all_confirmed)
+
+    @work(group="orders")
+    async def _cancel_all_confirmed(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        count = await self.engine.cancel_all("cancel all by operator")
+        self.notify(f"cancel all: {count} orders asked to cancel")
+        self._dirty.update(self._order_types)
+        self._frame()
+
+    @work(group="orders")
+    async def action_halt(self) -> None:
+        count = await self.engine.halt("kill switch pressed by operator")
+        self.notify(f"HALTED: {count} orders canceled; new orders refused until resume (r)", severity="error")
+        self._dirty.update(self._order_types)
+        self._frame()
+
+    def action_resume(self) -> None:
+        if not self.engine.halted_reason:
+            self.notify("trading is not halted", timeout=2)
+            return
+        self.push_screen(ConfirmScreen("Resume trading?"), self._resume_confirmed)
+
+    def _resume_confirmed(self, yes: bool | None) -> None:
+        if yes:
+            self.engine.resume()
+            self.notify("trading resumed")
+            self._frame()
+
+    # -- venues --------------------------------------------------------------------------------------
+    def selected_venue(self) -> str | None:
+        return self.venues_panel.selected_key() or next(iter(self.engine.venues), None)
+
+    def action_toggle_venue(self, venue: str | None = None) -> None:
+        venue = venue or self.selected_venue()
+        if venue is None:
+            return
+        enabled = self.engine.toggle_venue(venue)
+        self.notify(f"{venue} {'enabled' if enabled else 'disabled'}: "
+                    f"{'orders may route there' if enabled else 'no new orders go there'}", timeout=3)
+        self._frame()
+        self._slow_panels()
+
+    def action_drill(self, venue: str | None = None) -> None:
+        venue = venue or self.selected_venue()
+        if venue is None:
+            return
+        self.push_screen(DrillScreen(venue), lambda choice, v=venue: self._drill(v, choice))
+
+    def _drill(self, venue: str, choice: tuple[str, float] | None) -> None:
+        if choice is None:
+            return
+        kind, seconds = choice
+        sim = self.engine.venues[venue]
+        try:
+            if kind == "outage":
+                sim.start_outage(seconds)
+            elif kind == "latency":
+                sim.start_latency_spike(0.25, seconds)
+            else:
+                self._error_burst(venue, seconds)
+        except (AttributeError, ExecdeskError, ValueError) as exc:
+            self.notify(f"drill on {venue} failed: {exc}", severity="error")
+            return
+        self.event_log.write(
+            f"{self._clock_text(self.engine.clock.now())}  DRILL {venue}: {kind} for {seconds:g} s "
+            "(watch its breaker open, half-open and close)")
+
+    @work(group="drill")
+    async def _error_burst(self, venue: str, seconds: float) -> None:
+        sim = self.engine.venues[venue]
+        before = sim.faults
+        sim.set_faults(error_rate=0.6)
+        await self.engine.clock.sleep_async(seconds) if not isinstance(self.engine.clock, VirtualClock) else None
+        sim.faults = before
+
+    def action_breaker(self, venue: str, how: str) -> None:
+        breaker = self.engine.router.breaker(venue)
+        {"open": lambda: breaker.force_open("forced open by operator"),
+         "closed": lambda: breaker.force_closed("forced closed by operator"),
+         "release": lambda: breaker.release_force("operator released the override")}[how]()
+        self._slow_panels()
+
+    # -- view ------------------------------------------------------------------------------------------
+    def action_symbol(self, index: int) -> None:
+        if 0 <= index < len(self.symbols):
+            self.symbol = self.symbols[index]
+            self.market.symbol = self.symbol
+            self._slow_panels()
+            self._update_status()
+
+    def action_latency_category(self) -> None:
+        chart = self.chart
+        chart.next_category()
+        chart.redraw(self.engine)
+
+    def action_latency_venue(self) -> None:
+        chart = self.chart
+        chart.next_venue()
+        chart.redraw(self.engine)
+
+    def action_latency_history(self) -> None:
+        chart = self.chart
+        path = self.engine.profiler.autosave_path
+        problem = chart.toggle_history(Path(path) if path else None)
+        if problem:
+            self.notify(problem, severity="warning")
+        chart.redraw(self.engine)
+
+    def action_positions_by_venue(self) -> None:
+        panel = self.positions
+        panel.by_venue = not panel.by_venue
+        for key in panel.keys:
+            panel.drop(key)
+        panel.refresh_from(self.engine)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_map()))
+
+    def key_map(self) -> list[tuple[str, str, str]]:
+        """(key, action, what it does) for every binding the desk defines."""
+        rows = []
+        seen = set()
+        sources: list[Any] = [self, VenuesPanel, Blotter, TicketScreen, DrillScreen]
+        for source in sources:
+            for binding in getattr(source, "BINDINGS", []):
+                if not isinstance(binding, Binding) or binding.id in seen:
+                    continue
+                seen.add(binding.id)
+                key = binding.key_display or binding.key.replace("question_mark", "?")
+                rows.append((key, binding.description, binding.tooltip))
+        rows.append(("ctrl+p", "Palette", "Find any action by name (place order, toggle venue, drill, theme...)"))
+        rows.append(("tab", "Next panel", "Move focus between panels"))
+        return rows
+
+    # -- demo and quitting ------------------------------------------------------------------------------
+    def _start_demo(self) -> None:
+        from .demo import run_demo
+
+        self._demo_task = self.run_worker(run_demo(self), group="demo", exclusive=True)
+
+    def action_quit_desk(self) -> None:
+        working = [oid for oid in self._order_types if self._is_working(oid)]
+        if working:
+            self.push_screen(ConfirmScreen(f"{len(working)} orders are working. Cancel them and quit?"),
+                             self._quit_confirmed)
+        else:
+            self._quit_confirmed(True)
+
+    @work(group="quit", exclusive=True)
+    async def _quit_confirmed(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        await self.shutdown_engine()
+        self.exit()
+
+    async def shutdown_engine(self) -> None:
+        """Stop the engine cleanly: cancel what works, stop workers, save the profiler."""
+        if self._demo_task is not None:
+            self._demo_task.cancel()
+        try:
+            if self.engine.working():
+                await self.engine.cancel_all("desk closing")
+            await self.engine.stop(drain=False, timeout=2.0)
+        except Exception as exc:
+            log.exception("engine stop failed")
+            self.notify(f"engine stop: {exc}", severity="error")

@@ -1,0 +1,36 @@
+"""The `execdesk` command: the desk by default; `execdesk bench` for the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine import __name__ as _engine_name  # noqa: F401  (fail early if the engine is missing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="execdesk",
+        description="A terminal execution desk on simulated exchanges: market, limit, iceberg, TWAP, "
+        "VWAP and smart orders; live orders, fills, breakers and latency.",
+        epilog="Keys: b/s open a buy/sell ticket, Enter sends, ? lists every key, ctrl+p finds any action.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated markets (reproducible runs)")
+    parser.add_argument("--theme", default=None,
+                        help="theme name (execdesk-dark, execdesk-light, execdesk-contrast; remembered)")
+    parser.add_argument("--demo", action="store_true",
+                        help="start a synthetic operator flow (every order type, ~1,000 fills a second)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    from .app import DeskApp
+
+    DeskApp(seed=args.seed, theme=args.theme, demo=args.demo).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`--demo`: a synthetic operator, so the desk can be seen busy and measured.
+
+A steady stream of every order type through the same Engine calls the
+ticket uses: mostly small market and IOC limit orders alternating sides
+(about 1,000 fills a second on the default venues), and every few seconds an
+ICEBERG, TWAP, VWAP or SMART parent. It yields to the event loop between
+bursts, so the operator's keys stay responsive.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import anyio
+
+from engine import Order, OrderSide, OrderType, TimeInForce
+from engine.errors import ExecdeskError
+
+if TYPE_CHECKING:
+    from .app import DeskApp
+
+BURST = 4  # orders per burst
+PAUSE_S = 0.01  # between bursts: about 400 orders a second
+SIZES = {"BTC/USD": 0.05, "ETH/USD": 0.8, "SOL/USD": 15.0}
+
+
+def demo_order(rng: random.Random, order_id: str, mid: float | None, symbol: str) -> Order:
+    side = OrderSide.BUY if rng.random() < 0.5 else OrderSide.SELL
+    size = SIZES.get(symbol, 1.0)
+    roll = rng.random()
+    if roll < 0.985 or mid is None:
+        if roll < 0.7 or mid is None:
+            return Order(id=order_id, symbol=symbol, side=side, type=OrderType.MARKET,
+                         quantity=round(size * rng.uniform(0.5, 2.0), 2))
+        offset = mid * 0.0004 * side.sign
+        return Order(id=order_id, symbol=symbol, side=side, type=OrderType.LIMIT,
+                     quantity=round(size * rng.uniform(0.5, 2.0), 2), price=round(mid + offset, 2),
+                     time_in_force=TimeInForce.IOC)
+    kind = rng.choice([OrderType.ICEBERG, OrderType.TWAP, OrderType.VWAP, OrderType.SMART])
+    qty = round(size * 20, 2)
+    if kind is OrderType.ICEBERG:
+        return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
+                     price=round(mid * (1 + 0.0003 * side.sign), 2), metadata={"display_size": round(size * 2, 2)})
+    if kind is OrderType.TWAP:
+        return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
+                     metadata={"duration_s": 60, "slices": 12})
+    if kind is OrderType.VWAP:
+        return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
+                     metadata={"duration_s": 60, "max_participation": 0.3})
+    return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
+                 metadata={"urgency": rng.choice(["low", "normal", "high"]), "duration_s": 60})
+
+
+async def run_demo(app: DeskApp) -> None:
+    engine = app.engine
+    rng = random.Random(app.seed)
+    symbols = app.symbols or ["BTC/USD"]
+    while True:
+        for _ in range(BURST):
+            symbol = symbols[0] if rng.random() < 0.7 else rng.choice(symbols)
+            book = engine.smart.merged_book(symbol, depth=1)
+            order_id = f"demo-{app.next_order_id()}"
+            try:
+                order = demo_order(rng, order_id, book.mid if book else None, symbol)
+            except ValueError:
+                continue  # a generated value off the rules: skip it, never stop the demo
+            if order.type.is_algorithm and order.type.value not in engine.supported_types():
+                continue
+            app.track_order(order)
+            try:
+                await engine.submit(order)
+            except ExecdeskError:
+                await anyio.sleep(0.5)  # halted or stopping: wait for the operator
+        await anyio.sleep(PAUSE_S)

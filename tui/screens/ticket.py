@@ -1,0 +1,163 @@
+"""The order ticket: every order type by keyboard, validated as the operator types.
+
+Opened with `b` / `s` on the selected symbol, its fields remembered from the
+last ticket; Enter sends, Escape closes. Only the fields of the chosen type
+are shown. Ctrl+T cycles the type, Ctrl+Y the symbol, Ctrl+R the route,
+Ctrl+F flips the side, so the common orders need no mouse and few keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select, Static
+
+from engine import OrderType
+
+from ..ticket_model import (
+    CHOICES,
+    DEFAULTS,
+    FIELDS_BY_TYPE,
+    HINTS,
+    LABELS,
+    SMART_ROUTE,
+    TicketResult,
+    build_order,
+    describe,
+)
+
+TYPES = tuple(t.value for t in OrderType)
+SELECT_FIELDS = ("tif", "profile", "urgency", "venue")
+ALL_FIELDS = ("quantity", "price", "venue", "tif", "display_size", "display_variance",
+              "duration_s", "slices", "max_participation", "profile", "urgency")
+
+
+class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
+    """Returns (Order, venue or None for smart routing) on Enter, None on Escape."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="ticket.close", tooltip="Close the ticket without sending"),
+        Binding("ctrl+t", "cycle('type')", "Type", id="ticket.type", tooltip="Next order type"),
+        Binding("ctrl+y", "cycle('symbol')", "Symbol", id="ticket.symbol", tooltip="Next symbol"),
+        Binding("ctrl+r", "cycle('venue')", "Route", id="ticket.route", tooltip="Next route (smart or a venue)"),
+        Binding("ctrl+f", "flip_side", "Flip side", id="ticket.side", tooltip="Switch BUY and SELL"),
+        Binding("enter", "send", "Send", id="ticket.send", tooltip="Send the order", priority=True),
+    ]
+
+    def __init__(self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str) -> None:
+        super().__init__()
+        self.values = {**DEFAULTS, **values}
+        self.symbols = symbols
+        self.routes = [SMART_ROUTE, *venues]
+        self.order_id = order_id
+        self.result: TicketResult | None = None
+        if self.values["symbol"] not in symbols and symbols:
+            self.values["symbol"] = symbols[0]
+        if self.values["venue"] not in self.routes:
+            self.values["venue"] = SMART_ROUTE
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ticket"):
+            yield Static(id="ticket-title")
+            yield Static(
+                "[b]Ctrl+F[/] side  [b]Ctrl+T[/] type  [b]Ctrl+Y[/] symbol  [b]Ctrl+R[/] route  "
+                "[b]Enter[/] send  [b]Esc[/] close",
+                id="ticket-keys",
+            )
+            with Grid(id="ticket-grid"):
+                for name in ALL_FIELDS:
+                    yield Label(LABELS[name], id=f"label-{name}", classes="ticket-label")
+                    if name in SELECT_FIELDS:
+                        options = self.routes if name == "venue" else CHOICES[name]
+                        yield Select([(o, o) for o in options], value=self.values[name], allow_blank=False,
+                                     id=f"field-{name}", classes="ticket-field")
+                    else:
+                        yield Input(self.values.get(name, ""), placeholder=HINTS.get(name, ""),
+                                    id=f"field-{name}", classes="ticket-field", select_on_focus=True)
+                    yield Static("", id=f"error-{name}", classes="ticket-error")
+            yield Static(id="ticket-summary")
+
+    def on_mount(self) -> None:
+        self._layout()
+        self._validate()
+        self.query_one("#field-quantity", Input).focus()
+
+    # -- what is shown -----------------------------------------------------------------
+    def _layout(self) -> None:
+        shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
+        for name in ALL_FIELDS:
+            visible = name in shown
+            for prefix in ("label", "field", "error"):
+                self.query_one(f"#{prefix}-{name}").display = visible
+        side = self.values["side"]
+        colour = "$buy" if side == "BUY" else "$sell"
+        self.query_one("#ticket-title", Static).update(
+            f"[b {colour}]{side}[/]  [b]{self.values['symbol']}[/]  {self.values['type']}"
+        )
+        self.query_one("#ticket").set_class(side == "SELL", "sell")
+
+    def _validate(self) -> TicketResult:
+        result = build_order(self.values, self.order_id)
+        self.result = result
+        shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
+        for name in ALL_FIELDS:
+            self.query_one(f"#error-{name}", Static).update(result.errors.get(name, ""))
+            field = self.query_one(f"#field-{name}")
+            field.set_class(name in result.errors, "-invalid-field")
+        other = {k: v for k, v in result.errors.items() if k not in shown}
+        summary = self.query_one("#ticket-summary", Static)
+        if result.ok:
+            summary.update(f"[b $success]Ready:[/] {describe(result.order, result.venue)}  [dim](Enter)[/]")
+        elif other:
+            summary.update("[b $error]" + "; ".join(other.values()) + "[/]")
+        else:
+            summary.update("[b $error]Fix the fields marked above to send.[/]")
+        return result
+
+    # -- input ---------------------------------------------------------------------------
+    @on(Input.Changed, ".ticket-field")
+    def _input_changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("field-")
+        self.values[name] = event.value
+        self._validate()
+
+    @on(Select.Changed, ".ticket-field")
+    def _select_changed(self, event: Select.Changed) -> None:
+        name = (event.select.id or "").removeprefix("field-")
+        if event.value is not Select.BLANK:
+            self.values[name] = str(event.value)
+            self._validate()
+
+    def action_cycle(self, name: str) -> None:
+        options = {"type": TYPES, "symbol": tuple(self.symbols), "venue": tuple(self.routes)}[name]
+        if not options:
+            return
+        current = self.values[name]
+        self.values[name] = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
+        if name == "venue":
+            self.query_one("#field-venue", Select).value = self.values["venue"]
+        self._layout()
+        self._validate()
+
+    def action_flip_side(self) -> None:
+        self.values["side"] = "SELL" if self.values["side"] == "BUY" else "BUY"
+        self._layout()
+        self._validate()
+
+    def action_send(self) -> None:
+        result = self._validate()
+        if not result.ok:
+            self.app.bell()
+            first = next(iter(result.errors), None)
+            if first and first in ALL_FIELDS:
+                self.query_one(f"#field-{first}").focus()
+            return
+        self.dismiss((result.order, result.venue))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,198 @@
+"""The order ticket's logic, without widgets: fields in, an Order or per-field errors out.
+
+The ticket validates as the operator types by building the real `Order` (the
+engine's one set of field rules) and mapping pydantic's errors back onto the
+ticket's fields, so the desk never keeps a second copy of the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine import Order, OrderSide, OrderType, TimeInForce
+from engine.models import URGENCIES, VWAP_PROFILES
+
+SMART_ROUTE = "SMART"
+
+# Which ticket fields each order type shows, in screen order.
+FIELDS_BY_TYPE: dict[OrderType, tuple[str, ...]] = {
+    OrderType.MARKET: ("quantity", "venue"),
+    OrderType.LIMIT: ("quantity", "price", "venue", "tif"),
+    OrderType.ICEBERG: ("quantity", "price", "display_size", "display_variance"),
+    OrderType.TWAP: ("quantity", "price", "duration_s", "slices"),
+    OrderType.VWAP: ("quantity", "price", "duration_s", "max_participation", "profile"),
+    OrderType.SMART: ("quantity", "price", "urgency", "duration_s"),
+}
+
+LABELS = {
+    "quantity": "Quantity",
+    "price": "Limit price",
+    "venue": "Route",
+    "tif": "Time in force",
+    "display_size": "Display size",
+    "display_variance": "Display variance",
+    "duration_s": "Duration (s)",
+    "slices": "Slices",
+    "max_participation": "Max participation",
+    "profile": "Volume profile",
+    "urgency": "Urgency",
+}
+
+HINTS = {
+    "quantity": "> 0, a multiple of the lot",
+    "price": "> 0, on the tick",
+    "display_size": "shown at a time, in (0, quantity]",
+    "display_variance": "refill jitter, a fraction in [0, 1)",
+    "duration_s": "seconds, > 0",
+    "slices": "whole number >= 1",
+    "max_participation": "fraction of market volume, in (0, 1]",
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "tif": tuple(t.value for t in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY)),
+    "profile": VWAP_PROFILES,
+    "urgency": URGENCIES,
+}
+
+DEFAULTS: dict[str, str] = {
+    "side": "BUY",
+    "symbol": "BTC/USD",
+    "type": "LIMIT",
+    "quantity": "0.1",
+    "price": "",
+    "venue": SMART_ROUTE,
+    "tif": "GTC",
+    "display_size": "0.05",
+    "display_variance": "0",
+    "duration_s": "60",
+    "slices": "10",
+    "max_participation": "0.2",
+    "profile": "u_shape",
+    "urgency": "normal",
+}
+
+OPTIONAL_PRICE = {OrderType.TWAP, OrderType.VWAP, OrderType.SMART}
+_METADATA_KEY = re.compile(r"metadata\['([a-z_]+)'\]|metadata key '([a-z_]+)'")
+
+
+@dataclass(slots=True)
+class TicketResult:
+    order: Order | None
+    venue: str | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.order is not None
+
+
+def _number(name: str, text: str, *, whole: bool = False) -> Any:
+    text = text.strip().replace(",", "")
+    if not text:
+        hint = HINTS.get(name)
+        raise ValueError(f"{LABELS.get(name, name)} is required" + (f" ({hint})" if hint else ""))
+    try:
+        return int(text) if whole else float(text)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{LABELS.get(name, name)} must be {kind}, got {text!r}") from None
+
+
+def build_order(values: dict[str, str], order_id: str) -> TicketResult:
+    """Build the Order the ticket describes, or say what is wrong with which field."""
+    errors: dict[str, str] = {}
+    try:
+        order_type = OrderType(values.get("type", "LIMIT"))
+        side = OrderSide(values.get("side", "BUY"))
+    except ValueError as exc:
+        return TicketResult(None, None, {"type": str(exc)})
+    shown = FIELDS_BY_TYPE[order_type]
+    kwargs: dict[str, Any] = {
+        "id": order_id,
+        "symbol": values.get("symbol", "").strip(),
+        "side": side,
+        "type": order_type,
+    }
+    metadata: dict[str, Any] = {}
+
+    def parse(name: str, whole: bool = False) -> Any:
+        try:
+            return _number(name, values.get(name, ""), whole=whole)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            return None
+
+    kwargs["quantity"] = parse("quantity")
+    if "price" in shown:
+        if order_type in OPTIONAL_PRICE and not values.get("price", "").strip():
+            kwargs["price"] = None
+        else:
+            kwargs["price"] = parse("price")
+    if "tif" in shown:
+        kwargs["time_in_force"] = values.get("tif", "GTC")
+    for name in ("display_size", "display_variance", "duration_s", "max_participation"):
+        if name in shown:
+            metadata[name] = parse(name)
+    if "slices" in shown:
+        metadata["slices"] = parse("slices", whole=True)
+    for name in ("profile", "urgency"):
+        if name in shown:
+            metadata[name] = values.get(name, DEFAULTS[name])
+    if order_type is OrderType.ICEBERG and metadata.get("display_variance") == 0:
+        metadata.pop("display_variance")
+    kwargs["metadata"] = metadata
+    venue = values.get("venue", SMART_ROUTE) if "venue" in shown else SMART_ROUTE
+    if errors:
+        return TicketResult(None, None, errors)
+    try:
+        order = Order(**kwargs)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = _field_of(err)
+            errors.setdefault(name, _message(err))
+        return TicketResult(None, None, errors)
+    return TicketResult(order, None if venue == SMART_ROUTE else venue, {})
+
+
+def _field_of(err: dict[str, Any]) -> str:
+    loc = err.get("loc") or ("",)
+    name = str(loc[0])
+    if name == "metadata":
+        m = _METADATA_KEY.search(err.get("msg", ""))
+        if m:
+            return m.group(1) or m.group(2)
+    if name == "time_in_force":
+        return "tif"
+    return name or "quantity"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    name = _field_of(err)
+    label = LABELS.get(name, name)
+    if err.get("type") == "greater_than":
+        return f"{label} must be > 0, got {err.get('input')!r}"
+    if err.get("type") == "finite_number":
+        return f"{label} must be a finite number"
+    # Speak the ticket's words: "metadata['slices']" is the "Slices" field here.
+    return _METADATA_KEY.sub(lambda m: LABELS.get(m.group(1) or m.group(2), m.group(0)), msg)
+
+
+def describe(order: Order, venue: str | None) -> str:
+    """One line an operator reads before pressing Enter."""
+    parts = [order.side.value, f"{order.quantity:g}", order.symbol, order.type.value]
+    if order.price is not None:
+        parts.append(f"@ {order.price:g}")
+    if order.type in (OrderType.LIMIT,) and order.time_in_force is not TimeInForce.GTC:
+        parts.append(order.time_in_force.value)
+    meta = ", ".join(f"{k}={v}" for k, v in order.metadata.items())
+    if meta:
+        parts.append(f"({meta})")
+    parts.append(f"→ {venue or 'smart routing'}")
+    return " ".join(parts)
