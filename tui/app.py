@@ -127,6 +127,7 @@ class DeskApp(App[None]):
         self._themes = loaded.themes
         self._startup_notices.extend(loaded.problems)
         self._demo_task: Any = None
+        self._engine_stopped = False
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # The CSS uses $buy, $sell, $breaker-* ...: defined before any theme file is read.
@@ -379,16 +380,19 @@ class DeskApp(App[None]):
             return
         remembered = self.settings.ticket
         values = {**remembered, "side": side, "symbol": self.symbol}
-        if remembered.get("symbol") != self.symbol or not remembered.get("price"):
-            # A price remembered for another symbol is meaningless: start at our side's touch.
+        same = remembered.get("symbol") == self.symbol and remembered.get("side") == side
+        if not same or not remembered.get("price"):
+            # A price remembered for another symbol or side is a trap (a sell at the
+            # bid crosses): start at this side's touch instead.
             book = self.engine.smart.merged_book(self.symbol, depth=1)
             touch = (book.best_bid if side == "BUY" else book.best_ask) if book else None
             values["price"] = f"{touch:g}" if touch else ""
-        screen = TicketScreen(values, self.symbols, list(self.engine.venues), self.next_order_id())
+        screen = TicketScreen(values, self.symbols, list(self.engine.venues), self.next_order_id(),
+                              blink=self.live)
         self.push_screen(screen, lambda sent, s=screen: self._ticket_closed(s, sent))
 
     def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
-        self.settings.ticket = {k: v for k, v in screen.values.items() if k != "side"}
+        self.settings.ticket = dict(screen.values)
         self.settings.save(self.settings_path)
         if sent is None:
             self._order_seq -= 1  # the id was not used
@@ -623,8 +627,15 @@ class DeskApp(App[None]):
         await self.shutdown_engine()
         self.exit()
 
+    async def on_unmount(self) -> None:
+        # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
+        await self.shutdown_engine()
+
     async def shutdown_engine(self) -> None:
         """Stop the engine cleanly: cancel what works, stop workers, save the profiler."""
+        if self._engine_stopped:
+            return
+        self._engine_stopped = True
         if self._demo_task is not None:
             self._demo_task.cancel()
         try:

@@ -49,8 +49,11 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         Binding("enter", "send", "Send", id="ticket.send", tooltip="Send the order", priority=True),
     ]
 
-    def __init__(self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str) -> None:
+    def __init__(
+        self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True
+    ) -> None:
         super().__init__()
+        self.blink = blink
         self.values = {**DEFAULTS, **values}
         self.symbols = symbols
         self.routes = [SMART_ROUTE, *venues]
@@ -77,8 +80,10 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
                         yield Select([(o, o) for o in options], value=self.values[name], allow_blank=False,
                                      id=f"field-{name}", classes="ticket-field")
                     else:
-                        yield Input(self.values.get(name, ""), placeholder=HINTS.get(name, ""),
-                                    id=f"field-{name}", classes="ticket-field", select_on_focus=True)
+                        field = Input(self.values.get(name, ""), placeholder=HINTS.get(name, ""),
+                                      id=f"field-{name}", classes="ticket-field", select_on_focus=True)
+                        field.cursor_blink = self.blink
+                        yield field
                     yield Static("", id=f"error-{name}", classes="ticket-error")
             yield Static(id="ticket-summary")
 

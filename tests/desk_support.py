@@ -1,0 +1,33 @@
+"""A desk that renders the same way every time: frozen virtual clock, instant venues, fixed ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import DEFAULT_VENUES, Engine, LatencyModel, VirtualClock
+from engine.engine import VenueSpec
+from tui.app import DeskApp
+
+START = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+
+
+def instant_specs() -> tuple[VenueSpec, ...]:
+    """The default venues' characters, minus latency and faults (tests need no sleeping)."""
+    return tuple(
+        VenueSpec(s.name, s.fees, LatencyModel(), s.market, description=s.description) for s in DEFAULT_VENUES
+    )
+
+
+def make_engine(seed: int = 1, clock: VirtualClock | None = None) -> Engine:
+    return Engine.default(seed=seed, clock=clock or VirtualClock(start=START), specs=instant_specs())
+
+
+def make_app(tmp_path: Path, seed: int = 1, theme: str | None = None, engine: Engine | None = None) -> DeskApp:
+    return DeskApp(
+        engine or make_engine(seed),
+        seed=seed,
+        theme=theme,
+        live=False,
+        settings_path=tmp_path / "settings.json",
+        order_prefix="T",
+    )

@@ -1,0 +1,211 @@
+"""The desk driven by keys only (Textual's Pilot), checked on screen and in the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine import OrderStatus
+from tests.desk_support import make_app
+from tui.app import DeskApp
+from tui.screens.dialogs import AmendScreen, ConfirmScreen
+from tui.screens.ticket import TicketScreen
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
+    """Let the app run until `condition` holds (a few frames at most); fail otherwise."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the desk never reached the expected state")
+
+
+def row(app: DeskApp, order_id: str) -> tuple:
+    return app.blotter._cells[order_id]
+
+
+def status_of(app: DeskApp, order_id: str) -> OrderStatus:
+    return app.engine.status(order_id).status
+
+
+def open_orders(app: DeskApp) -> list:
+    return [o for v in app.engine.venues.values() for o in v.open_orders()]
+
+
+async def send_ticket(pilot, keys: list[str], side: str = "b") -> None:
+    await pilot.press(side)
+    await until(pilot, lambda: isinstance(pilot.app.screen, TicketScreen))
+    await pilot.press(*keys)
+
+
+@pytest.mark.anyio
+async def test_limit_order_by_keys_shows_in_blotter_and_rests_at_a_venue(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        # b opens a buy ticket priced at the best bid: Enter sends it as it is (2 keys).
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.NEW)
+        app._frame()
+        cells = row(app, "T-1")
+        assert cells[0] == "T-1" and str(cells[1]) == "BUY" and cells[3] == "LIMIT"
+        assert str(cells[8]) == "NEW"
+        assert [o.order_id for o in open_orders(app)] == ["T-1"]
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_market_order_fills_and_the_tape_shows_the_fills(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        # LIMIT -> ICEBERG -> TWAP -> VWAP -> SMART -> MARKET: five ctrl+t, then Enter (7 keys).
+        await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])
+        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.FILLED)
+        app._frame()
+        assert str(row(app, "T-1")[8]) == "FILLED"
+        assert "100%" in row(app, "T-1")[5]
+        tape_orders = {cells[1] for cells in app.tape._cells.values()}
+        assert any(oid.startswith("T-1") for oid in tape_orders), tape_orders
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_iceberg_by_keys_never_shows_more_than_its_display(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"])  # LIMIT -> ICEBERG
+        ticket = app.screen
+        assert isinstance(ticket, TicketScreen)
+        ticket.query_one("#field-quantity").value = "1"
+        ticket.query_one("#field-display_size").value = "0.2"
+        await pilot.press("enter")
+        await until(pilot, lambda: "T-1" in app.blotter._cells and app.engine.scheduler.parent("T-1") is not None)
+        await until(pilot, lambda: status_of(app, "T-1") is not OrderStatus.PENDING_NEW)
+        app._frame()
+        assert row(app, "T-1")[3] == "ICEBERG"
+        shown = sum(o.quantity - o.filled_quantity for o in open_orders(app) if o.order_id.startswith("T-1."))
+        assert shown <= 0.2
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_a_bad_ticket_shows_the_message_and_sends_nothing(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["minus", "5"])  # the quantity field is focused and selected
+        ticket = app.screen
+        assert isinstance(ticket, TicketScreen)
+        error = str(ticket.query_one("#error-quantity").render())
+        assert "Quantity must be > 0" in error
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, TicketScreen), "a bad ticket cannot be sent"
+        assert app.engine.stats.submitted == 0
+        assert open_orders(app) == []
+        await pilot.press("escape")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_toggling_a_venue_stops_routing_to_it(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.venues_panel.focus()
+        await pilot.press("v")  # the cursor is on the first venue
+        first = next(iter(app.engine.venues))
+        assert not app.engine.router.is_enabled(first)
+        app._slow_panels()
+        assert str(app.venues_panel._cells[first][1]) == "OFF"
+        # A large market order would sweep every venue: none of it may reach the disabled one.
+        await send_ticket(pilot, ["ctrl+t"] * 5)
+        app.screen.query_one("#field-quantity").value = "5"
+        await pilot.press("enter")
+        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1").is_final)
+        result = app.engine.status("T-1")
+        venues = {c.exchange_id for c in (result.children or [result])}
+        assert first not in venues and venues
+        assert app.engine.venues[first].counters.submitted == 0
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_halt_cancels_everything_and_refuses_tickets_until_resume(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])
+        await send_ticket(pilot, ["enter"], side="s")
+        await until(pilot, lambda: len(open_orders(app)) == 2)
+        await pilot.press("k")
+        await until(pilot, lambda: app.engine.halted_reason is not None and not open_orders(app))
+        app._frame()
+        assert "HALTED" in str(app.topbar.render())
+        await pilot.press("b")
+        await pilot.pause(0.05)
+        assert not isinstance(app.screen, TicketScreen), "no ticket while halted"
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: app.engine.halted_reason is None)
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: "T-3" in app.blotter._cells and status_of(app, "T-3") is OrderStatus.NEW)
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_cancel_all_leaves_nothing_working_at_any_venue(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        for side in ("b", "s", "b"):
+            await send_ticket(pilot, ["enter"], side=side)
+        await until(pilot, lambda: len(open_orders(app)) == 3)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not open_orders(app))
+        await until(pilot, lambda: all(status_of(app, f"T-{i}") is OrderStatus.CANCELED for i in (1, 2, 3)))
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_amend_changes_the_order_at_the_venue(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: len(open_orders(app)) == 1)
+        old_price = open_orders(app)[0].price
+        new_price = round(old_price - 10, 2)
+        app.blotter.focus()
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, AmendScreen))
+        await pilot.press(*f"{new_price:g}", "enter")
+        await until(pilot, lambda: open_orders(app) and open_orders(app)[0].price == new_price)
+        venue = app.engine.status("T-1").exchange_id
+        assert app.engine.venues[venue].status("T-1").price == new_price
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_an_engine_error_shows_in_the_event_log_and_the_desk_keeps_working(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        venue = next(iter(app.engine.venues.values()))
+
+        def broken_tick() -> None:
+            raise RuntimeError("simulated market feed crashed")
+
+        venue.tick = broken_tick
+        await app._housekeeping()
+        app._frame()
+        lines = [str(line.text) for line in app.event_log.lines]
+        assert any("ERROR in housekeeping" in ln and "simulated market feed crashed" in ln for ln in lines), lines
+        del venue.tick
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.NEW)
+        await app.shutdown_engine()
