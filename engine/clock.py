@@ -221,10 +221,13 @@ class VirtualClock:
         # A waiter whose event is set is about to run: it is busy, not waiting.
         if any(ready() for ready in self._ready_checks.values()):
             return
-        while self._deadlines and self._deadlines[0][0] <= self._now:
-            heapq.heappop(self._deadlines)
         if self._deadlines:
-            self._now = max(self._now, self._deadlines[0][0])
+            earliest = self._deadlines[0][0]
+            if earliest <= self._now:
+                # Its sleeper is due and about to run, like a set event: it is
+                # busy. (Dropping its deadline here let time jump past it.)
+                return
+            self._now = earliest
             self._cond.notify_all()
 
     def _wait(self, deadline: float | None, ready: Callable[[], bool]) -> bool:
@@ -254,11 +257,12 @@ class VirtualClock:
                 if registered:
                     self._waiting.discard(ident)
                 if entry is not None:
-                    try:
-                        self._deadlines.remove(entry)
-                        heapq.heapify(self._deadlines)
-                    except ValueError:
-                        pass  # already popped as past
+                    self._deadlines.remove(entry)
+                    heapq.heapify(self._deadlines)
+                # A due or ready waiter held time back until now; if the others
+                # all wait, time moves on (a registered thread leaving is busy,
+                # so this does nothing for it).
+                self._maybe_jump()
 
     # -- waiting from threads ---------------------------------------------------
     def sleep_until(self, deadline: float) -> None:
@@ -321,3 +325,16 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.now()
+
+    # asyncio runs a timer once `when < time() + _clock_resolution`. Its 1 ns
+    # resolution is below the float spacing of epoch-scale times (~2.4e-7 s at
+    # 1.7e9), so time() + 1e-9 == time() and a timer due exactly now never ran:
+    # the loop spun on select(0) forever. One float step of now is the real
+    # resolution of this clock.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(1e-9, 2 * math.ulp(self.clock.now()))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:
+        pass  # BaseEventLoop.__init__ sets the monotonic clock's; ours is derived
