@@ -71,7 +71,7 @@ async def test_market_order_fills_and_the_tape_shows_the_fills(tmp_path: Path) -
         app._frame()
         assert str(row(app, "T-1")[8]) == "FILLED"
         assert "100%" in row(app, "T-1")[5]
-        tape_orders = {cells[1] for cells in app.tape._cells.values()}
+        tape_orders = {cells[2] for cells in app.tape._cells.values()}
         assert any(oid.startswith("T-1") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
 

@@ -191,11 +191,22 @@ class DeskApp(App[None]):
                         severity="warning", timeout=8)
             name = DEFAULT_THEME
         self.theme = name
+        if self.is_mounted(self.blotter) if hasattr(self, "blotter") else False:
+            self._recolour()
         if remember:
             self.settings.theme = name
             problem = self.settings.save(self.settings_path)
             if problem:
                 self.notify(problem, severity="warning")
+
+    def _recolour(self) -> None:
+        """Tables hold concrete colours: redraw every row in the new theme's."""
+        for table in (self.venues_panel, self.market, self.blotter, self.positions):
+            table.forget()
+        self.tape.redraw(self._clock_text)
+        self._dirty.update(self._order_types)
+        self._frame()
+        self._slow_panels()
 
     def action_next_theme(self) -> None:
         names = sorted(self._themes)

@@ -37,23 +37,23 @@ def fmt_price(value: float | None) -> str:
     return f"{value:,.3f}" if value < 1000 else f"{value:,.2f}"
 
 
-def side_text(side: Any) -> Text:
-    name = getattr(side, "value", str(side or ""))
-    return Text(name, style="bold $buy" if name == "BUY" else "bold $sell")
-
-
-STATUS_STYLE = {
-    OrderStatus.FILLED: "$success",
-    OrderStatus.REJECTED: "$error",
-    OrderStatus.CANCELED: "$secondary",
-    OrderStatus.EXPIRED: "$secondary",
-    OrderStatus.PENDING_NEW: "$warning",
-    OrderStatus.PENDING_CANCEL: "$warning",
+STATUS_COLOUR = {
+    OrderStatus.FILLED: "success",
+    OrderStatus.REJECTED: "error",
+    OrderStatus.CANCELED: "secondary",
+    OrderStatus.EXPIRED: "secondary",
+    OrderStatus.PENDING_NEW: "warning",
+    OrderStatus.PENDING_CANCEL: "warning",
 }
 
 
 class KeyedTable(DataTable):
-    """A DataTable updated by row key: only changed cells are touched."""
+    """A DataTable updated by row key: only changed cells are touched.
+
+    DataTable renders cells with Rich, which knows nothing of the theme's
+    $variables, so `paint` resolves a theme colour to a concrete one; when
+    the theme changes the app calls `forget()` and every row is drawn anew.
+    """
 
     def __init__(self, columns: Iterable[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -68,6 +68,8 @@ class KeyedTable(DataTable):
         old = self._cells.get(key)
         if old == cells:
             return False
+        if old == ():  # forgotten: redraw every cell
+            old = (None,) * len(cells)
         if old is None:
             self.add_row(*cells, key=key)
         else:
@@ -76,6 +78,18 @@ class KeyedTable(DataTable):
                     self.update_cell(key, col, new)
         self._cells[key] = cells
         return True
+
+    def paint(self, text: str, colour: str | None, bold: bool = False) -> Text:
+        value = self.app.theme_variables.get(colour, "") if colour else ""
+        return Text(text, style=f"{'bold ' if bold else ''}{value}".strip())
+
+    def side(self, side: Any) -> Text:
+        name = getattr(side, "value", str(side or ""))
+        return self.paint(name, "buy" if name == "BUY" else "sell", bold=True)
+
+    def forget(self) -> None:
+        """Drop the cell cache so the next refresh redraws every row (new theme)."""
+        self._cells = {key: () for key in self._cells}
 
     def drop(self, key: str) -> None:
         if key in self._cells:
@@ -117,8 +131,7 @@ class VenuesPanel(KeyedTable):
         for name in router.exchanges:
             breaker = router.breaker(name)
             state = breaker.state.value
-            style = {"CLOSED": "$breaker-closed", "OPEN": "bold $breaker-open",
-                     "HALF_OPEN": "bold $breaker-half-open"}[state]
+            colour = {"CLOSED": "breaker-closed", "OPEN": "breaker-open", "HALF_OPEN": "breaker-half-open"}[state]
             label = state.replace("_", "-")
             if breaker.forced:
                 label += " (forced)"
@@ -128,8 +141,8 @@ class VenuesPanel(KeyedTable):
             enabled = router.is_enabled(name)
             self.upsert(name, (
                 Text(name, style="bold"),
-                Text("ON", style="$success") if enabled else Text("OFF", style="bold $error"),
-                Text(label, style=style),
+                self.paint("ON", "success") if enabled else self.paint("OFF", "error", bold=True),
+                self.paint(label, colour, bold=state != "CLOSED"),
                 f"{stats.median / 1e6:6.2f}" if stats.count else "—",
                 f"{stats.p99 / 1e6:6.2f}" if stats.count else "—",
                 f"{vstats.fill_ratio:5.0%}",
@@ -155,7 +168,7 @@ class MarketPanel(KeyedTable):
             try:
                 book = venue.book(self.symbol, depth=1)
             except Exception as exc:  # an outage: say so in the row
-                self.upsert(name, (name, "", Text("unavailable", style="$error"), str(exc)[:30], "", ""))
+                self.upsert(name, (name, "", self.paint("unavailable", "error"), str(exc)[:30], "", ""))
                 continue
             bid = book.bids[0] if book.bids else None
             ask = book.asks[0] if book.asks else None
@@ -163,8 +176,8 @@ class MarketPanel(KeyedTable):
             self.upsert(name, (
                 name,
                 fmt_qty(bid.quantity if bid else None),
-                Text(fmt_price(bid.price if bid else None), style="$buy"),
-                Text(fmt_price(ask.price if ask else None), style="$sell"),
+                self.paint(fmt_price(bid.price if bid else None), "buy"),
+                self.paint(fmt_price(ask.price if ask else None), "sell"),
                 fmt_qty(ask.quantity if ask else None),
                 spread,
             ))
@@ -196,14 +209,14 @@ class Blotter(KeyedTable):
         slip = result.detail.get("slippage_bps") if result.detail else None
         cells = (
             result.order_id,
-            side_text(result.side),
+            self.side(result.side),
             result.symbol,
             order_type,
             fmt_qty(result.quantity),
             progress_bar(result.filled_quantity, result.quantity),
             fmt_price(result.average_price),
             "" if slip is None else f"{slip:+.2f}",
-            Text(status.value, style=STATUS_STYLE.get(status, "")),
+            self.paint(status.value, STATUS_COLOUR.get(status)),
             result.exchange_id or "",
             reason[:80],
         )
@@ -222,29 +235,42 @@ class FillsTape(KeyedTable):
 
     def __init__(self, max_rows: int = 200, **kwargs: Any) -> None:
         super().__init__(
-            [("t", "Time"), ("id", "Order"), ("side", "Side"), ("sym", "Symbol"), ("qty", "Qty"),
-             ("px", "Price"), ("venue", "Venue"), ("liq", "Liq"), ("fee", "Fee")],
+            [("seq", "Fill"), ("t", "Time"), ("id", "Order"), ("side", "Side"), ("sym", "Symbol"),
+             ("qty", "Qty"), ("px", "Price"), ("venue", "Venue"), ("liq", "Liq"), ("fee", "Fee")],
             **kwargs,
         )
         self.max_rows = max_rows
         self._order: deque[str] = deque()
+        self._fills: dict[str, Any] = {}
         self._seq = 0
 
     def add_fills(self, fills: list[Any], clock_fmt: Any) -> None:
-        # Newest first: insert each new fill at the top by re-sorting only the new keys.
+        """Add fills at the top (newest first), dropping the oldest beyond `max_rows`."""
         for fill in fills:
             self._seq += 1
             key = f"f{self._seq}"
-            self.upsert(key, (
-                clock_fmt(fill.timestamp), fill.order_id, side_text(fill.side), fill.symbol,
-                fmt_qty(fill.quantity), fmt_price(fill.price), fill.exchange_id,
-                fill.liquidity.value[0], f"{fill.fee:,.4f}",
-            ))
+            self._fills[key] = (self._seq, fill)
+            self._draw(key, self._fills[key], clock_fmt)
             self._order.append(key)
             while len(self._order) > self.max_rows:
-                self.drop(self._order.popleft())
+                old = self._order.popleft()
+                self._fills.pop(old, None)
+                self.drop(old)
         if fills:
-            self.sort("t", "id", reverse=True)
+            self.sort("seq", reverse=True)
+
+    def _draw(self, key: str, entry: tuple[int, Any], clock_fmt: Any) -> None:
+        seq, fill = entry
+        self.upsert(key, (
+            seq, clock_fmt(fill.timestamp), fill.order_id, self.side(fill.side), fill.symbol,
+            fmt_qty(fill.quantity), fmt_price(fill.price), fill.exchange_id,
+            fill.liquidity.value[0], f"{fill.fee:,.4f}",
+        ))
+
+    def redraw(self, clock_fmt: Any) -> None:
+        self.forget()
+        for key, entry in self._fills.items():
+            self._draw(key, entry, clock_fmt)
 
 
 class PositionsPanel(KeyedTable):
