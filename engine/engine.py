@@ -155,8 +155,10 @@ class Engine:
         """Stop the workers, cancel working parents and save the profiler if it autosaves."""
         await self.optimizer.stop(drain=drain, timeout=timeout)
         await self.scheduler.aclose()
-        if self.profiler.autosave_path is not None:
-            self.profiler.save(self.profiler.autosave_path)
+        path = self.profiler.autosave_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.profiler.save(path)
 
     @property
     def running(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from engine import __name__ as _engine_name  # noqa: F401  (fail early if the engine is missing)
@@ -27,6 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     from .app import DeskApp
+    from .settings import config_dir
+
+    # The screen is the terminal: engine warnings go to a log file, never to stderr.
+    log_dir = config_dir()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=log_dir / "execdesk.log",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     DeskApp(seed=args.seed, theme=args.theme, demo=args.demo).run()
     return 0
