@@ -365,8 +365,13 @@ class _RouterCore:
             price=order.price,
             timestamp=self.clock.now(),
         )
-        if track and venue is not None and order.client_order_id not in self._orders:
-            self._track(order, venue, result)
+        if track and venue is not None:
+            tracked = self._orders.get(order.client_order_id)  # type: ignore[arg-type]
+            if tracked is None:
+                self._track(order, venue, result)
+            elif tracked.order == order and not tracked.result.status.is_final:
+                # An order left PENDING_NEW by a timeout, now known never to have arrived.
+                tracked.result = result
         if self.on_event is not None:
             now = self.clock.now()
             self.on_event(OrderDenied(now, now, result.order_id, venue, result.status, order.parent_id, reason))
@@ -695,7 +700,7 @@ class OrderRouter(_RouterCore):
 
     def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
         reply: Any = None
-        error: VenueError | None = None
+        error: VenueError | UnknownOrderError | None = None
         while True:
             try:
                 call = loop.send(reply) if error is None else loop.throw(error)
@@ -709,7 +714,8 @@ class OrderRouter(_RouterCore):
                     reply = slot.client.submit(call.arg)
                 else:
                     reply = slot.client.status(call.arg)
-            except VenueError as exc:
+            except (VenueError, UnknownOrderError) as exc:
+                # A status query's "not found" is an answer the loop needs, not a failure.
                 error = exc
 
     def reconcile_pending(self) -> list[OrderResult]:
@@ -817,7 +823,7 @@ class AsyncOrderRouter(_RouterCore):
 
     async def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
         reply: Any = None
-        error: VenueError | None = None
+        error: VenueError | UnknownOrderError | None = None
         while True:
             try:
                 call = loop.send(reply) if error is None else loop.throw(error)
@@ -829,7 +835,8 @@ class AsyncOrderRouter(_RouterCore):
                     await self.clock.sleep_async(call.arg)
                 else:
                     reply = await self._call(slot, call.op, call.arg)
-            except VenueError as exc:
+            except (VenueError, UnknownOrderError) as exc:
+                # A status query's "not found" is an answer the loop needs, not a failure.
                 error = exc
 
     async def submit_orders_async(
