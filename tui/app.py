@@ -25,7 +25,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from engine import Engine, Order, OrderResult, OrderStatus, VirtualClock
 from engine.events import (
@@ -48,6 +48,7 @@ from .screens.ticket import TicketScreen
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
 from .widgets.latency_chart import LatencyChart
+from .widgets.live_table import LiveTable
 from .widgets.panels import Blotter, EventLog, FillsTape, MarketPanel, PositionsPanel, StatusBar, VenuesPanel
 
 log = logging.getLogger("execdesk.tui")
@@ -348,9 +349,9 @@ class DeskApp(App[None]):
             self.engine.report_error("housekeeping", exc)
 
     # -- detail of the selected order ------------------------------------------------------------
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "orders" and event.row_key is not None:
-            self._show_detail(str(event.row_key.value))
+    def on_live_table_highlighted(self, event: LiveTable.Highlighted) -> None:
+        if event.table is self.blotter:
+            self._show_detail(event.key)
 
     def _show_detail(self, order_id: str | None) -> None:
         widget = self.detail
@@ -425,7 +426,7 @@ class DeskApp(App[None]):
         blotter.show(OrderResult(order.id, venue, OrderStatus.PENDING_NEW, order.quantity, symbol=order.symbol,
                                  side=order.side, price=order.price), order.type.value,
                      f"sent to {venue or 'smart routing'}")
-        blotter.move_cursor(row=blotter.row_count - 1)
+        blotter.select(order.id)
         try:
             await self.engine.submit(order, venue)
         except (ExecdeskError, ValueError) as exc:

@@ -20,9 +20,10 @@ from engine.errors import ExecdeskError
 if TYPE_CHECKING:
     from .app import DeskApp
 
-BURST = 4  # orders per burst
-PAUSE_S = 0.01  # between bursts: about 400 orders a second
-SIZES = {"BTC/USD": 0.05, "ETH/USD": 0.8, "SOL/USD": 15.0}
+BURST = 6  # orders per burst
+PAUSE_S = 0.01  # between bursts: up to ~600 orders a second, as the machine allows
+# Sizes that walk two to four levels of the thinner venues, so an order brings several fills.
+SIZES = {"BTC/USD": 0.15, "ETH/USD": 2.0, "SOL/USD": 40.0}
 
 
 def demo_order(rng: random.Random, order_id: str, mid: float | None, symbol: str) -> Order:
@@ -38,10 +39,10 @@ def demo_order(rng: random.Random, order_id: str, mid: float | None, symbol: str
                      quantity=round(size * rng.uniform(0.5, 2.0), 2), price=round(mid + offset, 2),
                      time_in_force=TimeInForce.IOC)
     kind = rng.choice([OrderType.ICEBERG, OrderType.TWAP, OrderType.VWAP, OrderType.SMART])
-    qty = round(size * 20, 2)
+    qty = round(size * 5, 2)
     if kind is OrderType.ICEBERG:
         return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
-                     price=round(mid * (1 + 0.0003 * side.sign), 2), metadata={"display_size": round(size * 2, 2)})
+                     price=round(mid * (1 + 0.0003 * side.sign), 2), metadata={"display_size": round(size, 2)})
     if kind is OrderType.TWAP:
         return Order(id=order_id, symbol=symbol, side=side, type=kind, quantity=qty,
                      metadata={"duration_s": 60, "slices": 12})
@@ -56,16 +57,18 @@ async def run_demo(app: DeskApp) -> None:
     engine = app.engine
     rng = random.Random(app.seed)
     symbols = app.symbols or ["BTC/USD"]
+    supported = engine.supported_types()
     while True:
+        symbol = symbols[0] if rng.random() < 0.7 else rng.choice(symbols)
+        book = engine.smart.merged_book(symbol, depth=1)  # once per burst: it reads every venue
+        mid = book.mid if book else None
         for _ in range(BURST):
-            symbol = symbols[0] if rng.random() < 0.7 else rng.choice(symbols)
-            book = engine.smart.merged_book(symbol, depth=1)
             order_id = f"demo-{app.next_order_id()}"
             try:
-                order = demo_order(rng, order_id, book.mid if book else None, symbol)
+                order = demo_order(rng, order_id, mid, symbol)
             except ValueError:
                 continue  # a generated value off the rules: skip it, never stop the demo
-            if order.type.is_algorithm and order.type.value not in engine.supported_types():
+            if order.type.is_algorithm and order.type.value not in supported:
                 continue
             app.track_order(order)
             try:

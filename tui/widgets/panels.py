@@ -16,6 +16,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable, RichLog, Static
 
+from .live_table import Column, LiveTable
+
 from engine import Engine, OrderResult, OrderStatus
 
 BAR_WIDTH = 10
@@ -183,8 +185,8 @@ class MarketPanel(KeyedTable):
             ))
 
 
-class Blotter(KeyedTable):
-    """Parents and plain orders, newest first at the bottom; finished rows are bounded."""
+class Blotter(LiveTable):
+    """Parents and plain orders, newest on top; finished rows are bounded."""
 
     BORDER_TITLE = "Orders"
     BINDINGS = [
@@ -195,13 +197,13 @@ class Blotter(KeyedTable):
 
     def __init__(self, max_finished: int = 200, **kwargs: Any) -> None:
         super().__init__(
-            [("id", "Order"), ("side", "Side"), ("sym", "Symbol"), ("type", "Type"), ("qty", "Qty"),
-             ("prog", "Filled"), ("avg", "Avg px"), ("slip", "Slip bps"), ("status", "Status"),
-             ("venue", "Venue"), ("why", "Routing / reason")],
+            [Column("id", "Order", 18), Column("side", "Side", 5), Column("sym", "Symbol", 8),
+             Column("type", "Type", 8), Column("qty", "Qty", 9, right=True), Column("prog", "Filled", 16),
+             Column("avg", "Avg px", 11, right=True), Column("slip", "Slip bps", 9, right=True),
+             Column("status", "Status", 17), Column("venue", "Venue", 14), Column("why", "Routing / reason", 10)],
             **kwargs,
         )
         self.max_finished = max_finished
-        self.order_types: dict[str, str] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
 
     def show(self, result: OrderResult, order_type: str, reason: str) -> None:
@@ -218,7 +220,7 @@ class Blotter(KeyedTable):
             "" if slip is None else f"{slip:+.2f}",
             self.paint(status.value, STATUS_COLOUR.get(status)),
             result.exchange_id or "",
-            reason[:80],
+            reason,
         )
         self.upsert(result.order_id, cells)
         if status.is_final:
@@ -228,36 +230,36 @@ class Blotter(KeyedTable):
                 self.drop(old)
 
 
-class FillsTape(KeyedTable):
-    """Newest fill first; bounded."""
+class FillsTape(LiveTable):
+    """Newest fill on top; bounded (older fills stay in the engine's history)."""
 
     BORDER_TITLE = "Fills"
 
     def __init__(self, max_rows: int = 200, **kwargs: Any) -> None:
         super().__init__(
-            [("seq", "Fill"), ("t", "Time"), ("id", "Order"), ("side", "Side"), ("sym", "Symbol"),
-             ("qty", "Qty"), ("px", "Price"), ("venue", "Venue"), ("liq", "Liq"), ("fee", "Fee")],
+            [Column("seq", "Fill", 7, right=True), Column("t", "Time", 13), Column("id", "Order", 22),
+             Column("side", "Side", 5), Column("sym", "Symbol", 8), Column("qty", "Qty", 9, right=True),
+             Column("px", "Price", 11, right=True), Column("venue", "Venue", 7), Column("liq", "Liq", 4),
+             Column("fee", "Fee", 8)],
             **kwargs,
         )
         self.max_rows = max_rows
-        self._order: deque[str] = deque()
-        self._fills: dict[str, Any] = {}
+        self._order_keys: deque[str] = deque()
+        self._fills: dict[str, tuple[int, Any]] = {}
         self._seq = 0
 
     def add_fills(self, fills: list[Any], clock_fmt: Any) -> None:
-        """Add fills at the top (newest first), dropping the oldest beyond `max_rows`."""
+        """Add fills on top (newest first), dropping the oldest beyond `max_rows`."""
         for fill in fills:
             self._seq += 1
             key = f"f{self._seq}"
             self._fills[key] = (self._seq, fill)
             self._draw(key, self._fills[key], clock_fmt)
-            self._order.append(key)
-            while len(self._order) > self.max_rows:
-                old = self._order.popleft()
+            self._order_keys.append(key)
+            while len(self._order_keys) > self.max_rows:
+                old = self._order_keys.popleft()
                 self._fills.pop(old, None)
                 self.drop(old)
-        if fills:
-            self.sort("seq", reverse=True)
 
     def _draw(self, key: str, entry: tuple[int, Any], clock_fmt: Any) -> None:
         seq, fill = entry

@@ -1,0 +1,203 @@
+"""LiveTable: a keyed table for rows that change many times a second.
+
+DataTable re-renders through Rich for every change, which under `--demo`
+(hundreds of orders a second) cost more than the engine itself. LiveTable
+renders only the lines on screen (Textual's Line API, as toolong does),
+from a strip cached per row until that row changes, so a frame costs what
+is visible, not what happened. Newest rows go on top; the cursor follows
+its row's key, not its position, so new rows never move the selection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int  # cells; the last column takes what is left
+    right: bool = False
+
+
+class LiveTable(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {"live-table--header", "live-table--cursor"}
+    DEFAULT_CSS = """
+    LiveTable > .live-table--header { text-style: bold; background: $panel; }
+    LiveTable > .live-table--cursor { background: $primary 35%; }
+    LiveTable:focus > .live-table--cursor { background: $primary 60%; }
+    """
+    BINDINGS = [
+        Binding("up", "move(-1)", "Up", show=False, id="table.up"),
+        Binding("down", "move(1)", "Down", show=False, id="table.down"),
+        Binding("pageup", "move(-10)", "Page up", show=False, id="table.pageup"),
+        Binding("pagedown", "move(10)", "Page down", show=False, id="table.pagedown"),
+        Binding("home", "move(-1000000)", "Top", show=False, id="table.home"),
+        Binding("end", "move(1000000)", "Bottom", show=False, id="table.end"),
+    ]
+
+    class Highlighted(Message):
+        def __init__(self, table: LiveTable, key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+    def __init__(self, columns: list[Column], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.columns = columns
+        self._cells: dict[str, tuple[Any, ...]] = {}
+        self._order: list[str] = []  # display order, newest first
+        self._strips: dict[tuple[str, int, bool], Strip] = {}
+        self._cursor_key: str | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    def upsert(self, key: str, cells: tuple[Any, ...]) -> bool:
+        old = self._cells.get(key)
+        if old == cells:
+            return False
+        if old is None:
+            self._order.insert(0, key)
+            if self._cursor_key is None:
+                self._cursor_key = key
+            self._resize()
+        self._cells[key] = cells
+        self._uncache(key)
+        self.refresh()
+        return True
+
+    def drop(self, key: str) -> None:
+        if key not in self._cells:
+            return
+        index = self._order.index(key)
+        del self._cells[key]
+        self._order.remove(key)
+        self._uncache(key)
+        if key == self._cursor_key:
+            self._cursor_key = self._order[min(index, len(self._order) - 1)] if self._order else None
+            self.post_message(self.Highlighted(self, self._cursor_key))
+        self._resize()
+        self.refresh()
+
+    def forget(self) -> None:
+        """Drop every cached line and cell (a new theme): the next refresh redraws all."""
+        self._cells = {key: () for key in self._cells}
+        self._strips.clear()
+        self.refresh()
+
+    def _uncache(self, key: str) -> None:
+        for stale in [k for k in self._strips if k[0] == key]:
+            del self._strips[stale]
+
+    def _resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._order)
+
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    def selected_key(self) -> str | None:
+        return self._cursor_key
+
+    # -- colours from the theme ------------------------------------------------------------
+    def paint(self, text: str, colour: str | None, bold: bool = False) -> Text:
+        value = self.app.theme_variables.get(colour, "") if colour else ""
+        return Text(text, style=f"{'bold ' if bold else ''}{value}".strip())
+
+    def side(self, side: Any) -> Text:
+        name = getattr(side, "value", str(side or ""))
+        return self.paint(name, "buy" if name == "BUY" else "sell", bold=True)
+
+    # -- cursor --------------------------------------------------------------------------------
+    def action_move(self, delta: int) -> None:
+        if not self._order:
+            return
+        index = self._order.index(self._cursor_key) if self._cursor_key in self._order else 0
+        index = max(0, min(len(self._order) - 1, index + delta))
+        self.select(self._order[index])
+
+    def select(self, key: str) -> None:
+        if key not in self._cells or key == self._cursor_key:
+            return
+        old = self._cursor_key
+        self._cursor_key = key
+        for k in (old, key):
+            if k is not None:
+                self._uncache(k)
+        index = self._order.index(key) + 1  # + header
+        top = self.scroll_offset.y
+        height = max(self.size.height, 2)
+        if index - 1 < top:
+            self.scroll_to(y=index - 1, animate=False)
+        elif index >= top + height:
+            self.scroll_to(y=index - height + 1, animate=False)
+        self.refresh()
+        self.post_message(self.Highlighted(self, key))
+
+    def on_click(self, event: Any) -> None:
+        index = self.scroll_offset.y + event.y - 1
+        if 0 <= index < len(self._order):
+            self.select(self._order[index])
+
+    def on_resize(self) -> None:
+        self._strips.clear()
+        self._resize()
+
+    # -- rendering (only what is on screen) ----------------------------------------------------
+    def _row_text(self, cells: tuple[Any, ...], width: int) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        used = 0
+        last = len(self.columns) - 1
+        for i, (column, cell) in enumerate(zip(self.columns, cells)):
+            w = max(width - used, 0) if i == last else column.width
+            piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+            piece.truncate(w - (0 if i == last else 1), overflow="ellipsis")
+            pad = w - piece.cell_len
+            if column.right:
+                line.append(" " * max(pad - 1, 0))
+                line.append_text(piece)
+                line.append(" " if i != last else "")
+            else:
+                line.append_text(piece)
+                line.append(" " * max(pad, 0))
+            used += w
+        return line
+
+    def _strip(self, text: Text, width: int, style: Style) -> Strip:
+        segments = list(text.render(self.app.console))
+        strip = Strip(segments).apply_style(style) if segments else Strip([Segment(" " * width, style)])
+        return strip.adjust_cell_length(width, style)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            header = self._row_text(tuple(c.label for c in self.columns), width)
+            return self._strip(header, width, base + self.get_component_rich_style("live-table--header"))
+        scroll_y = self.scroll_offset.y
+        index = scroll_y + y - 1
+        if index >= len(self._order):
+            return Strip.blank(width, base)
+        key = self._order[index]
+        selected = key == self._cursor_key
+        cache_key = (key, width, selected)
+        strip = self._strips.get(cache_key)
+        if strip is None:
+            style = base + self.get_component_rich_style("live-table--cursor") if selected else base
+            strip = self._strip(self._row_text(self._cells[key], width), width, style)
+            self._strips[cache_key] = strip
+        return strip
