@@ -15,11 +15,15 @@ client-order-id alphabet, so a restart regenerates the same ids.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..errors import ExecdeskError
 from ..models import Fill, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
+from ..tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
 from ..venue import BookSnapshot, PublicTrade
 
 
@@ -74,6 +78,18 @@ class ParentState:
     child_reasons: dict[str, str] = field(default_factory=dict)
     last_reason: str = ""
     seq: int = 0
+    # What the algorithm saw of the market while it worked (for TCA).
+    last_mid: float | None = None
+    market: IntervalVWAP = field(default_factory=IntervalVWAP)
+    updated_at: float = 0.0
+    # TWAP/VWAP: the working window and the schedule, (time, cumulative quantity) steps.
+    window: tuple[float, float] | None = None
+    schedule: list[tuple[float, float]] = field(default_factory=list)
+    # ICEBERG: the display ceiling and how many times it was shown.
+    display_size: float | None = None
+    refills: int = 0
+    # Figures of one algorithm (profile, participation, urgency...), shown with the TCA.
+    algo_detail: dict[str, Any] = field(default_factory=dict)
 
     def next_child_id(self) -> str:
         self.seq += 1
@@ -133,12 +149,71 @@ class ParentState:
     @property
     def slippage_bps(self) -> float | None:
         """Signed so that positive is a cost: paid above arrival on a buy, below on a sell."""
-        avg, arrival = self.average_price, self.arrival_price
-        if avg is None or not arrival:
-            return None
-        return self.order.side.sign * (avg - arrival) / arrival * 10_000
+        return slippage_bps(self.order.side, self.average_price, self.arrival_price)
 
-    def to_result(self) -> OrderResult:
+    def lots_to_quantity(self, lots: int) -> float:
+        inst = self.instrument
+        return inst.lots_to_quantity(lots) if inst else lots / 1e8
+
+    def tca(self, now: float | None = None) -> dict[str, Any]:
+        """The parent's progress and transaction cost analysis, for status and events.
+
+        Keys (None when not known yet): filled, quantity, remaining, progress,
+        children_working, children_done, average_price, arrival_price,
+        arrival_time, slippage_bps, fees, execution_cost, opportunity_cost,
+        implementation_shortfall, implementation_shortfall_bps, market_vwap,
+        market_volume, vwap_slippage_bps, last_mid, last_reason; for TWAP/VWAP
+        window_start, window_end, schedule_target, schedule_deviation (filled
+        minus target: positive is ahead) and schedule_deviation_pct (of the
+        quantity); for ICEBERG display_size, hidden_quantity, refills.
+        """
+        if now is None:
+            now = self.done_at if self.done_at is not None else max(self.updated_at, self.created_at)
+        order = self.order
+        fills = self.fills
+        filled = self.filled_quantity
+        avg = self.average_price
+        working = self.working_children
+        shortfall = implementation_shortfall(order.side, self.arrival_price, fills, order.quantity, self.last_mid)
+        vwap = self.market.vwap
+        out: dict[str, Any] = {
+            "filled": filled,
+            "quantity": order.quantity,
+            "remaining": self.lots_to_quantity(self.remaining_lots),
+            "progress": filled / order.quantity,
+            "children_working": len(working),
+            "children_done": len(self.children) - len(working),
+            "average_price": avg,
+            "arrival_price": self.arrival_price,
+            "arrival_time": self.created_at,
+            "slippage_bps": self.slippage_bps,
+            "fees": sum(f.fee for f in fills),
+            "execution_cost": shortfall.execution_cost if shortfall else None,
+            "opportunity_cost": shortfall.opportunity_cost if shortfall else None,
+            "implementation_shortfall": shortfall.total if shortfall else None,
+            "implementation_shortfall_bps": shortfall.bps if shortfall else None,
+            "market_vwap": vwap,
+            "market_volume": self.market.volume,
+            "vwap_slippage_bps": slippage_bps(order.side, avg, vwap),
+            "last_mid": self.last_mid,
+            "last_reason": self.last_reason,
+        }
+        if self.window is not None:
+            target = schedule_target(self.schedule, now)
+            out["window_start"], out["window_end"] = self.window
+            out["schedule_target"] = target
+            out["schedule_deviation"] = filled - target
+            out["schedule_deviation_pct"] = (filled - target) / order.quantity * 100
+        if self.display_size is not None:
+            hidden = max(self.remaining_lots - self.working_lots, 0)
+            out["display_size"] = self.display_size
+            out["hidden_quantity"] = self.lots_to_quantity(hidden)
+            out["refills"] = self.refills
+        out.update(self.algo_detail)
+        return out
+
+    def to_result(self, now: float | None = None) -> OrderResult:
+        """The parent as one result; `detail` holds `tca(now)`."""
         venues = sorted({c.exchange_id for c in self.children.values() if c.exchange_id})
         return OrderResult(
             order_id=self.order.id,
@@ -153,6 +228,7 @@ class ParentState:
             side=self.order.side,
             price=self.order.price,
             timestamp=self.done_at or self.created_at,
+            detail=self.tca(now),
         )
 
 
@@ -199,3 +275,139 @@ def opposite_touch(book: BookSnapshot | None, side: OrderSide) -> float | None:
     if book is None:
         return None
     return book.best_ask if side is OrderSide.BUY else book.best_bid
+
+
+def near_touch(book: BookSnapshot | None, side: OrderSide) -> float | None:
+    if book is None:
+        return None
+    return book.best_bid if side is OrderSide.BUY else book.best_ask
+
+
+# -- prices on the tick ----------------------------------------------------------------
+
+def snap_price(inst: Instrument | None, price: float, side: OrderSide) -> float:
+    """The price on the tick, rounded the passive way: down for a buy, up for a sell.
+
+    So a limit derived from a collar or a fraction of the spread is never
+    more aggressive than asked.
+    """
+    if inst is None:
+        return price
+    num, den = inst._tick
+    exact = price * den / num
+    nearest = round(exact)
+    if abs(exact - nearest) <= 1e-9 * max(abs(exact), 1.0):
+        ticks = nearest
+    else:
+        ticks = math.floor(exact) if side is OrderSide.BUY else math.ceil(exact)
+    return inst.ticks_to_price(max(ticks, 1))
+
+
+def tick_size(inst: Instrument | None) -> float:
+    return float(inst.tick_size) if inst is not None else 0.0
+
+
+def within_limit(side: OrderSide, price: float, limit: float | None) -> float:
+    """The more passive of a price and the parent's limit."""
+    if limit is None:
+        return price
+    return min(price, limit) if side is OrderSide.BUY else max(price, limit)
+
+
+def marketable_child(
+    state: ParentState,
+    lots: int,
+    book: BookSnapshot | None,
+    collar_bps: float,
+) -> tuple[Order, str]:
+    """An IOC child that takes liquidity: limit at the far touch plus a collar, never past
+    the parent's limit. Without a book: IOC at the parent's limit, or MARKET without one.
+    Returns the child and a few words on its price for the reason line."""
+    side, limit = state.order.side, state.order.price
+    far = opposite_touch(book, side)
+    if far is None:
+        if limit is None:
+            return limit_child(state, lots, None), "at market (no book to price against)"
+        return limit_child(state, lots, limit, tif=TimeInForce.IOC), f"IOC at the limit {limit:g} (no book)"
+    collared = snap_price(state.instrument, far * (1 + side.sign * collar_bps / 10_000), side)
+    price = within_limit(side, collared, limit)
+    what = f"IOC up to {price:,.6g} (touch {far:,.6g}" + (
+        f", limit {limit:g})" if price == limit and limit != collared else f", collar {collar_bps:g} bps)"
+    )
+    return limit_child(state, lots, price, tif=TimeInForce.IOC), what
+
+
+# -- windows ---------------------------------------------------------------------------
+
+def resolve_window(meta: Mapping[str, Any], now: float) -> tuple[float, float]:
+    """(start, end) of a TWAP/VWAP: `duration_s` from now, or `start_time`..`end_time`
+    (a start already past means now)."""
+    if "duration_s" in meta:
+        return now, now + float(meta["duration_s"])
+    return max(float(meta["start_time"]), now), float(meta["end_time"])
+
+
+# -- watching the market ---------------------------------------------------------------
+
+class MarketWatch:
+    """What an algorithm reads of the market at each decision: the merged book's mid and
+    the public trades printed since it last looked, each trade once.
+
+    Trades are read through `AlgoContext.trades(symbol, since)`, which returns those
+    strictly after `since`. Reading from just before the last trade time seen and
+    skipping the trades at that instant already counted neither loses a trade printed
+    at the same instant after the last read (our own fill, say) nor counts one twice.
+    Every trade read goes into the parent's interval VWAP.
+    """
+
+    __slots__ = ("state", "_t", "_at_t")
+
+    def __init__(self, state: ParentState, since: float) -> None:
+        self.state = state
+        self._t = since
+        self._at_t: Counter[tuple[str, float, float, OrderSide]] = Counter()
+
+    @staticmethod
+    def _key(t: PublicTrade) -> tuple[str, float, float, OrderSide]:
+        return (t.venue, t.price, t.quantity, t.aggressor)
+
+    def trades(self, ctx: AlgoContext) -> list[PublicTrade]:
+        """The trades printed since the last call (oldest first), added to the interval VWAP."""
+        try:
+            got = ctx.trades(self.state.order.symbol, math.nextafter(self._t, -math.inf))
+        except ExecdeskError:
+            return []  # no venue can tell us now: the next look catches up
+        if not got:
+            return []
+        skip = Counter(self._at_t)
+        new = []
+        for t in got:
+            if t.ts_event < self._t:
+                continue
+            if t.ts_event == self._t:
+                k = self._key(t)
+                if skip[k] > 0:
+                    skip[k] -= 1
+                    continue
+            new.append(t)
+        last = max(t.ts_event for t in got)
+        if last >= self._t:
+            self._at_t = Counter(self._key(t) for t in got if t.ts_event == last)
+            self._t = last
+        market = self.state.market
+        for t in new:
+            market.add(t.price, t.quantity)
+        return new
+
+    def book(self, ctx: AlgoContext) -> BookSnapshot | None:
+        book = ctx.book(self.state.order.symbol)
+        if book is not None and book.mid is not None:
+            self.state.last_mid = book.mid
+        return book
+
+    def look(self, ctx: AlgoContext) -> tuple[BookSnapshot | None, list[PublicTrade]]:
+        """Book and new trades; stamps the parent's `updated_at`."""
+        book = self.book(ctx)
+        trades = self.trades(ctx)
+        self.state.updated_at = ctx.now()
+        return book, trades

@@ -1,11 +1,22 @@
 """ICEBERG: show `display_size` at a time at the parent's limit price and refill.
 
-Never more than the display is working at once (so never more than the
-display visible at any venue). With `display_variance` v, each refill shows
-display × uniform(1 - v, 1 + v), capped at the display ceiling the order
-states and rounded to the lot, so refills are harder to spot. A refused
-child (venue down, breaker open) is retried after a pause; after several
-refusals in a row the parent gives up with the last reason.
+Rules:
+
+* Never more than the display is working at once, as one child at one
+  venue, so never more than the display is visible at any venue. A refill
+  is sent only when the shown child is final (filled, or canceled/expired
+  by the venue).
+* With `display_variance` v, each refill shows display x uniform(1 - v, 1 + v),
+  capped at the display the order states (the ceiling is a promise) and
+  rounded to the lot, so refills are harder to spot.
+* The parent's status shows the hidden remainder (neither filled nor
+  shown) and the number of refills.
+* A refused child (venue down, breaker open) is retried after a pause;
+  after several refusals in a row the parent gives up with the last reason.
+* The shown child learns of its fills from the venue's execution reports.
+  Every `OBSERVE_S` the algorithm looks at the market for TCA (mid,
+  interval VWAP); against the simulated venue that look is also what lets
+  its market move in virtual time when nothing else calls it.
 """
 
 from __future__ import annotations
@@ -13,10 +24,11 @@ from __future__ import annotations
 import random
 
 from ..models import OrderResult, OrderStatus
-from .base import Action, AlgoContext, ParentState, PlaceChild, limit_child
+from .base import Action, AlgoContext, MarketWatch, ParentState, PlaceChild, limit_child
 
 RETRY_AFTER_S = 1.0
 MAX_REFUSALS = 5
+OBSERVE_S = 5.0
 
 
 class IcebergAlgorithm:
@@ -25,34 +37,52 @@ class IcebergAlgorithm:
         meta = state.order.metadata
         self.display = float(meta["display_size"])
         self.variance = float(meta.get("display_variance", 0.0))
+        state.display_size = self.display
         self._rng = random.Random(f"{seed}:{state.order.id}")
-        self._wake: float | None = None
+        self._retry_at: float | None = None
+        self._observe_at: float | None = None
         self._refusals = 0
-        self.refills = 0
+        self._watch = MarketWatch(state, state.created_at)
+
+    @property
+    def refills(self) -> int:
+        return self.state.refills
+
+    def _ceiling_lots(self) -> int:
+        inst = self.state.instrument
+        if inst is None:
+            return max(round(self.display * 1e8), 1)
+        ceiling = inst.quantity_to_lots(self.display)
+        if ceiling is None:  # display not on the lot: round down, at least the minimum
+            num, den = inst._lot
+            ceiling = int(self.display * den / num)
+        return ceiling
 
     def _display_lots(self) -> int:
         inst = self.state.instrument
-        ceiling = inst.quantity_to_lots(self.display) if inst else None
-        if ceiling is None:  # display not on the lot: round down, at least one lot
-            ceiling = max(int(self.display * (inst._lot[1] / inst._lot[0])) if inst else 1, 1)
+        ceiling = self._ceiling_lots()
         lots = ceiling
         if self.variance:
-            lots = min(ceiling, max(1, round(ceiling * self._rng.uniform(1 - self.variance, 1 + self.variance))))
+            drawn = round(ceiling * self._rng.uniform(1 - self.variance, 1 + self.variance))
+            lots = min(ceiling, max(1, drawn))
         if inst is not None:
             lots = max(lots, inst.min_lots)
         return min(lots, self.state.remaining_lots)
 
     def _place(self, why: str) -> list[Action]:
         state = self.state
-        if state.remaining_lots <= 0 or state.working_lots > 0:
+        if state.remaining_lots <= 0 or state.working_lots > 0 or state.working_children:
             return []
         lots = self._display_lots()
         child = limit_child(state, lots, state.order.price)
-        self.refills += 1
-        return [PlaceChild(child, None, why)]
+        state.refills += 1
+        return [PlaceChild(child, None, f"{why}; show {child.quantity:g} at {child.price:g}")]
 
     def start(self, ctx: AlgoContext) -> list[Action]:
-        return self._place(f"show {self.display:g} of {self.state.order.quantity:g} at {self.state.order.price:g}")
+        self._watch.look(ctx)
+        self._observe_at = ctx.now() + OBSERVE_S
+        o = self.state.order
+        return self._place(f"start: {o.quantity:g} behind a display of {self.display:g}")
 
     def on_child(self, ctx: AlgoContext, child: OrderResult) -> list[Action]:
         state = self.state
@@ -62,24 +92,37 @@ class IcebergAlgorithm:
                 state.status = OrderStatus.REJECTED if not state.filled_lots else OrderStatus.CANCELED
                 state.reason = f"gave up after {self._refusals} refused children: {child.reason}"
                 return []
-            self._wake = ctx.now() + RETRY_AFTER_S
+            self._retry_at = ctx.now() + RETRY_AFTER_S
             state.last_reason = f"child refused ({child.reason}); retrying in {RETRY_AFTER_S:g} s"
             return []
-        self._refusals = 0
-        if child.status.is_final and state.remaining_lots > 0:
-            return self._place(f"refill {self.refills}: {state.filled_quantity:g} of {state.order.quantity:g} done")
+        if child.status is not OrderStatus.PENDING_NEW:
+            self._refusals = 0
+        if child.status.is_final:
+            self._watch.trades(ctx)
+            if state.remaining_lots > 0:
+                done = state.filled_quantity
+                return self._place(f"refill {state.refills}: {done:g} of {state.order.quantity:g} done")
         return []
 
     def on_timer(self, ctx: AlgoContext) -> list[Action]:
-        self._wake = None
-        return self._place("retry after a refused child")
+        now = ctx.now()
+        actions: list[Action] = []
+        if self._observe_at is not None and now >= self._observe_at:
+            self._watch.look(ctx)
+            self._observe_at = now + OBSERVE_S
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            actions = self._place("retry after a refused child")
+        return actions
 
     def next_wake(self) -> float | None:
-        return self._wake
+        wakes = [w for w in (self._retry_at, self._observe_at) if w is not None]
+        return min(wakes) if wakes else None
 
     def describe(self) -> str:
         s = self.state
-        hidden = s.remaining_lots - s.working_lots
-        inst = s.instrument
-        hidden_qty = inst.lots_to_quantity(hidden) if inst else hidden
-        return f"iceberg: display {self.display:g}, hidden {hidden_qty:g}, refills {self.refills}"
+        hidden = max(s.remaining_lots - s.working_lots, 0)
+        return (
+            f"iceberg: display {self.display:g}, hidden {s.lots_to_quantity(hidden):g}, "
+            f"refills {s.refills}, filled {s.filled_quantity:g}/{s.order.quantity:g}"
+        )
