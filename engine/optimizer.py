@@ -108,16 +108,12 @@ class _OptimizerCore:
         raise UnknownOrderError(f"order {order_id!r} is unknown or expired from memory")
 
     def _parent_result(self, state: ParentState) -> OrderResult:
-        result = state.to_result()
+        # detail: the parent's TCA (ParentState.tca: arrival, slippage, shortfall,
+        # interval VWAP, schedule deviation...), as of now while it works.
+        result = state.to_result(None if state.status.is_final else self.clock.now())
         result.children = list(state.children.values())
-        result.detail = {
-            "arrival_price": state.arrival_price,
-            "slippage_bps": state.slippage_bps,
-            "fees": state.fees,
-            "working_children": len(state.working_children),
-            "last_reason": state.last_reason,
-            "algorithm": self.scheduler.describe(state.order.id),
-        }
+        result.detail["working_children"] = len(state.working_children)
+        result.detail["algorithm"] = self.scheduler.describe(state.order.id)
         return result
 
     def _aggregate(self, order_id: str, pieces: list[str]) -> OrderResult:
