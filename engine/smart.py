@@ -21,7 +21,7 @@ from typing import Any
 
 from .algos.base import child_id
 from .clock import Clock
-from .errors import VenueError
+from .errors import ExecdeskError, VenueError
 from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
@@ -229,9 +229,15 @@ class SmartOrderRouter:
         )
 
     def trades(self, symbol: str, since: float) -> list[PublicTrade]:
+        """Public trades of every venue after `since`, oldest first. A venue that cannot
+        answer (an outage, a symbol it does not list) is left out, as `merged_book` does:
+        an algorithm reading the tape must not fail because one venue is down."""
         out: list[PublicTrade] = []
         for venue in self.order_router.exchanges:
-            out.extend(self.order_router.client(venue).trades(symbol, since))
+            try:
+                out.extend(self.order_router.client(venue).trades(symbol, since))
+            except ExecdeskError:
+                continue
         out.sort(key=lambda t: t.ts_event)
         return out
 
