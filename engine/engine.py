@@ -23,6 +23,7 @@ from .events import EngineError, Halted, OrderUpdated, Resumed
 from .exchange import FaultConfig, LatencyModel, MarketConfig, SimulatedExchange
 from .models import FeeSchedule, Order, OrderResult, OrderStatus
 from .optimizer import AsyncExecutionOptimizer
+from .positions import Position, PositionBook
 from .profiler import LatencyProfiler
 from .retry import RetryPolicy
 from .router import AsyncOrderRouter
@@ -126,6 +127,9 @@ class Engine:
         )
         self.scheduler.add_listener(self._on_parent)
         self.stats = _EngineStats()
+        # Every fill of every order and child passes the router: results and pushed reports.
+        self.position_book = PositionBook()
+        self.router.add_order_listener(self._on_order_result)
 
     @classmethod
     def default(
@@ -279,8 +283,23 @@ class Engine:
                 now, now, state.order.id, None, state.status, None,
                 state.filled_quantity, state.order.quantity, state.average_price,
                 self.scheduler.describe(state.order.id) or state.last_reason,
+                state.tca(None if state.status.is_final else now),
             )
         )
+
+    # -- positions ------------------------------------------------------------------------
+    def _on_order_result(self, result: OrderResult) -> None:
+        if result.fills:
+            self.position_book.apply_all(result.fills)
+
+    def positions(self, *, by_venue: bool = False) -> list[Position]:
+        """Net quantity, average entry, realized P&L, unrealized P&L marked to the merged
+        book's mid, and fees: per symbol, or per symbol and venue (see engine.positions)."""
+        def mark(symbol: str) -> float | None:
+            book = self.smart.merged_book(symbol, depth=1)
+            return book.mid if book is not None else None
+
+        return self.position_book.positions(mark, by_venue=by_venue)
 
     def order_status_or_none(self, order_id: str) -> OrderResult | None:
         try:

@@ -7,7 +7,9 @@ client order id and, for children, the parent's id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .models import Fill, OrderSide, OrderStatus, OrderType
 
@@ -100,6 +102,8 @@ class OrderUpdated(OrderEvent):
     quantity: float = 0.0
     average_price: float | None = None
     detail: str = ""
+    # The parent's TCA figures, as in get_order_status(...).detail (ParentState.tca).
+    tca: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
