@@ -333,6 +333,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         self._runner: asyncio.Task[None] | None = None
         self._busy = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._taking_work = False  # False after stop(drain=False): workers take nothing new
 
     @property
     def running(self) -> bool:
@@ -345,6 +346,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             raise ConfigurationError("the optimizer is already running")
         self._send, self._receive = anyio.create_memory_object_stream[tuple[Order, str | None]](self.max_queue)
         self._loop = asyncio.get_running_loop()
+        self._taking_work = True
         started = asyncio.Event()
         self._runner = self._loop.create_task(self._run(num_workers, started), name="execdesk-optimizer")
         await started.wait()
@@ -362,6 +364,10 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         bus = self.bus
         async with receive:
             async for order, exchange_id in receive:
+                if not self._taking_work:
+                    break  # stop(drain=False): it stays queued and stop() cancels it
+                if order.id not in self._queued:
+                    continue  # canceled while it waited in the queue
                 self._busy += 1
                 try:
                     if bus is not None and not bus.has_capacity():
@@ -477,7 +483,10 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             await send.aclose()  # workers finish what is queued, then their loops end
         runner = self._runner
         if not drain:
-            runner.cancel()
+            # Workers take nothing new, but finish the order in hand: canceling a
+            # venue call in flight could leave an order working at the venue that
+            # this optimizer would report CANCELED.
+            self._taking_work = False
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             try:
                 await asyncio.shield(runner)
