@@ -276,6 +276,11 @@ class SmartOrderRouter:
             del reasons[next(iter(reasons))]
 
     def _unsupported(self, order: Order) -> OrderResult | None:
+        halted = self.order_router.halted_reason
+        if halted is not None and order.type.is_algorithm:
+            # The order router refuses each child while halted, but the parent
+            # would keep retrying them and start trading at resume(): refuse it now.
+            return self.order_router._denied(order, None, f"trading halted: {halted}")
         if order.type in (OrderType.MARKET, OrderType.LIMIT, OrderType.ICEBERG):
             return None
         from .algos import registry
