@@ -452,7 +452,10 @@ class Instrument:
         num, den = ratio
         exact = value * den / num
         units = round(exact)
-        if abs(exact - units) > max(1e-9 * abs(exact), 1e-7):
+        # Float noise here is a few ulps (~1e-16 relative); 1e-12 tolerates far
+        # more yet stays below half a unit up to 5e11 units (1e-9 did not: at
+        # lot 1e-8, 10.000000005 passed as 1e9 lots).
+        if abs(exact - units) > max(1e-12 * abs(exact), 1e-7):
             return None
         return units
 

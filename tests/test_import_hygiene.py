@@ -1,0 +1,82 @@
+"""The engine stays importable without Textual (DESIGN.md, Layout; harlequin's guard).
+
+`import engine` and every module under engine/ (found by globbing, so new
+modules are covered without editing this file) are imported in a fresh
+interpreter, one at a time; after each, no `textual` (nor our `tui`) module
+may be loaded. A fresh process is the only honest check: in the test run
+itself the TUI tests have long since imported Textual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = ROOT / "engine"
+FORBIDDEN = ("textual", "tui")
+
+_PROBE = """
+import importlib, json, sys
+forbidden = tuple(json.loads(sys.argv[2]))
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in forbidden)
+    if loaded:
+        print(json.dumps({"module": name, "loaded": loaded[:5]}))
+        break
+else:
+    print(json.dumps(None))
+"""
+
+
+def engine_modules() -> list[str]:
+    names = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue  # importing it would run it
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+def first_offender(modules: list[str]) -> dict | None:
+    """Import `modules` in order in a fresh interpreter; the first that loads a forbidden package."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(modules), json.dumps(FORBIDDEN)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"importing the engine failed:\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_engine_modules_are_found() -> None:
+    modules = engine_modules()
+    assert modules[0] == "engine"
+    assert {"engine.models", "engine.clock"} <= set(modules)
+
+
+def test_engine_imports_without_textual() -> None:
+    offender = first_offender(engine_modules())
+    assert offender is None, (
+        f"importing {offender['module']} loaded {offender['loaded']}: "
+        "the engine must not depend on Textual or the TUI"
+    )
+
+
+def test_the_probe_would_notice_textual() -> None:
+    # the check above can fail: a module that does pull Textual in is named
+    offender = first_offender(["engine", "textual.app"])
+    assert offender is not None
+    assert offender["module"] == "textual.app"
+    assert "textual" in offender["loaded"]
