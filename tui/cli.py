@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="execdesk",
         description="A terminal execution desk on simulated exchanges: market, limit, iceberg, TWAP, "
         "VWAP and smart orders; live orders, fills, breakers and latency.",
-        epilog="Keys: b/s open a buy/sell ticket, Enter sends, ? lists every key, ctrl+p finds any action.",
+        epilog="Keys: b/s open a buy/sell ticket, Enter sends, ? lists every key, ctrl+p finds any action. "
+        "`execdesk bench [--quick] [--only NAME,...] [--out FILE]` measures the engine (see `execdesk bench --help`).",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated markets (reproducible runs)")
     parser.add_argument("--theme", default=None,
@@ -26,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .app import DeskApp
     from .settings import config_dir

@@ -1,0 +1,149 @@
+"""`execdesk bench`: the JSON's shape and its arithmetic, never its times.
+
+One `--quick` run through the real command line (a subprocess, as a user runs
+it) feeds most checks; no test here asserts how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui import bench
+
+ROOT = Path(__file__).parent.parent
+THROUGHPUT = ("sync_router", "smart_router", "async_optimizer", "async_latency", "batch")
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+    out = tmp_path_factory.mktemp("bench") / "nested" / "bench.json"
+    proc = run_cli("--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout), out, proc.stderr
+
+
+def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in doc["workloads"]}
+
+
+def test_quick_run_has_every_workload_in_order_or_a_skip_with_a_reason(quick_run) -> None:
+    doc, _, _ = quick_run
+    assert [w["name"] for w in doc["workloads"]] == list(bench.WORKLOADS)
+    for w in doc["workloads"]:
+        assert "error" not in w, w
+        if "skipped" in w:
+            assert isinstance(w["skipped"], str) and w["skipped"].strip(), w
+        else:
+            assert isinstance(w["goal"], str) and w["goal"], w
+            assert w["goal_met"] in (True, False, None), w
+
+
+def test_throughput_figures_are_positive_and_add_up(quick_run) -> None:
+    doc, _, _ = quick_run
+    workloads = by_name(doc)
+    for name in THROUGHPUT:
+        w = workloads[name]
+        for key in ("orders", "seconds", "orders_per_s", "floor_orders_per_s", "ratio_to_floor",
+                    "p50_us", "p99_us"):
+            assert w[key] > 0, (name, key, w[key])
+        assert w["p50_us"] <= w["p99_us"], w
+        assert w["orders"] / w["seconds"] == pytest.approx(w["orders_per_s"], rel=0.02), w
+        assert w["orders_per_s"] / w["floor_orders_per_s"] == pytest.approx(w["ratio_to_floor"], rel=1e-3), w
+        # Every small market order fills (alternating sides keep the book stocked) unless refused.
+        assert w["fills"] >= w["orders"] - w["rejected"], w
+        assert w["rejections_negligible"] is (w["rejected"] <= w["orders"] * bench.REJECTED_TOLERANCE), w
+        if name != "async_latency":
+            # Instant venues, no faults: nothing for a breaker or latency gate to refuse. (With
+            # 1 ms venue latency and 1,000 in flight, a loaded machine may slow acks past the
+            # breaker's slow-call limit: that shows in the JSON, and is no test failure.)
+            assert w["rejected"] == 0, w
+        assert w["goal_orders_per_s"] is None or w["goal_orders_per_s"] > 0, w
+    assert workloads["sync_router"]["seed_orders_per_s"] == 6_250
+    assert workloads["smart_router"]["seed_orders_per_s"] == 6_000
+    assert workloads["async_optimizer"]["seed_orders_per_s"] == 59_000
+    # Goals that depend on another workload of the same run use its figure.
+    assert workloads["batch"]["goal_orders_per_s"] == workloads["sync_router"]["orders_per_s"]
+    assert workloads["async_latency"]["goal_orders_per_s"] == pytest.approx(
+        workloads["async_optimizer"]["orders_per_s"] * 0.5, abs=0.1
+    )
+
+
+def test_the_other_workloads_report_their_own_figures(quick_run) -> None:
+    doc, _, _ = quick_run
+    w = by_name(doc)
+    prof = w["profiler_record"]
+    assert prof["ns_per_sample"] > 0 and prof["floor_ns_per_sample"] > 0
+    assert prof["recorded"] == prof["samples"]  # every sample reached the histogram
+    assert prof["floor_ns_per_sample"] / prof["ns_per_sample"] == pytest.approx(prof["ratio_to_floor"], rel=1e-2)
+
+    twap = w["twap_hour"]
+    if "skipped" not in twap:
+        assert twap["seconds"] > 0
+        assert twap["virtual_seconds"] >= 3_000  # an hour's schedule ran, in virtual time
+        assert twap["children"] >= twap["slices"] // 2
+
+    desk = w["desk_under_load"]
+    assert desk["presses"] == bench.QUICK.desk_presses
+    assert 0 < desk["p50_ms"] <= desk["p99_ms"] <= desk["max_ms"]
+    assert desk["fills_per_s"] > 0  # the demo was trading while keys were pressed
+
+    memory = w["memory"]
+    assert memory["orders"] == bench.QUICK.memory_large and memory["complete"] is True
+    assert 0 < memory["peak_rss_small_mb"] <= memory["peak_rss_mb"]
+    assert memory["ratio"] == pytest.approx(memory["peak_rss_mb"] / memory["peak_rss_small_mb"], rel=0.01)
+    assert memory["fills"] >= memory["orders"] and memory["rejected"] == 0
+
+
+def test_machine_and_out_file(quick_run) -> None:
+    doc, out, stderr = quick_run
+    machine = doc["machine"]
+    assert machine["quick"] is True
+    assert machine["cpu_count"] >= 1
+    assert machine["python"].count(".") == 2
+    assert machine["git_commit"] == "unknown" or len(machine["git_commit"]) == 40
+    assert machine["timestamp"]
+    assert json.loads(out.read_text()) == doc  # --out holds the same document as stdout
+    # The human table goes to stderr, one row per workload.
+    for name in bench.WORKLOADS:
+        assert f"\n{name} " in stderr
+
+
+def test_only_runs_the_named_workloads() -> None:
+    proc = run_cli("--quick", "--only", "profiler_record, batch")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert [w["name"] for w in doc["workloads"]] == ["batch", "profiler_record"]
+    # batch's goal needs sync_router's figure from the same run: not run, so no verdict.
+    assert doc["workloads"][0]["goal_met"] is None
+
+
+def test_only_with_an_unknown_name_exits_2_listing_the_workloads() -> None:
+    proc = run_cli("--only", "sync_router,warp_drive")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "'warp_drive'" in proc.stderr
+    for name in bench.WORKLOADS:
+        assert name in proc.stderr
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert bench._percentile(values, 50) == 50
+    assert bench._percentile(values, 99) == 99
+    assert bench._percentile(values, 100) == 100
+    assert bench._percentile(list(range(1, 11)), 95) == 10  # rank ceil(9.5): never below q
+    assert bench._percentile([7], 99) == 7
+    assert bench._percentile([], 50) == 0.0
