@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import random
 import threading
@@ -349,9 +350,11 @@ class _RouterCore:
         orders[order.client_order_id] = _Tracked(order, venue, result)  # type: ignore[index]
         if len(orders) > self._remember:
             # Forget the oldest finished orders; working ones stay until they finish.
-            for cid in list(orders)[: len(orders) - self._remember]:
-                if orders[cid].result.status.is_final:
-                    del orders[cid]
+            # Only the excess at the old end is looked at: copying every key here
+            # made each order cost O(remember_orders) once the bound was reached.
+            oldest = itertools.islice(orders.items(), len(orders) - self._remember)
+            for cid in [cid for cid, t in oldest if t.result.status.is_final]:
+                del orders[cid]
 
     def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
         result = OrderResult(

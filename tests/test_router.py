@@ -295,3 +295,25 @@ def test_a_script_using_the_sync_wrapper_exits_promptly_without_close() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["FILLED", "pending"]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_router_forgets_the_oldest_finished_orders_but_never_a_working_one(
+    virtual_clock: VirtualClock,
+) -> None:
+    venue = SimulatedExchange("a", clock=virtual_clock)
+    router = OrderRouter(clock=virtual_clock, remember_orders=3)
+    router.register_exchange("a", venue)
+    working = Order(id="w", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.01, price=40_000.0)
+    router.submit_order(working)
+    for i in range(6):
+        router.submit_order(market(f"f{i}", side="BUY" if i % 2 else "SELL"))
+    assert router.get_order_status("w").status is OrderStatus.NEW
+    assert [router.get_order_status(f"f{i}").status for i in range(3, 6)] == [OrderStatus.FILLED] * 3
+    for i in range(3):
+        forgotten = router.get_order_status(f"f{i}")
+        assert forgotten.status is OrderStatus.REJECTED and "expired from memory" in forgotten.reason
+    assert len(router._orders) == 4  # the bound, plus the working order it may not forget
+    assert router.cancel_order("w").status is OrderStatus.CANCELED
+    router.submit_order(market("f6"))
+    assert "expired from memory" in router.get_order_status("w").reason
+    assert len(router._orders) == 3
