@@ -20,7 +20,7 @@ from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
 from .events import EngineError, Halted, OrderUpdated, Resumed
-from .exchange import FaultConfig, LatencyModel, MarketConfig, SimulatedExchange
+from .exchange import FaultConfig, LatencyModel, MarketConfig, ReferenceMarket, SimulatedExchange
 from .models import FeeSchedule, Order, OrderResult, OrderStatus
 from .optimizer import AsyncExecutionOptimizer
 from .positions import Position, PositionBook
@@ -142,10 +142,11 @@ class Engine:
     ) -> Engine:
         """Three simulated venues of different characters (see DEFAULT_VENUES)."""
         clock = clock or RealClock()
+        reference = ReferenceMarket(seed)  # one fair price the venues all follow
         venues = {
             spec.name: SimulatedExchange(
                 spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
-                latency=spec.latency, market=spec.market, faults=spec.faults,
+                latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
             )
             for i, spec in enumerate(specs)
         }

@@ -107,6 +107,7 @@ __all__ = [
     "SimulatedExchange",
     "UnknownSymbolError",
     "VENUE_PRESETS",
+    "ReferenceMarket",
     "VenueCounters",
 ]
 
@@ -147,6 +148,11 @@ _DAY_S = 86_400.0
 # older ones keep only their summary, so memory per remembered id stays small.
 _FILLS_KEPT = 10_000
 _CACHE_MAX = 4096  # float -> ticks/lots memo per symbol; cleared when full
+# With a shared reference price, a venue's own offset keeps this much of itself
+# per step, and its spread settles at _OFFSET_SHARE times one step's volatility
+# (about half a basis point with the defaults): venues disagree a little, never for long.
+_OFFSET_REVERSION = 0.9
+_OFFSET_SHARE = 1.0
 _MISS = object()
 # Operations that get every fault; the rest (status, open orders) only errors and outages.
 _ORDER_OPS = frozenset({"submit", "cancel", "amend"})
@@ -354,13 +360,62 @@ class VenueCounters:
         return dataclasses.replace(self, errors=dict(self.errors))
 
 
+class ReferenceMarket:
+    """One fair price per symbol that several simulated venues follow.
+
+    Independent random walks drift apart (within minutes one venue's ask sits
+    under another's bid, which no real market allows for long). A shared
+    reference is a seeded walk per symbol in fixed steps, computed lazily
+    and only forward, so any venue asking at time t gets the same price
+    whoever asked first; each venue adds its own small mean-reverting offset.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        volatility_bps: float = 1.0,
+        step_s: float = 0.2,
+        start_prices: Mapping[str, float] | None = None,
+    ) -> None:
+        _non_negative("volatility_bps", volatility_bps)
+        _positive("step_s", step_s)
+        self.seed = seed
+        self.step_s = step_s
+        self._sigma = volatility_bps / 1e4 * math.sqrt(step_s)
+        self._start = dict(DEFAULT_START_PRICES)
+        self._start.update(start_prices or {})
+        self._t0: float | None = None
+        self._walks: dict[str, list[Any]] = {}  # symbol -> [step index, price, rng]
+        self._lock = threading.Lock()
+
+    def mid(self, symbol: str, t: float) -> float:
+        """The reference price of `symbol` at time `t` (never earlier than the last asked)."""
+        with self._lock:
+            if self._t0 is None:
+                self._t0 = t
+            walk = self._walks.get(symbol)
+            if walk is None:
+                start = self._start.get(symbol)
+                if start is None:
+                    raise ConfigurationError(f"no reference start price for {symbol}")
+                walk = self._walks[symbol] = [0, float(start), random.Random(f"{self.seed}/ref/{symbol}")]
+            index = int((t - self._t0) / self.step_s)
+            steps = index - walk[0]
+            if steps > 0:
+                # n steps at once: one draw with sqrt(n) the spread, so gaps cost nothing.
+                price = walk[1] * math.exp(walk[2].gauss(0.0, self._sigma * math.sqrt(steps)))
+                walk[0], walk[1] = index, price
+            return walk[1]
+
+
 class _Market:
     """One symbol: its book, the simulated mid and makers, and its tape."""
 
     __slots__ = (
         "symbol", "instrument", "book", "tick_num", "tick_den", "min_lots", "mid", "floor",
         "spacing", "half", "bid_lots", "ask_lots", "taker_lots", "sigma", "bid_quotes", "ask_quotes",
-        "tape", "lot_cache", "tick_cache", "snapshots",
+        "tape", "lot_cache", "tick_cache", "snapshots", "offset",
     )
 
     def __init__(
@@ -373,6 +428,7 @@ class _Market:
         self.min_lots = inst.min_lots
         tick, lot = float(inst.tick_size), float(inst.lot_size)
         self.mid = start / tick  # in ticks, a float: the walk is continuous, quotes round it
+        self.offset = 0.0  # relative distance from a shared reference price, if any
         self.spacing = max(1, round(self.mid * cfg.level_spacing_bps / 1e4))
         self.half = self.mid * cfg.half_spread_bps / 1e4
         # Never let the walk take the deepest bid to zero.
@@ -504,6 +560,7 @@ class SimulatedExchange:
         market: MarketConfig = MarketConfig(),
         remember_ids: int = 1_000_000,
         start_prices: Mapping[str, float] | None = None,
+        reference: ReferenceMarket | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
@@ -520,6 +577,7 @@ class SimulatedExchange:
         self._clock: Clock = clock if clock is not None else RealClock()
         self._seed = seed
         self._cfg = market
+        self._reference = reference
         self._remember_max = remember_ids
         self._lock = threading.Lock()
 
@@ -1462,8 +1520,9 @@ class SimulatedExchange:
             # A long gap: simulate only the last `cap` steps; the mid takes the
             # skipped steps' drift in one draw, so its distribution stays right.
             skipped = due - cap
+            t_skip = t0 + (k + skipped - 1) * step
             for m in self._market_list:
-                self._walk(m, skipped)
+                self._walk(m, t_skip, skipped)
             k += skipped
         heap = self._expiries
         while True:
@@ -1484,13 +1543,21 @@ class SimulatedExchange:
         t_step = t0 + k * step
         self._next_due = min(t_step, heap[0][0]) if heap else t_step
 
-    def _walk(self, m: _Market, steps: int = 1) -> None:
-        move = self._market_rng.gauss(0.0, m.mid * m.sigma * math.sqrt(steps))
-        m.mid = max(m.mid + move, m.floor)
+    def _walk(self, m: _Market, t: float, steps: int = 1) -> None:
+        reference = self._reference
+        if reference is None:
+            move = self._market_rng.gauss(0.0, m.mid * m.sigma * math.sqrt(steps))
+            m.mid = max(m.mid + move, m.floor)
+            return
+        # Follow the shared price with a small offset of our own that reverts to zero.
+        keep = _OFFSET_REVERSION**steps
+        m.offset = m.offset * keep + self._market_rng.gauss(0.0, m.sigma * _OFFSET_SHARE) * math.sqrt(1 - keep * keep)
+        ref_ticks = reference.mid(m.symbol, t) * m.tick_den / m.tick_num
+        m.mid = max(ref_ticks * (1.0 + m.offset), m.floor)
 
     def _step(self, m: _Market, t: float) -> None:
         """One step of market time: the mid moves, makers re-quote, takers trade."""
-        self._walk(m)
+        self._walk(m, t)
         self._requote(m, t)
         rng = self._market_rng
         # Poisson number of taker orders this step (Knuth; the rate is small).

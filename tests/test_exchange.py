@@ -891,3 +891,23 @@ def test_the_engine_does_not_import_textual() -> None:
     code = "import engine.exchange, engine.book, sys; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_venues_sharing_a_reference_price_stay_together_and_apart_ones_drift() -> None:
+    """Mids of venues on one ReferenceMarket differ by little over hours; without it they wander apart."""
+    from engine.exchange import ReferenceMarket
+
+    def spread_over_time(reference: ReferenceMarket | None) -> float:
+        clock = VirtualClock(start=0.0)
+        venues = [SimulatedExchange(f"v{i}", clock=clock, seed=i, reference=reference) for i in range(3)]
+        worst = 0.0
+        for _ in range(60):
+            clock.advance(120.0)
+            mids = [v.book("BTC/USD").mid for v in venues]
+            worst = max(worst, (max(mids) - min(mids)) / min(mids) * 1e4)
+        return worst
+
+    together = spread_over_time(ReferenceMarket(seed=7))
+    apart = spread_over_time(None)
+    assert together < 5.0, f"venues on one reference differ by {together:.1f} bps"
+    assert apart > together * 3, f"independent venues should drift apart ({apart:.1f} vs {together:.1f} bps)"
