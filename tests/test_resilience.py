@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
 from engine import (
+    AsyncOrderRouter,
     BreakerConfig,
     BreakerState,
     ExchangeClient,
     FaultConfig,
     LatencyModel,
     Order,
+    OrderResult,
     OrderRouter,
     OrderStatus,
     RetryPolicy,
@@ -30,6 +33,7 @@ from engine import (
     VirtualClock,
 )
 from engine.events import BreakerStateChanged, Event
+from tests.conftest import virtual_anyio_backend
 
 SYMBOL = "BTC/USD"
 
@@ -42,6 +46,26 @@ def market(i: int, qty: float = 0.001, prefix: str = "o") -> Order:
 
 
 # -- faults in virtual time ---------------------------------------------------------------
+
+
+class _Counting:
+    """A venue client that counts the requests the router makes, per client order id."""
+
+    def __init__(self, client: ExchangeClient) -> None:
+        self.client = client
+        self.submits: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+
+    def submit(self, order: Order) -> OrderResult:
+        self.submits[order.client_order_id] += 1
+        return self.client.submit(order)
+
+    def status(self, cid: str) -> OrderResult:
+        self.statuses[cid] += 1
+        return self.client.status(cid)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
 
 
 def test_ten_thousand_orders_under_faults_end_in_one_final_state_each(
@@ -67,8 +91,9 @@ def test_ten_thousand_orders_under_faults_end_in_one_final_state_each(
         clock=clock,
         retry_policy=RetryPolicy(max_retries=3, retry_delay=0.01, reconcile_max_attempts=1),
     )
-    for venue in venues:
-        router.register_exchange(venue.name, ExchangeClient(venue))
+    clients = [_Counting(ExchangeClient(venue)) for venue in venues]
+    for venue, client in zip(venues, clients):
+        router.register_exchange(venue.name, client)
     updates: dict[str, list[OrderStatus]] = defaultdict(list)
     router.add_order_listener(lambda r: updates[r.order_id].append(r.status))
 
@@ -92,14 +117,19 @@ def test_ten_thousand_orders_under_faults_end_in_one_final_state_each(
     final = {o.id: router.get_order_status(o.id) for o in orders}
     counts = Counter(r.status for r in final.values())
     stats = [router.venue_stats(v.name) for v in venues]
-    retried = sum(s.retried for s in stats)
-    reconciled = sum(s.reconciled for s in stats)
+    resends = sum(s.retried for s in stats)
+    unknown_outcomes = sum(s.reconciled for s in stats)
+    sends = Counter({cid: k for c in clients for cid, k in c.submits.items()})
+    queried = {cid for c in clients for cid in c.statuses}
+    retried = sum(1 for k in sends.values() if k > 1)
     print(
-        f"\nfaults: {n} orders; retried {retried}, reconciled (status queries after a timeout) "
-        f"{reconciled}, left unknown after submit {pending_after_submit}, "
-        f"final states {dict((s.value, c) for s, c in counts.items())}"
+        f"\nfaults: {n} orders; {retried} orders retried ({resends} resends), {len(queried)} orders "
+        f"reconciled by status query ({unknown_outcomes} timeouts), {pending_after_submit} still "
+        f"unknown after submit, final states {dict((s.value, c) for s, c in counts.items())}"
     )
-    assert retried > 0 and reconciled > 0
+    assert retried > 0 and queried and unknown_outcomes > 0
+    assert max(sends.values()) <= router.retry_policy.max_retries + 1
+    assert set(router.unreconciled) == set()
 
     # Every order ends in exactly one final state, and listeners heard it once.
     for oid, result in final.items():
@@ -130,6 +160,55 @@ def test_ten_thousand_orders_under_faults_end_in_one_final_state_each(
             assert holders == [], (order.id, final[order.id].reason)
         else:
             assert holders == [venues[i % 3].name]
+
+
+@pytest.fixture
+def anyio_backend(virtual_clock: VirtualClock) -> Any:
+    return virtual_anyio_backend(virtual_clock)
+
+
+@pytest.mark.anyio
+async def test_the_async_router_under_faults_with_concurrent_orders(virtual_clock: VirtualClock) -> None:
+    """The same decision loop, driven by the async driver, many orders at once."""
+    clock = virtual_clock
+    venues = [
+        SimulatedExchange(
+            f"a{i}", clock=clock, seed=10 + i, latency=LatencyModel(median_s=0.002, p99_s=0.01),
+            faults=FaultConfig(error_rate=0.2, timeout_rate=0.05, timeout_s=0.5),
+        )
+        for i in range(3)
+    ]
+    router = AsyncOrderRouter(
+        clock=clock,
+        retry_policy=RetryPolicy(max_retries=3, retry_delay=0.01, reconcile_max_attempts=1),
+    )
+    for venue in venues:
+        router.register_exchange(venue.name, venue)
+    n = 600
+    orders = [market(i, prefix="c") for i in range(n)]
+    results = []
+    for k, venue in enumerate(venues):  # each batch sent concurrently to one venue
+        results += await router.submit_orders_async(orders[k::3], venue.name)
+    assert len(results) == n and router.unreconciled
+    for venue in venues:
+        venue.faults = FaultConfig()
+    while router.unreconciled:
+        await router.reconcile_pending_async()
+    final = {o.id: router.get_order_status(o.id) for o in orders}
+    assert all(r.status in (OrderStatus.FILLED, OrderStatus.REJECTED) for r in final.values())
+    assert sum(v.counters.rejected for v in venues) == 0
+    filled = sum(r.status is OrderStatus.FILLED for r in final.values())
+    assert sum(v.counters.submitted for v in venues) == filled
+    for k, order in enumerate(orders):
+        held = []
+        for venue in venues:
+            try:
+                venue.status(order.id)
+                held.append(venue.name)
+            except UnknownOrderError:
+                pass
+        assert held == ([venues[k % 3].name] if final[order.id].status is OrderStatus.FILLED else [])
+    assert sum(router.venue_stats(v.name).retried for v in venues) > 0
 
 
 # -- the breaker in the order path ----------------------------------------------------------
