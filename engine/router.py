@@ -688,6 +688,11 @@ class OrderRouter(_RouterCore):
             result = slot.client.submit(order)
         except VenueError as exc:
             return self._drive(slot, self._retry_loop(slot, order, exc, clock.now_ns() - t0))
+        except BaseException:
+            # Not the venue's answer (a bug below): hand back the breaker's admission,
+            # or a HALF_OPEN breaker would wait for this trial forever.
+            slot.breaker.release()
+            raise
         return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
 
     def submit_orders(self, orders: Iterable[Order], exchange_id: str | None = None) -> list[OrderResult]:
@@ -720,6 +725,10 @@ class OrderRouter(_RouterCore):
             except (VenueError, UnknownOrderError) as exc:
                 # A status query's "not found" is an answer the loop needs, not a failure.
                 error = exc
+            except BaseException:
+                if call.op == "submit":
+                    slot.breaker.release()  # see submit_order
+                raise
 
     def reconcile_pending(self) -> list[OrderResult]:
         """Ask again about orders whose outcome is still unknown; returns those resolved."""
@@ -822,6 +831,11 @@ class AsyncOrderRouter(_RouterCore):
             result = await self._call(slot, "submit", order)
         except VenueError as exc:
             return await self._drive(slot, self._retry_loop(slot, order, exc, clock.now_ns() - t0))
+        except BaseException:
+            # Not the venue's answer (a bug below, or cancellation): hand back the
+            # breaker's admission, or a HALF_OPEN breaker would wait for it forever.
+            slot.breaker.release()
+            raise
         return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
 
     async def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
@@ -841,6 +855,10 @@ class AsyncOrderRouter(_RouterCore):
             except (VenueError, UnknownOrderError) as exc:
                 # A status query's "not found" is an answer the loop needs, not a failure.
                 error = exc
+            except BaseException:
+                if call.op == "submit":
+                    slot.breaker.release()  # see submit_order
+                raise
 
     async def submit_orders_async(
         self, orders: Iterable[Order], exchange_id: str | None = None

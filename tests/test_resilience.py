@@ -282,6 +282,40 @@ def test_a_venue_still_failing_in_half_open_opens_again(virtual_clock: VirtualCl
     assert "half-open" in _breaker_events(events, "flaky")[-1].reason
 
 
+class _AdapterBug:
+    """A venue adapter whose submit raises a plain RuntimeError for ids starting "boom"."""
+
+    def __init__(self, inner: SimulatedExchange) -> None:
+        self.inner, self.name, self.fees = inner, inner.name, inner.fees
+
+    def submit(self, order: Order) -> OrderResult:
+        if order.id.startswith("boom"):
+            raise RuntimeError("adapter bug")
+        return self.inner.submit(order)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_adapter_bug_during_half_open_does_not_wedge_the_breaker(virtual_clock: VirtualClock) -> None:
+    clock = virtual_clock
+    venue = SimulatedExchange("v", clock=clock)
+    router = OrderRouter(clock=clock, max_retries=0,
+                         breaker_config=BreakerConfig(minimum_calls=5, wait_duration_open_s=1.0))
+    router.register_exchange("v", _AdapterBug(venue))
+    venue.set_faults(error_rate=1.0)
+    for i in range(5):
+        router.submit_order(market(i), "v")
+    assert router.breaker("v").state is BreakerState.OPEN
+    venue.set_faults(error_rate=0.0)
+    clock.sleep(1.0)
+    with pytest.raises(RuntimeError, match="adapter bug"):
+        router.submit_order(market(0, prefix="boom"), "v")  # takes a half-open trial slot
+    results = [router.submit_order(market(10 + i), "v") for i in range(5)]
+    assert [r.status for r in results] == [OrderStatus.FILLED] * 5
+    assert router.breaker("v").state is BreakerState.CLOSED
+
+
 # -- the latency gate ----------------------------------------------------------------------
 
 
