@@ -163,6 +163,8 @@ class SmartOrderRouter:
         self.clock = clock or order_router.clock
         self.seed = seed
         self.last_reasons: dict[str, str] = {}  # order id -> routing reason (bounded)
+        # A split order's id -> (the order, its children's ids), for idempotency (bounded).
+        self._split_orders: dict[str, tuple[Order, list[str]]] = {}
         if scheduler is None:
             from .scheduler import Scheduler
 
@@ -301,12 +303,44 @@ class SmartOrderRouter:
             return self.scheduler.submit(order)
         return self.place(order, None, split=True)
 
+    def _already_routed(self, order: Order) -> list[OrderResult] | None:
+        """The idempotency check one level up from the order router's: an order this
+        router already placed, whole or split, is answered from memory. Planning it
+        again could split it differently (the first pass moved the books) and send
+        a second order under new child ids."""
+        router = self.order_router
+        known = router._known(order)
+        if known is not None:
+            return [known]
+        split = self._split_orders.get(order.id)
+        if split is None:
+            return None
+        first, child_ids = split
+        if first != order:
+            return [router._denied(
+                order, None,
+                f"client order id {order.client_order_id!r} was already used for a different order",
+                track=False,
+            )]
+        return [router.get_order_status(cid) for cid in child_ids]
+
+    def _record_split(self, order: Order, pieces: list[tuple[Order, str, str]]) -> None:
+        if len(pieces) > 1 or pieces[0][0] is not order:
+            splits = self._split_orders
+            splits[order.id] = (order, [child.id for child, _, _ in pieces])
+            if len(splits) > self.order_router._remember:
+                del splits[next(iter(splits))]
+
     def place(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
         router = self.order_router
         assert isinstance(router, OrderRouter), "use route_order_async over an AsyncOrderRouter"
+        known = self._already_routed(order)
+        if known is not None:
+            return known
         pieces = self.plan(order, split=split, venue=venue)
         if not pieces:
             return [self._no_venue(order)]
+        self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
@@ -327,9 +361,13 @@ class SmartOrderRouter:
 
     async def place_async(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
         router = self.order_router
+        known = self._already_routed(order)
+        if known is not None:
+            return known
         pieces = self.plan(order, split=split, venue=venue)
         if not pieces:
             return [self._no_venue(order)]
+        self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)

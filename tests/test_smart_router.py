@@ -207,3 +207,36 @@ def test_a_breaker_that_tripped_on_failures_is_skipped(virtual_clock: VirtualClo
     [result] = smart.route_order(Order(id="z", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.1))
     assert result.status is OrderStatus.FILLED and result.exchange_id == "deep"
 
+
+
+def test_resubmitting_a_split_order_returns_its_children_without_new_venue_orders(
+    virtual_clock: VirtualClock,
+) -> None:
+    _, smart, venues = _venues(virtual_clock)
+    order = Order(id="twice", symbol=SYMBOL, side="BUY", type="MARKET", quantity=3.0)
+    first = smart.route_order(order)
+    assert len(first) == 2
+    submitted = {name: v.counters.submitted for name, v in venues.items()}
+    # The first pass moved the books: planned again, it would split differently.
+    again = smart.route_order(order)
+    assert [(r.order_id, r.exchange_id, r.status, r.filled_quantity) for r in again] == [
+        (r.order_id, r.exchange_id, r.status, r.filled_quantity) for r in first
+    ]
+    assert {name: v.counters.submitted for name, v in venues.items()} == submitted
+    [other] = smart.route_order(order.model_copy(update={"quantity": 2.0}))
+    assert other.status is OrderStatus.REJECTED
+    assert other.reason == "client order id 'twice' was already used for a different order"
+    assert {name: v.counters.submitted for name, v in venues.items()} == submitted
+
+
+def test_resubmitting_a_whole_order_never_splits_it_the_second_time(virtual_clock: VirtualClock) -> None:
+    _, smart, venues = _venues(virtual_clock)
+    # thin's two best levels beat deep's touch (fees included): the order goes whole to thin.
+    size = sum(lv.quantity for lv in venues["thin"].book(SYMBOL).asks[:2])
+    order = Order(id="once", symbol=SYMBOL, side="BUY", type="MARKET", quantity=size)
+    [first] = smart.route_order(order)
+    assert first.order_id == "once" and first.exchange_id == "thin"
+    # Those levels are gone now, so a fresh plan would split this size across venues.
+    assert len(smart.plan(order)) > 1
+    assert smart.route_order(order) == [first]
+    assert sum(v.counters.submitted for v in venues.values()) == 1
