@@ -68,6 +68,8 @@ class _OptimizerCore:
         self.bus = bus
         self._remember = remember_orders
         self._queued: dict[str, Order] = {}
+        # Queued orders a worker has taken and is routing now: too late to cancel as queued.
+        self._in_hand: set[str] = set()
         self._split: OrderedDict[str, list[str]] = OrderedDict()
         self._child_of: dict[str, str] = {}
         self._accepted: OrderedDict[str, Order] = OrderedDict()  # every order this optimizer took
@@ -170,6 +172,16 @@ class _OptimizerCore:
             self._refused.pop(old, None)
         self._wake(order.id)
 
+    def _cancel_queued(self, order_id: str) -> OrderResult:
+        """Cancel an order still waiting for a worker: it will never be routed."""
+        order = self._queued.pop(order_id)
+        result = self.router._denied(order, None, "canceled before it was routed", track=False)
+        result.status = OrderStatus.CANCELED
+        self._refused_store(order_id, result)
+        self._accepted[order_id] = order
+        self._wake(order_id)
+        return result
+
     def _refused_store(self, order_id: str, result: OrderResult) -> None:
         self._refused[order_id] = result
 
@@ -260,7 +272,15 @@ class ExecutionOptimizer(_OptimizerCore):
         with self.clock.participate():
             while True:
                 while self._work:
-                    self._process(*self._work.popleft())
+                    order, exchange_id = self._work.popleft()
+                    with self._lock:
+                        if order.id not in self._queued:
+                            continue  # canceled while it waited in the queue
+                        self._in_hand.add(order.id)
+                    try:
+                        self._process(order, exchange_id)
+                    finally:
+                        self._in_hand.discard(order.id)
                 self._ready.clear()
                 if not self._work:
                     self.clock.wait_event(self._ready, None)
@@ -304,6 +324,9 @@ class ExecutionOptimizer(_OptimizerCore):
         return self._status(order_id)
 
     def cancel_order(self, order_id: str) -> OrderResult:
+        with self._lock:
+            if order_id in self._queued and order_id not in self._in_hand:
+                return self._cancel_queued(order_id)
         if self.scheduler.cancel(order_id):
             return self._status(order_id)
         if order_id in self._split:
@@ -369,12 +392,14 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                 if order.id not in self._queued:
                     continue  # canceled while it waited in the queue
                 self._busy += 1
+                self._in_hand.add(order.id)
                 try:
                     if bus is not None and not bus.has_capacity():
                         await bus.wait_for_capacity()
                     await self._process(order, exchange_id)
                 finally:
                     self._busy -= 1
+                    self._in_hand.discard(order.id)
 
     async def _process(self, order: Order, exchange_id: str | None = None) -> None:
         try:
@@ -453,14 +478,8 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         return self._status(order_id)
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
-        if order_id in self._queued:
-            order = self._queued.pop(order_id)
-            result = self.router._denied(order, None, "canceled before it was routed", track=False)
-            result.status = OrderStatus.CANCELED
-            self._refused_store(order_id, result)
-            self._accepted[order_id] = order
-            self._wake(order_id)
-            return result
+        if order_id in self._queued and order_id not in self._in_hand:
+            return self._cancel_queued(order_id)
         if self.scheduler.cancel(order_id):
             return self._status(order_id)
         if order_id in self._split:

@@ -152,6 +152,20 @@ async def test_a_queued_order_canceled_before_routing_never_reaches_the_venue(
 
 
 @pytest.mark.anyio
+async def test_an_order_already_on_its_way_is_not_reported_canceled(virtual_clock: VirtualClock) -> None:
+    optimizer, venue = _async_optimizer(virtual_clock, latency_s=1.0)
+    await optimizer.start(num_workers=1)
+    oid = await optimizer.submit_order_async(market("busy"))
+    await anyio.sleep(0.5)  # the worker is waiting for the venue's answer
+    answer = await optimizer.cancel_order_async(oid)
+    assert answer.status is not OrderStatus.CANCELED
+    final = await optimizer.wait_async(oid, timeout=10)
+    assert final.status is OrderStatus.FILLED
+    assert venue.status(oid).status is OrderStatus.FILLED
+    await optimizer.stop()
+
+
+@pytest.mark.anyio
 async def test_a_stopped_optimizer_refuses_work_clearly(virtual_clock: VirtualClock) -> None:
     optimizer, venue = _async_optimizer(virtual_clock)
     with pytest.raises(OptimizerStoppedError, match="not running: await start"):
@@ -267,6 +281,20 @@ def test_submit_order_returns_at_once_and_wait_returns_the_final_result(
     assert result.status is OrderStatus.FILLED and result.filled_quantity == 0.01
     assert virtual_clock.now() - t0 == pytest.approx(1.0)
     assert venue.status("w1").status is OrderStatus.FILLED
+
+
+def test_a_queued_order_can_be_canceled_before_the_worker_takes_it(virtual_clock: VirtualClock) -> None:
+    optimizer, venue = _sync_optimizer(virtual_clock, latency_s=1.0)
+    ids = [optimizer.submit_order(market(f"sq{i}")) for i in range(3)]
+    assert optimizer.get_order_status("sq2").reason == "queued for routing"
+    answer = optimizer.cancel_order("sq2")
+    assert (answer.status, answer.reason) == (OrderStatus.CANCELED, "canceled before it was routed")
+    assert optimizer.wait("sq1", timeout=30).status is OrderStatus.FILLED
+    assert optimizer.wait("sq2", timeout=30).status is OrderStatus.CANCELED
+    virtual_clock.sleep(5)  # the worker has long passed it
+    with pytest.raises(UnknownOrderError):
+        venue.status("sq2")
+    assert optimizer.get_order_status(ids[0]).status is OrderStatus.FILLED
 
 
 def test_wait_gives_up_at_its_timeout(virtual_clock: VirtualClock) -> None:
