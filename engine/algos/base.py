@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..errors import ExecdeskError
 from ..models import Fill, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from ..tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
-from ..venue import BookSnapshot, PublicTrade
+from ..venue import BookLevel, BookSnapshot, PublicTrade
 
 
 def child_id(parent_id: str, seq: int) -> str:
@@ -349,6 +349,27 @@ def resolve_window(meta: Mapping[str, Any], now: float) -> tuple[float, float]:
 
 # -- watching the market ---------------------------------------------------------------
 
+def without_own(book: BookSnapshot | None, state: ParentState) -> BookSnapshot | None:
+    """`book` less the leaves of the parent's working limit children at their prices."""
+    if book is None:
+        return None
+    mine: dict[float, float] = {}
+    for c in state.children.values():
+        if c.price is not None and not c.status.is_final and c.status is not OrderStatus.PENDING_NEW:
+            mine[c.price] = mine.get(c.price, 0.0) + max(c.quantity - c.filled_quantity, 0.0)
+    if not mine:
+        return book
+    own_side = book.bids if state.order.side is OrderSide.BUY else book.asks
+    levels = []
+    for level in own_side:
+        left = level.quantity - mine.get(level.price, 0.0)
+        if left > 1e-12:
+            levels.append(BookLevel(level.price, left, level.orders))
+    if state.order.side is OrderSide.BUY:
+        return BookSnapshot(book.venue, book.symbol, tuple(levels), book.asks, book.ts_event)
+    return BookSnapshot(book.venue, book.symbol, book.bids, tuple(levels), book.ts_event)
+
+
 class MarketWatch:
     """What an algorithm reads of the market at each decision: the merged book's mid and
     the public trades printed since it last looked, each trade once.
@@ -400,7 +421,9 @@ class MarketWatch:
         return new
 
     def book(self, ctx: AlgoContext) -> BookSnapshot | None:
-        book = ctx.book(self.state.order.symbol)
+        """The merged book without the parent's own resting children: the market as
+        others make it (our own bid must not count as the touch we price from)."""
+        book = without_own(ctx.book(self.state.order.symbol), self.state)
         if book is not None and book.mid is not None:
             self.state.last_mid = book.mid
         return book

@@ -6,9 +6,9 @@ Rules:
   venue, so never more than the display is visible at any venue. A refill
   is sent only when the shown child is final (filled, or canceled/expired
   by the venue).
-* With `display_variance` v, each refill shows display x uniform(1 - v, 1 + v),
-  capped at the display the order states (the ceiling is a promise) and
-  rounded to the lot, so refills are harder to spot.
+* With `display_variance` v, each refill shows display x uniform(1 - v, 1),
+  rounded to the lot, so refills are harder to spot. The draw only ever
+  shrinks the display: `display_size` is a ceiling the operator relies on.
 * The parent's status shows the hidden remainder (neither filled nor
   shown) and the number of refills.
 * A refused child (venue down, breaker open) is retried after a pause;
@@ -63,7 +63,7 @@ class IcebergAlgorithm:
         ceiling = self._ceiling_lots()
         lots = ceiling
         if self.variance:
-            drawn = round(ceiling * self._rng.uniform(1 - self.variance, 1 + self.variance))
+            drawn = round(ceiling * self._rng.uniform(1 - self.variance, 1.0))
             lots = min(ceiling, max(1, drawn))
         if inst is not None:
             lots = max(lots, inst.min_lots)

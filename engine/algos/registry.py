@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..models import OrderType
+from .adaptive import AdaptiveAlgorithm
 from .base import Algorithm, ParentState
 from .iceberg import IcebergAlgorithm
+from .twap import TwapAlgorithm
+from .vwap import VwapAlgorithm
 
-# OrderType -> factory(state, seed). TWAP, VWAP and SMART join here as they are built.
+# OrderType -> factory(state, seed).
 ALGORITHMS: dict[OrderType, Callable[[ParentState, int], Algorithm]] = {
     OrderType.ICEBERG: IcebergAlgorithm,
+    OrderType.TWAP: TwapAlgorithm,
+    OrderType.VWAP: VwapAlgorithm,
+    OrderType.SMART: AdaptiveAlgorithm,
 }
 
 
