@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from .algos.base import ParentState
 from .breaker import BreakerConfig
 from .bus import EventBus, Subscription
@@ -159,6 +161,12 @@ class Engine:
     async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
         """Stop the workers, cancel working parents and save the profiler if it autosaves."""
         await self.optimizer.stop(drain=drain, timeout=timeout)
+        # optimizer.stop asked every working parent to cancel; the scheduler takes
+        # their children off the venues before it stops (closing it at once left
+        # them working there, the parents stuck NEW).
+        with anyio.move_on_after(5.0 if timeout is None else timeout):
+            for pid in self.scheduler.active:
+                await self.optimizer.wait_async(pid)
         await self.scheduler.aclose()
         path = self.profiler.autosave_path
         if path is not None:
