@@ -190,3 +190,20 @@ def test_urgency_table_orders_the_aggression() -> None:
     low, normal, high = URGENCY["low"], URGENCY["normal"], URGENCY["high"]
     assert low.base < normal.base < high.base == 1.0
     assert low.pressure_from > normal.pressure_from
+
+
+@pytest.mark.anyio
+async def test_engine_stop_cancels_working_parents_and_their_children(virtual_clock: VirtualClock) -> None:
+    engine = Engine.default(seed=3, clock=virtual_clock)
+    await engine.start()
+    oids = [
+        await engine.submit(smart(40.0, "low", oid="stop-smart", duration_s=3600)),
+        await engine.submit(Order(id="stop-ice", symbol=BTC, side="buy", type="ICEBERG", quantity=40.0,
+                                  price=engine.smart.merged_book(BTC).best_bid, metadata={"display_size": 1.0})),
+    ]
+    await anyio.sleep(12)
+    assert any(open_children(engine, oid) for oid in oids)
+    await engine.stop()
+    for oid in oids:
+        assert engine.status(oid).status is OrderStatus.CANCELED
+        assert open_children(engine, oid) == []

@@ -215,3 +215,20 @@ def test_bad_parameters_are_refused_when_the_order_is_built(meta: dict, field_wo
     with pytest.raises(ValidationError) as err:
         twap_order(1.0, **meta)
     assert "metadata" in str(err.value) and field_words in str(err.value)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the real clock, on a plain loop
+@pytest.mark.anyio
+async def test_real_time_twap_and_smart_run_to_the_end() -> None:
+    # The desk runs algorithms in real time: the same code on RealClock, briefly.
+    engine = Engine.default(seed=1)
+    await engine.start()
+    twap_id = await engine.submit(twap_order(0.2, oid="rt-twap", duration_s=0.6, slices=3))
+    smart_id = await engine.submit(Order(id="rt-smart", symbol=BTC, side="sell", type="SMART", quantity=0.2,
+                                         metadata={"urgency": "high", "duration_s": 5}))
+    twap_result = await engine.wait(twap_id, timeout=30)
+    smart_result = await engine.wait(smart_id, timeout=30)
+    await engine.stop()
+    assert twap_result.status is OrderStatus.FILLED and twap_result.filled_quantity == 0.2
+    assert len(twap_result.children) >= 3
+    assert smart_result.status is OrderStatus.FILLED
