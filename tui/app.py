@@ -180,6 +180,12 @@ class DeskApp(App[None]):
         self.set_interval(CHART_S, self._chart, name="chart")
         if self.live:
             self.set_interval(HOUSEKEEPING_S, self._housekeeping, name="housekeeping")
+        venues = ", ".join(self.engine.venues)
+        self.event_log.write(
+            f"Ready on {venues} ({'simulated' if self.live else 'frozen'} markets). "
+            f"Press b to buy or s to sell {self.symbol}: the ticket opens at your side's touch, "
+            "Enter sends it. 1/2/3 pick a symbol, ? shows every key, ctrl+p finds any action."
+        )
         if self.demo:
             self._start_demo()
         self.blotter.focus()

@@ -78,6 +78,7 @@ class LatencyChart(PlotextPlot):
         self.border_title = f"Latency · {self.category} · {scope} · last {WINDOW_S // 60} min (ms)"
         if not drawn:
             plt.title("no samples yet")
+        plt.xlim(-WINDOW_S, 0)
         plt.xlabel("seconds ago")
 
     def _draw_history(self, plt: object) -> None:
