@@ -105,6 +105,9 @@ async def test_turns_aggressive_as_the_deadline_nears(virtual_clock: VirtualCloc
     reasons = list(state.child_reasons.values())
     assert "deadline" in reasons[-1] and "cross" in reasons[-1]
     assert any("reprice" in r or "unfilled reprices" in r for r in reasons)
+    cancels = [d for d in state.decisions if d.action == "cancel"]
+    assert cancels and all(d.reason.startswith("low") and "a=" in d.reason for d in cancels)  # each says why
+    assert len(state.decisions) == len(state.children) + len(cancels)
     prices = [c.price for c in state.children.values() if c.price is not None]
     assert prices == sorted(prices)  # a buyer only ever improves
 

@@ -47,6 +47,7 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    decides,
     limit_child,
     marketable_child,
     snap_price,
@@ -239,6 +240,7 @@ class AdaptiveAlgorithm:
         return []
 
     # -- the contract ------------------------------------------------------------------------------
+    @decides
     def start(self, ctx: AlgoContext) -> list[Action]:
         now = ctx.now()
         self.start_at = now
@@ -248,6 +250,7 @@ class AdaptiveAlgorithm:
         self._reprice_at = now + self.urgency.reprice_s
         return self._act(ctx, book, "start")
 
+    @decides
     def on_child(self, ctx: AlgoContext, child: OrderResult) -> list[Action]:
         state = self.state
         if child.status is OrderStatus.REJECTED:
@@ -276,6 +279,7 @@ class AdaptiveAlgorithm:
         # A reprice's cancel was confirmed (or a piece filled): send the replacement now.
         return self._act(ctx, self._measure(ctx), "replace")
 
+    @decides
     def on_timer(self, ctx: AlgoContext) -> list[Action]:
         now = ctx.now()
         state = self.state

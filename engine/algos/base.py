@@ -14,9 +14,10 @@ client-order-id alphabet, so a restart regenerates the same ids.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +49,18 @@ class CancelChild:
 
 
 Action = PlaceChild | CancelChild
+
+DECISIONS_KEPT = 500  # per parent: the desk shows the latest
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One child decision of an algorithm, with its one-line reason."""
+
+    ts: float
+    action: str  # "place" or "cancel"
+    child_id: str
+    reason: str
 
 
 class AlgoContext(Protocol):
@@ -90,6 +103,8 @@ class ParentState:
     refills: int = 0
     # Figures of one algorithm (profile, participation, urgency...), shown with the TCA.
     algo_detail: dict[str, Any] = field(default_factory=dict)
+    # Every place and cancel the algorithm decided, with why (the latest DECISIONS_KEPT).
+    decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
 
     def next_child_id(self) -> str:
         self.seq += 1
@@ -155,7 +170,7 @@ class ParentState:
         inst = self.instrument
         return inst.lots_to_quantity(lots) if inst else lots / 1e8
 
-    def tca(self, now: float | None = None) -> dict[str, Any]:
+    def tca(self, now: float | None = None, children: list[OrderResult] | None = None) -> dict[str, Any]:
         """The parent's progress and transaction cost analysis, for status and events.
 
         Keys (None when not known yet): filled, quantity, remaining, progress,
@@ -165,28 +180,38 @@ class ParentState:
         market_volume, vwap_slippage_bps, last_mid, last_reason; for TWAP/VWAP
         window_start, window_end, schedule_target, schedule_deviation (filled
         minus target: positive is ahead) and schedule_deviation_pct (of the
-        quantity); for ICEBERG display_size, hidden_quantity, refills.
+        quantity); for ICEBERG display_size, hidden_quantity, refills; and the
+        algorithm's own figures (`algo_detail`).
+
+        Computed from one snapshot of the children (`list()` of a dict is
+        atomic under the GIL), so a status read from another thread while the
+        scheduler's driver updates the parent never sees a dict change size.
         """
+        kids = list(self.children.values()) if children is None else children
         if now is None:
             now = self.done_at if self.done_at is not None else max(self.updated_at, self.created_at)
         order = self.order
-        fills = self.fills
-        filled = self.filled_quantity
-        avg = self.average_price
-        working = self.working_children
+        fills = [f for c in kids for f in c.fills]
+        filled_lots = sum(self._lots(c.filled_quantity) for c in kids)
+        working = [c for c in kids if not c.status.is_final]
+        working_lots = sum(self._lots(c.quantity - c.filled_quantity) for c in working)
+        remaining_lots = max(self.quantity_lots - filled_lots, 0)
+        filled = self.lots_to_quantity(filled_lots) if self.instrument else sum(c.filled_quantity for c in kids)
+        qty = sum(f.quantity for f in fills)
+        avg = sum(f.price * f.quantity for f in fills) / qty if qty else None
         shortfall = implementation_shortfall(order.side, self.arrival_price, fills, order.quantity, self.last_mid)
         vwap = self.market.vwap
         out: dict[str, Any] = {
             "filled": filled,
             "quantity": order.quantity,
-            "remaining": self.lots_to_quantity(self.remaining_lots),
+            "remaining": self.lots_to_quantity(remaining_lots),
             "progress": filled / order.quantity,
             "children_working": len(working),
-            "children_done": len(self.children) - len(working),
+            "children_done": len(kids) - len(working),
             "average_price": avg,
             "arrival_price": self.arrival_price,
             "arrival_time": self.created_at,
-            "slippage_bps": self.slippage_bps,
+            "slippage_bps": slippage_bps(order.side, avg, self.arrival_price),
             "fees": sum(f.fee for f in fills),
             "execution_cost": shortfall.execution_cost if shortfall else None,
             "opportunity_cost": shortfall.opportunity_cost if shortfall else None,
@@ -205,30 +230,33 @@ class ParentState:
             out["schedule_deviation"] = filled - target
             out["schedule_deviation_pct"] = (filled - target) / order.quantity * 100
         if self.display_size is not None:
-            hidden = max(self.remaining_lots - self.working_lots, 0)
             out["display_size"] = self.display_size
-            out["hidden_quantity"] = self.lots_to_quantity(hidden)
+            out["hidden_quantity"] = self.lots_to_quantity(max(remaining_lots - working_lots, 0))
             out["refills"] = self.refills
+        out["decisions"] = len(self.decisions)
+        out["recent_decisions"] = [(d.ts, d.action, d.child_id, d.reason) for d in list(self.decisions)[-5:]]
         out.update(self.algo_detail)
         return out
 
     def to_result(self, now: float | None = None) -> OrderResult:
-        """The parent as one result; `detail` holds `tca(now)`."""
-        venues = sorted({c.exchange_id for c in self.children.values() if c.exchange_id})
+        """The parent as one result; `detail` holds `tca(now)`; one snapshot of the children."""
+        kids = list(self.children.values())
+        detail = self.tca(now, kids)
+        venues = sorted({c.exchange_id for c in kids if c.exchange_id})
         return OrderResult(
             order_id=self.order.id,
             exchange_id=",".join(venues) if venues else None,
             status=self.status,
             quantity=self.order.quantity,
-            filled_quantity=self.filled_quantity,
-            average_price=self.average_price,
-            fills=self.fills,
+            filled_quantity=detail["filled"],
+            average_price=detail["average_price"],
+            fills=[f for c in kids for f in c.fills],
             reason=self.reason,
             symbol=self.order.symbol,
             side=self.order.side,
             price=self.order.price,
             timestamp=self.done_at or self.created_at,
-            detail=self.tca(now),
+            detail=detail,
         )
 
 
@@ -269,6 +297,28 @@ def limit_child(
 
 
 AlgorithmFactory = Callable[[Order, ParentState], Algorithm]
+
+
+def decides(method: Callable[..., list[Action]]) -> Callable[..., list[Action]]:
+    """Wrap an algorithm's start/on_child/on_timer: every action it returns is kept in the
+    parent's `decisions` with its reason, and a cancel's reason becomes the last reason
+    (the scheduler records only placements)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, ctx: AlgoContext, *args: Any) -> list[Action]:
+        actions = method(self, ctx, *args)
+        if actions:
+            state: ParentState = self.state
+            now = ctx.now()
+            for a in actions:
+                if isinstance(a, PlaceChild):
+                    state.decisions.append(Decision(now, "place", a.order.id, a.reason))
+                else:
+                    state.decisions.append(Decision(now, "cancel", a.order_id, a.reason))
+                    state.last_reason = a.reason
+        return actions
+
+    return wrapper
 
 
 def opposite_touch(book: BookSnapshot | None, side: OrderSide) -> float | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 
 from ..models import OrderResult, OrderStatus
-from .base import Action, AlgoContext, MarketWatch, ParentState, PlaceChild, limit_child
+from .base import Action, AlgoContext, MarketWatch, ParentState, PlaceChild, decides, limit_child
 
 RETRY_AFTER_S = 1.0
 MAX_REFUSALS = 5
@@ -78,12 +78,14 @@ class IcebergAlgorithm:
         state.refills += 1
         return [PlaceChild(child, None, f"{why}; show {child.quantity:g} at {child.price:g}")]
 
+    @decides
     def start(self, ctx: AlgoContext) -> list[Action]:
         self._watch.look(ctx)
         self._observe_at = ctx.now() + OBSERVE_S
         o = self.state.order
         return self._place(f"start: {o.quantity:g} behind a display of {self.display:g}")
 
+    @decides
     def on_child(self, ctx: AlgoContext, child: OrderResult) -> list[Action]:
         state = self.state
         if child.status is OrderStatus.REJECTED:
@@ -104,6 +106,7 @@ class IcebergAlgorithm:
                 return self._place(f"refill {state.refills}: {done:g} of {state.order.quantity:g} done")
         return []
 
+    @decides
     def on_timer(self, ctx: AlgoContext) -> list[Action]:
         now = ctx.now()
         actions: list[Action] = []

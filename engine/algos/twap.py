@@ -41,6 +41,7 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    decides,
     limit_child,
     marketable_child,
     resolve_window,
@@ -140,6 +141,7 @@ class TwapAlgorithm:
         return None
 
     # -- decisions ------------------------------------------------------------------------
+    @decides
     def start(self, ctx: AlgoContext) -> list[Action]:
         now = ctx.now()
         problem = self._plan(now)
@@ -231,6 +233,7 @@ class TwapAlgorithm:
             split=True,
         )]
 
+    @decides
     def on_child(self, ctx: AlgoContext, child: OrderResult) -> list[Action]:
         state = self.state
         if not child.status.is_final:
@@ -244,6 +247,7 @@ class TwapAlgorithm:
             self._catchup_at = ctx.now() + self.interval / 2
         return []
 
+    @decides
     def on_timer(self, ctx: AlgoContext) -> list[Action]:
         self._final_at = None
         return self._step(ctx)

@@ -41,6 +41,7 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    decides,
     marketable_child,
     resolve_window,
 )
@@ -160,6 +161,7 @@ class VwapAlgorithm:
         return worst
 
     # -- decisions ----------------------------------------------------------------------------
+    @decides
     def start(self, ctx: AlgoContext) -> list[Action]:
         now = ctx.now()
         problem = self._plan(ctx, now)
@@ -242,6 +244,7 @@ class VwapAlgorithm:
         )
         return []
 
+    @decides
     def on_child(self, ctx: AlgoContext, child: OrderResult) -> list[Action]:
         state = self.state
         if not child.status.is_final:
@@ -257,6 +260,7 @@ class VwapAlgorithm:
             self._retry_at = ctx.now() + self.bucket_s / SUBSTEPS / 2
         return []
 
+    @decides
     def on_timer(self, ctx: AlgoContext) -> list[Action]:
         return self._step(ctx)
 
