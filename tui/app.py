@@ -118,6 +118,9 @@ class DeskApp(App[None]):
         self._order_seq = 0
         self._order_types: OrderedDict[str, str] = OrderedDict()  # desk orders: id -> type
         self._dirty: set[str] = set()
+        # Desk orders not yet final, kept from each refresh: counting them by asking
+        # the engine about every tracked order cost 50 ms a frame under --demo.
+        self._working: set[str] = set()
         self._subscription = engine.subscribe(maxsize=50_000, name="desk")
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -296,7 +299,12 @@ class DeskApp(App[None]):
         for order_id in ids:
             result = engine.order_status_or_none(order_id)
             if result is None:
+                self._working.discard(order_id)
                 continue
+            if result.status.is_final:
+                self._working.discard(order_id)
+            else:
+                self._working.add(order_id)
             detail = result.detail or {}
             reason = (
                 detail.get("algorithm") or detail.get("last_reason")
@@ -315,7 +323,7 @@ class DeskApp(App[None]):
         engine = self.engine
         fills_s = sum(n for _, n in self._fills_window)
         orders_s = sum(n for _, n in self._orders_window)
-        working = sum(1 for oid in self._order_types if self._is_working(oid))
+        working = len(self._working)
         dropped = self._subscription.dropped
         halted = engine.halted_reason
         state = f"[b reverse $halted] HALTED: {halted} [/]" if halted else "[b $success]● TRADING[/]"
@@ -421,8 +429,10 @@ class DeskApp(App[None]):
     def track_order(self, order: Order) -> None:
         """Show this order's life in the blotter (desk and demo orders)."""
         self._order_types[order.id] = order.type.value
+        self._working.add(order.id)
         while len(self._order_types) > 5_000:
-            self._order_types.popitem(last=False)
+            old, _ = self._order_types.popitem(last=False)
+            self._working.discard(old)
 
     @work(group="orders")
     async def send_order(self, order: Order, venue: str | None = None) -> None:
@@ -486,7 +496,7 @@ class DeskApp(App[None]):
         self._frame()
 
     def action_cancel_all(self) -> None:
-        working = [oid for oid in self._order_types if self._is_working(oid)]
+        working = [oid for oid in list(self._working) if self._is_working(oid)]
         self.push_screen(ConfirmScreen(f"Cancel all working orders ({len(working)} of the desk's)?"),
                          self._cancel_all_confirmed)
 
@@ -631,7 +641,7 @@ class DeskApp(App[None]):
         self._demo_task = self.run_worker(run_demo(self), group="demo", exclusive=True)
 
     def action_quit_desk(self) -> None:
-        working = [oid for oid in self._order_types if self._is_working(oid)]
+        working = [oid for oid in list(self._working) if self._is_working(oid)]
         if working:
             self.push_screen(ConfirmScreen(f"{len(working)} orders are working. Cancel them and quit?"),
                              self._quit_confirmed)

@@ -10,6 +10,7 @@ bursts, so the operator's keys stay responsive.
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 BURST = 6  # orders per burst
 PAUSE_S = 0.01  # between bursts: up to ~600 orders a second, as the machine allows
+# The synthetic operator shares the event loop with the engine and the screen.
+# When the loop wakes it later than asked by more than this, it slows down, so
+# the desk stays responsive and venue latencies are not inflated by our own load.
+LAG_BUDGET_S = 0.05
+MAX_PAUSE_S = 0.25
 # Sizes that walk two to four levels of the thinner venues, so an order brings several fills.
 SIZES = {"BTC/USD": 0.15, "ETH/USD": 2.0, "SOL/USD": 40.0}
 
@@ -58,6 +64,7 @@ async def run_demo(app: DeskApp) -> None:
     rng = random.Random(app.seed)
     symbols = app.symbols or ["BTC/USD"]
     supported = engine.supported_types()
+    pause = PAUSE_S
     while True:
         symbol = symbols[0] if rng.random() < 0.7 else rng.choice(symbols)
         book = engine.smart.merged_book(symbol, depth=1)  # once per burst: it reads every venue
@@ -75,4 +82,7 @@ async def run_demo(app: DeskApp) -> None:
                 await engine.submit(order)
             except ExecdeskError:
                 await anyio.sleep(0.5)  # halted or stopping: wait for the operator
-        await anyio.sleep(PAUSE_S)
+        asked = time.perf_counter()
+        await anyio.sleep(pause)
+        lag = time.perf_counter() - asked - pause
+        pause = min(pause * 1.5, MAX_PAUSE_S) if lag > LAG_BUDGET_S else max(pause * 0.95, PAUSE_S)

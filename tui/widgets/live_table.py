@@ -100,7 +100,8 @@ class LiveTable(ScrollView, can_focus=True):
             del self._strips[stale]
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        # Rows are cut to the visible width: never a horizontal scrollbar.
+        self.virtual_size = Size(0, len(self._order) + 1)
 
     @property
     def keys(self) -> list[str]:
@@ -183,7 +184,7 @@ class LiveTable(ScrollView, can_focus=True):
         return strip.adjust_cell_length(width, style)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width
         base = self.rich_style
         if y == 0:
             header = self._row_text(tuple(c.label for c in self.columns), width)

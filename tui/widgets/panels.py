@@ -308,7 +308,7 @@ class EventLog(RichLog):
     BORDER_TITLE = "Events"
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_lines=500, wrap=False, markup=False, highlight=False, **kwargs)
+        super().__init__(max_lines=500, wrap=True, markup=False, highlight=False, **kwargs)
 
 
 class StatusBar(Static):
