@@ -85,6 +85,7 @@ async def test_iceberg_by_keys_never_shows_more_than_its_display(tmp_path: Path)
         assert isinstance(ticket, TicketScreen)
         ticket.query_one("#field-quantity").value = "1"
         ticket.query_one("#field-display_size").value = "0.2"
+        await pilot.pause()
         await pilot.press("enter")
         await until(pilot, lambda: "T-1" in app.blotter._cells and app.engine.scheduler.parent("T-1") is not None)
         await until(pilot, lambda: status_of(app, "T-1") is not OrderStatus.PENDING_NEW)
@@ -208,4 +209,39 @@ async def test_an_engine_error_shows_in_the_event_log_and_the_desk_keeps_working
         del venue.tick
         await send_ticket(pilot, ["enter"])
         await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.NEW)
+        await app.shutdown_engine()
+
+
+@pytest.mark.parametrize(("order_type", "presses"), [("TWAP", 2), ("VWAP", 3), ("SMART", 4)])
+@pytest.mark.anyio
+async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
+    tmp_path: Path, order_type: str, presses: int
+) -> None:
+    app = make_app(tmp_path)
+    clock = app.engine.clock
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"] * presses)
+        ticket = app.screen
+        assert isinstance(ticket, TicketScreen)
+        ticket.query_one("#field-price").value = ""  # no limit: the algorithm prices its children
+        if order_type == "SMART":
+            ticket.query_one("#field-urgency").value = "high"
+        await pilot.pause()  # let the ticket hear the changes before Enter
+        await pilot.press("enter")
+        await until(pilot, lambda: "T-1" in app.blotter._cells and app.engine.scheduler.parent("T-1") is not None)
+        # Let market time pass (the desk's clock is virtual here) until the parent has fills.
+        for _ in range(40):
+            if app.engine.status("T-1").filled_quantity > 0:
+                break
+            clock.advance(5.0)
+            app.engine.tick()
+            app.engine.scheduler._wake()
+            await pilot.pause(0.05)
+        app._frame()
+        result = app.engine.status("T-1")
+        assert result.status is not OrderStatus.REJECTED, result.reason
+        assert result.filled_quantity > 0, f"{order_type} never filled: {result.reason}"
+        assert row(app, "T-1")[3] == order_type
+        tape_orders = {cells[2] for cells in app.tape._cells.values()}
+        assert any(oid.startswith("T-1.") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
