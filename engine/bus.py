@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .events import Event
+from .loops import set_event
 
 log = logging.getLogger("execdesk.bus")
 
@@ -60,17 +61,7 @@ class Subscription:
                 self._cond.notify_all()
 
     def _wake_async(self) -> None:
-        loop, ready = self._loop, self._async_ready
-        if loop is None or ready is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            ready.set()
-        else:
-            loop.call_soon_threadsafe(ready.set)
+        set_event(self._loop, self._async_ready)
 
     @property
     def backlog(self) -> int:
@@ -187,17 +178,7 @@ class EventBus:
             await self._capacity.wait()
 
     def _capacity_freed(self) -> None:
-        event, loop = self._capacity, self._capacity_loop
-        if event is None or loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
+        set_event(self._capacity_loop, self._capacity)
 
 
 def _dispatch(sub: Subscription, callback: Callable[[Event], Any]) -> None:

@@ -26,6 +26,7 @@ from .algos.base import ParentState
 from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
+from .loops import set_event
 from .models import Order, OrderResult, OrderStatus
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, _RouterCore
@@ -447,16 +448,10 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         return self._status(order_id)
 
     def _set_event(self, event: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is not loop:
-                loop.call_soon_threadsafe(event.set)
-                return
-        event.set()
+        if self._loop is None:
+            event.set()
+        else:
+            set_event(self._loop, event)
 
     async def wait_async(self, order_id: str, timeout: float | None = None) -> OrderResult:
         """Wait until the order is final (or the timeout passes); returns its status."""

@@ -47,7 +47,6 @@ from .errors import (
     ConfigurationError,
     PermanentVenueError,
     UnknownOrderError,
-    UnknownOutcomeError,
     UnknownVenueError,
     VenueError,
 )
@@ -621,6 +620,17 @@ class _RouterCore:
             )
         return None
 
+    def _to_reconcile(self) -> list[tuple[_Slot, Order]]:
+        """Orders whose outcome is still unknown, with their venue (forgetting the orphans)."""
+        pending = []
+        for cid, venue in list(self._unreconciled.items()):
+            slot, tracked = self._slots.get(venue), self._orders.get(cid)
+            if slot is None or tracked is None:
+                self._unreconciled.pop(cid, None)
+            else:
+                pending.append((slot, tracked.order))
+        return pending
+
     @property
     def unreconciled(self) -> list[str]:
         return list(self._unreconciled)
@@ -660,6 +670,43 @@ class _RouterCore:
             return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
         return tracked.result
 
+    def _admit(self, order: Order, exchange_id: str | None) -> _Slot | OrderResult:
+        """Everything decided before a venue call: the slot to use, or the answer already known."""
+        slot = self._resolve(order, exchange_id)
+        if isinstance(slot, str):
+            return self._denied(order, None, slot)
+        known = self._known(order)
+        if known is not None:
+            return known
+        refusal = self._pre_trade(order, slot)
+        if refusal is not None:
+            return self._denied(order, slot.id, refusal)
+        return slot
+
+    def _target(self, order_id: str, action: str) -> tuple[_Tracked, _Slot] | OrderResult:
+        """The order and venue a cancel or amend goes to, or why it cannot go."""
+        tracked = self._tracked_for(order_id)
+        if tracked is None:
+            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
+        if action == "cancel" and tracked.result.status.is_final:
+            return self._cancel_result(
+                tracked, order_id, f"order {order_id} is already {tracked.result.status.value}"
+            )
+        if action == "amend" and self.halted_reason is not None:
+            return self._cancel_result(tracked, order_id, f"trading halted: {self.halted_reason}")
+        slot = self._slots.get(tracked.venue)
+        if slot is None:
+            return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
+        return tracked, slot
+
+    def _amended(self, tracked: _Tracked, result: OrderResult, quantity: float | None,
+                 price: float | None) -> OrderResult:
+        if result.status is not OrderStatus.REJECTED:
+            tracked.order = tracked.order.model_copy(
+                update={k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
+            )
+        return self._after_request(tracked, result)
+
     def working_orders(self) -> list[OrderResult]:
         return [t.result for t in self._orders.values() if not t.result.status.is_final]
 
@@ -673,15 +720,9 @@ class OrderRouter(_RouterCore):
 
     def submit_order(self, order: Order, exchange_id: str | None = None) -> OrderResult:
         t_in = self.clock.now_ns()
-        slot = self._resolve(order, exchange_id)
-        if isinstance(slot, str):
-            return self._denied(order, None, slot)
-        known = self._known(order)
-        if known is not None:
-            return known
-        refusal = self._pre_trade(order, slot)
-        if refusal is not None:
-            return self._denied(order, slot.id, refusal)
+        slot = self._admit(order, exchange_id)
+        if isinstance(slot, OrderResult):
+            return slot
         clock = self.clock
         t0 = clock.now_ns()
         try:
@@ -733,27 +774,17 @@ class OrderRouter(_RouterCore):
     def reconcile_pending(self) -> list[OrderResult]:
         """Ask again about orders whose outcome is still unknown; returns those resolved."""
         done = []
-        for cid, venue in list(self._unreconciled.items()):
-            slot, tracked = self._slots.get(venue), self._orders.get(cid)
-            if slot is None or tracked is None:
-                self._unreconciled.pop(cid, None)
-                continue
-            result = self._drive(slot, self._reconcile_only(slot, tracked.order))
+        for slot, order in self._to_reconcile():
+            result = self._drive(slot, self._reconcile_only(slot, order))
             if result is not None:
                 done.append(result)
         return done
 
     def cancel_order(self, order_id: str) -> OrderResult:
-        tracked = self._tracked_for(order_id)
-        if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
-        if tracked.result.status.is_final:
-            return self._cancel_result(
-                tracked, order_id, f"order {order_id} is already {tracked.result.status.value}"
-            )
-        slot = self._slots.get(tracked.venue)
-        if slot is None:
-            return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
+        target = self._target(order_id, "cancel")
+        if isinstance(target, OrderResult):
+            return target
+        tracked, slot = target
         try:
             result = slot.client.cancel(order_id)
         except VenueError as exc:
@@ -761,24 +792,15 @@ class OrderRouter(_RouterCore):
         return self._after_request(tracked, result)
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
-        tracked = self._tracked_for(order_id)
-        if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
-        if self.halted_reason is not None:
-            return self._cancel_result(tracked, order_id, f"trading halted: {self.halted_reason}")
-        slot = self._slots.get(tracked.venue)
-        if slot is None:
-            return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
+        target = self._target(order_id, "amend")
+        if isinstance(target, OrderResult):
+            return target
+        tracked, slot = target
         try:
             result = slot.client.amend(order_id, quantity=quantity, price=price)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
-        if result.status is not OrderStatus.REJECTED:
-            tracked.order = tracked.order.model_copy(
-                update={k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
-            )
-        return self._after_request(tracked, result)
-
+        return self._amended(tracked, result, quantity, price)
 
 
 class AsyncOrderRouter(_RouterCore):
@@ -816,15 +838,9 @@ class AsyncOrderRouter(_RouterCore):
 
     async def submit_order_async(self, order: Order, exchange_id: str | None = None) -> OrderResult:
         t_in = self.clock.now_ns()
-        slot = self._resolve(order, exchange_id)
-        if isinstance(slot, str):
-            return self._denied(order, None, slot)
-        known = self._known(order)
-        if known is not None:
-            return known
-        refusal = self._pre_trade(order, slot)
-        if refusal is not None:
-            return self._denied(order, slot.id, refusal)
+        slot = self._admit(order, exchange_id)
+        if isinstance(slot, OrderResult):
+            return slot
         clock = self.clock
         t0 = clock.now_ns()
         try:
@@ -881,27 +897,17 @@ class AsyncOrderRouter(_RouterCore):
 
     async def reconcile_pending_async(self) -> list[OrderResult]:
         done = []
-        for cid, venue in list(self._unreconciled.items()):
-            slot, tracked = self._slots.get(venue), self._orders.get(cid)
-            if slot is None or tracked is None:
-                self._unreconciled.pop(cid, None)
-                continue
-            result = await self._drive(slot, self._reconcile_only(slot, tracked.order))
+        for slot, order in self._to_reconcile():
+            result = await self._drive(slot, self._reconcile_only(slot, order))
             if result is not None:
                 done.append(result)
         return done
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
-        tracked = self._tracked_for(order_id)
-        if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
-        if tracked.result.status.is_final:
-            return self._cancel_result(
-                tracked, order_id, f"order {order_id} is already {tracked.result.status.value}"
-            )
-        slot = self._slots.get(tracked.venue)
-        if slot is None:
-            return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
+        target = self._target(order_id, "cancel")
+        if isinstance(target, OrderResult):
+            return target
+        tracked, slot = target
         try:
             result = await self._call(slot, "cancel", order_id)
         except VenueError as exc:
@@ -911,23 +917,15 @@ class AsyncOrderRouter(_RouterCore):
     async def amend_order_async(
         self, order_id: str, quantity: float | None = None, price: float | None = None
     ) -> OrderResult:
-        tracked = self._tracked_for(order_id)
-        if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
-        if self.halted_reason is not None:
-            return self._cancel_result(tracked, order_id, f"trading halted: {self.halted_reason}")
-        slot = self._slots.get(tracked.venue)
-        if slot is None:
-            return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
+        target = self._target(order_id, "amend")
+        if isinstance(target, OrderResult):
+            return target
+        tracked, slot = target
         try:
             result = await self._call(slot, "amend", order_id, quantity=quantity, price=price)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
-        if result.status is not OrderStatus.REJECTED:
-            tracked.order = tracked.order.model_copy(
-                update={k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
-            )
-        return self._after_request(tracked, result)
+        return self._amended(tracked, result, quantity, price)
 
     async def get_order_status_async(self, order_id: str) -> OrderResult:
         return self.get_order_status(order_id)

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .algos.base import Action, Algorithm, CancelChild, ParentState, PlaceChild
+from .algos.base import Action, Algorithm, CancelChild, ParentState
 from .algos.registry import make_algorithm
 from .clock import Clock, ClockEvent
+from .loops import set_event
 from .models import Order, OrderResult, OrderStatus
 
 if TYPE_CHECKING:
@@ -364,16 +365,7 @@ class Scheduler:
     def _wake(self) -> None:
         if self._thread is not None:
             self._wakeup.set()
-        event, loop = self._async_wakeup, self._loop
-        if event is not None and loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                event.set()
-            else:
-                loop.call_soon_threadsafe(event.set)
+        set_event(self._loop, self._async_wakeup)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -15,14 +15,14 @@ the per-venue checks. Parent types go to the `Scheduler`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .algos.base import child_id
 from .clock import Clock
 from .errors import ExecdeskError, VenueError
-from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType
+from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderType
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
 from .venue import BookLevel, BookSnapshot, PublicTrade

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 
-from engine import __name__ as _engine_name  # noqa: F401  (fail early if the engine is missing)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+
 
 from textual.app import ComposeResult
 from textual.binding import Binding
