@@ -643,7 +643,9 @@ class DeskApp(App[None]):
     def action_quit_desk(self) -> None:
         working = [oid for oid in list(self._working) if self._is_working(oid)]
         if working:
-            self.push_screen(ConfirmScreen(f"{len(working)} orders are working. Cancel them and quit?"),
+            n = len(working)
+            what = "1 order is working. Cancel it" if n == 1 else f"{n} orders are working. Cancel them"
+            self.push_screen(ConfirmScreen(f"{what} and quit?"),
                              self._quit_confirmed)
         else:
             self._quit_confirmed(True)
