@@ -121,6 +121,8 @@ class DeskApp(App[None]):
         # Desk orders not yet final, kept from each refresh: counting them by asking
         # the engine about every tracked order cost 50 ms a frame under --demo.
         self._working: set[str] = set()
+        self._texts: dict[str | None, str] = {}
+        self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
         self._subscription = engine.subscribe(maxsize=50_000, name="desk")
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -327,16 +329,24 @@ class DeskApp(App[None]):
         dropped = self._subscription.dropped
         halted = engine.halted_reason
         state = f"[b reverse $halted] HALTED: {halted} [/]" if halted else "[b $success]● TRADING[/]"
-        self.status_bar.update(
+        self._set_text(self.status_bar, 
             f"{state}  orders/s {orders_s:>5}  fills/s {fills_s:>5}  working {working:>4}  "
             f"symbol [b]{self.symbol}[/]" + (f"  [dim]dropped events {dropped}[/]" if dropped else "")
         )
-        self.topbar.update(
+        self._set_text(self.topbar, 
             f"[b]execdesk[/]  {self._clock_text(engine.clock.now())}  seed {self.seed}"
             + ("  [b $warning]DEMO[/]" if self.demo else "")
             + (f"   [b reverse $halted] ■ HALTED — {halted} — press r to resume [/]" if halted else "")
         )
         self.topbar.set_class(bool(halted), "halted")
+
+    def _set_text(self, widget: Static, text: str) -> None:
+        """Update a fixed-size line only when its text changed, and without a re-layout:
+        Static.update lays the whole screen out again by default, which under --demo
+        made most frames a full compositor pass."""
+        if self._texts.get(widget.id) != text:
+            self._texts[widget.id] = text
+            widget.update(text, layout=False)
 
     def _is_working(self, order_id: str) -> bool:
         result = self.engine.order_status_or_none(order_id)
@@ -370,11 +380,11 @@ class DeskApp(App[None]):
     def _show_detail(self, order_id: str | None) -> None:
         widget = self.detail
         if order_id is None:
-            widget.update("")
+            self._set_text(widget, "")
             return
         result = self.engine.order_status_or_none(order_id)
         if result is None:
-            widget.update(f"{order_id}: unknown or expired from memory")
+            self._set_text(widget, f"{order_id}: unknown or expired from memory")
             return
         lines = [f"[b]{order_id}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
                  + (f"  avg {result.average_price:,.2f}" if result.average_price else "")
@@ -392,7 +402,7 @@ class DeskApp(App[None]):
         fills = result.fills[-3:]
         if fills:
             lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in fills))
-        widget.update("\n".join(lines))
+        self._set_text(widget, "\n".join(lines))
 
     # -- orders ------------------------------------------------------------------------------------
     def next_order_id(self) -> str:
@@ -413,9 +423,15 @@ class DeskApp(App[None]):
             book = self.engine.smart.merged_book(self.symbol, depth=1)
             touch = (book.best_bid if side == "BUY" else book.best_ask) if book else None
             values["price"] = f"{touch:g}" if touch else ""
-        screen = TicketScreen(values, self.symbols, list(self.engine.venues), self.next_order_id(),
-                              blink=self.live)
-        self.push_screen(screen, lambda sent, s=screen: self._ticket_closed(s, sent))
+        order_id = self.next_order_id()
+        screen = self._ticket
+        if screen is None:
+            screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
+                                                 blink=self.live)
+            self.install_screen(screen, name="ticket")
+        else:
+            screen.prepare(values, order_id)
+        self.push_screen("ticket", lambda sent, s=screen: self._ticket_closed(s, sent))
 
     def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
         self.settings.ticket = dict(screen.values)

@@ -92,6 +92,25 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self._validate()
         self.query_one("#field-quantity", Input).focus()
 
+    def prepare(self, values: dict[str, str], order_id: str) -> None:
+        """Reuse this ticket for the next order: composing a new one cost ~100 ms under load."""
+        self.values = {**DEFAULTS, **values}
+        if self.values["symbol"] not in self.symbols and self.symbols:
+            self.values["symbol"] = self.symbols[0]
+        if self.values["venue"] not in self.routes:
+            self.values["venue"] = SMART_ROUTE
+        self.order_id = order_id
+        for name in ALL_FIELDS:
+            field = self.query_one(f"#field-{name}")
+            value = self.values.get(name, "")
+            if isinstance(field, Select):
+                field.value = value
+            else:
+                field.value = value  # type: ignore[union-attr]
+        self._layout()
+        self._validate()
+        self.query_one("#field-quantity", Input).focus()
+
     # -- what is shown -----------------------------------------------------------------
     def _layout(self) -> None:
         shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
