@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -79,7 +79,6 @@ DEFAULT_VENUES: tuple[VenueSpec, ...] = (
 class _EngineStats:
     submitted: int = 0
     errors: int = 0
-    recent_errors: list[str] = field(default_factory=list)
 
 
 class Engine:
