@@ -14,8 +14,9 @@ the per-venue checks. Parent types go to the `Scheduler`.
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,10 @@ def rank_venues(side: OrderSide, views: Iterable[VenueView]) -> list[tuple[float
     return ranked
 
 
+def _first(item: tuple[float, BookLevel, VenueView]) -> float:
+    return item[0]
+
+
 def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> list[Allocation]:
     """Allocate the order across venues by sweeping the merged book (see module docstring)."""
     if not views:
@@ -93,26 +98,32 @@ def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> l
         best = views[0]
         return [Allocation(best.venue, total, order.quantity, f"{best.venue}: no venue shows liquidity; sent to the first eligible")]
     limit = order.price
-    candidates: list[tuple[float, BookLevel, VenueView]] = []
-    for _, view in ranked if split else ranked[:1]:
-        levels = view.book.asks if side is OrderSide.BUY else view.book.bids
-        for level in levels:
-            if limit is not None and side.sign * (level.price - limit) > 0:
-                break
-            candidates.append((_effective(level.price, side, view), level, view))
-    candidates.sort(key=lambda c: side.sign * c[0])
+    sign = side.sign
+    buying = side is OrderSide.BUY
+
+    def priced(view: VenueView) -> Iterator[tuple[float, BookLevel, VenueView]]:
+        # A venue's levels are best first and its fee factor is constant, so its
+        # effective prices come out already sorted: merge the venues lazily and
+        # stop as soon as the order is covered (most orders need one level).
+        factor = 1 + sign * (view.fees.taker_bps + view.penalty_bps()) / 10_000
+        for level in view.book.asks if buying else view.book.bids:
+            if limit is not None and sign * (level.price - limit) > 0:
+                return
+            yield sign * level.price * factor, level, view
+
+    streams = [priced(view) for _, view in (ranked if split else ranked[:1])]
     taken: dict[str, int] = {}
     shown: dict[str, int] = {}
     left = total
-    for _, level, view in candidates:
-        if left <= 0:
-            break
+    for _, level, view in heapq.merge(*streams, key=_first):
         lots = view.instrument.quantity_to_lots(level.quantity) or 0
         take = min(lots, left)
         if take > 0:
             taken[view.venue] = taken.get(view.venue, 0) + take
             left -= take
         shown[view.venue] = shown.get(view.venue, 0) + lots
+        if left <= 0:
+            break
     best_view = ranked[0][1]
     if left > 0:
         taken[best_view.venue] = taken.get(best_view.venue, 0) + left
