@@ -56,10 +56,33 @@ class VenueView:
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
+    """One venue's share of an order. The reason is formatted only when read:
+    building the sentence for every order cost more than choosing the venue."""
+
     venue: str
     lots: int
     quantity: float
-    reason: str
+    note: str = ""  # a fixed reason, when there is nothing to compute
+    rank: int = 0
+    effective: float = 0.0
+    of_quantity: float = 0.0
+    view: VenueView | None = None
+    shown: float = 0.0
+    beyond: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        view = self.view
+        if view is None:
+            return self.note
+        text = (
+            f"{self.venue} #{self.rank}: {self.quantity:g} of {self.of_quantity:g}, "
+            f"fee-adjusted {self.effective:,.6g} (taker {view.fees.taker_bps:g} bps), "
+            f"shows {self.shown:g}, p95 {view.latency_p95_ms:.1f} ms, fill ratio {view.fill_ratio:.0%}"
+        )
+        if self.beyond:
+            text += f"; {self.beyond:g} beyond displayed liquidity"
+        return text
 
 
 def _effective(price: float, side: OrderSide, view: VenueView) -> float:
@@ -92,11 +115,12 @@ def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> l
     total = inst.quantity_to_lots(order.quantity)
     if total is None or total <= 0:
         # Off the lot: let the venue say so with its own reason.
-        return [Allocation(views[0].venue, 0, order.quantity, "sent as is: quantity is not on the lot")]
+        return [Allocation(views[0].venue, 0, order.quantity, note="sent as is: quantity is not on the lot")]
     ranked = rank_venues(side, views)
     if not ranked:
         best = views[0]
-        return [Allocation(best.venue, total, order.quantity, f"{best.venue}: no venue shows liquidity; sent to the first eligible")]
+        return [Allocation(best.venue, total, order.quantity,
+                           note=f"{best.venue}: no venue shows liquidity; sent to the first eligible")]
     limit = order.price
     sign = side.sign
     buying = side is OrderSide.BUY
@@ -139,16 +163,13 @@ def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> l
     for venue, lots in sorted(taken.items(), key=lambda kv: touch_rank[kv[0]][0]):
         view = by_venue[venue]
         rank, eff = touch_rank[venue]
-        qty = view.instrument.lots_to_quantity(lots)
-        shown_qty = view.instrument.lots_to_quantity(shown.get(venue, 0))
-        reason = (
-            f"{venue} #{rank}: {qty:g} of {order.quantity:g}, fee-adjusted {eff:,.6g} "
-            f"(taker {view.fees.taker_bps:g} bps), shows {shown_qty:g}, "
-            f"p95 {view.latency_p95_ms:.1f} ms, fill ratio {view.fill_ratio:.0%}"
-        )
-        if venue == best_view.venue and left > 0:
-            reason += f"; {view.instrument.lots_to_quantity(left):g} beyond displayed liquidity"
-        allocations.append(Allocation(venue, lots, qty, reason))
+        inst = view.instrument
+        beyond = inst.lots_to_quantity(left) if venue == best_view.venue and left > 0 else 0.0
+        allocations.append(Allocation(
+            venue, lots, inst.lots_to_quantity(lots), rank=rank, effective=eff,
+            of_quantity=order.quantity, view=view, shown=inst.lots_to_quantity(shown.get(venue, 0)),
+            beyond=beyond,
+        ))
     return allocations
 
 
@@ -173,7 +194,8 @@ class SmartOrderRouter:
         self.profiler = latency_profiler or order_router.profiler
         self.clock = clock or order_router.clock
         self.seed = seed
-        self.last_reasons: dict[str, str] = {}  # order id -> routing reason (bounded)
+        # order id -> routing reason, or the Allocation that can say it (bounded)
+        self.last_reasons: dict[str, str | Allocation] = {}
         # A split order's id -> (the order, its children's ids), for idempotency (bounded).
         self._split_orders: dict[str, tuple[Order, list[str]]] = {}
         if scheduler is None:
@@ -255,8 +277,10 @@ class SmartOrderRouter:
         return out
 
     # -- planning ----------------------------------------------------------------
-    def plan(self, order: Order, *, split: bool = True, venue: str | None = None) -> list[tuple[Order, str, str]]:
-        """(child order, venue, reason) for each piece; empty when no venue can take it."""
+    def plan(
+        self, order: Order, *, split: bool = True, venue: str | None = None
+    ) -> list[tuple[Order, str, str | Allocation]]:
+        """(child order, venue, reason or the Allocation that says it) per piece; empty when no venue fits."""
         if venue is not None:
             return [(order, venue, f"{venue}: chosen by the caller")]
         views, skipped = self.venue_views(order.symbol)
@@ -265,7 +289,7 @@ class SmartOrderRouter:
             return []
         if len(allocations) == 1:
             a = allocations[0]
-            return [(order, a.venue, a.reason)]
+            return [(order, a.venue, a)]
         pieces = []
         for seq, a in enumerate(allocations, 1):
             child = order.model_copy(
@@ -274,7 +298,7 @@ class SmartOrderRouter:
             )
             # model_copy skips validation: derive client_order_id as Order would.
             child.__dict__["client_order_id"] = child.id
-            pieces.append((child, a.venue, a.reason))
+            pieces.append((child, a.venue, a))
         return pieces
 
     def _no_venue(self, order: Order) -> OrderResult:
@@ -282,7 +306,7 @@ class SmartOrderRouter:
         why = "; ".join(skipped) if skipped else "no exchange is registered"
         return self.order_router._denied(order, None, f"no venue can take {order.symbol} now: {why}")
 
-    def _remember(self, order_id: str, reason: str) -> None:
+    def _remember(self, order_id: str, reason: str | Allocation) -> None:
         reasons = self.last_reasons
         reasons[order_id] = reason
         if len(reasons) > 10_000:
@@ -408,4 +432,5 @@ class SmartOrderRouter:
         return self.order_router.get_order_status(order_id)  # type: ignore[return-value]
 
     def routing_reason(self, order_id: str) -> str | None:
-        return self.last_reasons.get(order_id)
+        reason = self.last_reasons.get(order_id)
+        return reason.reason if isinstance(reason, Allocation) else reason
