@@ -38,6 +38,7 @@ from .exchange import (
     SimulatedExchange,
 )
 from .optimizer import AsyncExecutionOptimizer, ExecutionOptimizer, OptimizerStoppedError
+from .positions import Position, PositionBook
 from .profiler import LatencyProfiler, LatencyStats, ProfilerFileError
 from .retry import RetryPolicy
 from .router import AsyncOrderRouter, OrderRouter
@@ -64,6 +65,8 @@ __all__ = [
     "MarketConfig",
     "OptimizerStoppedError",
     "OrderRouter",
+    "Position",
+    "PositionBook",
     "ProfilerFileError",
     "RetryPolicy",
     "Scheduler",
