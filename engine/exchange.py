@@ -535,8 +535,10 @@ class _Plan:
 
 
 # A finished order's summary: (status, symbol, side, quantity, price,
-# filled_quantity, average_price, reason, ts).
+# filled_quantity, average_price, reason, ts), or (status,) once it is old.
 _Done = tuple
+_SUMMARIES_KEPT = 100_000
+_STATUS_ONLY = {status: (status,) for status in OrderStatus}
 
 
 class SimulatedExchange:
@@ -618,6 +620,8 @@ class SimulatedExchange:
         self._done: dict[str, _Done] = {}
         self._done_ids: deque[str] = deque()
         self._done_fills: dict[str, list[Fill]] = {}
+        self._summaries: deque[str] = deque()  # ids whose full summary is still kept
+        self._summaries_kept = min(_SUMMARIES_KEPT, remember_ids)
         self._fills_ids: deque[str] = deque()
         self._fills_kept = min(_FILLS_KEPT, remember_ids)
         self._expiries: list[tuple[float, int, _Working]] = []
@@ -1354,6 +1358,12 @@ class SimulatedExchange:
         )  # fmt: skip
 
     def _done_result(self, cid: str, done: _Done) -> OrderResult:
+        if len(done) == 1:  # only its status is kept any more (see _remember)
+            return OrderResult(
+                cid, self.name, done[0],
+                reason=f"finished long ago: only its status is kept (last {self._summaries_kept} "
+                "orders keep their details)",
+            )
         status, symbol, side, quantity, price, filled_q, avg, reason, ts = done
         fills = list(self._done_fills.get(cid, ()))
         return OrderResult(
@@ -1397,6 +1407,16 @@ class SimulatedExchange:
             old = ids.popleft()
             del self._done[old]
             self._done_fills.pop(old, None)
+        # Only the newest orders keep their details; older ones keep just a shared
+        # (status,) tuple, which is all the duplicate-id check needs: a million
+        # remembered ids cost their keys, not a million summaries.
+        full = self._summaries
+        full.append(cid)
+        if len(full) > self._summaries_kept:
+            old = full.popleft()
+            summary = self._done.get(old)
+            if summary is not None and len(summary) > 1:
+                self._done[old] = _STATUS_ONLY[summary[0]]
         if fills:
             self._done_fills[cid] = fills
             kept = self._fills_ids

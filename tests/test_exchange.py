@@ -911,3 +911,19 @@ def test_venues_sharing_a_reference_price_stay_together_and_apart_ones_drift() -
     apart = spread_over_time(None)
     assert together < 5.0, f"venues on one reference differ by {together:.1f} bps"
     assert apart > together * 3, f"independent venues should drift apart ({apart:.1f} vs {together:.1f} bps)"
+
+
+def test_old_finished_orders_keep_only_their_status_and_still_block_a_duplicate() -> None:
+    """Inside the id window, only the newest orders keep details: memory is their keys."""
+    x = venue(remember_ids=20)
+    x._summaries_kept = 3  # the default keeps 100,000; a small window shows the rule
+    first = x.submit(market("old1", 0.1))
+    assert first.status is FILLED
+    for i in range(5):
+        x.submit(market(f"new{i}", 0.1))
+    old = x.status("old1")
+    assert old.status is FILLED and "only its status is kept" in old.reason
+    assert x.status("new4").filled_quantity == 0.1  # recent ones keep their details
+    again = x.submit(market("old1", 0.1))
+    assert again.status is REJECTED and "duplicate client order id 'old1'" in again.reason
+    assert "(FILLED)" in again.reason
