@@ -245,3 +245,23 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
         tape_orders = {cells[2] for cells in app.tape._cells.values()}
         assert any(oid.startswith("T-1.") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_command_palette_finds_and_runs_desk_actions(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        first = next(iter(app.engine.venues))
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*f"disable venue {first}")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: not app.engine.router.is_enabled(first))
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"halt trading")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.engine.halted_reason is not None)
+        await app.shutdown_engine()
