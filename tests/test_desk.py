@@ -265,3 +265,24 @@ async def test_the_command_palette_finds_and_runs_desk_actions(tmp_path: Path) -
         await pilot.press("enter")
         await until(pilot, lambda: app.engine.halted_reason is not None)
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_theme_is_remembered_between_runs_and_an_unknown_one_falls_back(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.set_desk_theme("execdesk-light")
+        await pilot.pause()
+        await app.shutdown_engine()
+    again = make_app(tmp_path)  # same settings file: no --theme given this time
+    async with again.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert again.theme == "execdesk-light"
+        await again.shutdown_engine()
+    odd = make_app(tmp_path, theme="textual-ansi")  # a name Textual 8.2.5 removed
+    async with odd.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert odd.theme == "execdesk-dark"
+        notices = [n.message for n in odd._notifications]
+        assert any("unknown theme 'textual-ansi'" in m for m in notices), notices
+        await odd.shutdown_engine()
