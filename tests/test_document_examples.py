@@ -75,6 +75,9 @@ def test_smart_order_routing_iceberg_shows_display_size_and_keeps_working() -> N
     # Never more than the display working at the venue.
     working = [o for o in g["exchange"].open_orders("BTC/USD") if o.order_id.startswith("order_123.")]
     assert sum(o.quantity - o.filled_quantity for o in working) <= 1.0
+    # Leave no scheduler thread working on the real clock for the tests that follow.
+    smart.scheduler.cancel("order_123")
+    smart.scheduler.close()
 
 
 def test_async_order_execution_drains_on_stop() -> None:
