@@ -41,14 +41,17 @@ from hypothesis import HealthCheck, settings
 from engine.clock import VirtualClock
 
 settings.register_profile(
-    "ci",
+    "dev",
     max_examples=60,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=2000)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# CI runs the same examples every time, so a submission never fails on an input no
+# one has seen; local runs ("dev") keep exploring new ones and print how to replay them.
+settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True)
+settings.register_profile("thorough", parent=settings.get_profile("dev"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 VIRTUAL_START = 1_700_000_000.0
 
