@@ -1680,7 +1680,50 @@ class _LoopThread:
         self.loop.close()
 
 
-class ExchangeClient:
+class _VenueFace:
+    """What both clients say the same way: the venue's name, fees, instruments,
+    tape and listeners (the sync reads the smart router and the desk use)."""
+
+    venue: Any
+
+    @property
+    def name(self) -> str:
+        return self.venue.name
+
+    @property
+    def fees(self) -> FeeSchedule:
+        return self.venue.fees
+
+    def instruments(self) -> Mapping[str, Instrument]:
+        return self.venue.instruments()
+
+    def trades(self, symbol: str, since: float | None = None) -> list[PublicTrade]:
+        trades = getattr(self.venue, "trades", None)
+        return trades(symbol, since) if trades is not None else []
+
+    def tick(self) -> None:
+        tick = getattr(self.venue, "tick", None)
+        if tick is not None:
+            tick()
+
+    def add_report_listener(self, listener: ReportListener) -> None:
+        self.venue.add_report_listener(listener)
+
+    def remove_report_listener(self, listener: ReportListener) -> None:
+        remove = getattr(self.venue, "remove_report_listener", None)
+        if remove is not None:
+            remove(listener)
+
+    def add_trade_listener(self, listener: TradeListener) -> None:
+        self.venue.add_trade_listener(listener)
+
+    def remove_trade_listener(self, listener: TradeListener) -> None:
+        remove = getattr(self.venue, "remove_trade_listener", None)
+        if remove is not None:
+            remove(listener)
+
+
+class ExchangeClient(_VenueFace):
     """The sync face of any venue: a `Venue` directly, an `AsyncVenue` on a loop thread.
 
     With no venue it wraps a default `SimulatedExchange` (seed 0, no latency,
@@ -1713,17 +1756,6 @@ class ExchangeClient:
                 f"{type(venue).__name__} is not a venue: it has neither submit() nor submit_async()"
             )
 
-    @property
-    def name(self) -> str:
-        return self.venue.name
-
-    @property
-    def fees(self) -> FeeSchedule:
-        return self.venue.fees
-
-    def instruments(self) -> Mapping[str, Instrument]:
-        return self.venue.instruments()
-
     def submit(self, order: Order) -> OrderResult:
         return self._submit(order)
 
@@ -1743,31 +1775,6 @@ class ExchangeClient:
 
     def book(self, symbol: str, depth: int = 10) -> BookSnapshot:
         return self._book(symbol, depth)
-
-    def trades(self, symbol: str, since: float | None = None) -> list[PublicTrade]:
-        trades = getattr(self.venue, "trades", None)
-        return trades(symbol, since) if trades is not None else []
-
-    def tick(self) -> None:
-        tick = getattr(self.venue, "tick", None)
-        if tick is not None:
-            tick()
-
-    def add_report_listener(self, listener: ReportListener) -> None:
-        self.venue.add_report_listener(listener)
-
-    def remove_report_listener(self, listener: ReportListener) -> None:
-        remove = getattr(self.venue, "remove_report_listener", None)
-        if remove is not None:
-            remove(listener)
-
-    def add_trade_listener(self, listener: TradeListener) -> None:
-        self.venue.add_trade_listener(listener)
-
-    def remove_trade_listener(self, listener: TradeListener) -> None:
-        remove = getattr(self.venue, "remove_trade_listener", None)
-        if remove is not None:
-            remove(listener)
 
     def close(self) -> None:
         """Stop the loop thread of an async venue (nothing to do for a sync one)."""
@@ -1791,7 +1798,7 @@ def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return call
 
 
-class AsyncExchangeClient:
+class AsyncExchangeClient(_VenueFace):
     """The async face of any venue: an `AsyncVenue` directly, a sync `Venue` in threads.
 
     With no venue it wraps a default `SimulatedExchange` (seed 0, no latency,
@@ -1822,17 +1829,6 @@ class AsyncExchangeClient:
                 f"{type(venue).__name__} is not a venue: it has neither submit_async() nor submit()"
             )
 
-    @property
-    def name(self) -> str:
-        return self.venue.name
-
-    @property
-    def fees(self) -> FeeSchedule:
-        return self.venue.fees
-
-    def instruments(self) -> Mapping[str, Instrument]:
-        return self.venue.instruments()
-
     async def submit_async(self, order: Order) -> OrderResult:
         return await self._submit(order)
 
@@ -1861,27 +1857,3 @@ class AsyncExchangeClient:
             )
         return book(symbol, depth)
 
-    def trades(self, symbol: str, since: float | None = None) -> list[PublicTrade]:
-        trades = getattr(self.venue, "trades", None)
-        return trades(symbol, since) if trades is not None else []
-
-    def tick(self) -> None:
-        tick = getattr(self.venue, "tick", None)
-        if tick is not None:
-            tick()
-
-    def add_report_listener(self, listener: ReportListener) -> None:
-        self.venue.add_report_listener(listener)
-
-    def remove_report_listener(self, listener: ReportListener) -> None:
-        remove = getattr(self.venue, "remove_report_listener", None)
-        if remove is not None:
-            remove(listener)
-
-    def add_trade_listener(self, listener: TradeListener) -> None:
-        self.venue.add_trade_listener(listener)
-
-    def remove_trade_listener(self, listener: TradeListener) -> None:
-        remove = getattr(self.venue, "remove_trade_listener", None)
-        if remove is not None:
-            remove(listener)
