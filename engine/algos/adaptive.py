@@ -50,6 +50,7 @@ from .base import (
     decides,
     limit_child,
     marketable_child,
+    refused_child,
     snap_price,
     tick_size,
     within_limit,
@@ -81,7 +82,6 @@ HISTORY = 30
 COLLAR_BPS = 25.0
 RETRY_S = 1.0
 GRACE = 0.1
-MAX_REFUSALS = 5
 
 
 class AdaptiveAlgorithm:
@@ -255,12 +255,9 @@ class AdaptiveAlgorithm:
         state = self.state
         if child.status is OrderStatus.REJECTED:
             self._refusals += 1
-            if self._refusals >= MAX_REFUSALS:
-                state.status = OrderStatus.REJECTED if not state.filled_lots else OrderStatus.CANCELED
-                state.reason = f"gave up after {self._refusals} refused children: {child.reason}"
-                return []
-            self._retry_at = ctx.now() + RETRY_S
-            state.last_reason = f"child refused ({child.reason}); retrying in {RETRY_S:g} s"
+            retry_at = refused_child(state, child, self._refusals, ctx.now(), RETRY_S)
+            if retry_at is not None:
+                self._retry_at = retry_at
             return []
         if child.status is not OrderStatus.PENDING_NEW:
             self._refusals = 0

@@ -484,3 +484,19 @@ class MarketWatch:
         trades = self.trades(ctx)
         self.state.updated_at = ctx.now()
         return book, trades
+
+
+MAX_REFUSALS = 5  # refused children in a row before a parent gives up
+
+
+def refused_child(state: ParentState, child: OrderResult, refusals: int, now: float,
+                  retry_s: float) -> float | None:
+    """A child was refused (venue down, breaker open, halt): give up after
+    MAX_REFUSALS in a row (`refusals` counts this one), else say when to try
+    again. Returns that time, or None when the parent has given up."""
+    if refusals >= MAX_REFUSALS:
+        state.status = OrderStatus.REJECTED if not state.filled_lots else OrderStatus.CANCELED
+        state.reason = f"gave up after {refusals} refused children: {child.reason}"
+        return None
+    state.last_reason = f"child refused ({child.reason}); retrying in {retry_s:g} s"
+    return now + retry_s

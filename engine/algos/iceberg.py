@@ -24,10 +24,18 @@ from __future__ import annotations
 import random
 
 from ..models import OrderResult, OrderStatus
-from .base import Action, AlgoContext, MarketWatch, ParentState, PlaceChild, decides, limit_child
+from .base import (
+    Action,
+    AlgoContext,
+    MarketWatch,
+    ParentState,
+    PlaceChild,
+    decides,
+    limit_child,
+    refused_child,
+)
 
 RETRY_AFTER_S = 1.0
-MAX_REFUSALS = 5
 OBSERVE_S = 5.0
 
 
@@ -90,12 +98,9 @@ class IcebergAlgorithm:
         state = self.state
         if child.status is OrderStatus.REJECTED:
             self._refusals += 1
-            if self._refusals >= MAX_REFUSALS:
-                state.status = OrderStatus.REJECTED if not state.filled_lots else OrderStatus.CANCELED
-                state.reason = f"gave up after {self._refusals} refused children: {child.reason}"
-                return []
-            self._retry_at = ctx.now() + RETRY_AFTER_S
-            state.last_reason = f"child refused ({child.reason}); retrying in {RETRY_AFTER_S:g} s"
+            retry_at = refused_child(state, child, self._refusals, ctx.now(), RETRY_AFTER_S)
+            if retry_at is not None:
+                self._retry_at = retry_at
             return []
         if child.status is not OrderStatus.PENDING_NEW:
             self._refusals = 0
