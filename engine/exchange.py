@@ -535,10 +535,12 @@ class _Plan:
 
 
 # A finished order's summary: (status, symbol, side, quantity, price,
-# filled_quantity, average_price, reason, ts), or (status,) once it is old.
+# filled_quantity, average_price, reason, ts), or (status,) once it is old. Status
+# and side are kept by value (strings): a tuple of only strings and numbers is one
+# the cycle collector stops walking, and a venue remembers 100,000 of them.
 _Done = tuple
 _SUMMARIES_KEPT = 100_000
-_STATUS_ONLY = {status: (status,) for status in OrderStatus}
+_STATUS_ONLY = {status.value: (status.value,) for status in OrderStatus}
 
 
 class SimulatedExchange:
@@ -1015,7 +1017,7 @@ class SimulatedExchange:
                 if rec is not None:
                     status = _PARTIAL if rec.filled else _NEW
                 else:
-                    status = self._done[cid][0]
+                    status = OrderStatus(self._done[cid][0])
                 return OrderResult(
                     cid, self.name, _REJECTED, order.quantity, 0.0, None, [],
                     f"duplicate client order id {cid!r}: {self.name} still remembers it "
@@ -1360,14 +1362,15 @@ class SimulatedExchange:
     def _done_result(self, cid: str, done: _Done) -> OrderResult:
         if len(done) == 1:  # only its status is kept any more (see _remember)
             return OrderResult(
-                cid, self.name, done[0],
+                cid, self.name, OrderStatus(done[0]),
                 reason=f"finished long ago: only its status is kept (last {self._summaries_kept} "
                 "orders keep their details)",
             )
         status, symbol, side, quantity, price, filled_q, avg, reason, ts = done
         fills = list(self._done_fills.get(cid, ()))
         return OrderResult(
-            cid, self.name, status, quantity, filled_q, avg, fills, reason, symbol, side, price, ts
+            cid, self.name, OrderStatus(status), quantity, filled_q, avg, fills, reason, symbol,
+            OrderSide(side), price, ts,
         )
 
     def _not_working(self, cid: str, op: str, now: float) -> OrderResult:
@@ -1380,7 +1383,7 @@ class SimulatedExchange:
                 timestamp=now,
             )  # fmt: skip
         result = self._done_result(cid, done)
-        result.reason = f"{op} refused: order {cid!r} is already {done[0].value}"
+        result.reason = f"{op} refused: order {cid!r} is already {done[0]}"
         result.status = _REJECTED
         result.timestamp = now
         return result
@@ -1391,7 +1394,7 @@ class SimulatedExchange:
         self._remember(
             rec.cid,
             (
-                status, m.symbol, rec.side, rec.quantity, rec.price, rec.filled_quantity(),
+                status.value, m.symbol, rec.side.value, rec.quantity, rec.price, rec.filled_quantity(),
                 m.average(rec.notional, rec.filled), reason, ts,
             ),
             rec.fills,

@@ -27,7 +27,7 @@ from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
 from .loops import set_event
-from .models import Order, OrderResult, OrderStatus
+from .models import Order, OrderResult, OrderSide, OrderStatus
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, _RouterCore
 from .smart import SmartOrderRouter
@@ -71,9 +71,13 @@ class _OptimizerCore:
         self._queued: dict[str, Order] = {}
         # Queued orders a worker has taken and is routing now: too late to cancel as queued.
         self._in_hand: set[str] = set()
-        self._split: OrderedDict[str, list[str]] = OrderedDict()
+        # Split orders' pieces and, for each, what its aggregate needs of the order
+        # (quantity, symbol, side, price). Plain tuples of strings and numbers: thousands
+        # are remembered, and the cycle collector leaves such tuples alone.
+        self._split: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._split_terms: dict[str, tuple[float, str, str, float | None]] = {}
         self._child_of: dict[str, str] = {}
-        self._accepted: OrderedDict[str, Order] = OrderedDict()  # every order this optimizer took
+        self._accepted: OrderedDict[str, None] = OrderedDict()  # every order id this optimizer took
         self._waiters: dict[str, list[Any]] = {}
         # Orders refused or canceled before any router tracked them.
         self._refused: OrderedDict[str, OrderResult] = OrderedDict()
@@ -119,14 +123,15 @@ class _OptimizerCore:
         result.detail["algorithm"] = self.scheduler.describe(state.order.id)
         return result
 
-    def _aggregate(self, order_id: str, pieces: list[str]) -> OrderResult:
-        order = self._accepted[order_id]
+    def _aggregate(self, order_id: str, pieces: tuple[str, ...]) -> OrderResult:
+        quantity, symbol, side_name, price = self._split_terms[order_id]
+        side = OrderSide(side_name)
         children = []
         for cid in pieces:
             tracked = self.router._tracked_for(cid)
             if tracked is not None:
                 children.append(tracked.result)
-        inst = self.smart.instrument(order.symbol)
+        inst = self.smart.instrument(symbol)
         if inst is not None:
             filled = inst.lots_to_quantity(sum(inst.quantity_to_lots(c.filled_quantity) or 0 for c in children))
         else:
@@ -137,7 +142,7 @@ class _OptimizerCore:
         if len(children) < len(pieces) or any(not s.is_final for s in statuses):
             status = OrderStatus.PARTIALLY_FILLED if filled else (
                 OrderStatus.NEW if any(s.is_working for s in statuses) else OrderStatus.PENDING_NEW)
-        elif filled >= order.quantity:
+        elif filled >= quantity:
             status = OrderStatus.FILLED
         elif statuses == {OrderStatus.REJECTED}:
             status = OrderStatus.REJECTED
@@ -148,19 +153,20 @@ class _OptimizerCore:
         reasons = [c.reason for c in children if c.reason]
         return OrderResult(
             order_id, ",".join(sorted({c.exchange_id for c in children if c.exchange_id})) or None,
-            status, order.quantity, filled,
+            status, quantity, filled,
             sum(f.price * f.quantity for f in fills) / qty if qty else None,
-            fills, "; ".join(reasons) or None, order.symbol, order.side, order.price,
+            fills, "; ".join(reasons) or None, symbol, side, price,
             max((c.timestamp for c in children), default=self.clock.now()), children=children,
         )
 
     def _outcome(self, order: Order, results: list[OrderResult]) -> None:
         """Remember how an order was carried out (called by the worker that routed it)."""
         self._queued.pop(order.id, None)
-        self._accepted[order.id] = order
+        self._accepted[order.id] = None
         if not order.type.is_algorithm and (len(results) != 1 or results[0].order_id != order.id):
-            pieces = [r.order_id for r in results]
+            pieces = tuple(r.order_id for r in results)
             self._split[order.id] = pieces
+            self._split_terms[order.id] = (order.quantity, order.symbol, order.side.value, order.price)
             for cid in pieces:
                 self._child_of[cid] = order.id
         if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
@@ -170,6 +176,7 @@ class _OptimizerCore:
             old, _ = self._accepted.popitem(last=False)
             for cid in self._split.pop(old, ()):
                 self._child_of.pop(cid, None)
+            self._split_terms.pop(old, None)
             self._refused.pop(old, None)
         self._wake(order.id)
 
@@ -179,7 +186,7 @@ class _OptimizerCore:
         result = self.router._denied(order, None, "canceled before it was routed", track=False)
         result.status = OrderStatus.CANCELED
         self._refused_store(order_id, result)
-        self._accepted[order_id] = order
+        self._accepted[order_id] = None
         self._wake(order_id)
         return result
 
@@ -518,7 +525,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             result = self.router._denied(order, None, "optimizer stopped", track=False)
             result.status = OrderStatus.CANCELED
             self._refused_store(order_id, result)
-            self._accepted[order_id] = order
+            self._accepted[order_id] = None
             self._wake(order_id)
         for pid in self.scheduler.active:
             self.scheduler.cancel(pid, "optimizer stopped")

@@ -63,6 +63,7 @@ from .events import (
     VenueDisabled,
     VenueEnabled,
 )
+from .history import History
 from .models import Order, OrderResult, OrderStatus
 from .profiler import LatencyProfiler
 from .retry import RetryPolicy, RetryState
@@ -76,6 +77,8 @@ __all__ = ["OrderRouter", "AsyncOrderRouter", "PreTradeCheck", "VenueStats"]
 PreTradeCheck = Callable[[Order, str], "str | None"]
 OrderListener = Callable[[OrderResult], None]
 
+# Finished orders kept as live objects before they move to compact history.
+LIVE_FINISHED_ORDERS = 1_000
 _EWMA = 0.05  # weight of the newest order in the fill-ratio and error-rate averages
 
 
@@ -153,8 +156,13 @@ class _RouterCore:
         self.latency_window_s = latency_window_s
         self._rng = random.Random(seed)
         self._slots: dict[str, _Slot] = {}
+        # Working orders and the newest finished ones, as live objects; older finished
+        # ones move to `_history`, compactly (see engine/history.py). Together they keep
+        # `remember_orders` finished orders.
         self._orders: OrderedDict[str, _Tracked] = OrderedDict()
         self._remember = remember_orders
+        self._live_limit = min(LIVE_FINISHED_ORDERS, remember_orders)
+        self._history: History[_Tracked] = History(max(remember_orders - self._live_limit, 0))
         self._checks: list[PreTradeCheck] = []
         self._listeners: list[OrderListener] = []
         self._unreconciled: dict[str, str] = {}  # client order id -> venue
@@ -332,7 +340,7 @@ class _RouterCore:
     # -- bookkeeping ------------------------------------------------------------
     def _known(self, order: Order) -> OrderResult | None:
         """The idempotency check: a client order id this router already sent."""
-        tracked = self._orders.get(order.client_order_id)  # type: ignore[arg-type]
+        tracked = self._lookup(order.client_order_id)  # type: ignore[arg-type]
         if tracked is None:
             return None
         if tracked.order == order:
@@ -347,13 +355,27 @@ class _RouterCore:
     def _track(self, order: Order, venue: str, result: OrderResult) -> None:
         orders = self._orders
         orders[order.client_order_id] = _Tracked(order, venue, result)  # type: ignore[index]
-        if len(orders) > self._remember:
-            # Forget the oldest finished orders; working ones stay until they finish.
-            # Only the excess at the old end is looked at: copying every key here
-            # made each order cost O(remember_orders) once the bound was reached.
-            oldest = itertools.islice(orders.items(), len(orders) - self._remember)
-            for cid in [cid for cid, t in oldest if t.result.status.is_final]:
+        if len(orders) > self._live_limit:
+            # The oldest finished orders move to history (which forgets its oldest past
+            # its bound); working ones stay live until they finish. Only the excess at
+            # the old end is looked at: copying every key here made each order cost
+            # O(remember_orders) once the bound was reached.
+            oldest = itertools.islice(orders.items(), len(orders) - self._live_limit)
+            history = self._history
+            for cid, tracked in [(cid, t) for cid, t in oldest if t.result.status.is_final]:
+                history.put(cid, tracked)
                 del orders[cid]
+
+    def _lookup(self, cid: str) -> _Tracked | None:
+        """The order this router tracks under `cid`, live (brought back from history)."""
+        tracked = self._orders.get(cid)
+        if tracked is None and cid in self._history:
+            # Back among the live ones, since the caller may change it; it moves to
+            # history again once newer orders push it out.
+            tracked = self._history.pop(cid)
+            if tracked is not None:
+                self._orders[cid] = tracked
+        return tracked
 
     def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
         result = OrderResult(
@@ -368,7 +390,7 @@ class _RouterCore:
             timestamp=self.clock.now(),
         )
         if track and venue is not None:
-            tracked = self._orders.get(order.client_order_id)  # type: ignore[arg-type]
+            tracked = self._lookup(order.client_order_id)  # type: ignore[arg-type]
             if tracked is None:
                 self._track(order, venue, result)
             elif tracked.order == order and not tracked.result.status.is_final:
@@ -476,7 +498,7 @@ class _RouterCore:
 
     def _on_report(self, venue: str, report: ExecutionReport) -> None:
         """A venue pushed news of a resting order: update our copy and tell listeners."""
-        tracked = self._orders.get(report.client_order_id)
+        tracked = self._lookup(report.client_order_id)
         if tracked is None:
             return
         result = tracked.result
@@ -624,7 +646,7 @@ class _RouterCore:
         """Orders whose outcome is still unknown, with their venue (forgetting the orphans)."""
         pending = []
         for cid, venue in list(self._unreconciled.items()):
-            slot, tracked = self._slots.get(venue), self._orders.get(cid)
+            slot, tracked = self._slots.get(venue), self._lookup(cid)
             if slot is None or tracked is None:
                 self._unreconciled.pop(cid, None)
             else:
@@ -647,7 +669,7 @@ class _RouterCore:
         )
 
     def _tracked_for(self, order_id: str) -> _Tracked | None:
-        return self._orders.get(order_id)
+        return self._lookup(order_id)
 
     def _after_request(self, tracked: _Tracked, result: OrderResult) -> OrderResult:
         """A cancel/amend/status answer replaces our copy of the order."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from .algos.base import child_id
 from .clock import Clock
 from .errors import ExecdeskError, VenueError
+from .history import History
 from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderType
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
@@ -32,6 +34,8 @@ log = logging.getLogger("execdesk.smart")
 
 __all__ = ["SmartOrderRouter", "VenueView", "Allocation", "plan_split", "rank_venues"]
 
+REMEMBER_REASONS = 10_000  # routing reasons kept, newest first
+LAZY_REASONS = 1_000  # of those, kept unformatted (cheap to keep, costly to hold many)
 LATENCY_PENALTY_BPS_PER_MS = 0.05  # 10 ms of p95 costs as much as half a basis point
 FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
 
@@ -196,8 +200,9 @@ class SmartOrderRouter:
         self.seed = seed
         # order id -> routing reason, or the Allocation that can say it (bounded)
         self.last_reasons: dict[str, str | Allocation] = {}
+        self._lazy_reasons: deque[str] = deque()
         # A split order's id -> (the order, its children's ids), for idempotency (bounded).
-        self._split_orders: dict[str, tuple[Order, list[str]]] = {}
+        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(self.order_router._remember)
         if scheduler is None:
             from .scheduler import Scheduler
 
@@ -309,8 +314,18 @@ class SmartOrderRouter:
     def _remember(self, order_id: str, reason: str | Allocation) -> None:
         reasons = self.last_reasons
         reasons[order_id] = reason
-        if len(reasons) > 10_000:
+        if len(reasons) > REMEMBER_REASONS:
             del reasons[next(iter(reasons))]
+        if isinstance(reason, Allocation):
+            # The newest reasons stay unformatted (most are never read); older ones become
+            # text, so the books and views they point at are freed, not kept for 10,000 orders.
+            lazy = self._lazy_reasons
+            lazy.append(order_id)
+            if len(lazy) > LAZY_REASONS:
+                old = lazy.popleft()
+                kept = reasons.get(old)
+                if isinstance(kept, Allocation):
+                    reasons[old] = kept.reason
 
     def _unsupported(self, order: Order) -> OrderResult | None:
         halted = self.order_router.halted_reason
@@ -362,9 +377,7 @@ class SmartOrderRouter:
     def _record_split(self, order: Order, pieces: list[tuple[Order, str, str]]) -> None:
         if len(pieces) > 1 or pieces[0][0] is not order:
             splits = self._split_orders
-            splits[order.id] = (order, [child.id for child, _, _ in pieces])
-            if len(splits) > self.order_router._remember:
-                del splits[next(iter(splits))]
+            splits.put(order.id, (order, tuple(child.id for child, _, _ in pieces)))
 
     def place(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
         router = self.order_router

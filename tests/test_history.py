@@ -1,0 +1,133 @@
+"""Finished orders kept compactly: what the engine remembers still answers the same,
+and it no longer holds live objects for the garbage collector to walk."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+
+import pytest
+
+import engine.router as router_module
+import engine.smart as smart_module
+from engine import Order, OrderResult, OrderRouter, OrderStatus, SimulatedExchange, SmartOrderRouter, VirtualClock
+from engine.history import History
+
+SYMBOL = "BTC/USD"
+
+
+def market(oid: str, qty: float = 0.01, side: str = "BUY") -> Order:
+    return Order(id=oid, symbol=SYMBOL, side=side, type="MARKET", quantity=qty)
+
+
+# -- History ------------------------------------------------------------------------------
+
+
+def test_history_gives_back_an_equal_copy_and_forgets_its_oldest_past_the_limit() -> None:
+    history: History[OrderResult] = History(limit=2)
+    first = OrderResult("a", "x", OrderStatus.FILLED, 1.0, 1.0, 10.0)
+    history.put("a", first)
+    history.put("b", OrderResult("b", "x", OrderStatus.CANCELED, 2.0))
+    copy = history.get("a")
+    assert copy == first and copy is not first
+    history.put("a", first)  # put again: now the newest
+    history.put("c", OrderResult("c", "x", OrderStatus.REJECTED, 3.0, reason="no"))
+    assert list(history) == ["a", "c"] and "b" not in history and history.get("b") is None
+    assert history.pop("a") == first and "a" not in history and len(history) == 1
+
+
+def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
+    empty: History[int] = History(limit=0)
+    empty.put("a", 1)
+    assert len(empty) == 0 and empty.get("a") is None
+    with pytest.raises(ValueError, match="limit must be >= 0, got -1"):
+        History(limit=-1)
+
+
+# -- the router ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_live_window(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(router_module, "LIVE_FINISHED_ORDERS", 2)
+    return 2
+
+
+def test_orders_past_the_live_window_answer_as_before_and_old_ones_expire(
+    virtual_clock: VirtualClock, small_live_window: int
+) -> None:
+    venue = SimulatedExchange("a", clock=virtual_clock)
+    router = OrderRouter(clock=virtual_clock, remember_orders=5)
+    router.register_exchange("a", venue)
+    working = Order(id="w", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.01, price=40_000.0)
+    router.submit_order(working)
+    sent = {f"f{i}": router.submit_order(market(f"f{i}", side="BUY" if i % 2 else "SELL")) for i in range(8)}
+    # Live: the working order and the newest finished ones; the rest are history.
+    assert set(router._orders) == {"w", "f6", "f7"}
+    assert len(router._history) == 3
+    for oid in ("f3", "f4", "f5"):
+        again = router.get_order_status(oid)
+        assert again is not sent[oid]
+        assert dataclasses.asdict(again) == dataclasses.asdict(sent[oid])  # fills, prices, status
+        assert again.status is OrderStatus.FILLED and again.fills
+    for oid in ("f0", "f1", "f2"):
+        assert "expired from memory" in router.get_order_status(oid).reason
+    assert router.get_order_status("w").status is OrderStatus.NEW
+
+
+def test_idempotency_and_refusals_hold_for_an_order_in_history(
+    virtual_clock: VirtualClock, small_live_window: int
+) -> None:
+    venue = SimulatedExchange("a", clock=virtual_clock)
+    router = OrderRouter(clock=virtual_clock, remember_orders=10)
+    router.register_exchange("a", venue)
+    first = router.submit_order(market("old", qty=0.01))
+    for i in range(5):
+        router.submit_order(market(f"n{i}", side="SELL" if i % 2 else "BUY"))
+    assert "old" in router._history
+    again = router.submit_order(market("old", qty=0.01))
+    assert again.status is OrderStatus.FILLED and again.filled_quantity == first.filled_quantity
+    other = router.submit_order(market("old", qty=0.02))
+    assert other.status is OrderStatus.REJECTED
+    assert other.reason == "client order id 'old' was already used for a different order"
+    assert router.cancel_order("old").status is OrderStatus.REJECTED
+    assert venue.counters.submitted == 6  # nothing was sent twice
+
+
+def test_finished_orders_in_history_hold_no_live_results(
+    virtual_clock: VirtualClock, small_live_window: int
+) -> None:
+    venue = SimulatedExchange("a", clock=virtual_clock)
+    router = OrderRouter(clock=virtual_clock, remember_orders=1_000)
+    router.register_exchange("a", venue)
+    for i in range(300):
+        router.submit_order(market(f"o{i}", side="BUY" if i % 2 else "SELL"))
+    gc.collect()
+    live = sum(1 for o in gc.get_objects() if isinstance(o, OrderResult) and o.order_id.startswith("o"))
+    assert len(router._history) == 298
+    assert live <= small_live_window + 5, f"{live} results still live for {len(router._history)} in history"
+    assert router.get_order_status("o0").status is OrderStatus.FILLED
+
+
+# -- the smart router's reasons ------------------------------------------------------------
+
+
+def test_older_routing_reasons_become_text_and_read_the_same(
+    virtual_clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(smart_module, "LAZY_REASONS", 3)
+    router = OrderRouter(clock=virtual_clock)
+    for name in ("a", "b"):
+        router.register_exchange(name, SimulatedExchange(name, clock=virtual_clock, seed=len(name)))
+    smart = SmartOrderRouter(router, clock=virtual_clock)
+    said = {}
+    for i in range(10):
+        order = market(f"s{i}", side="BUY" if i % 2 else "SELL")
+        results = smart.route_order(order)
+        said[i] = [smart.routing_reason(r.order_id) for r in results]
+        assert all(said[i]), said[i]
+    for i in range(10):
+        ids = [cid for cid in smart.last_reasons if cid == f"s{i}" or cid.startswith(f"s{i}.")]
+        assert [smart.routing_reason(cid) for cid in ids] == said[i]
+    oldest = next(iter(smart.last_reasons))
+    assert isinstance(smart.last_reasons[oldest], str)
