@@ -71,7 +71,7 @@ async def test_market_order_fills_and_the_tape_shows_the_fills(tmp_path: Path) -
         app._frame()
         assert str(row(app, "T-1")[8]) == "FILLED"
         assert "100%" in row(app, "T-1")[5]
-        tape_orders = {cells[2] for cells in app.tape._cells.values()}
+        tape_orders = {app.tape.cell(k, "id") for k in app.tape.keys}
         assert any(oid.startswith("T-1") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
 
@@ -242,7 +242,7 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
         assert result.status is not OrderStatus.REJECTED, result.reason
         assert result.filled_quantity > 0, f"{order_type} never filled: {result.reason}"
         assert row(app, "T-1")[3] == order_type
-        tape_orders = {cells[2] for cells in app.tape._cells.values()}
+        tape_orders = {app.tape.cell(k, "id") for k in app.tape.keys}
         assert any(oid.startswith("T-1.") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
 

@@ -694,7 +694,7 @@ def bench_desk_under_load(ctx: _Context) -> dict[str, Any]:
 
     sizes = ctx.sizes
     with tempfile.TemporaryDirectory(prefix="execdesk-bench-") as tmp:
-        app = DeskApp(seed=0, demo=True, settings_path=Path(tmp) / "settings.json")
+        app = DeskApp(seed=0, demo=True, settings_path=Path(tmp) / "settings.json", tune_gc=True)
         main_screen: list[Any] = []
 
         def market_shows(symbol: str) -> Callable[[Any], bool]:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
-    DeskApp(seed=args.seed, theme=args.theme, demo=args.demo).run()
+    DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True).run()
     return 0
 
 

@@ -53,13 +53,15 @@ class LiveTable(ScrollView, can_focus=True):
             self.table = table
             self.key = key
 
-    def __init__(self, columns: list[Column], **kwargs: Any) -> None:
+    def __init__(self, columns: list[Column], *, newest_first: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.columns = columns
+        self.newest_first = newest_first
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._order: list[str] = []  # display order, newest first
         self._strips: dict[tuple[str, int, bool], Strip] = {}
         self._cursor_key: str | None = None
+        self._resize_pending = False
 
     # -- data ------------------------------------------------------------------------------
     def upsert(self, key: str, cells: tuple[Any, ...]) -> bool:
@@ -67,7 +69,10 @@ class LiveTable(ScrollView, can_focus=True):
         if old == cells:
             return False
         if old is None:
-            self._order.insert(0, key)
+            if self.newest_first:
+                self._order.insert(0, key)
+            else:
+                self._order.append(key)
             if self._cursor_key is None:
                 self._cursor_key = key
             self._resize()
@@ -100,8 +105,19 @@ class LiveTable(ScrollView, can_focus=True):
             del self._strips[stale]
 
     def _resize(self) -> None:
+        # A new virtual size re-lays the whole screen out. Under load a bounded table adds
+        # and drops a row per update (200 -> 201 -> 200), so the size is set once, after
+        # this batch of updates, and then only when the row count really moved.
+        if not self._resize_pending:
+            self._resize_pending = True
+            self.call_next(self._apply_size)
+
+    def _apply_size(self) -> None:
+        self._resize_pending = False
         # Rows are cut to the visible width: never a horizontal scrollbar.
-        self.virtual_size = Size(0, len(self._order) + 1)
+        size = Size(0, len(self._order) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
 
     @property
     def keys(self) -> list[str]:
@@ -113,6 +129,11 @@ class LiveTable(ScrollView, can_focus=True):
 
     def selected_key(self) -> str | None:
         return self._cursor_key
+
+    def cell(self, key: str, column: str) -> Any:
+        """What row `key` shows in `column` (by the column's key)."""
+        index = next(i for i, c in enumerate(self.columns) if c.key == column)
+        return self._cells[key][index]
 
     # -- colours from the theme ------------------------------------------------------------
     def paint(self, text: str, colour: str | None, bold: bool = False) -> Text:
@@ -164,7 +185,7 @@ class LiveTable(ScrollView, can_focus=True):
         used = 0
         last = len(self.columns) - 1
         for i, (column, cell) in enumerate(zip(self.columns, cells)):
-            w = max(width - used, 0) if i == last else column.width
+            w = max(width - used, 0) if i == last and not column.right else column.width
             piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             piece.truncate(w - (0 if i == last else 1), overflow="ellipsis")
             pad = w - piece.cell_len
@@ -179,9 +200,11 @@ class LiveTable(ScrollView, can_focus=True):
         return line
 
     def _strip(self, text: Text, width: int, style: Style) -> Strip:
-        segments = list(text.render(self.app.console))
-        strip = Strip(segments).apply_style(style) if segments else Strip([Segment(" " * width, style)])
-        return strip.adjust_cell_length(width, style)
+        # One Strip per line, styled and cut to width here: Textual's Strip carries its own
+        # caches, so building it once (not three times through apply/adjust) is cheaper.
+        text.truncate(width, overflow="crop", pad=True)
+        segments = list(Segment.apply_style(text.render(self.app.console), style))
+        return Strip(segments, width) if segments else Strip([Segment(" " * width, style)], width)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width

@@ -9,12 +9,10 @@ words, and the colour only repeats them.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from typing import Any
 
-from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import RichLog, Static
 
 from .live_table import Column, LiveTable
 
@@ -49,67 +47,15 @@ STATUS_COLOUR = {
 }
 
 
-class KeyedTable(DataTable):
-    """A DataTable updated by row key: only changed cells are touched.
+class KeyedTable(LiveTable):
+    """A small table of rows in a fixed order (venues, books, positions), kept by key.
 
-    DataTable renders cells with Rich, which knows nothing of the theme's
-    $variables, so `paint` resolves a theme colour to a concrete one; when
-    the theme changes the app calls `forget()` and every row is drawn anew.
+    The same Line-API table as the blotter, with rows in the order first seen rather
+    than newest on top: only the lines on screen are drawn, and only rows that changed.
     """
 
-    def __init__(self, columns: Iterable[tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._columns = list(columns)
-        self._cells: dict[str, tuple[Any, ...]] = {}
-
-    def on_mount(self) -> None:
-        for key, label in self._columns:
-            self.add_column(label, key=key)
-
-    def upsert(self, key: str, cells: tuple[Any, ...], *, top: bool = False) -> bool:
-        old = self._cells.get(key)
-        if old == cells:
-            return False
-        if old == ():  # forgotten: redraw every cell
-            old = (None,) * len(cells)
-        if old is None:
-            self.add_row(*cells, key=key)
-        else:
-            for (col, _), new, before in zip(self._columns, cells, old):
-                if new != before:
-                    self.update_cell(key, col, new)
-        self._cells[key] = cells
-        return True
-
-    def paint(self, text: str, colour: str | None, bold: bool = False) -> Text:
-        value = self.app.theme_variables.get(colour, "") if colour else ""
-        return Text(text, style=f"{'bold ' if bold else ''}{value}".strip())
-
-    def side(self, side: Any) -> Text:
-        name = getattr(side, "value", str(side or ""))
-        return self.paint(name, "buy" if name == "BUY" else "sell", bold=True)
-
-    def forget(self) -> None:
-        """Drop the cell cache so the next refresh redraws every row (new theme)."""
-        self._cells = {key: () for key in self._cells}
-
-    def drop(self, key: str) -> None:
-        if key in self._cells:
-            del self._cells[key]
-            self.remove_row(key)
-
-    @property
-    def keys(self) -> list[str]:
-        return list(self._cells)
-
-    def selected_key(self) -> str | None:
-        if self.row_count == 0:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:  # the cursor may point past a removed row
-            return None
-        return row_key.value
+    def __init__(self, columns: list[Column], **kwargs: Any) -> None:
+        super().__init__(columns, newest_first=False, **kwargs)
 
 
 class VenuesPanel(KeyedTable):
@@ -123,8 +69,10 @@ class VenuesPanel(KeyedTable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            [("venue", "Venue"), ("on", "Route"), ("breaker", "Breaker"), ("p50", "p50 ms"),
-             ("p99", "p99 ms"), ("fill", "Fill %"), ("err", "Err %"), ("fees", "Fee m/t bps")],
+            [Column("venue", "Venue", 8), Column("on", "Route", 6), Column("breaker", "Breaker", 19),
+             Column("p50", "p50 ms", 8, right=True), Column("p99", "p99 ms", 8, right=True),
+             Column("fill", "Fill %", 7, right=True), Column("err", "Err %", 7, right=True),
+             Column("fees", "Fee m/t bps", 14)],
             **kwargs,
         )
 
@@ -142,7 +90,7 @@ class VenuesPanel(KeyedTable):
             fees = router.client(name).fees
             enabled = router.is_enabled(name)
             self.upsert(name, (
-                Text(name, style="bold"),
+                self.paint(name, None, bold=True),
                 self.paint("ON", "success") if enabled else self.paint("OFF", "error", bold=True),
                 self.paint(label, colour, bold=state != "CLOSED"),
                 f"{stats.median / 1e6:6.2f}" if stats.count else "—",
@@ -158,8 +106,10 @@ class MarketPanel(KeyedTable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            [("venue", "Venue"), ("bsz", "Bid size"), ("bid", "Bid"), ("ask", "Ask"),
-             ("asz", "Ask size"), ("spr", "Spread bps")],
+            [Column("venue", "Venue", 8), Column("bsz", "Bid size", 10, right=True),
+             Column("bid", "Bid", 11, right=True), Column("ask", "Ask", 11, right=True),
+             Column("asz", "Ask size", 10, right=True), Column("spr", "Spread bps", 11, right=True),
+             Column("note", "", 10)],
             **kwargs,
         )
         self.symbol = "BTC/USD"
@@ -170,7 +120,7 @@ class MarketPanel(KeyedTable):
             try:
                 book = venue.book(self.symbol, depth=1)
             except Exception as exc:  # an outage: say so in the row
-                self.upsert(name, (name, "", self.paint("unavailable", "error"), str(exc)[:30], "", ""))
+                self.upsert(name, (name, "", self.paint("unavailable", "error"), "", "", "", str(exc)))
                 continue
             bid = book.bids[0] if book.bids else None
             ask = book.asks[0] if book.asks else None
@@ -182,6 +132,7 @@ class MarketPanel(KeyedTable):
                 self.paint(fmt_price(ask.price if ask else None), "sell"),
                 fmt_qty(ask.quantity if ask else None),
                 spread,
+                "",
             ))
 
 
@@ -237,10 +188,11 @@ class FillsTape(LiveTable):
 
     def __init__(self, max_rows: int = 200, **kwargs: Any) -> None:
         super().__init__(
-            [Column("seq", "Fill", 7, right=True), Column("t", "Time", 13), Column("id", "Order", 22),
-             Column("side", "Side", 5), Column("sym", "Symbol", 8), Column("qty", "Qty", 9, right=True),
-             Column("px", "Price", 11, right=True), Column("venue", "Venue", 7), Column("liq", "Liq", 4),
-             Column("fee", "Fee", 8)],
+            # The order id goes last: at half the screen's width it is the one to cut short.
+            [Column("seq", "Fill", 7, right=True), Column("t", "Time", 13), Column("side", "Side", 5),
+             Column("sym", "Symbol", 8), Column("qty", "Qty", 9, right=True), Column("px", "Price", 11, right=True),
+             Column("venue", "Venue", 7), Column("liq", "Liq", 4), Column("fee", "Fee", 8, right=True),
+             Column("id", "Order", 22)],
             **kwargs,
         )
         self.max_rows = max_rows
@@ -264,9 +216,9 @@ class FillsTape(LiveTable):
     def _draw(self, key: str, entry: tuple[int, Any], clock_fmt: Any) -> None:
         seq, fill = entry
         self.upsert(key, (
-            seq, clock_fmt(fill.timestamp), fill.order_id, self.side(fill.side), fill.symbol,
+            seq, clock_fmt(fill.timestamp), self.side(fill.side), fill.symbol,
             fmt_qty(fill.quantity), fmt_price(fill.price), fill.exchange_id,
-            fill.liquidity.value[0], f"{fill.fee:,.4f}",
+            fill.liquidity.value[0], f"{fill.fee:,.4f}", fill.order_id,
         ))
 
     def redraw(self, clock_fmt: Any) -> None:
@@ -280,8 +232,9 @@ class PositionsPanel(KeyedTable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            [("sym", "Symbol"), ("venue", "Venue"), ("net", "Net"), ("avg", "Avg entry"),
-             ("rpl", "Realized"), ("upl", "Unrealized"), ("fees", "Fees")],
+            [Column("sym", "Symbol", 9), Column("venue", "Venue", 7), Column("net", "Net", 10, right=True),
+             Column("avg", "Avg entry", 11, right=True), Column("rpl", "Realized", 11, right=True),
+             Column("upl", "Unrealized", 11, right=True), Column("fees", "Fees", 10, right=True)],
             **kwargs,
         )
         self.by_venue = False
