@@ -81,6 +81,12 @@ class _EngineStats:
     errors: int = 0
 
 
+# Client order ids each built-in venue remembers (to refuse a duplicate). A real venue
+# forgets them after a session; at the desk demo's ~600 orders a second a million per
+# venue kept memory growing for most of an hour, 200,000 is still hours of a busy desk.
+DEFAULT_VENUE_REMEMBER_IDS = 200_000
+
+
 class Engine:
     """Everything the desk needs, wired once. `Engine.default(seed=...)` gives three
     simulated venues; `Engine(venues={...})` takes any venues."""
@@ -148,6 +154,7 @@ class Engine:
             spec.name: SimulatedExchange(
                 spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
                 latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
+                remember_ids=DEFAULT_VENUE_REMEMBER_IDS,
             )
             for i, spec in enumerate(specs)
         }

@@ -41,7 +41,7 @@ def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_quick_run_has_every_workload_in_order_or_a_skip_with_a_reason(quick_run) -> None:
     doc, _, _ = quick_run
-    assert [w["name"] for w in doc["workloads"]] == list(bench.WORKLOADS)
+    assert [w["name"] for w in doc["workloads"]] == [n for n in bench.WORKLOADS if n not in bench.OPT_IN]
     for w in doc["workloads"]:
         assert "error" not in w, w
         if "skipped" in w:
@@ -120,7 +120,7 @@ def test_machine_and_out_file(quick_run) -> None:
     assert json.loads(out.read_text()) == doc  # --out holds the same document as stdout
     # The human table goes to stderr, one row per workload.
     for name in bench.WORKLOADS:
-        assert f"\n{name} " in stderr
+        assert (f"\n{name} " in stderr) is (name not in bench.OPT_IN)
 
 
 def test_only_runs_the_named_workloads() -> None:
@@ -139,6 +139,23 @@ def test_only_with_an_unknown_name_exits_2_listing_the_workloads() -> None:
     assert "'warp_drive'" in proc.stderr
     for name in bench.WORKLOADS:
         assert name in proc.stderr
+
+
+def test_the_desk_soak_runs_only_when_named_and_samples_memory_and_keys() -> None:
+    proc = run_cli("--quick", "--only", "desk_soak", "--soak-minutes", "0.15")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (soak,) = json.loads(proc.stdout)["workloads"]
+    assert soak["name"] == "desk_soak" and len(soak["samples"]) >= 2
+    for sample in soak["samples"]:
+        assert sample["rss_mb"] > 10 and sample["fills_per_s"] > 0 and sample["p50_ms"] > 0
+    assert soak["rss_mb_max"] == max(s["rss_mb"] for s in soak["samples"])
+    assert soak["presses"] >= 4 and soak["fills_total"] > 0
+    assert "bench: desk_soak {" in proc.stderr  # each interval is shown as it ends
+
+
+def test_soak_minutes_must_be_positive() -> None:
+    proc = run_cli("--only", "desk_soak", "--soak-minutes", "0")
+    assert proc.returncode == 2 and "--soak-minutes must be > 0, got 0" in proc.stderr
 
 
 def test_percentile_is_nearest_rank() -> None:
