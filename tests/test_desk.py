@@ -286,3 +286,32 @@ async def test_the_theme_is_remembered_between_runs_and_an_unknown_one_falls_bac
         notices = [n.message for n in odd._notifications]
         assert any("unknown theme 'textual-ansi'" in m for m in notices), notices
         await odd.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_when_it_closes(
+    tmp_path: Path,
+) -> None:
+    from engine import Order
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        book = app.engine.smart.merged_book(app.symbol, depth=1)
+        title = str(app.screen.query_one("#ticket-title").render())
+        assert f"bid {book.best_bid:,.2f}" in title and f"ask {book.best_ask:,.2f}" in title, title
+        # An order fills while the ticket is open: the dimmed desk behind is not redrawn...
+        app.track_order(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
+        await app.engine.submit(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
+        await until(pilot, lambda: status_of(app, "behind") is OrderStatus.FILLED)
+        app._frame()
+        assert "behind" not in app.blotter._cells
+        assert not any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
+        # ...and shows it, fills and all, as soon as the ticket closes.
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.desk_covered)
+        app._frame()
+        assert str(row(app, "behind")[8]) == "FILLED"
+        assert any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
+        await app.shutdown_engine()

@@ -51,7 +51,16 @@ from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
 from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
-from .widgets.panels import Blotter, EventLog, FillsTape, MarketPanel, PositionsPanel, StatusBar, VenuesPanel
+from .widgets.panels import (
+    Blotter,
+    EventLog,
+    FillsTape,
+    MarketPanel,
+    PositionsPanel,
+    StatusBar,
+    VenuesPanel,
+    fmt_price,
+)
 
 log = logging.getLogger("execdesk.tui")
 
@@ -79,6 +88,7 @@ SLOW_PANEL_S = 0.25
 CHART_S = 1.0
 HOUSEKEEPING_S = 0.2
 MAX_LOG_LINES_PER_FRAME = 20
+TAPE_ROWS = 200
 
 
 class DeskApp(App[None]):
@@ -147,6 +157,8 @@ class DeskApp(App[None]):
         self._texts: dict[str | None, str] = {}
         self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
         self._subscription = engine.subscribe(maxsize=50_000, name="desk")
+        # Fills that came while the desk was covered (no more than the tape shows).
+        self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
         self._last_slow = 0.0
@@ -170,7 +182,7 @@ class DeskApp(App[None]):
         self.venues_panel = VenuesPanel(id="venues")
         self.market = MarketPanel(id="market")
         self.blotter = Blotter(id="orders")
-        self.tape = FillsTape(id="fills")
+        self.tape = FillsTape(max_rows=TAPE_ROWS, id="fills")
         self.positions = PositionsPanel(id="positions")
         self.chart = LatencyChart(id="latency")
         self.detail = Static(id="detail")
@@ -284,6 +296,17 @@ class DeskApp(App[None]):
         now = time.monotonic()
         self._count(self._fills_window, now, len(fills))
         self._count(self._orders_window, now, sum(1 for e in events if type(e).__name__ == "OrderSubmitted"))
+        if self._held_fills or self.desk_covered:
+            self._held_fills.extend(fills)
+            if self.desk_covered:
+                # A ticket or dialog is on top: the desk behind is dimmed, and each change
+                # to it re-composed the whole screen under the ticket (~20 ms a frame).
+                # Orders and fills are drawn when the desk shows again; the log's rare
+                # lines (rejections, breakers) are written at once.
+                self._write_log(log_lines)
+                return
+            fills = list(self._held_fills)
+            self._held_fills.clear()
         with self.batch_update():
             if dirty:
                 self._update_orders(dirty)
@@ -291,13 +314,17 @@ class DeskApp(App[None]):
             tape = self.tape
             if fills and tape.display:
                 tape.add_fills(fills[-tape.max_rows:], self._clock_text)
-            if log_lines:
-                events_log = self.event_log
-                for line in log_lines[:MAX_LOG_LINES_PER_FRAME]:
-                    events_log.write(f"{self._clock_text(self.engine.clock.now())}  {line}")
-                if len(log_lines) > MAX_LOG_LINES_PER_FRAME:
-                    events_log.write(f"… and {len(log_lines) - MAX_LOG_LINES_PER_FRAME} more this frame")
+            self._write_log(log_lines)
             self._update_status()
+
+    def _write_log(self, log_lines: list[str]) -> None:
+        if not log_lines:
+            return
+        events_log = self.event_log
+        for line in log_lines[:MAX_LOG_LINES_PER_FRAME]:
+            events_log.write(f"{self._clock_text(self.engine.clock.now())}  {line}")
+        if len(log_lines) > MAX_LOG_LINES_PER_FRAME:
+            events_log.write(f"… and {len(log_lines) - MAX_LOG_LINES_PER_FRAME} more this frame")
 
     @staticmethod
     def _count(window: deque[tuple[float, int]], now: float, n: int) -> None:
@@ -380,7 +407,14 @@ class DeskApp(App[None]):
     def _clock_text(self, ts: float) -> str:
         return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
+    @property
+    def desk_covered(self) -> bool:
+        """A ticket, dialog, help or the palette is on top of the desk."""
+        return len(self.screen_stack) > 1
+
     def _slow_panels(self) -> None:
+        if self.desk_covered:
+            return
         with self.batch_update():
             for panel in (self.venues_panel, self.market, self.positions):
                 if panel.display:
@@ -388,7 +422,7 @@ class DeskApp(App[None]):
 
     def _chart(self) -> None:
         chart = self.chart
-        if chart.display:
+        if chart.display and not self.desk_covered:
             chart.redraw(self.engine)
 
     async def _housekeeping(self) -> None:
@@ -452,11 +486,20 @@ class DeskApp(App[None]):
         screen = self._ticket
         if screen is None:
             screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
-                                                 blink=self.live)
+                                                 blink=self.live, quote=self._quote)
             self.install_screen(screen, name="ticket")
         else:
             screen.prepare(values, order_id)
         self.push_screen("ticket", lambda sent, s=screen: self._ticket_closed(s, sent))
+
+    def _quote(self, symbol: str) -> str | None:
+        """Best bid / ask over every venue routing can use, for the ticket's title line."""
+        book = self.engine.smart.merged_book(symbol, depth=1)
+        if book is None or not book.bids or not book.asks:
+            return None
+        bid, ask = book.bids[0].price, book.asks[0].price
+        spread = (ask - bid) / ((ask + bid) / 2) * 1e4
+        return f"bid {fmt_price(bid)} · ask {fmt_price(ask)} · {spread:.1f} bps"
 
     def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
         self.settings.ticket = dict(screen.values)

@@ -8,6 +8,7 @@ Ctrl+F flips the side, so the common orders need no mouse and few keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual import on
@@ -33,6 +34,7 @@ from ..ticket_model import (
 
 TYPES = tuple(t.value for t in OrderType)
 SELECT_FIELDS = ("tif", "profile", "urgency", "venue")
+QUOTE_S = 0.5  # the ticket's best bid / ask refresh
 ALL_FIELDS = ("quantity", "price", "venue", "tif", "display_size", "display_variance",
               "duration_s", "slices", "max_participation", "profile", "urgency")
 
@@ -50,10 +52,15 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     ]
 
     def __init__(
-        self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True
+        self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
+        quote: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.blink = blink
+        # The symbol's best bid / ask, on the title line: the desk behind the ticket is
+        # dimmed and not redrawn while the ticket is open.
+        self.quote = quote
+        self._quote_text: str | None = None
         self.values = {**DEFAULTS, **values}
         self.symbols = symbols
         self.routes = [SMART_ROUTE, *venues]
@@ -91,6 +98,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self._layout()
         self._validate()
         self.query_one("#field-quantity", Input).focus()
+        if self.quote is not None:
+            self.set_interval(QUOTE_S, self._refresh_quote, name="quote")
 
     def prepare(self, values: dict[str, str], order_id: str) -> None:
         """Reuse this ticket for the next order: composing a new one cost ~100 ms under load."""
@@ -119,11 +128,25 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             for prefix in ("label", "field", "error"):
                 self.query_one(f"#{prefix}-{name}").display = visible
         side = self.values["side"]
-        colour = "$buy" if side == "BUY" else "$sell"
-        self.query_one("#ticket-title", Static).update(
-            f"[b {colour}]{side}[/]  [b]{self.values['symbol']}[/]  {self.values['type']}"
-        )
+        self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
+        self._show_title()
         self.query_one("#ticket").set_class(side == "SELL", "sell")
+
+    def _show_title(self) -> None:
+        side = self.values["side"]
+        colour = "$buy" if side == "BUY" else "$sell"
+        quote = f"   [dim]{self._quote_text}[/]" if self._quote_text else ""
+        self.query_one("#ticket-title", Static).update(
+            f"[b {colour}]{side}[/]  [b]{self.values['symbol']}[/]  {self.values['type']}{quote}"
+        )
+
+    def _refresh_quote(self) -> None:
+        if not self.is_current or self.quote is None:
+            return
+        text = self.quote(self.values["symbol"])
+        if text != self._quote_text:
+            self._quote_text = text
+            self._show_title()
 
     def _validate(self) -> TicketResult:
         result = build_order(self.values, self.order_id)
