@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ import anyio
 from .algos.base import Action, Algorithm, CancelChild, ParentState
 from .algos.registry import make_algorithm
 from .clock import Clock, ClockEvent
+from .history import History
 from .loops import set_event
 from .models import Order, OrderResult, OrderStatus
 
@@ -94,7 +95,9 @@ class Scheduler:
         self.seed = seed
         self._ctx = _Context(smart_router)
         self._active: dict[str, _Parent] = {}
-        self._finished: OrderedDict[str, ParentState] = OrderedDict()
+        # Finished parents, compactly (children, fills, decisions: kilobytes each as live
+        # objects, and the desk's demo finishes one every two seconds, for hours).
+        self._finished: History[ParentState] = History(remember)
         self._remember = remember
         self._child_parent: dict[str, str] = {}
         self._inbox: deque[tuple[str, Any]] = deque()
@@ -329,9 +332,7 @@ class Scheduler:
             del self._active[state.order.id]
             for cid in state.children:
                 self._child_parent.pop(cid, None)
-            self._finished[state.order.id] = state
-            while len(self._finished) > self._remember:
-                self._finished.popitem(last=False)
+            self._finished.put(state.order.id, state)
             self._signal_first(parent)
         self._notify(state)
 
