@@ -29,6 +29,7 @@ class Column:
     label: str
     width: int  # cells; the last column takes what is left
     right: bool = False
+    keep_end: bool = False  # cut from the left ("…-9355"): for ids that differ at the end
 
 
 class LiveTable(ScrollView, can_focus=True):
@@ -187,7 +188,10 @@ class LiveTable(ScrollView, can_focus=True):
         for i, (column, cell) in enumerate(zip(self.columns, cells)):
             w = max(width - used, 0) if i == last and not column.right else column.width
             piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
-            piece.truncate(w - (0 if i == last else 1), overflow="ellipsis")
+            room = w - (0 if i == last else 1)
+            if column.keep_end and piece.cell_len > room > 1:
+                piece = Text("…") + piece[len(piece) - (room - 1):]
+            piece.truncate(room, overflow="ellipsis")
             pad = w - piece.cell_len
             if column.right:
                 line.append(" " * max(pad - 1, 0))

@@ -188,11 +188,12 @@ class FillsTape(LiveTable):
 
     def __init__(self, max_rows: int = 200, **kwargs: Any) -> None:
         super().__init__(
-            # The order id goes last: at half the screen's width it is the one to cut short.
-            [Column("seq", "Fill", 7, right=True), Column("t", "Time", 13), Column("side", "Side", 5),
+            # The order id goes last: at half the screen's width it is the one cut short,
+            # from the left, since ids differ at their end.
+            [Column("t", "Time", 13), Column("side", "Side", 5),
              Column("sym", "Symbol", 8), Column("qty", "Qty", 9, right=True), Column("px", "Price", 11, right=True),
-             Column("venue", "Venue", 7), Column("liq", "Liq", 4), Column("fee", "Fee", 8, right=True),
-             Column("id", "Order", 22)],
+             Column("venue", "Venue", 7), Column("liq", "Liq", 4), Column("fee", "Fee", 7, right=True),
+             Column("id", "Order", 22, keep_end=True)],
             **kwargs,
         )
         self.max_rows = max_rows
@@ -214,9 +215,9 @@ class FillsTape(LiveTable):
                 self.drop(old)
 
     def _draw(self, key: str, entry: tuple[int, Any], clock_fmt: Any) -> None:
-        seq, fill = entry
+        _, fill = entry
         self.upsert(key, (
-            seq, clock_fmt(fill.timestamp), self.side(fill.side), fill.symbol,
+            clock_fmt(fill.timestamp), self.side(fill.side), fill.symbol,
             fmt_qty(fill.quantity), fmt_price(fill.price), fill.exchange_id,
             fill.liquidity.value[0], f"{fill.fee:,.4f}", fill.order_id,
         ))
