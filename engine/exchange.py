@@ -1394,7 +1394,7 @@ class SimulatedExchange:
         self._remember(
             rec.cid,
             (
-                status.value, m.symbol, rec.side.value, rec.quantity, rec.price, rec.filled_quantity(),
+                status, m.symbol, rec.side, rec.quantity, rec.price, rec.filled_quantity(),
                 m.average(rec.notional, rec.filled), reason, ts,
             ),
             rec.fills,
@@ -1403,7 +1403,8 @@ class SimulatedExchange:
     def _remember(self, cid: str, done: _Done, fills: list[Fill]) -> None:
         """Keep a finished order's summary among the last `remember_ids`, its fills
         among the last few thousand: memory stays bounded however long the run."""
-        self._done[cid] = done
+        status, symbol, side, *rest = done
+        self._done[cid] = (status.value, symbol, side.value, *rest)  # by value: see _Done
         ids = self._done_ids
         ids.append(cid)
         if len(ids) > self._remember_max:

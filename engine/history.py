@@ -7,56 +7,105 @@ sets and fills) that the cycle collector walked on every full collection: with
 100,000 remembered per layer, under the desk's demo flow those walks were pauses of
 200-400 ms, the worst of the desk's key-to-screen latency. Here a record is one
 pickled `bytes` value: about half the memory, and nothing for the collector to walk.
-Reading one back builds a fresh copy (a few microseconds), so a caller that wants to
-change a record takes it out with `pop` and puts it back.
+Reading one back builds a fresh copy (tens of microseconds), so a caller that wants to
+change a record takes it out and puts it back. A record that cannot be pickled (a
+venue's `detail` may hold anything) is kept live, with a warning, rather than lost.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
+log = logging.getLogger("execdesk.history")
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+class _Live:
+    """A record that could not be pickled, kept as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def _load(raw: bytes | _Live | None) -> Any:
+    if raw is None:
+        return None
+    if isinstance(raw, _Live):
+        return raw.value
+    return pickle.loads(raw)
+
+
 class History(Generic[V]):
-    """An insertion-ordered, bounded map of finished records (the oldest leave first)."""
+    """An insertion-ordered, bounded map of finished records (the oldest leave first).
 
-    __slots__ = ("_data", "limit")
+    The newest `live` records are kept as they are (the ones still read soon after they
+    finish: no pickling for them); older ones are pickled.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_data", "_recent", "limit", "live")
+
+    def __init__(self, limit: int, *, live: int = 0) -> None:
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
+        if live < 0:
+            raise ValueError(f"live must be >= 0, got {live}")
         self.limit = limit
-        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self.live = min(live, limit)
+        self._data: OrderedDict[str, bytes | _Live] = OrderedDict()  # older, pickled
+        self._recent: OrderedDict[str, V] = OrderedDict()  # newest, as they are
 
     def put(self, key: str, value: V) -> None:
+        if self.limit == 0:
+            return
+        self._data.pop(key, None)
+        recent = self._recent
+        recent[key] = value
+        recent.move_to_end(key)
+        while len(recent) > self.live:
+            old, old_value = recent.popitem(last=False)
+            self._store(old, old_value)
         data = self._data
-        data[key] = pickle.dumps(value, _PROTOCOL)
-        data.move_to_end(key)
-        while len(data) > self.limit:
+        while len(data) + len(recent) > self.limit:
             data.popitem(last=False)
 
+    def _store(self, key: str, value: V) -> None:
+        try:
+            self._data[key] = pickle.dumps(value, _PROTOCOL)
+        except Exception as exc:  # e.g. a lock in a venue's `detail`: keep it live, never fail
+            log.warning("history keeps %r as a live object: it cannot be pickled (%s: %s)",
+                        key, type(exc).__name__, exc)
+            self._data[key] = _Live(value)
+
     def get(self, key: str) -> V | None:
-        raw = self._data.get(key)
-        return None if raw is None else pickle.loads(raw)
+        value = self._recent.get(key)
+        if value is not None:
+            return value
+        return _load(self._data.get(key))
 
     def pop(self, key: str) -> V | None:
-        raw = self._data.pop(key, None)
-        return None if raw is None else pickle.loads(raw)
+        value = self._recent.pop(key, None)
+        if value is not None:
+            return value
+        return _load(self._data.pop(key, None))
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return key in self._recent or key in self._data
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + len(self._recent)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        yield from list(self._data)
+        yield from list(self._recent)
 
     def clear(self) -> None:
         self._data.clear()
+        self._recent.clear()

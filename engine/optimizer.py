@@ -165,8 +165,9 @@ class _OptimizerCore:
         self._accepted[order.id] = None
         if not order.type.is_algorithm and (len(results) != 1 or results[0].order_id != order.id):
             pieces = tuple(r.order_id for r in results)
-            self._split[order.id] = pieces
+            # Terms first: a status read on another thread finds both or neither.
             self._split_terms[order.id] = (order.quantity, order.symbol, order.side.value, order.price)
+            self._split[order.id] = pieces
             for cid in pieces:
                 self._child_of[cid] = order.id
         if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
@@ -213,6 +214,11 @@ class _OptimizerCore:
         event.set()
 
     def _is_final(self, order_id: str) -> bool:
+        if order_id in self.scheduler._finished or self.router._archived(order_id):
+            return True  # in history: finished, known without building it back
+        pieces = self._split.get(order_id)
+        if pieces is not None and all(self.router._archived(cid) for cid in pieces):
+            return True
         try:
             return self._status(order_id).status.is_final
         except UnknownOrderError:

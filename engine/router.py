@@ -366,16 +366,29 @@ class _RouterCore:
                 history.put(cid, tracked)
                 del orders[cid]
 
-    def _lookup(self, cid: str) -> _Tracked | None:
-        """The order this router tracks under `cid`, live (brought back from history)."""
+    def _lookup(self, cid: str, *, revive: bool = False) -> _Tracked | None:
+        """The order this router tracks under `cid`. One in history comes back as a copy
+        (reading changes nothing: a status sweep must not undo the compaction, and other
+        threads may be iterating); with `revive` it is made live again, for a caller that
+        will change it (a late report on a canceled order)."""
         tracked = self._orders.get(cid)
-        if tracked is None and cid in self._history:
-            # Back among the live ones, since the caller may change it; it moves to
-            # history again once newer orders push it out.
-            tracked = self._history.pop(cid)
-            if tracked is not None:
-                self._orders[cid] = tracked
+        if tracked is not None or cid not in self._history:
+            return tracked
+        if not revive:
+            return self._history.get(cid)
+        with self._lock:
+            tracked = self._orders.get(cid)
+            if tracked is None:
+                tracked = self._history.get(cid)
+                if tracked is not None:
+                    # Live first, then out of history: never in neither, for another thread.
+                    self._orders[cid] = tracked
+                    self._history.pop(cid)
         return tracked
+
+    def _archived(self, cid: str) -> bool:
+        """Finished and moved to history (cheap: nothing is unpickled)."""
+        return cid not in self._orders and cid in self._history
 
     def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
         result = OrderResult(
@@ -498,7 +511,7 @@ class _RouterCore:
 
     def _on_report(self, venue: str, report: ExecutionReport) -> None:
         """A venue pushed news of a resting order: update our copy and tell listeners."""
-        tracked = self._lookup(report.client_order_id)
+        tracked = self._lookup(report.client_order_id, revive=True)
         if tracked is None:
             return
         result = tracked.result

@@ -81,6 +81,10 @@ class _Context:
         return self._smart.trades(symbol, since)
 
 
+# Finished parents kept as objects (read again soon after they finish); older ones pickled.
+LIVE_FINISHED_PARENTS = 100
+
+
 class Scheduler:
     def __init__(
         self,
@@ -97,7 +101,7 @@ class Scheduler:
         self._active: dict[str, _Parent] = {}
         # Finished parents, compactly (children, fills, decisions: kilobytes each as live
         # objects, and the desk's demo finishes one every two seconds, for hours).
-        self._finished: History[ParentState] = History(remember)
+        self._finished: History[ParentState] = History(remember, live=LIVE_FINISHED_PARENTS)
         self._remember = remember
         self._child_parent: dict[str, str] = {}
         self._inbox: deque[tuple[str, Any]] = deque()
@@ -329,10 +333,12 @@ class Scheduler:
         if state.status.is_final:
             parent.retry_cancel_at = None
             state.done_at = self.clock.now()
+            # Into history before out of the active set: a reader on another thread
+            # finds the parent in one or the other, never in neither.
+            self._finished.put(state.order.id, state)
             del self._active[state.order.id]
             for cid in state.children:
                 self._child_parent.pop(cid, None)
-            self._finished.put(state.order.id, state)
             self._signal_first(parent)
         self._notify(state)
 

@@ -202,7 +202,7 @@ class SmartOrderRouter:
         self.last_reasons: dict[str, str | Allocation] = {}
         self._lazy_reasons: deque[str] = deque()
         # A split order's id -> (the order, its children's ids), for idempotency (bounded).
-        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(self.order_router._remember)
+        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(max(self.order_router._remember, 0))
         if scheduler is None:
             from .scheduler import Scheduler
 

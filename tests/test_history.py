@@ -36,6 +36,28 @@ def test_history_gives_back_an_equal_copy_and_forgets_its_oldest_past_the_limit(
     assert history.pop("a") == first and "a" not in history and len(history) == 1
 
 
+def test_the_newest_records_stay_as_they_are_older_ones_come_back_as_copies() -> None:
+    history: History[OrderResult] = History(limit=3, live=1)
+    a, b = OrderResult("a", "x", OrderStatus.FILLED, 1.0), OrderResult("b", "x", OrderStatus.FILLED, 2.0)
+    history.put("a", a)
+    assert history.get("a") is a  # the newest: not pickled
+    history.put("b", b)
+    assert history.get("b") is b and history.get("a") == a and history.get("a") is not a
+    history.put("c", OrderResult("c", "x", OrderStatus.FILLED, 3.0))
+    history.put("d", OrderResult("d", "x", OrderStatus.FILLED, 4.0))
+    assert list(history) == ["b", "c", "d"] and len(history) == 3  # the limit counts both kinds
+
+
+def test_a_record_that_cannot_be_pickled_is_kept_live_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    history: History[OrderResult] = History(limit=5)
+    odd = OrderResult("odd", "x", OrderStatus.FILLED, 1.0, detail={"raw": threading.Lock()})
+    history.put("odd", odd)
+    assert history.get("odd") is odd
+    assert "history keeps 'odd' as a live object: it cannot be pickled (TypeError" in caplog.text
+
+
 def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
     empty: History[int] = History(limit=0)
     empty.put("a", 1)
@@ -131,3 +153,51 @@ def test_older_routing_reasons_become_text_and_read_the_same(
         assert [smart.routing_reason(cid) for cid in ids] == said[i]
     oldest = next(iter(smart.last_reasons))
     assert isinstance(smart.last_reasons[oldest], str)
+
+
+def test_reading_statuses_from_two_threads_never_loses_an_order_in_history(
+    virtual_clock: VirtualClock, small_live_window: int
+) -> None:
+    import threading
+
+    venue = SimulatedExchange("a", clock=virtual_clock)
+    router = OrderRouter(clock=virtual_clock, remember_orders=1_000)
+    router.register_exchange("a", venue)
+    ids = [f"o{i}" for i in range(200)]
+    for i, oid in enumerate(ids):
+        router.submit_order(market(oid, side="BUY" if i % 2 else "SELL"))
+    live_before = set(router._orders)
+    unknown: list[str] = []
+
+    def read() -> None:
+        for _ in range(5):
+            for oid in ids:
+                if router.get_order_status(oid).status is not OrderStatus.FILLED:
+                    unknown.append(oid)
+            router.working_orders()
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert unknown == []
+    assert set(router._orders) == live_before  # reading brought nothing back to life
+
+
+@pytest.mark.anyio
+async def test_the_working_list_does_not_rebuild_finished_orders(small_live_window: int) -> None:
+    from engine import Engine, LatencyModel
+    from engine.engine import DEFAULT_VENUES, VenueSpec
+
+    specs = tuple(VenueSpec(s.name, s.fees, LatencyModel(), s.market) for s in DEFAULT_VENUES)
+    engine = Engine.default(seed=1, specs=specs)
+    await engine.start(num_workers=2)
+    for i in range(40):
+        await engine.submit(market(f"w{i}", side="BUY" if i % 2 else "SELL"))
+    for i in range(40):
+        await engine.wait(f"w{i}", timeout=5)
+    live = len(engine.router._orders)
+    assert engine.working() == []
+    assert len(engine.router._orders) == live
+    await engine.stop()
