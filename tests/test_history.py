@@ -69,6 +69,13 @@ def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() ->
 # -- the router ----------------------------------------------------------------------------
 
 
+def one_venue_router(clock: VirtualClock, remember: int) -> tuple[OrderRouter, SimulatedExchange]:
+    venue = SimulatedExchange("a", clock=clock)
+    router = OrderRouter(clock=clock, remember_orders=remember)
+    router.register_exchange("a", venue)
+    return router, venue
+
+
 @pytest.fixture
 def small_live_window(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(router_module, "LIVE_FINISHED_ORDERS", 2)
@@ -78,9 +85,7 @@ def small_live_window(monkeypatch: pytest.MonkeyPatch) -> int:
 def test_orders_past_the_live_window_answer_as_before_and_old_ones_expire(
     virtual_clock: VirtualClock, small_live_window: int
 ) -> None:
-    venue = SimulatedExchange("a", clock=virtual_clock)
-    router = OrderRouter(clock=virtual_clock, remember_orders=5)
-    router.register_exchange("a", venue)
+    router, venue = one_venue_router(virtual_clock, 5)
     working = Order(id="w", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.01, price=40_000.0)
     router.submit_order(working)
     sent = {f"f{i}": router.submit_order(market(f"f{i}", side="BUY" if i % 2 else "SELL")) for i in range(8)}
@@ -100,9 +105,7 @@ def test_orders_past_the_live_window_answer_as_before_and_old_ones_expire(
 def test_idempotency_and_refusals_hold_for_an_order_in_history(
     virtual_clock: VirtualClock, small_live_window: int
 ) -> None:
-    venue = SimulatedExchange("a", clock=virtual_clock)
-    router = OrderRouter(clock=virtual_clock, remember_orders=10)
-    router.register_exchange("a", venue)
+    router, venue = one_venue_router(virtual_clock, 10)
     first = router.submit_order(market("old", qty=0.01))
     for i in range(5):
         router.submit_order(market(f"n{i}", side="SELL" if i % 2 else "BUY"))
@@ -119,9 +122,7 @@ def test_idempotency_and_refusals_hold_for_an_order_in_history(
 def test_finished_orders_in_history_hold_no_live_results(
     virtual_clock: VirtualClock, small_live_window: int
 ) -> None:
-    venue = SimulatedExchange("a", clock=virtual_clock)
-    router = OrderRouter(clock=virtual_clock, remember_orders=1_000)
-    router.register_exchange("a", venue)
+    router, venue = one_venue_router(virtual_clock, 1_000)
     for i in range(300):
         router.submit_order(market(f"o{i}", side="BUY" if i % 2 else "SELL"))
     gc.collect()
@@ -160,9 +161,7 @@ def test_reading_statuses_from_two_threads_never_loses_an_order_in_history(
 ) -> None:
     import threading
 
-    venue = SimulatedExchange("a", clock=virtual_clock)
-    router = OrderRouter(clock=virtual_clock, remember_orders=1_000)
-    router.register_exchange("a", venue)
+    router, venue = one_venue_router(virtual_clock, 1_000)
     ids = [f"o{i}" for i in range(200)]
     for i, oid in enumerate(ids):
         router.submit_order(market(oid, side="BUY" if i % 2 else "SELL"))
