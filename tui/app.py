@@ -83,9 +83,9 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-FRAME_S = 0.1
-SLOW_PANEL_S = 0.25
-CHART_S = 1.0
+FRAME_S = 0.1  # orders, fills, log, status: 10 times a second
+SLOW_PANEL_S = 0.25  # venues, market, positions
+CHART_S = 0.5  # the latency chart (plotext redraws the whole plot)
 HOUSEKEEPING_S = 0.2
 MAX_LOG_LINES_PER_FRAME = 20
 TAPE_ROWS = 200

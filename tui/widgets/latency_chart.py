@@ -1,6 +1,6 @@
 """Live latency percentiles (p50/p95/p99 per second) and the saved history, via plotext.
 
-Redrawn by the app at 1 Hz from the profiler's rolling windows (no samples
+Redrawn by the app at 2 Hz from the profiler's rolling windows (no samples
 are kept anywhere); the history view reads the profiler's saved file.
 """
 
