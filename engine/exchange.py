@@ -1108,9 +1108,7 @@ class SimulatedExchange:
             # One fill (the common case): its price is the average, no division needed.
             avg = fills[0].price if len(fills) == 1 else m.average(notional, filled)
             self._remember(
-                cid,
-                (status, m.symbol, side, order.quantity, order.price, filled_q, avg, reason, now),
-                fills,
+                cid, status, m.symbol, side, order.quantity, order.price, filled_q, avg, reason, now, fills
             )
             return OrderResult(
                 cid, self.name, status, order.quantity, filled_q, avg, fills, reason,
@@ -1148,9 +1146,7 @@ class SimulatedExchange:
         self.counters.rejected += 1
         cid = order.client_order_id
         self._remember(
-            cid,
-            (_REJECTED, order.symbol, order.side, order.quantity, order.price, 0.0, None, reason, now),
-            [],
+            cid, _REJECTED, order.symbol, order.side, order.quantity, order.price, 0.0, None, reason, now, []
         )
         return OrderResult(
             cid, self.name, _REJECTED, order.quantity, 0.0, None, [], reason, order.symbol,
@@ -1392,19 +1388,19 @@ class SimulatedExchange:
         del self._live[rec.cid]
         m = rec.market
         self._remember(
-            rec.cid,
-            (
-                status, m.symbol, rec.side, rec.quantity, rec.price, rec.filled_quantity(),
-                m.average(rec.notional, rec.filled), reason, ts,
-            ),
-            rec.fills,
+            rec.cid, status, m.symbol, rec.side, rec.quantity, rec.price, rec.filled_quantity(),
+            m.average(rec.notional, rec.filled), reason, ts, rec.fills,
         )  # fmt: skip
 
-    def _remember(self, cid: str, done: _Done, fills: list[Fill]) -> None:
+    def _remember(
+        self, cid: str, status: OrderStatus, symbol: str, side: OrderSide, quantity: float,
+        price: float | None, filled: float, average: float | None, reason: str | None, ts: float,
+        fills: list[Fill],
+    ) -> None:
         """Keep a finished order's summary among the last `remember_ids`, its fills
         among the last few thousand: memory stays bounded however long the run."""
-        status, symbol, side, *rest = done
-        self._done[cid] = (status.value, symbol, side.value, *rest)  # by value: see _Done
+        # One tuple, status and side by value: see _Done.
+        self._done[cid] = (status.value, symbol, side.value, quantity, price, filled, average, reason, ts)
         ids = self._done_ids
         ids.append(cid)
         if len(ids) > self._remember_max:

@@ -214,7 +214,7 @@ class _OptimizerCore:
         event.set()
 
     def _is_final(self, order_id: str) -> bool:
-        if order_id in self.scheduler._finished or self.router._archived(order_id):
+        if self.scheduler.is_finished(order_id) or self.router._archived(order_id):
             return True  # in history: finished, known without building it back
         pieces = self._split.get(order_id)
         if pieces is not None and all(self.router._archived(cid) for cid in pieces):

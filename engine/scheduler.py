@@ -125,6 +125,10 @@ class Scheduler:
         p = self._active.get(order_id)
         return p.state if p is not None else self._finished.get(order_id)
 
+    def is_finished(self, order_id: str) -> bool:
+        """A parent that finished (known without building it back from history)."""
+        return order_id in self._finished
+
     def status(self, order_id: str) -> OrderResult | None:
         state = self.parent(order_id)
         return state.to_result() if state is not None else None
