@@ -145,16 +145,18 @@ class Engine:
         *,
         clock: Clock | None = None,
         specs: tuple[VenueSpec, ...] = DEFAULT_VENUES,
+        remember_ids: int = DEFAULT_VENUE_REMEMBER_IDS,
         **kwargs: Any,
     ) -> Engine:
-        """Three simulated venues of different characters (see DEFAULT_VENUES)."""
+        """Three simulated venues of different characters (see DEFAULT_VENUES); each
+        remembers the last `remember_ids` finished client order ids."""
         clock = clock or RealClock()
         reference = ReferenceMarket(seed)  # one fair price the venues all follow
         venues = {
             spec.name: SimulatedExchange(
                 spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
                 latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
-                remember_ids=DEFAULT_VENUE_REMEMBER_IDS,
+                remember_ids=remember_ids,
             )
             for i, spec in enumerate(specs)
         }

@@ -206,7 +206,9 @@ class SmartOrderRouter:
         if scheduler is None:
             from .scheduler import Scheduler
 
-            scheduler = Scheduler(self, clock=self.clock, seed=seed)
+            # Finished parents are remembered as long as finished orders are.
+            scheduler = Scheduler(self, clock=self.clock, seed=seed,
+                                  remember=max(self.order_router._remember, 1))
         self.scheduler = scheduler
 
     # -- what the routers know about venues -------------------------------------
