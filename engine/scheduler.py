@@ -332,7 +332,11 @@ class Scheduler:
             state.status, state.reason = OrderStatus.FILLED, None
         elif state.filled_lots:
             state.status = OrderStatus.PARTIALLY_FILLED
-        elif any(c.status is not OrderStatus.PENDING_NEW for c in state.children.values()):
+        elif state.status is OrderStatus.PENDING_NEW:
+            # The scheduler is a parent's venue: a started parent is acknowledged and
+            # working, even while its algorithm waits to send a first child (a VWAP's
+            # first decision is a quarter of a bucket away). Shown PENDING_NEW that
+            # long, an operator would think it stuck.
             state.status = OrderStatus.NEW
         if state.status.is_final:
             parent.retry_cancel_at = None

@@ -173,3 +173,19 @@ def test_bad_parameters_are_refused_when_the_order_is_built(meta: dict, words: s
     with pytest.raises(ValidationError) as err:
         vwap_order(1.0, **meta)
     assert "metadata" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.anyio
+async def test_a_started_parent_is_new_before_its_first_child(virtual_clock: VirtualClock) -> None:
+    # A participation cap on a market where nobody else trades: the VWAP may not send
+    # a child yet. Accepted and working on the scheduler, it is NEW meanwhile, not
+    # PENDING_NEW (which reads as stuck on the desk's blotter).
+    engine = one_venue_engine(virtual_clock, quiet_venue(virtual_clock, taker_rate_per_s=0.0))
+    await engine.start()
+    oid = await engine.submit(vwap_order(1.0, duration_s=120, buckets=1, max_participation=0.1))
+    await anyio.sleep(60)
+    early = engine.status(oid)
+    assert (early.status, early.children, early.filled_quantity) == (OrderStatus.NEW, [], 0.0)
+    await engine.cancel(oid)
+    assert (await engine.wait(oid, timeout=10)).status is OrderStatus.CANCELED
+    await engine.stop()
