@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import ctypes
 import datetime
 import gc
 import json
@@ -822,6 +823,28 @@ def _rss_mb() -> float:
     return _peak_rss_bytes() / 2**20  # elsewhere: the peak, the best there is without psutil
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _heap_figures() -> dict[str, Any]:
+    """Where RSS goes: Python's live small objects (pymalloc blocks, thousands) and, with
+    glibc, the C heap in use and held free (growth there with flat live figures is the
+    allocator's fragmentation, not a leak). Empty figures where glibc is not there."""
+    figures: dict[str, Any] = {"py_blocks_k": sys.getallocatedblocks() // 1000}
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return figures
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    figures["malloc_inuse_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 1)
+    figures["malloc_free_mb"] = round(info.fordblks / 2**20, 1)
+    return figures
+
+
 def bench_desk_soak(ctx: _Context) -> dict[str, Any]:
     """The desk under --demo for a long while (an hour by default; opt-in, never in a plain
     run): RSS, fills/s and key-to-frame latency per interval, to show memory stays flat."""
@@ -861,6 +884,7 @@ def bench_desk_soak(ctx: _Context) -> dict[str, Any]:
                         "fills_per_s": round((fills1 - fills0) / elapsed, 1),
                         "venue_orders_per_s": round((orders1 - orders0) / elapsed, 1),
                         "p50_ms": figures["p50_ms"], "p99_ms": figures["p99_ms"], "timeouts": timeouts,
+                        **_heap_figures(),
                     }
                     samples.append(sample)
                     all_ms.extend(latencies_ms)
