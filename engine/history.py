@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
@@ -35,14 +35,6 @@ class _Live:
         self.value = value
 
 
-def _load(raw: bytes | _Live | None) -> Any:
-    if raw is None:
-        return None
-    if isinstance(raw, _Live):
-        return raw.value
-    return pickle.loads(raw)
-
-
 class History(Generic[V]):
     """An insertion-ordered, bounded map of finished records (the oldest leave first).
 
@@ -50,9 +42,18 @@ class History(Generic[V]):
     finish: no pickling for them); older ones are pickled.
     """
 
-    __slots__ = ("_data", "_recent", "limit", "live")
+    __slots__ = ("_data", "_pack", "_recent", "_unpack", "limit", "live")
 
-    def __init__(self, limit: int, *, live: int = 0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        live: int = 0,
+        pack: Callable[[V], Any] | None = None,
+        unpack: Callable[[Any], V] | None = None,
+    ) -> None:
+        """`pack` turns a record into something smaller to pickle (plain tuples), and
+        `unpack` builds an equal record back from it; both or neither."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         if live < 0:
@@ -61,6 +62,10 @@ class History(Generic[V]):
         self.live = min(live, limit)
         self._data: OrderedDict[str, bytes | _Live] = OrderedDict()  # older, pickled
         self._recent: OrderedDict[str, V] = OrderedDict()  # newest, as they are
+        if (pack is None) != (unpack is None):
+            raise ValueError("pack and unpack go together")
+        self._pack = pack
+        self._unpack = unpack
 
     def put(self, key: str, value: V) -> None:
         if self.limit == 0:
@@ -78,7 +83,8 @@ class History(Generic[V]):
 
     def _store(self, key: str, value: V) -> None:
         try:
-            self._data[key] = pickle.dumps(value, _PROTOCOL)
+            pack = self._pack
+            self._data[key] = pickle.dumps(value if pack is None else pack(value), _PROTOCOL)
         except Exception as exc:  # e.g. a lock in a venue's `detail`: keep it live, never fail
             log.warning("history keeps %r as a live object: it cannot be pickled (%s: %s)",
                         key, type(exc).__name__, exc)
@@ -88,13 +94,21 @@ class History(Generic[V]):
         value = self._recent.get(key)
         if value is not None:
             return value
-        return _load(self._data.get(key))
+        return self._load(self._data.get(key))
 
     def pop(self, key: str) -> V | None:
         value = self._recent.pop(key, None)
         if value is not None:
             return value
-        return _load(self._data.pop(key, None))
+        return self._load(self._data.pop(key, None))
+
+    def _load(self, raw: bytes | _Live | None) -> Any:
+        if raw is None:
+            return None
+        if isinstance(raw, _Live):
+            return raw.value
+        value = pickle.loads(raw)
+        return value if self._unpack is None else self._unpack(value)
 
     def __contains__(self, key: object) -> bool:
         return key in self._recent or key in self._data

@@ -64,7 +64,15 @@ from .events import (
     VenueEnabled,
 )
 from .history import History
-from .models import Order, OrderResult, OrderStatus
+from .models import (
+    Order,
+    OrderResult,
+    OrderStatus,
+    compact_order,
+    compact_result,
+    order_from_compact,
+    result_from_compact,
+)
 from .profiler import LatencyProfiler
 from .retry import RetryPolicy, RetryState
 from .venue import ExecutionReport
@@ -118,6 +126,15 @@ class _Tracked:
     result: OrderResult
 
 
+def _pack_tracked(tracked: _Tracked) -> tuple[Any, ...]:
+    return compact_order(tracked.order), tracked.venue, compact_result(tracked.result)
+
+
+def _unpack_tracked(values: tuple[Any, ...]) -> _Tracked:
+    order, venue, result = values
+    return _Tracked(order_from_compact(order), venue, result_from_compact(result))
+
+
 @dataclass(frozen=True, slots=True)
 class _Call:
     """A venue request the decision loop wants made (or a wait)."""
@@ -162,7 +179,9 @@ class _RouterCore:
         self._orders: OrderedDict[str, _Tracked] = OrderedDict()
         self._remember = remember_orders
         self._live_limit = min(LIVE_FINISHED_ORDERS, remember_orders)
-        self._history: History[_Tracked] = History(max(remember_orders - self._live_limit, 0))
+        self._history: History[_Tracked] = History(
+            max(remember_orders - self._live_limit, 0), pack=_pack_tracked, unpack=_unpack_tracked
+        )
         self._checks: list[PreTradeCheck] = []
         self._listeners: list[OrderListener] = []
         self._unreconciled: dict[str, str] = {}  # client order id -> venue

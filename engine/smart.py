@@ -25,7 +25,16 @@ from .algos.base import child_id
 from .clock import Clock
 from .errors import ExecdeskError, VenueError
 from .history import History
-from .models import FeeSchedule, Instrument, Order, OrderResult, OrderSide, OrderType
+from .models import (
+    FeeSchedule,
+    Instrument,
+    Order,
+    OrderResult,
+    OrderSide,
+    OrderType,
+    compact_order,
+    order_from_compact,
+)
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
 from .venue import BookLevel, BookSnapshot, PublicTrade
@@ -177,6 +186,14 @@ def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> l
     return allocations
 
 
+def _pack_split(split: tuple[Order, tuple[str, ...]]) -> tuple[Any, ...]:
+    return compact_order(split[0]), split[1]
+
+
+def _unpack_split(values: tuple[Any, ...]) -> tuple[Order, tuple[str, ...]]:
+    return order_from_compact(values[0]), values[1]
+
+
 class SmartOrderRouter:
     """Ranks venues, splits orders, hands parent orders to the scheduler.
 
@@ -202,7 +219,9 @@ class SmartOrderRouter:
         self.last_reasons: dict[str, str | Allocation] = {}
         self._lazy_reasons: deque[str] = deque()
         # A split order's id -> (the order, its children's ids), for idempotency (bounded).
-        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(max(self.order_router._remember, 0))
+        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(
+            max(self.order_router._remember, 0), pack=_pack_split, unpack=_unpack_split
+        )
         if scheduler is None:
             from .scheduler import Scheduler
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine.router as router_module
 import engine.smart as smart_module
 from engine import Order, OrderResult, OrderRouter, OrderStatus, SimulatedExchange, SmartOrderRouter, VirtualClock
 from engine.history import History
+from engine.models import (
+    Fill,
+    Liquidity,
+    OrderSide,
+    compact_order,
+    compact_result,
+    order_from_compact,
+    result_from_compact,
+)
 
 SYMBOL = "BTC/USD"
 
@@ -56,6 +68,49 @@ def test_a_record_that_cannot_be_pickled_is_kept_live_with_a_warning(caplog: pyt
     history.put("odd", odd)
     assert history.get("odd") is odd
     assert "history keeps 'odd' as a live object: it cannot be pickled (TypeError" in caplog.text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(["MARKET", "LIMIT", "TWAP"]),
+    side=st.sampled_from(["BUY", "SELL"]),
+    tif=st.sampled_from(["GTC", "IOC", "DAY"]),
+    qty=st.floats(0.001, 1e6),
+    price=st.floats(0.01, 1e6),
+    status=st.sampled_from(list(OrderStatus)),
+    fills=st.lists(st.tuples(st.floats(0.01, 1e6), st.floats(0.001, 10.0), st.sampled_from(list(Liquidity))), max_size=4),
+    reason=st.one_of(st.none(), st.text(max_size=20)),
+    children=st.integers(0, 3),
+    detail=st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=5)), max_size=3),
+)
+def test_the_compact_forms_build_equal_orders_and_results(
+    kind: str, side: str, tif: str, qty: float, price: float, status: OrderStatus,
+    fills: list[tuple[float, float, Liquidity]], reason: str | None, children: int, detail: dict,
+) -> None:
+    meta = {"duration_s": 60, "slices": 4} if kind == "TWAP" else {}
+    order = Order(id="o-1", symbol=SYMBOL, side=side, type=kind, quantity=qty,
+                  price=None if kind == "MARKET" else price, time_in_force=tif if kind != "TWAP" else "GTC",
+                  metadata=meta, client_order_id="o-1.c", parent_id="p-1")
+    assert order_from_compact(compact_order(order)) == order
+    made = [Fill("o-1", "x-1", SYMBOL, OrderSide(side), p, q, p * q * 1e-4, liq, 1.5 + n, f"t{n}")
+            for n, (p, q, liq) in enumerate(fills)]
+    result = OrderResult("o-1", "x-1", status, qty, sum(q for _, q, _ in fills), price, made, reason, SYMBOL,
+                         OrderSide(side), price, 12.5, 1_000, None,
+                         children=[OrderResult(f"o-1.{n}", None, OrderStatus.REJECTED, reason="no") for n in range(children)],
+                         detail=detail)
+    back = result_from_compact(compact_result(result))
+    assert back == result
+    assert all(type(f.side) is OrderSide and type(f.liquidity) is Liquidity for f in back.fills)
+
+
+def test_a_packed_history_keeps_the_small_form_and_gives_back_the_record() -> None:
+    history: History[Order] = History(limit=5, pack=compact_order, unpack=order_from_compact)
+    order = market("m-1")
+    history.put("m-1", order)
+    assert len(history._data["m-1"]) < len(pickle.dumps(order, pickle.HIGHEST_PROTOCOL)) / 2
+    assert history.get("m-1") == order and history.pop("m-1") == order
+    with pytest.raises(ValueError, match="pack and unpack go together"):
+        History(limit=5, pack=compact_order)
 
 
 def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
