@@ -27,7 +27,8 @@ from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
 from .loops import set_event
-from .models import Order, OrderResult, OrderSide, OrderStatus
+from .history import History
+from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
 from .profiler import LatencyProfiler
 from .router import AsyncOrderRouter, OrderRouter, _RouterCore
 from .smart import SmartOrderRouter
@@ -81,6 +82,13 @@ class _OptimizerCore:
         self._waiters: dict[str, list[Any]] = {}
         # Orders refused or canceled before any router tracked them.
         self._refused: OrderedDict[str, OrderResult] = OrderedDict()
+        # Split orders' final results, taken when their last piece finished: the router
+        # forgets pieces before this optimizer forgets the order (each order is two or
+        # more router entries), and an aggregate built from what it still remembered
+        # went back to PARTIALLY_FILLED and "working".
+        self._split_done: History[OrderResult] = History(
+            remember_orders, pack=compact_result, unpack=result_from_compact
+        )
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
@@ -105,7 +113,7 @@ class _OptimizerCore:
             return self._parent_result(parent)
         pieces = self._split.get(order_id)
         if pieces is not None:
-            return self._aggregate(order_id, pieces)
+            return self._split_done.get(order_id) or self._aggregate(order_id, pieces)
         result = self.router._tracked_for(order_id)
         if result is not None:
             return result.result
@@ -170,6 +178,7 @@ class _OptimizerCore:
             self._split[order.id] = pieces
             for cid in pieces:
                 self._child_of[cid] = order.id
+            self._keep_if_done(order.id)  # every piece may have finished while it was routed
         if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
             if self.router._tracked_for(order.id) is None:
                 self._refused_store(order.id, results[0])
@@ -199,8 +208,24 @@ class _OptimizerCore:
         if oid in self._waiters:
             self._wake(oid)
         parent = self._child_of.get(oid)
-        if parent is not None and parent in self._waiters:
-            self._wake(parent)
+        if parent is not None:
+            if result.status.is_final:
+                self._keep_if_done(parent)
+            if parent in self._waiters:
+                self._wake(parent)
+
+    def _keep_if_done(self, order_id: str) -> None:
+        """Keep a split order's final result once all its pieces are final (again after
+        a late report changed a piece)."""
+        pieces = self._split.get(order_id)
+        if pieces is None:
+            return
+        try:
+            result = self._aggregate(order_id, pieces)
+        except KeyError:  # forgotten meanwhile, on another thread
+            return
+        if result.status.is_final:
+            self._split_done.put(order_id, result)
 
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:
@@ -214,6 +239,8 @@ class _OptimizerCore:
         event.set()
 
     def _is_final(self, order_id: str) -> bool:
+        if order_id in self._split_done:
+            return True
         if self.scheduler.is_finished(order_id) or self.router._archived(order_id):
             return True  # in history: finished, known without building it back
         pieces = self._split.get(order_id)

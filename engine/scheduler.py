@@ -334,9 +334,9 @@ class Scheduler:
             state.status = OrderStatus.PARTIALLY_FILLED
         elif state.status is OrderStatus.PENDING_NEW:
             # The scheduler is a parent's venue: a started parent is acknowledged and
-            # working, even while its algorithm waits to send a first child (a VWAP's
-            # first decision is a quarter of a bucket away). Shown PENDING_NEW that
-            # long, an operator would think it stuck.
+            # working, even while its algorithm waits to send a first child (a VWAP
+            # under a participation cap waits for others' volume, for many seconds).
+            # Shown PENDING_NEW that long, an operator would think it stuck.
             state.status = OrderStatus.NEW
         if state.status.is_final:
             parent.retry_cancel_at = None

@@ -150,7 +150,7 @@ def test_the_desk_soak_runs_only_when_named_and_samples_memory_and_keys() -> Non
         assert sample["rss_mb"] > 10 and sample["fills_per_s"] > 0 and sample["p50_ms"] > 0
         assert sample["py_blocks_k"] > 100  # the engine and the desk: hundreds of thousands of objects
         if "malloc_inuse_mb" in sample:  # glibc
-            assert 0 < sample["malloc_inuse_mb"] < sample["rss_mb"] and sample["malloc_free_mb"] >= 0
+            assert sample["malloc_inuse_mb"] > 0 and sample["malloc_free_mb"] >= 0
     assert soak["rss_mb_max"] == max(s["rss_mb"] for s in soak["samples"])
     assert soak["presses"] >= 4 and soak["fills_total"] > 0
     assert "bench: desk_soak {" in proc.stderr  # each interval is shown as it ends

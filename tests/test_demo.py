@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import anyio
 import pytest
 
 from engine import OrderType, TimeInForce
@@ -39,10 +40,16 @@ def test_late_wakeups_slow_it_down_and_on_time_ones_bring_it_back_to_target() ->
     assert pacer.due(0.1) == 50  # capped burst at the recovered rate
 
 
-@pytest.mark.parametrize("bad", [0, -5, float("nan")])
-def test_a_pacer_needs_a_positive_rate(bad: float) -> None:
-    with pytest.raises(ValueError, match="target_per_s must be > 0"):
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf")])
+def test_a_pacer_needs_a_finite_positive_rate(bad: float) -> None:
+    with pytest.raises(ValueError, match="target_per_s must be a finite number > 0"):
         Pacer(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_a_pacer_needs_a_whole_positive_burst(bad: object) -> None:
+    with pytest.raises(ValueError, match="max_burst must be a whole number >= 1"):
+        Pacer(100, max_burst=bad)  # type: ignore[arg-type]
 
 
 def test_plain_orders_are_market_or_ioc_limit_and_parents_are_every_algorithm() -> None:
@@ -54,3 +61,55 @@ def test_plain_orders_are_market_or_ioc_limit_and_parents_are_every_algorithm() 
     assert {o.type for o in parents} == {OrderType.ICEBERG, OrderType.TWAP, OrderType.VWAP, OrderType.SMART}
     # Without a mid price it cannot price a limit or a parent: market orders only.
     assert {demo_order(rng, f"m{i}", None, "BTC/USD", parent=True).type for i in range(50)} == {OrderType.MARKET}
+
+
+class _Engine:
+    """As much of an Engine as the demo uses; halted until told otherwise."""
+
+    def __init__(self) -> None:
+        self.halted_reason: str | None = "kill switch"
+        self.sent: list[str] = []
+        self.smart = self
+
+    def supported_types(self) -> set[str]:
+        return {t.value for t in OrderType}
+
+    def merged_book(self, symbol: str, depth: int) -> None:
+        return None  # no book: market orders only
+
+    async def submit(self, order: object) -> str:
+        self.sent.append(order.id)  # type: ignore[attr-defined]
+        return order.id  # type: ignore[attr-defined]
+
+
+class _App:
+    def __init__(self) -> None:
+        self.engine = _Engine()
+        self.seed = 1
+        self.symbols = ["BTC/USD"]
+        self._n = 0
+
+    def next_order_id(self) -> str:
+        self._n += 1
+        return str(self._n)
+
+    def track_order(self, order: object) -> None:
+        pass
+
+
+def test_the_demo_sends_nothing_while_trading_is_halted_and_resumes_after() -> None:
+    app = _App()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(demo.run_demo, app)
+            await anyio.sleep(demo.HALTED_POLL_S * 2.5)
+            assert app.engine.sent == []  # halted: not one order (each would be refused)
+            app.engine.halted_reason = None
+            with anyio.move_on_after(30):
+                while len(app.engine.sent) < 20:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert len(app.engine.sent) >= 20  # resumed

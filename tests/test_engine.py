@@ -261,3 +261,24 @@ async def test_denials_are_events_too(engine: Engine) -> None:
     denied = [e for e in sub.drain() if isinstance(e, OrderDenied)]
     assert [(e.order_id, e.reason) for e in denied] == [("d1", "trading halted: drill")]
     assert not any(isinstance(e, OrderCanceled) for e in denied)
+
+
+@pytest.mark.anyio
+async def test_a_split_order_stays_final_after_the_router_forgets_its_pieces(virtual_clock: VirtualClock) -> None:
+    # Each split order is two or more router entries, so the router forgets its pieces
+    # before the optimizer forgets the order: its result must not go back to working.
+    engine = Engine.default(seed=1, clock=virtual_clock, remember_orders=10)
+    await engine.start()
+    big = await engine.submit(Order(id="big", symbol="BTC/USD", side="BUY", type="MARKET", quantity=3.0))
+    first = await engine.wait(big, timeout=30)
+    assert first.status is OrderStatus.FILLED and len(first.children) >= 2  # it was split
+    for i in range(9):
+        await engine.wait(await engine.submit(
+            Order(id=f"s{i}", symbol="BTC/USD", side="SELL" if i % 2 else "BUY", type="MARKET", quantity=0.01)
+        ), timeout=30)
+    assert engine.router._tracked_for(first.children[0].order_id) is None  # the router forgot a piece
+    later = engine.status(big)
+    assert (later.status, later.filled_quantity, len(later.children)) == (OrderStatus.FILLED, 3.0, len(first.children))
+    assert later.average_price == first.average_price
+    assert big not in engine.working()
+    await engine.stop()

@@ -91,7 +91,9 @@ def test_the_compact_forms_build_equal_orders_and_results(
     order = Order(id="o-1", symbol=SYMBOL, side=side, type=kind, quantity=qty,
                   price=None if kind == "MARKET" else price, time_in_force=tif if kind != "TWAP" else "GTC",
                   metadata=meta, client_order_id="o-1.c", parent_id="p-1")
-    assert order_from_compact(compact_order(order)) == order
+    back = order_from_compact(compact_order(order))
+    assert back == order and back.model_fields_set == order.model_fields_set
+    assert back.model_dump(exclude_unset=True) == order.model_dump(exclude_unset=True)
     made = [Fill("o-1", "x-1", SYMBOL, OrderSide(side), p, q, p * q * 1e-4, liq, 1.5 + n, f"t{n}")
             for n, (p, q, liq) in enumerate(fills)]
     result = OrderResult("o-1", "x-1", status, qty, sum(q for _, q, _ in fills), price, made, reason, SYMBOL,

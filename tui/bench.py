@@ -829,9 +829,10 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _heap_figures() -> dict[str, Any]:
-    """Where RSS goes: Python's live small objects (pymalloc blocks, thousands) and, with
-    glibc, the C heap in use and held free (growth there with flat live figures is the
-    allocator's fragmentation, not a leak). Empty figures where glibc is not there."""
+    """Where RSS goes: Python's live allocations (`sys.getallocatedblocks`, thousands)
+    and, with glibc, the C heap in use and held free. Growth in "held free" while the
+    live figures stay level is the allocator keeping memory, not a leak. Without glibc
+    only the first figure is given."""
     figures: dict[str, Any] = {"py_blocks_k": sys.getallocatedblocks() // 1000}
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -9,6 +9,7 @@ bursts, so the operator's keys stay responsive.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ MAX_BURST = 50  # owed orders beyond this after a stall are dropped, not caught 
 # the desk stays responsive and venue latencies are not inflated by our own load.
 LAG_BUDGET_S = 0.05
 MIN_ORDERS_S = 20.0
+HALTED_POLL_S = 0.5
 SLOW_DOWN = 0.7  # the rate, after a late wake-up
 SPEED_UP = 1.01  # the rate, after a wake-up on time (back to the target in ~0.5 s)
 # One algorithm parent per this many seconds. By time, not by share of orders: a share
@@ -82,8 +84,10 @@ class Pacer:
     """
 
     def __init__(self, target_per_s: float = TARGET_ORDERS_S, *, max_burst: int = MAX_BURST) -> None:
-        if not target_per_s > 0:
-            raise ValueError(f"target_per_s must be > 0, got {target_per_s!r}")
+        if not 0 < target_per_s < math.inf:
+            raise ValueError(f"target_per_s must be a finite number > 0, got {target_per_s!r}")
+        if isinstance(max_burst, bool) or not isinstance(max_burst, int) or max_burst < 1:
+            raise ValueError(f"max_burst must be a whole number >= 1, got {max_burst!r}")
         self.target_per_s = target_per_s
         self.max_burst = max_burst
         self.rate = target_per_s
@@ -113,6 +117,12 @@ async def run_demo(app: DeskApp) -> None:
     last = time.perf_counter()
     next_parent = time.monotonic() + PARENT_EVERY_S / 2
     while True:
+        if engine.halted_reason is not None:
+            # Halted: the engine would refuse every order (REJECTED, "trading halted"),
+            # a flood of rejections on the blotter and the log. Wait for the operator.
+            await anyio.sleep(HALTED_POLL_S)
+            last = time.perf_counter()
+            continue
         now = time.perf_counter()
         due = pacer.due(now - last)
         last = now
@@ -137,7 +147,7 @@ async def run_demo(app: DeskApp) -> None:
                     await engine.submit(order)
                 except ExecdeskError:
                     due = 0
-                    await anyio.sleep(0.5)  # halted or stopping: wait for the operator
+                    await anyio.sleep(HALTED_POLL_S)  # the engine is stopping
                     break
         asked = time.perf_counter()
         await anyio.sleep(PAUSE_S)
