@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -315,4 +316,29 @@ async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_wh
         app._frame()
         assert str(row(app, "behind")[8]) == "FILLED"
         assert any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_opening_and_closing_the_ticket_keeps_no_old_footer_keys(tmp_path: Path) -> None:
+    # Textual's Footer re-creates its keys on every focus or screen change and its
+    # data binding kept each old set alive: an hour of trading grew without bound.
+    from textual.widgets._footer import FooterKey
+
+    def footer_keys() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, FooterKey))
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await pilot.press("escape")
+        await pilot.pause()
+        settled = footer_keys()
+        for _ in range(20):
+            await pilot.press("b")
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+        assert footer_keys() <= settled + 20  # at most one more footer's worth, not 20 of them
         await app.shutdown_engine()

@@ -27,7 +27,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine import Engine, Order, OrderResult, OrderStatus
 from engine.events import (
@@ -53,6 +53,7 @@ from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
 from .widgets.panels import (
     Blotter,
+    DeskFooter,
     EventLog,
     FillsTape,
     MarketPanel,
@@ -215,7 +216,7 @@ class DeskApp(App[None]):
         yield self.detail
         yield self.event_log
         yield self.status_bar
-        yield Footer()
+        yield DeskFooter()
 
     async def on_mount(self) -> None:
         for theme in self._themes.values():

@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from textual.binding import Binding
-from textual.widgets import RichLog, Static
+from textual.widgets import Footer, RichLog, Static
 
 from .live_table import Column, LiveTable
 
@@ -267,3 +267,18 @@ class EventLog(RichLog):
 
 class StatusBar(Static):
     pass
+
+
+class DeskFooter(Footer):
+    """Textual's Footer (8.2), without its leak. Each recompose (every focus or screen
+    change) data-binds its new keys to the footer's `compact`, and the old keys'
+    watchers stay on the footer, holding the removed widgets, until `compact`
+    changes, which on this desk it never does: ~16 widgets (3,000 objects) kept per
+    ticket opened, found by an hour's soak. Dropping the watchers of detached keys
+    after each recompose keeps it at one set."""
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        watchers = getattr(self, "__watchers", {}).get("compact")
+        if watchers:
+            watchers[:] = [(node, callback) for node, callback in watchers if node.is_attached]
