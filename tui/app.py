@@ -86,7 +86,7 @@ def tune_garbage_collector() -> None:
 
 # What the desk's own engine remembers of finished work. The library's defaults
 # (100,000 orders, 200,000 ids per venue) take hours to fill at the --demo rate
-# of ~900 orders a second (a slow venue gets a few dozen of those), so the
+# of ~1,000 orders a second (a slow venue gets a few dozen of those), so the
 # desk's memory climbed all through an hour's soak. These fill within minutes,
 # after which what the engine keeps stops growing. At an operator's pace 20,000 orders is weeks;
 # older ones are past the blotter's rows and would come from the journal.
