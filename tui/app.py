@@ -88,8 +88,9 @@ def tune_garbage_collector() -> None:
 # (100,000 orders, 200,000 ids per venue) take hours to fill at the --demo rate
 # of ~1,000 orders a second (a slow venue gets a few dozen of those), so the
 # desk's memory climbed all through an hour's soak. These fill within minutes,
-# after which what the engine keeps stops growing. At an operator's pace 20,000 orders is weeks;
-# older ones are past the blotter's rows and would come from the journal.
+# after which what the engine keeps stops growing. At an operator's pace 20,000
+# orders is weeks; older ones are past the blotter's rows and would come from the
+# journal.
 DESK_REMEMBER_ORDERS = 20_000
 DESK_VENUE_REMEMBER_IDS = 20_000
 # Orders the engine works at once. Each worker waits out a venue's round trip

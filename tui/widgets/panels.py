@@ -274,7 +274,7 @@ class DeskFooter(Footer):
     change) data-binds its new keys to the footer's `compact`, and the old keys'
     watchers stay on the footer, holding the removed widgets, until `compact`
     changes, which on this desk it never does: ~16 widgets (3,000 objects) kept per
-    ticket opened, found by an hour's soak. Dropping the watchers of detached keys
+    ticket opened, found by a soak of the desk. Dropping the watchers of detached keys
     after each recompose keeps it at one set."""
 
     async def recompose(self) -> None:
