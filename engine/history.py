@@ -5,8 +5,9 @@ client order id) but rarely, and it no longer changes. Kept as live objects, eac
 remembered order was about ten Python objects (the order, its result, their dicts,
 sets and fills) that the cycle collector walked on every full collection: with
 100,000 remembered per layer, under the desk's demo flow those walks were pauses of
-200-400 ms, the worst of the desk's key-to-screen latency. Here a record is one
-pickled `bytes` value: about half the memory, and nothing for the collector to walk.
+200-400 ms, the worst of the desk's key-to-screen latency. Here a record is pickled
+(`bytes`, in small pieces when long): about half the memory, and nothing for the
+collector to walk.
 Reading one back builds a fresh copy (tens of microseconds), so a caller that wants to
 change a record takes it out and puts it back. A record that cannot be pickled (a
 venue's `detail` may hold anything) is kept live, with a warning, rather than lost.
@@ -24,6 +25,27 @@ V = TypeVar("V")
 log = logging.getLogger("execdesk.history")
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+# The most a kept piece holds: with a bytes object's 33-byte header it stays within the
+# 512 bytes Python's small-object allocator serves; larger objects come from malloc.
+_PIECE = 448
+
+
+def _small_pieces(raw: bytes) -> bytes | tuple[bytes, ...]:
+    """`raw` as what Python's small-object allocator keeps: a copy, or copies of its pieces.
+
+    Kept records come and go all day in an order unlike the one they were made in. From
+    malloc, they left the C heap ever more holes: `dumps` writes into a 4 KiB block and
+    shrinks it in place, so each record pinned a ~250-byte chunk in front of a ~3.8 KiB
+    hole, and records over 512 bytes (an order with many fills) were chunks of every size.
+    That free space, not anything kept, made the desk's RSS climb all through an hour's
+    soak. Small objects live in pools of one size each, where a freed slot is reused.
+    """
+    view = memoryview(raw)
+    if len(raw) <= _PIECE:
+        return bytes(view)
+    return tuple(bytes(view[i:i + _PIECE]) for i in range(0, len(raw), _PIECE))
 
 
 class _Live:
@@ -60,7 +82,7 @@ class History(Generic[V]):
             raise ValueError(f"live must be >= 0, got {live}")
         self.limit = limit
         self.live = min(live, limit)
-        self._data: OrderedDict[str, bytes | _Live] = OrderedDict()  # older, pickled
+        self._data: OrderedDict[str, bytes | tuple[bytes, ...] | _Live] = OrderedDict()  # older, pickled
         self._recent: OrderedDict[str, V] = OrderedDict()  # newest, as they are
         if (pack is None) != (unpack is None):
             raise ValueError("pack and unpack go together")
@@ -84,13 +106,7 @@ class History(Generic[V]):
     def _store(self, key: str, value: V) -> None:
         try:
             pack = self._pack
-            raw = pickle.dumps(value if pack is None else pack(value), _PROTOCOL)
-            # Copied, so the kept value is the small-object allocator's: `dumps` writes into a
-            # 4 KiB block from malloc and shrinks it in place, so the record itself would pin a
-            # ~250-byte chunk with a ~3.8 KiB hole after it. Twenty thousand such records in
-            # each store, freed in a different order than allocated, were most of the C heap's
-            # free space that made the desk's RSS climb all through an hour's soak.
-            self._data[key] = bytes(memoryview(raw))
+            self._data[key] = _small_pieces(pickle.dumps(value if pack is None else pack(value), _PROTOCOL))
         except Exception as exc:  # e.g. a lock in a venue's `detail`: keep it live, never fail
             log.warning("history keeps %r as a live object: it cannot be pickled (%s: %s)",
                         key, type(exc).__name__, exc)
@@ -108,11 +124,13 @@ class History(Generic[V]):
             return value
         return self._load(self._data.pop(key, None))
 
-    def _load(self, raw: bytes | _Live | None) -> Any:
+    def _load(self, raw: bytes | tuple[bytes, ...] | _Live | None) -> Any:
         if raw is None:
             return None
         if isinstance(raw, _Live):
             return raw.value
+        if type(raw) is tuple:
+            raw = b"".join(raw)
         value = pickle.loads(raw)
         return value if self._unpack is None else self._unpack(value)
 

@@ -277,9 +277,16 @@ class WindowPoint:
 
 
 class _Second:
-    """A finished second of one series: sparse coarse buckets plus exact aggregates."""
+    """A finished second of one series: sparse coarse buckets plus exact aggregates.
 
-    __slots__ = ("count", "total", "low", "high", "index", "counts")
+    `index` and `counts` are views of buffers whose lengths are powers of two. A window
+    keeps each second for minutes and drops the oldest every second; buffers of a few
+    sizes let the C allocator reuse a dropped second's memory for the next one, where
+    exact sizes (every second hits its own number of buckets) left the heap a hole of
+    every size and the desk's RSS rising all through an hour.
+    """
+
+    __slots__ = ("count", "counts", "high", "index", "low", "total")
 
     def __init__(
         self, count: int, total: float, low: float, high: float, index: np.ndarray, counts: np.ndarray
@@ -288,8 +295,22 @@ class _Second:
         self.total = total
         self.low = low
         self.high = high
-        self.index = index
-        self.counts = counts
+        n = int(index.size)
+        size = 1 << max(n - 1, 15).bit_length()  # at least 16
+        index_buffer = np.empty(size, dtype=np.uint16)
+        counts_buffer = np.empty(size, dtype=np.int64)
+        index_buffer[:n] = index
+        counts_buffer[:n] = counts
+        self.index = index_buffer[:n]
+        self.counts = counts_buffer[:n]
+
+    @property
+    def nbytes(self) -> int:
+        """What the second's buffers take (their whole length, not just the used part)."""
+        base = self.index.base
+        counts_base = self.counts.base
+        assert isinstance(base, np.ndarray) and isinstance(counts_base, np.ndarray)
+        return base.nbytes + counts_base.nbytes
 
 
 class _Series:
@@ -343,7 +364,7 @@ class _Series:
         if self.cur_dense is not None:
             size += self.cur_dense.nbytes
         for second in self.past.values():
-            size += second.index.nbytes + second.counts.nbytes
+            size += second.nbytes
         return size
 
 
@@ -625,7 +646,7 @@ class LatencyProfiler:
                 series.cur_total,
                 series.cur_low,
                 series.cur_high,
-                index.astype(np.uint16),
+                index,
                 dense[index],
             )
             dense[index] = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import pickle
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -114,6 +115,21 @@ def test_a_packed_history_keeps_the_small_form_and_gives_back_the_record() -> No
     with pytest.raises(ValueError, match="pack and unpack go together"):
         History(limit=5, pack=compact_order)
 
+
+
+def test_a_long_record_is_kept_in_pieces_the_small_object_allocator_serves() -> None:
+    # Records from malloc, freed in another order than made, left the C heap full of holes.
+    history: History[object] = History(limit=5)
+    long_record = {"fills": [(f"fill-{i}", 50_000.0 + i, 0.01 * i) for i in range(60)]}
+    history.put("long", long_record)
+    history.put("short", ("s", 1.0))
+    pieces = history._data["long"]
+    assert isinstance(pieces, tuple) and len(pieces) > 2
+    assert all(sys.getsizeof(piece) <= 512 for piece in pieces)
+    assert b"".join(pieces) == pickle.dumps(long_record, pickle.HIGHEST_PROTOCOL)
+    assert isinstance(history._data["short"], bytes) and sys.getsizeof(history._data["short"]) <= 512
+    assert history.get("long") == long_record and history.pop("long") == long_record
+    assert history.get("short") == ("s", 1.0) and "long" not in history
 
 def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
     empty: History[int] = History(limit=0)

@@ -165,6 +165,32 @@ def test_rolling_ring_is_bounded_by_the_window() -> None:
     assert len(profiler.rolling("execution", seconds=600)) <= 30
 
 
+
+def test_finished_seconds_use_buffers_of_a_few_sizes_and_read_back_what_was_recorded() -> None:
+    # Seconds leave the window one a second, each after minutes: from buffers of exact
+    # sizes the C heap kept a hole of every size (the desk's RSS rose all hour).
+    profiler, clock = virtual_profiler(window_s=30)
+    rng = np.random.default_rng(3)
+    sizes = set()
+    for n in (1, 16, 17, 300, 2_000):
+        values = rng.lognormal(13.0, 1.5, n)
+        profiler.record_many("execution", values, venue="X")
+        profiler.flush()
+        clock.advance(1.0)
+        profiler.flush()
+        series = profiler._series["execution"]["X"]
+        done = series.past[max(series.past)]
+        buckets = done.index.size
+        assert done.count == n and int(done.counts.sum()) == n and (done.counts > 0).all()
+        length = done.index.base.size
+        assert length == done.counts.base.size and length >= max(buckets, 16)
+        assert length & (length - 1) == 0 and length < 2 * max(buckets, 16)  # the next power of two
+        sizes.add(length)
+    assert len(sizes) >= 3
+    points = profiler.rolling("execution", venue="X", seconds=30)
+    assert [p.count for p in points] == [1, 16, 17, 300, 2_000]
+
+
 # -- files --------------------------------------------------------------------------------
 
 
