@@ -499,8 +499,8 @@ class FeeSchedule:
 # A finished order kept in history (engine.history) is pickled. Pickled as they are, an
 # Order (pydantic's state dicts) and its OrderResult (enums by reference) came to ~840
 # bytes and ~18 us; as tuples of plain values (enums by value) they are ~230-260 bytes
-# and ~4 us with a fill or two, under the 512 bytes Python's own allocator takes (so
-# the C heap is not churned at the desk's rate). Reading one back is rare and builds
+# and ~4 us with a fill or two (history keeps them as Python's small objects, in
+# pieces when long: engine.history._small_pieces). Reading one back is rare and builds
 # equal objects. Each form lists its class's fields, so a field added later is kept.
 
 _ORDER_FIELDS = tuple(Order.model_fields)

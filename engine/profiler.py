@@ -283,7 +283,9 @@ class _Second:
     keeps each second for minutes and drops the oldest every second; buffers of a few
     sizes let the C allocator reuse a dropped second's memory for the next one, where
     exact sizes (every second hits its own number of buckets) left the heap a hole of
-    every size and the desk's RSS rising all through an hour.
+    every size and the desk's RSS rising all through an hour. The padding (about half
+    again, on average) is paid for by 32-bit counts: no bucket gets 2**32 samples in a
+    second. Readers add them into int64 arrays, or take their cumulative sum (uint64).
     """
 
     __slots__ = ("count", "counts", "high", "index", "low", "total")
@@ -298,7 +300,7 @@ class _Second:
         n = int(index.size)
         size = 1 << max(n - 1, 15).bit_length()  # at least 16
         index_buffer = np.empty(size, dtype=np.uint16)
-        counts_buffer = np.empty(size, dtype=np.int64)
+        counts_buffer = np.empty(size, dtype=np.uint32)
         index_buffer[:n] = index
         counts_buffer[:n] = counts
         self.index = index_buffer[:n]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import engine.history as history_module
 import engine.router as router_module
 import engine.smart as smart_module
 from engine import Order, OrderResult, OrderRouter, OrderStatus, SimulatedExchange, SmartOrderRouter, VirtualClock
@@ -110,7 +111,8 @@ def test_a_packed_history_keeps_the_small_form_and_gives_back_the_record() -> No
     history: History[Order] = History(limit=5, pack=compact_order, unpack=order_from_compact)
     order = market("m-1")
     history.put("m-1", order)
-    assert len(history._data["m-1"]) < len(pickle.dumps(order, pickle.HIGHEST_PROTOCOL)) / 2
+    kept = history._data["m-1"]
+    assert isinstance(kept, bytes) and len(kept) < len(pickle.dumps(order, pickle.HIGHEST_PROTOCOL)) / 2
     assert history.get("m-1") == order and history.pop("m-1") == order
     with pytest.raises(ValueError, match="pack and unpack go together"):
         History(limit=5, pack=compact_order)
@@ -130,6 +132,16 @@ def test_a_long_record_is_kept_in_pieces_the_small_object_allocator_serves() -> 
     assert isinstance(history._data["short"], bytes) and sys.getsizeof(history._data["short"]) <= 512
     assert history.get("long") == long_record and history.pop("long") == long_record
     assert history.get("short") == ("s", 1.0) and "long" not in history
+
+
+def test_a_short_record_is_kept_as_a_copy_not_as_the_block_dumps_wrote(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dumps' result is a 4 KiB malloc block shrunk in place: kept, it pins a hole behind it.
+    written = b"\x80\x05K\x07."  # what pickle.dumps(7) writes
+    monkeypatch.setattr(history_module.pickle, "dumps", lambda value, protocol: written)
+    history: History[int] = History(limit=5)
+    history.put("k", 7)
+    assert history._data["k"] == written and history._data["k"] is not written
+    assert history.get("k") == 7
 
 def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
     empty: History[int] = History(limit=0)
