@@ -342,3 +342,38 @@ async def test_opening_and_closing_the_ticket_keeps_no_old_footer_keys(tmp_path:
             await pilot.pause()
         assert footer_keys() <= settled + 20  # at most one more footer's worth, not 20 of them
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path) -> None:
+    # Under --demo a table batch or the chart takes 10-40 ms: just after a key they wait
+    # a tick, so the frame that shows the key is not queued behind them.
+    from tui.app import KEY_FIRST_S
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        redraws: list[int] = []
+        tick = app._after_keys(lambda: redraws.append(1))
+        app._key_at -= 10 * KEY_FIRST_S
+        tick()
+        assert redraws == [1]
+        await pilot.press("2")
+        assert app.market.border_title.endswith(app.symbols[1])  # the key itself is not held
+        tick()
+        assert redraws == [1]  # just after the key: skipped
+        app._key_at -= KEY_FIRST_S
+        tick()
+        assert redraws == [1, 1]
+
+
+def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    import tui.app as app_module
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert app_module.tune_allocator() is True  # mallopt accepted the fixed threshold
+    monkeypatch.setattr(app_module.platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert app_module.tune_allocator() is False
+    monkeypatch.setattr(app_module.platform, "system", lambda: "Darwin")
+    assert app_module.tune_allocator() is False

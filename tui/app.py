@@ -15,10 +15,14 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import math
+import platform
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Event as TextualEvent
+from textual.events import Key
 from textual.widgets import Static
 
 from engine import Engine, Order, OrderResult, OrderStatus
@@ -84,6 +90,28 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# glibc's malloc serves a block of 128 KiB or more from its own mapping, returned to the
+# system when freed, but after the first such free it raises that threshold to the freed
+# size. A remembered-orders store is a dict of ~1 MB that is rebuilt now and then as
+# orders come and go; once the threshold rose, each rebuild took a new 1 MB stretch of the
+# heap and left the old one as a hole that small blocks then split, and the desk's RSS
+# rose in steps of several MB every few minutes. A fixed threshold stops the raising.
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def tune_allocator() -> bool:
+    """Fix glibc's mmap threshold for the running desk; False where that is not glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
 # What the desk's own engine remembers of finished work. The library's defaults
 # (100,000 orders, 200,000 ids per venue) take hours to fill at the --demo rate
 # of ~1,000 orders a second (a slow venue gets a few dozen of those), so the
@@ -102,6 +130,9 @@ FRAME_S = 0.1  # orders, fills, log, status: 10 times a second
 SLOW_PANEL_S = 0.25  # venues, market, positions
 CHART_S = 0.5  # the latency chart (plotext redraws the whole plot)
 HOUSEKEEPING_S = 0.2
+# After an operator's key the periodic redraws (a table batch, the chart: 10-40 ms each
+# under --demo) wait this long, so the frame showing the key is not queued behind them.
+KEY_FIRST_S = 0.15
 MAX_LOG_LINES_PER_FRAME = 20
 TAPE_ROWS = 200
 
@@ -175,6 +206,7 @@ class DeskApp(App[None]):
         self._subscription = engine.subscribe(maxsize=50_000, name="desk")
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
+        self._key_at = -math.inf  # monotonic time of the operator's last key
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
         self._last_slow = 0.0
@@ -231,9 +263,9 @@ class DeskApp(App[None]):
         self._frame()
         self._slow_panels()
         self.chart.redraw(self.engine)
-        self.set_interval(FRAME_S, self._frame, name="frame")
-        self.set_interval(SLOW_PANEL_S, self._slow_panels, name="panels")
-        self.set_interval(CHART_S, self._chart, name="chart")
+        self.set_interval(FRAME_S, self._after_keys(self._frame), name="frame")
+        self.set_interval(SLOW_PANEL_S, self._after_keys(self._slow_panels), name="panels")
+        self.set_interval(CHART_S, self._after_keys(self._chart), name="chart")
         if self.live:
             self.set_interval(HOUSEKEEPING_S, self._housekeeping, name="housekeeping")
         venues = ", ".join(self.engine.venues)
@@ -247,6 +279,7 @@ class DeskApp(App[None]):
         self.blotter.focus()
         if self.tune_gc:
             tune_garbage_collector()
+            tune_allocator()
 
     # -- themes --------------------------------------------------------------------------------
     def _apply_theme(self, name: str, *, remember: bool = True) -> None:
@@ -332,6 +365,20 @@ class DeskApp(App[None]):
                 tape.add_fills(fills[-tape.max_rows:], self._clock_text)
             self._write_log(log_lines)
             self._update_status()
+
+    async def on_event(self, event: TextualEvent) -> None:
+        if isinstance(event, Key):
+            self._key_at = time.monotonic()
+        await super().on_event(event)
+
+    def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
+        """`redraw` for a timer: skipped (the next tick does it) just after a key."""
+
+        def tick() -> None:
+            if time.monotonic() - self._key_at >= KEY_FIRST_S:
+                redraw()
+
+        return tick
 
     def _write_log(self, log_lines: list[str]) -> None:
         if not log_lines:
