@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -348,7 +349,7 @@ async def test_opening_and_closing_the_ticket_keeps_no_old_footer_keys(tmp_path:
 async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path) -> None:
     # Under --demo a table batch or the chart takes 10-40 ms: just after a key they wait
     # a tick, so the frame that shows the key is not queued behind them.
-    from tui.app import KEY_FIRST_S
+    from tui.app import KEY_FIRST_MAX_DEFER_S, KEY_FIRST_S
 
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -364,6 +365,13 @@ async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path)
         app._key_at -= KEY_FIRST_S
         tick()
         assert redraws == [1, 1]
+        # A held key (auto-repeat) defers a redraw for half a second at most.
+        app._key_at = time.monotonic()
+        tick()
+        assert redraws == [1, 1]
+        app._redrawn_at["<lambda>"] -= KEY_FIRST_MAX_DEFER_S
+        tick()
+        assert redraws == [1, 1, 1]
 
 
 def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.MonkeyPatch) -> None:

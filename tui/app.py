@@ -133,6 +133,7 @@ HOUSEKEEPING_S = 0.2
 # After an operator's key the periodic redraws (a table batch, the chart: 10-40 ms each
 # under --demo) wait this long, so the frame showing the key is not queued behind them.
 KEY_FIRST_S = 0.15
+KEY_FIRST_MAX_DEFER_S = 0.5  # a held key (auto-repeat) never freezes the desk longer
 MAX_LOG_LINES_PER_FRAME = 20
 TAPE_ROWS = 200
 
@@ -207,6 +208,7 @@ class DeskApp(App[None]):
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
+        self._redrawn_at: dict[str, float] = {}  # each periodic redraw's last run
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
         self._last_slow = 0.0
@@ -372,11 +374,17 @@ class DeskApp(App[None]):
         await super().on_event(event)
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
-        """`redraw` for a timer: skipped (the next tick does it) just after a key."""
+        """`redraw` for a timer: skipped (the next tick does it) just after a key, unless
+        it has already waited `KEY_FIRST_MAX_DEFER_S`."""
+        name = redraw.__name__
+        self._redrawn_at[name] = time.monotonic()
 
         def tick() -> None:
-            if time.monotonic() - self._key_at >= KEY_FIRST_S:
-                redraw()
+            now = time.monotonic()
+            if now - self._key_at < KEY_FIRST_S and now - self._redrawn_at[name] < KEY_FIRST_MAX_DEFER_S:
+                return
+            self._redrawn_at[name] = now
+            redraw()
 
         return tick
 
