@@ -304,7 +304,7 @@ async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_wh
         book = app.engine.smart.merged_book(app.symbol, depth=1)
         title = str(app.screen.query_one("#ticket-title").render())
         assert f"bid {book.best_bid:,.2f}" in title and f"ask {book.best_ask:,.2f}" in title, title
-        # An order fills while the ticket is open: the dimmed desk behind is not redrawn...
+        # An order fills while the ticket is open: the desk behind is not redrawn...
         app.track_order(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
         await app.engine.submit(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
         await until(pilot, lambda: status_of(app, "behind") is OrderStatus.FILLED)

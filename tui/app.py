@@ -350,8 +350,8 @@ class DeskApp(App[None]):
         if self._held_fills or self.desk_covered:
             self._held_fills.extend(fills)
             if self.desk_covered:
-                # A ticket or dialog is on top: the desk behind is dimmed, and each change
-                # to it re-composed the whole screen under the ticket (~20 ms a frame).
+                # A ticket or dialog is on top: the desk behind is hidden or dimmed, and
+                # each change to it re-composed the whole screen under it (~20 ms a frame).
                 # Orders and fills are drawn when the desk shows again; the log's rare
                 # lines (rejections, breakers) are written at once.
                 self._write_log(log_lines)

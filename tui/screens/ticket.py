@@ -57,8 +57,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     ) -> None:
         super().__init__()
         self.blink = blink
-        # The symbol's best bid / ask, on the title line: the desk behind the ticket is
-        # dimmed and not redrawn while the ticket is open.
+        # The symbol's best bid / ask, on the title line: the ticket hides the desk
+        # (drawing it dimmed behind cost each frame) and the desk waits until it closes.
         self.quote = quote
         self._quote_text: str | None = None
         self.values = {**DEFAULTS, **values}
