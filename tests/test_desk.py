@@ -374,6 +374,49 @@ async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path)
         assert redraws == [1, 1, 1]
 
 
+@pytest.mark.anyio
+async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drawing a key's effect allocates a lot, so it often crossed a collection threshold
+    # and paid for a 20-80 ms collection under --demo: the collection now waits a moment.
+    import tui.app as app_module
+
+    monkeypatch.setattr(app_module, "tune_garbage_collector", lambda: None)  # not in the test process
+    monkeypatch.setattr(app_module, "tune_allocator", lambda: True)
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)  # a slow machine's press is not "later"
+    app = make_app(tmp_path)
+    app.tune_gc = True  # as the running desk (cli) has it
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            assert gc.isenabled()
+            await pilot.press("2")
+            assert app.market.border_title.endswith(app.symbols[1])
+            assert not gc.isenabled()  # held while the key's frame is drawn
+            app._release_collector()
+            assert not gc.isenabled()  # too soon
+            app._key_at -= 30.0
+            app._release_collector()
+            assert gc.isenabled()
+            # A held key (auto-repeat) keeps it off for half a second at most.
+            await pilot.press("1")
+            assert not gc.isenabled()
+            app._key_at = time.monotonic()
+            app._gc_held_at -= app_module.KEY_FIRST_MAX_DEFER_S
+            app._release_collector()
+            assert gc.isenabled()
+            # Left alone, the timer gives it back.
+            monkeypatch.setattr(app_module, "KEY_FIRST_S", 0.05)
+            await pilot.press("2")
+            await until(pilot, gc.isenabled)
+            monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
+            await pilot.press("1")
+            assert not gc.isenabled()
+        assert gc.isenabled()  # leaving the desk never leaves it off
+    finally:
+        gc.enable()
+
+
 def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     import platform
 

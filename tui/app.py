@@ -15,6 +15,7 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -208,6 +209,7 @@ class DeskApp(App[None]):
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
+        self._gc_held_at = -math.inf  # when a key last turned the cycle collector off
         self._redrawn_at: dict[str, float] = {}  # each periodic redraw's last run
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -371,7 +373,30 @@ class DeskApp(App[None]):
     async def on_event(self, event: TextualEvent) -> None:
         if isinstance(event, Key):
             self._key_at = time.monotonic()
+            if self.tune_gc:
+                self._hold_collector()
         await super().on_event(event)
+
+    def _hold_collector(self) -> None:
+        """No cycle collection while a key's effect is drawn: from the key for `KEY_FIRST_S`.
+
+        Drawing a key's effect allocates a lot (a ticket's layout, a table's new lines), so
+        it was often what crossed a collection threshold: under --demo the slowest presses
+        each held a 20-80 ms collection. The collection runs just after instead, and a held
+        key (auto-repeat) postpones it `KEY_FIRST_MAX_DEFER_S` at most.
+        """
+        if gc.isenabled():
+            gc.disable()
+            self._gc_held_at = self._key_at
+            asyncio.get_running_loop().call_later(KEY_FIRST_S, self._release_collector)
+
+    def _release_collector(self) -> None:
+        now = time.monotonic()
+        wait = self._key_at + KEY_FIRST_S - now
+        if wait > 0 and now - self._gc_held_at < KEY_FIRST_MAX_DEFER_S and not self._engine_stopped:
+            asyncio.get_running_loop().call_later(wait, self._release_collector)
+            return
+        gc.enable()
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
         """`redraw` for a timer: skipped (the next tick does it) just after a key, unless
@@ -817,6 +842,8 @@ class DeskApp(App[None]):
 
     async def on_unmount(self) -> None:
         # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
+        if self.tune_gc:
+            gc.enable()  # a key may have held it just before
         await self.shutdown_engine()
 
     async def shutdown_engine(self) -> None:

@@ -766,6 +766,7 @@ def _restore_gc() -> None:
     # later workloads of this run see Python's defaults.
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
+    gc.enable()  # in case a key's hold (DeskApp._hold_collector) was still on
 
 
 OPERATOR_PACE_S = 0.05  # between one key's frame and the next key; the demo keeps trading
