@@ -321,6 +321,40 @@ async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_wh
 
 
 @pytest.mark.anyio
+async def test_the_ticket_says_what_the_hidden_desk_would_show_loudly(tmp_path: Path) -> None:
+    # The ticket hides the desk: a halt or a venue leaving routing must still be seen.
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        screen = app.screen
+        alert = screen.query_one("#ticket-alert")
+        assert not alert.display
+        first, second = list(app.engine.venues)[:2]
+        app.engine.disable_venue(first)
+        app.engine.router.breaker(second).force_open("drill")
+        screen._refresh_quote()
+        assert alert.display
+        assert str(alert.render()) == f"Venues: {first} OFF · {second} breaker OPEN"
+        await app.engine.halt("[risk] desk limit")
+        screen._refresh_quote()
+        assert str(alert.render()) == (
+            "HALTED ([risk] desk limit): orders are refused. Esc, then r resumes trading."
+        )
+        summary = screen.query_one("#ticket-summary")
+        assert str(summary.render()).startswith("Not sendable while trading is halted: BUY")
+        await pilot.press("enter")  # refused here, nothing sent
+        assert app.screen is screen and not app._working
+        app.engine.resume()
+        app.engine.enable_venue(first)
+        app.engine.router.breaker(second).reset()
+        screen._refresh_quote()
+        assert not alert.display
+        assert str(summary.render()).startswith("Ready: BUY")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
 async def test_opening_and_closing_the_ticket_keeps_no_old_footer_keys(tmp_path: Path) -> None:
     # Textual's Footer re-creates its keys on every focus or screen change and its
     # data binding kept each old set alive: an hour of trading grew without bound.
@@ -384,7 +418,9 @@ async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
 
     monkeypatch.setattr(app_module, "tune_garbage_collector", lambda: None)  # not in the test process
     monkeypatch.setattr(app_module, "tune_allocator", lambda: True)
-    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)  # a slow machine's press is not "later"
+    # A slow machine's press is not "later".
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
+    monkeypatch.setattr(app_module, "KEY_FIRST_MAX_DEFER_S", 60.0)
     app = make_app(tmp_path)
     app.tune_gc = True  # as the running desk (cli) has it
     try:
@@ -395,6 +431,9 @@ async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
             assert not gc.isenabled()  # held while the key's frame is drawn
             app._release_collector()
             assert not gc.isenabled()  # too soon
+            held_at = app._gc_held_at
+            await pilot.press("1")  # another key while held: still held, from the first
+            assert not gc.isenabled() and app._gc_held_at == held_at
             app._key_at -= 30.0
             app._release_collector()
             assert gc.isenabled()
@@ -402,9 +441,16 @@ async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
             await pilot.press("1")
             assert not gc.isenabled()
             app._key_at = time.monotonic()
-            app._gc_held_at -= app_module.KEY_FIRST_MAX_DEFER_S
+            app._gc_held_at -= 60.0
             app._release_collector()
             assert gc.isenabled()
+            # Turned off by someone else, it is theirs to turn back on.
+            gc.disable()
+            await pilot.press("2")
+            app._key_at -= 30.0
+            app._release_collector()
+            assert not gc.isenabled()
+            gc.enable()
             # Left alone, the timer gives it back.
             monkeypatch.setattr(app_module, "KEY_FIRST_S", 0.05)
             await pilot.press("2")

@@ -33,6 +33,13 @@ def test_ticket_with_a_validation_error(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=(160, 48), press=["s", "minus", "3"])
 
 
+def test_ticket_over_a_venue_out_of_routing(snap_compare, tmp_path: Path) -> None:
+    # The ticket hides the desk, so it carries the desk's loud news itself.
+    engine = make_engine()
+    engine.router.breaker("swift").force_open("drill: venue down")
+    assert snap_compare(make_app(tmp_path, engine=engine), terminal_size=(160, 48), press=["b"])
+
+
 def test_venue_with_an_open_breaker(snap_compare, tmp_path: Path) -> None:
     engine = make_engine()
     engine.router.breaker("swift").force_open("drill: venue down")

@@ -53,7 +53,7 @@ from engine.errors import ExecdeskError
 
 from .commands import DeskCommands
 from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
-from .screens.ticket import TicketScreen
+from .screens.ticket import TicketAlert, TicketScreen
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
 from .widgets.latency_chart import LatencyChart
@@ -209,7 +209,8 @@ class DeskApp(App[None]):
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
-        self._gc_held_at = -math.inf  # when a key last turned the cycle collector off
+        self._gc_held = False  # a key turned the cycle collector off (_hold_collector)
+        self._gc_held_at = -math.inf  # ...at this time
         self._redrawn_at: dict[str, float] = {}  # each periodic redraw's last run
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -353,9 +354,11 @@ class DeskApp(App[None]):
             self._held_fills.extend(fills)
             if self.desk_covered:
                 # A ticket or dialog is on top: the desk behind is hidden or dimmed, and
-                # each change to it re-composed the whole screen under it (~20 ms a frame).
-                # Orders and fills are drawn when the desk shows again; the log's rare
-                # lines (rejections, breakers) are written at once.
+                # each change to it re-composed the whole screen under it (~20 ms a frame;
+                # Textual counts even a hidden screen as visible). Orders and fills are
+                # drawn when the desk shows again; the log's rare lines (rejections,
+                # breakers) are written at once, for the dialogs' dimmed view. The ticket
+                # says a halt or a venue out of routing itself (_ticket_alert).
                 self._write_log(log_lines)
                 return
             fills = list(self._held_fills)
@@ -385,17 +388,21 @@ class DeskApp(App[None]):
         each held a 20-80 ms collection. The collection runs just after instead, and a held
         key (auto-repeat) postpones it `KEY_FIRST_MAX_DEFER_S` at most.
         """
-        if gc.isenabled():
+        if not self._gc_held and gc.isenabled():  # never re-enables what someone else turned off
             gc.disable()
+            self._gc_held = True
             self._gc_held_at = self._key_at
             asyncio.get_running_loop().call_later(KEY_FIRST_S, self._release_collector)
 
     def _release_collector(self) -> None:
+        if not self._gc_held:
+            return
         now = time.monotonic()
         wait = self._key_at + KEY_FIRST_S - now
         if wait > 0 and now - self._gc_held_at < KEY_FIRST_MAX_DEFER_S and not self._engine_stopped:
             asyncio.get_running_loop().call_later(wait, self._release_collector)
             return
+        self._gc_held = False
         gc.enable()
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
@@ -582,7 +589,7 @@ class DeskApp(App[None]):
         screen = self._ticket
         if screen is None:
             screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
-                                                 blink=self.live, quote=self._quote)
+                                                 blink=self.live, quote=self._quote, alert=self._ticket_alert)
             self.install_screen(screen, name="ticket")
         else:
             screen.prepare(values, order_id)
@@ -596,6 +603,22 @@ class DeskApp(App[None]):
         bid, ask = book.bids[0].price, book.asks[0].price
         spread = (ask - bid) / ((ask + bid) / 2) * 1e4
         return f"bid {fmt_price(bid)} · ask {fmt_price(ask)} · {spread:.1f} bps"
+
+    def _ticket_alert(self) -> TicketAlert | None:
+        """What the desk hidden behind an open ticket shows loudly: a halt, venues out of routing."""
+        engine = self.engine
+        if engine.halted_reason:
+            return TicketAlert(f"HALTED ({engine.halted_reason}): orders are refused. Esc, then r resumes trading.",
+                               refuses=True)
+        router = engine.router
+        out = []
+        for name in router.exchanges:
+            state = router.breaker(name).state.value
+            if not router.is_enabled(name):
+                out.append(f"{name} OFF")
+            elif state != "CLOSED":
+                out.append(f"{name} breaker {state.replace('_', '-')}")
+        return TicketAlert("Venues: " + " · ".join(out)) if out else None
 
     def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
         self.settings.ticket = dict(screen.values)
@@ -842,8 +865,9 @@ class DeskApp(App[None]):
 
     async def on_unmount(self) -> None:
         # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
-        if self.tune_gc:
-            gc.enable()  # a key may have held it just before
+        if self._gc_held:  # a key held it just before
+            self._gc_held = False
+            gc.enable()
         await self.shutdown_engine()
 
     async def shutdown_engine(self) -> None:

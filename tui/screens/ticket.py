@@ -9,8 +9,9 @@ Ctrl+F flips the side, so the common orders need no mouse and few keys.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,6 +34,14 @@ from ..ticket_model import (
 )
 
 TYPES = tuple(t.value for t in OrderType)
+
+
+class TicketAlert(NamedTuple):
+    """What the desk hidden behind the ticket shows loudly, and whether it stops sending."""
+
+    text: str
+    refuses: bool = False  # trading is halted: Enter would only be refused
+
 SELECT_FIELDS = ("tif", "profile", "urgency", "venue")
 QUOTE_S = 0.5  # the ticket's best bid / ask refresh
 ALL_FIELDS = ("quantity", "price", "venue", "tif", "display_size", "display_variance",
@@ -53,7 +62,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
 
     def __init__(
         self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
-        quote: Callable[[str], str | None] | None = None,
+        quote: Callable[[str], str | None] | None = None, alert: Callable[[], TicketAlert | None] | None = None,
     ) -> None:
         super().__init__()
         self.blink = blink
@@ -61,6 +70,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         # (drawing it dimmed behind cost each frame) and the desk waits until it closes.
         self.quote = quote
         self._quote_text: str | None = None
+        # What the hidden desk would show loudly (a halt, venues out of routing), or None.
+        self.alert = alert
+        self._alert: TicketAlert | None = None
         self.values = {**DEFAULTS, **values}
         self.symbols = symbols
         self.routes = [SMART_ROUTE, *venues]
@@ -74,6 +86,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ticket"):
             yield Static(id="ticket-title")
+            yield Static(id="ticket-alert")
             yield Static(
                 "[b]Ctrl+F[/] side  [b]Ctrl+T[/] type  [b]Ctrl+Y[/] symbol  [b]Ctrl+R[/] route  "
                 "[b]Enter[/] send  [b]Esc[/] close",
@@ -98,7 +111,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self._layout()
         self._validate()
         self.query_one("#field-quantity", Input).focus()
-        if self.quote is not None:
+        if self.quote is not None or self.alert is not None:
             self.set_interval(QUOTE_S, self._refresh_quote, name="quote")
 
     def prepare(self, values: dict[str, str], order_id: str) -> None:
@@ -130,6 +143,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         side = self.values["side"]
         self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
         self._show_title()
+        self._show_alert(self.alert() if self.alert is not None else None, force=True)
         self.query_one("#ticket").set_class(side == "SELL", "sell")
 
     def _show_title(self) -> None:
@@ -140,13 +154,31 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             f"[b {colour}]{side}[/]  [b]{self.values['symbol']}[/]  {self.values['type']}{quote}"
         )
 
-    def _refresh_quote(self) -> None:
-        if not self.is_current or self.quote is None:
+    def _show_alert(self, alert: TicketAlert | None, *, force: bool = False) -> None:
+        if alert == self._alert and not force:
             return
-        text = self.quote(self.values["symbol"])
-        if text != self._quote_text:
-            self._quote_text = text
-            self._show_title()
+        refuses = self._refuses
+        self._alert = alert
+        widget = self.query_one("#ticket-alert", Static)
+        widget.display = alert is not None
+        widget.update(Text(alert.text if alert else ""))  # a halt's reason is the operator's words, not markup
+        if self._refuses != refuses and self.result is not None:
+            self._validate()
+
+    @property
+    def _refuses(self) -> bool:
+        return self._alert is not None and self._alert.refuses
+
+    def _refresh_quote(self) -> None:
+        if not self.is_current:
+            return
+        if self.quote is not None:
+            text = self.quote(self.values["symbol"])
+            if text != self._quote_text:
+                self._quote_text = text
+                self._show_title()
+        if self.alert is not None:
+            self._show_alert(self.alert())
 
     def _validate(self) -> TicketResult:
         result = build_order(self.values, self.order_id)
@@ -158,7 +190,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             field.set_class(name in result.errors, "-invalid-field")
         other = {k: v for k, v in result.errors.items() if k not in shown}
         summary = self.query_one("#ticket-summary", Static)
-        if result.ok:
+        if result.ok and self._refuses:
+            summary.update(f"[b $error]Not sendable while trading is halted:[/] {describe(result.order, result.venue)}")
+        elif result.ok:
             summary.update(f"[b $success]Ready:[/] {describe(result.order, result.venue)}  [dim](Enter)[/]")
         elif other:
             summary.update("[b $error]" + "; ".join(other.values()) + "[/]")
@@ -198,6 +232,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
 
     def action_send(self) -> None:
         result = self._validate()
+        if result.ok and self._refuses:
+            self.app.bell()
+            return
         if not result.ok:
             self.app.bell()
             first = next(iter(result.errors), None)
