@@ -34,6 +34,10 @@ from ..ticket_model import (
 )
 
 TYPES = tuple(t.value for t in OrderType)
+SELECT_FIELDS = ("tif", "profile", "urgency", "venue")
+QUOTE_S = 0.5  # the ticket's best bid / ask refresh
+ALL_FIELDS = ("quantity", "price", "venue", "tif", "display_size", "display_variance",
+              "duration_s", "slices", "max_participation", "profile", "urgency")
 
 
 class TicketAlert(NamedTuple):
@@ -41,11 +45,6 @@ class TicketAlert(NamedTuple):
 
     text: str
     refuses: bool = False  # trading is halted: Enter would only be refused
-
-SELECT_FIELDS = ("tif", "profile", "urgency", "venue")
-QUOTE_S = 0.5  # the ticket's best bid / ask refresh
-ALL_FIELDS = ("quantity", "price", "venue", "tif", "display_size", "display_variance",
-              "duration_s", "slices", "max_participation", "profile", "urgency")
 
 
 class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
