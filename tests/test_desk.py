@@ -333,11 +333,11 @@ async def test_the_ticket_says_what_the_hidden_desk_would_show_loudly(tmp_path: 
         first, second = list(app.engine.venues)[:2]
         app.engine.disable_venue(first)
         app.engine.router.breaker(second).force_open("drill")
-        screen._refresh_quote()
+        screen._refresh_header()
         assert alert.display
         assert str(alert.render()) == f"Venues: {first} OFF · {second} breaker OPEN"
         await app.engine.halt("[risk] desk limit")
-        screen._refresh_quote()
+        screen._refresh_header()
         assert str(alert.render()) == (
             "HALTED ([risk] desk limit): orders are refused. Esc, then r resumes trading."
         )
@@ -348,7 +348,7 @@ async def test_the_ticket_says_what_the_hidden_desk_would_show_loudly(tmp_path: 
         app.engine.resume()
         app.engine.enable_venue(first)
         app.engine.router.breaker(second).reset()
-        screen._refresh_quote()
+        screen._refresh_header()
         assert not alert.display
         assert str(summary.render()).startswith("Ready: BUY")
         await app.shutdown_engine()

@@ -402,8 +402,12 @@ class DeskApp(App[None]):
         if wait > 0 and now - self._gc_held_at < KEY_FIRST_MAX_DEFER_S and not self._engine_stopped:
             asyncio.get_running_loop().call_later(wait, self._release_collector)
             return
-        self._gc_held = False
-        gc.enable()
+        self._give_back_collector()
+
+    def _give_back_collector(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            gc.enable()
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
         """`redraw` for a timer: skipped (the next tick does it) just after a key, unless
@@ -865,9 +869,7 @@ class DeskApp(App[None]):
 
     async def on_unmount(self) -> None:
         # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
-        if self._gc_held:  # a key held it just before
-            self._gc_held = False
-            gc.enable()
+        self._give_back_collector()  # a key may have held it just before
         await self.shutdown_engine()
 
     async def shutdown_engine(self) -> None:

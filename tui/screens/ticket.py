@@ -111,7 +111,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self._validate()
         self.query_one("#field-quantity", Input).focus()
         if self.quote is not None or self.alert is not None:
-            self.set_interval(QUOTE_S, self._refresh_quote, name="quote")
+            self.set_interval(QUOTE_S, self._refresh_header, name="header")
 
     def prepare(self, values: dict[str, str], order_id: str) -> None:
         """Reuse this ticket for the next order: composing a new one cost ~100 ms under load."""
@@ -142,7 +142,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         side = self.values["side"]
         self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
         self._show_title()
-        self._show_alert(self.alert() if self.alert is not None else None, force=True)
+        self._show_alert(self.alert() if self.alert is not None else None)
         self.query_one("#ticket").set_class(side == "SELL", "sell")
 
     def _show_title(self) -> None:
@@ -153,8 +153,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             f"[b {colour}]{side}[/]  [b]{self.values['symbol']}[/]  {self.values['type']}{quote}"
         )
 
-    def _show_alert(self, alert: TicketAlert | None, *, force: bool = False) -> None:
-        if alert == self._alert and not force:
+    def _show_alert(self, alert: TicketAlert | None) -> None:
+        if alert == self._alert:
             return
         refuses = self._refuses
         self._alert = alert
@@ -168,7 +168,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     def _refuses(self) -> bool:
         return self._alert is not None and self._alert.refuses
 
-    def _refresh_quote(self) -> None:
+    def _refresh_header(self) -> None:
+        """The quote on the title line and the alert under it, every `QUOTE_S`."""
         if not self.is_current:
             return
         if self.quote is not None:
