@@ -474,3 +474,47 @@ def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.Monke
     assert app_module.tune_allocator() is False
     monkeypatch.setattr(app_module.platform, "system", lambda: "Darwin")
     assert app_module.tune_allocator() is False
+
+
+@pytest.mark.anyio
+async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Path) -> None:
+    from engine import OrderResult, OrderSide
+
+    def result(order_id: str, status: OrderStatus) -> OrderResult:
+        return OrderResult(order_id, "deep", status, quantity=1.0, symbol="BTC/USD", side=OrderSide.BUY)
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        blotter = app.blotter
+        blotter.max_rows = 5
+        for i in range(3):
+            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+        for i in range(6):
+            blotter.show(result(f"f{i}", OrderStatus.FILLED), "MARKET", "")
+        # Finished rows left, oldest first, to make room; working orders stayed.
+        assert blotter.keys == ["f5", "f4", "w2", "w1", "w0"]
+        await pilot.pause()
+        size = blotter.virtual_size
+        assert size.height == 6  # the rows and the header line
+        # A new order and the finished row it replaces land in one batch: same size,
+        # so the screen is not laid out again.
+        layouts = 0
+        original = app.screen._refresh_layout
+
+        def counting(*args, **kwargs):
+            nonlocal layouts
+            layouts += 1
+            return original(*args, **kwargs)
+
+        app.screen._refresh_layout = counting
+        for i in (3, 4):
+            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+            await pilot.pause()
+        assert blotter.keys == ["w4", "w3", "w2", "w1", "w0"]
+        assert blotter.virtual_size == size and layouts == 0
+        # Working orders are never dropped to keep the bound; once over it, a row that
+        # finishes leaves at once.
+        blotter.show(result("w5", OrderStatus.NEW), "LIMIT", "")
+        assert blotter.row_count == 6
+        blotter.show(result("w0", OrderStatus.CANCELED), "LIMIT", "")
+        assert blotter.keys == ["w5", "w4", "w3", "w2", "w1"]
