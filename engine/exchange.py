@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import partial
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -415,7 +416,7 @@ class _Market:
     __slots__ = (
         "symbol", "instrument", "book", "tick_num", "tick_den", "min_lots", "mid", "floor",
         "spacing", "half", "bid_lots", "ask_lots", "taker_lots", "sigma", "bid_quotes", "ask_quotes",
-        "tape", "lot_cache", "tick_cache", "snapshots", "offset",
+        "tape", "lot_cache", "tick_cache", "snapshots", "offset", "traded", "prints", "printed",
     )
 
     def __init__(
@@ -448,6 +449,13 @@ class _Market:
         self.ask_quotes: dict[int, list[BookOrder]] = {}
         # (ts, price ticks, lots, aggressor): PublicTrade objects are made only when asked.
         self.tape: deque[tuple[float, int, int, OrderSide]] = deque(maxlen=cfg.trade_history)
+        self.traded = 0  # trades ever put on the tape
+        # The tape as PublicTrade objects, made once per trade on the first read that
+        # needs them (`printed` of the `traded` are made): every running algorithm reads
+        # the tape since its last look, and converting the same trades once for each of
+        # them cost more than their decisions (~10k trades a look under --demo).
+        self.prints: deque[PublicTrade] = deque(maxlen=cfg.trade_history)
+        self.printed = 0
         self.lot_cache: dict[float, Any] = {}
         self.tick_cache: dict[float, Any] = {}
         # Snapshots are read for every routing decision: per depth, the levels
@@ -1329,16 +1337,25 @@ class SimulatedExchange:
         with self._lock:
             self._check_up()
             m = self._market_of(symbol)
+            fresh = min(m.traded - m.printed, len(m.tape))
+            if fresh:
+                price, qty, name = m.instrument.ticks_to_price, m.instrument.lots_to_quantity, self.name
+                made = [
+                    PublicTrade(name, symbol, price(p), qty(l), side, ts)
+                    for ts, p, l, side in islice(reversed(m.tape), fresh)
+                ]
+                made.reverse()
+                m.prints.extend(made)
+                m.printed = m.traded
+            if since is None:
+                return list(m.prints)
             picked = []
-            for entry in reversed(m.tape):  # newest first: stop at `since`
-                if since is not None and entry[0] <= since:
+            for trade in reversed(m.prints):  # newest first: stop at `since`
+                if trade.ts_event <= since:
                     break
-                picked.append(entry)
-        price, qty = m.instrument.ticks_to_price, m.instrument.lots_to_quantity
-        return [
-            PublicTrade(self.name, symbol, price(p), qty(l), side, ts)
-            for ts, p, l, side in reversed(picked)
-        ]
+                picked.append(trade)
+        picked.reverse()
+        return picked
 
     # -- results and memory -----------------------------------------------------------------
     def _live_result(
@@ -1443,6 +1460,7 @@ class SimulatedExchange:
         tape, listeners, inst, name = m.tape, self._trade_listeners, m.instrument, self.name
         fills: list[Fill] = []
         notional = 0
+        m.traded += len(matches)
         for maker, p, l in matches:
             seq += 1
             notional += p * l

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from .algos.base import Action, Algorithm, CancelChild, ParentState
 from .algos.registry import make_algorithm
@@ -83,6 +84,8 @@ class _Context:
 
 # Finished parents kept as objects (read again soon after they finish); older ones pickled.
 LIVE_FINISHED_PARENTS = 100
+# Yielded by the work between two decisions: an async driver gives the loop a turn there.
+_TURN: tuple[str, Any] = ("turn", None)
 
 
 class Scheduler:
@@ -201,7 +204,8 @@ class Scheduler:
 
     # -- the decision loop (no I/O) -----------------------------------------------------
     def _work(self) -> Generator[tuple[str, Any], Any, None]:
-        """Drain the inbox and due wake-ups; yield ("place", PlaceChild) / ("cancel", id)."""
+        """Drain the inbox and due wake-ups; yield ("place", PlaceChild) / ("cancel", id),
+        and ("turn", None) after each decision."""
         ctx = self._ctx
         while True:
             while self._inbox:
@@ -258,6 +262,7 @@ class Scheduler:
             # The algorithm decided to stop: take its children off the venues first.
             yield from self._cancel_children(parent, state.reason or "parent finished")
         self._settle(parent)
+        yield _TURN
 
     def _perform(self, parent: _Parent, actions: list[Action]) -> Generator[tuple[str, Any], Any, None]:
         queue = deque(actions)
@@ -405,6 +410,9 @@ class Scheduler:
                 op, arg = work.send(reply)
             except StopIteration:
                 return
+            if op == "turn":
+                reply = None
+                continue
             try:
                 if op == "place":
                     reply = self.smart.place(arg.order, arg.venue, split=arg.split)
@@ -441,6 +449,13 @@ class Scheduler:
                 op, arg = work.send(reply)
             except StopIteration:
                 return
+            if op == "turn":
+                # One parent's decision is done: let the loop run what waits (an operator's
+                # key, the screen) before the next parent's. Several parents due at once,
+                # each reading thousands of trades, held the loop 50-140 ms in one step.
+                reply = None
+                await anyio.lowlevel.checkpoint()
+                continue
             try:
                 if op == "place":
                     reply = await self.smart.place_async(arg.order, arg.venue, split=arg.split)

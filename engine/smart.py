@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from .algos.base import child_id
@@ -45,6 +46,7 @@ __all__ = ["SmartOrderRouter", "VenueView", "Allocation", "plan_split", "rank_ve
 
 REMEMBER_REASONS = 10_000  # routing reasons kept, newest first
 LAZY_REASONS = 1_000  # of those, kept unformatted (cheap to keep, costly to hold many)
+_TS_EVENT = attrgetter("ts_event")
 LATENCY_PENALTY_BPS_PER_MS = 0.05  # 10 ms of p95 costs as much as half a basis point
 FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
 
@@ -299,7 +301,7 @@ class SmartOrderRouter:
                 out.extend(self.order_router.client(venue).trades(symbol, since))
             except ExecdeskError:
                 continue
-        out.sort(key=lambda t: t.ts_event)
+        out.sort(key=_TS_EVENT)  # each venue's list is in order: a merge of runs
         return out
 
     # -- planning ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import anyio
@@ -232,3 +233,33 @@ async def test_real_time_twap_and_smart_run_to_the_end() -> None:
     assert twap_result.status is OrderStatus.FILLED and twap_result.filled_quantity == 0.2
     assert len(twap_result.children) >= 3
     assert smart_result.status is OrderStatus.FILLED
+
+
+@pytest.mark.anyio
+async def test_parents_due_together_let_the_loop_run_between_their_decisions(
+    virtual_clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load each decision reads thousands of trades: several parents due at the same
+    # moment must not hold the event loop (and an operator's key) for all of them at once.
+    turns = [0]  # loop turns taken since the first decision
+    seen: list[int] = []
+    on_timer = twap.TwapAlgorithm.on_timer
+
+    def recording(self, ctx):
+        seen.append(turns[0])
+        # Runs as soon as the loop gets a turn: before the next decision only if the
+        # scheduler gave it one.
+        asyncio.get_running_loop().call_soon(lambda: turns.__setitem__(0, turns[0] + 1))
+        return on_timer(self, ctx)
+
+    monkeypatch.setattr(twap.TwapAlgorithm, "on_timer", recording)
+    venue = quiet_venue(virtual_clock, level_notional=2_000_000.0)  # answers without awaiting
+    engine = one_venue_engine(virtual_clock, venue)
+    await engine.start()
+    ids = [await engine.submit(twap_order(0.3, oid=f"twap-{i}", duration_s=90, slices=3)) for i in range(3)]
+    results = [await engine.wait(oid, timeout=600) for oid in ids]
+    await engine.stop()
+
+    assert all(r.status is OrderStatus.FILLED for r in results)
+    assert len(seen) >= 6  # slices 2 and 3 of each parent, due at the same moments
+    assert len(set(seen)) == len(seen), seen  # never two decisions in one turn of the loop

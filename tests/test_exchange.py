@@ -509,6 +509,25 @@ def test_public_trades_are_pushed_and_served_since_a_time(clock: VirtualClock) -
     assert len(pushed) == len(served) + 1
 
 
+def test_the_tape_reads_as_printed_however_often_it_is_read(clock: VirtualClock) -> None:
+    # Served trades are made once and kept (as many as the tape keeps): reads between
+    # prints, after several prints, and past the tape's length all see what was printed.
+    x = venue(clock, market=MarketConfig(taker_rate_per_s=0.0, volatility_bps=0.0, trade_history=4))
+    pushed: list[PublicTrade] = []
+    x.add_trade_listener(pushed.append)
+    for i in range(7):
+        clock.advance(1.0)
+        before = clock.now()
+        x.submit(market(f"t{i}", 0.6, SELL if i % 2 else BUY))  # more than one level: several trades
+        if i in (1, 2, 6):
+            assert x.trades("BTC/USD") == pushed[-4:]
+    assert len(pushed) > 7
+    first = x.trades("BTC/USD")
+    assert all(a is b for a, b in zip(first, x.trades("BTC/USD"), strict=True))
+    assert x.trades("BTC/USD", since=before) == [t for t in pushed if t.ts_event > before][-4:]
+    assert x.trades("BTC/USD", since=clock.now()) == []
+
+
 def test_makers_keep_the_book_stocked_under_a_flood_of_market_orders(clock: VirtualClock) -> None:
     # Small levels and short steps: 20,000 one-lot orders at 100,000 a second
     # take about five times the book's depth per side; the makers refill each step.
