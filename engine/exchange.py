@@ -1460,11 +1460,11 @@ class SimulatedExchange:
         tape, listeners, inst, name = m.tape, self._trade_listeners, m.instrument, self.name
         fills: list[Fill] = []
         notional = 0
-        m.traded += len(matches)
         for maker, p, l in matches:
             seq += 1
             notional += p * l
             tape.append((ts, p, l, aggressor))
+            m.traded += 1
             if listeners:
                 self._outbox.append(
                     PublicTrade(

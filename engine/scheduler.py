@@ -24,6 +24,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -84,8 +85,10 @@ class _Context:
 
 # Finished parents kept as objects (read again soon after they finish); older ones pickled.
 LIVE_FINISHED_PARENTS = 100
-# Yielded by the work between two decisions: an async driver gives the loop a turn there.
+# Yielded by the work between two decisions: an async driver gives the loop a turn there,
+# once it has held it this long (a turn after every fill report would cost throughput).
 _TURN: tuple[str, Any] = ("turn", None)
+TURN_AFTER_S = 0.005
 
 
 class Scheduler:
@@ -235,6 +238,7 @@ class Scheduler:
                     parent.canceling, parent.cancel_reason = True, reason
                     yield from self._cancel_children(parent, reason)
                     self._settle(parent)
+                yield _TURN
             now = self.clock.now()
             due = [p for p in self._active.values() if (w := self._wake_time(p)) is not None and w <= now]
             if not due:
@@ -246,6 +250,9 @@ class Scheduler:
                     self._settle(parent)
                 else:
                     yield from self._guarded(parent, lambda p=parent: p.algo.on_timer(ctx))
+                yield _TURN
+                if self._inbox:
+                    break  # news (a cancel, a fill) first; then the parents still due
 
     def _guarded(
         self, parent: _Parent, decide: Callable[[], list[Action]]
@@ -262,7 +269,6 @@ class Scheduler:
             # The algorithm decided to stop: take its children off the venues first.
             yield from self._cancel_children(parent, state.reason or "parent finished")
         self._settle(parent)
-        yield _TURN
 
     def _perform(self, parent: _Parent, actions: list[Action]) -> Generator[tuple[str, Any], Any, None]:
         queue = deque(actions)
@@ -444,17 +450,20 @@ class Scheduler:
 
     async def _drive_async(self, work: Generator[tuple[str, Any], Any, None]) -> None:
         reply: Any = None
+        held_since = time.perf_counter()  # real time: how long the loop has been ours
         while True:
             try:
                 op, arg = work.send(reply)
             except StopIteration:
                 return
             if op == "turn":
-                # One parent's decision is done: let the loop run what waits (an operator's
-                # key, the screen) before the next parent's. Several parents due at once,
-                # each reading thousands of trades, held the loop 50-140 ms in one step.
+                # A decision is done: if this step has held the loop a while, let it run
+                # what waits (an operator's key, the screen) before the next. Several
+                # parents due at once, each reading thousands of trades, held it 50-140 ms.
                 reply = None
-                await anyio.lowlevel.checkpoint()
+                if time.perf_counter() - held_since >= TURN_AFTER_S:
+                    await anyio.lowlevel.checkpoint()
+                    held_since = time.perf_counter()
                 continue
             try:
                 if op == "place":

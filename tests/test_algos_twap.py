@@ -9,7 +9,7 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from engine import Engine, Order, OrderStatus, VirtualClock
+from engine import Engine, Order, OrderStatus, VirtualClock, scheduler
 from engine.algos import twap
 from engine.algos.twap import split_lots
 from tests.algo_support import BTC, one_venue_engine, parent_fills, quiet_venue
@@ -253,6 +253,7 @@ async def test_parents_due_together_let_the_loop_run_between_their_decisions(
         return on_timer(self, ctx)
 
     monkeypatch.setattr(twap.TwapAlgorithm, "on_timer", recording)
+    monkeypatch.setattr(scheduler, "TURN_AFTER_S", 0.0)  # a turn after every decision (else ~5 ms of them)
     venue = quiet_venue(virtual_clock, level_notional=2_000_000.0)  # answers without awaiting
     engine = one_venue_engine(virtual_clock, venue)
     await engine.start()

@@ -489,6 +489,7 @@ async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Pa
         blotter.max_rows = 5
         for i in range(3):
             blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+        blotter.select("w2")
         for i in range(6):
             blotter.show(result(f"f{i}", OrderStatus.FILLED), "MARKET", "")
         # Finished rows left, oldest first, to make room; working orders stayed.
@@ -518,3 +519,9 @@ async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Pa
         assert blotter.row_count == 6
         blotter.show(result("w0", OrderStatus.CANCELED), "LIMIT", "")
         assert blotter.keys == ["w5", "w4", "w3", "w2", "w1"]
+        # The row the operator is looking at stays, finished or not.
+        blotter.show(result("w1", OrderStatus.FILLED), "LIMIT", "")
+        blotter.select("w1")
+        blotter.show(result("w6", OrderStatus.NEW), "LIMIT", "")
+        blotter.show(result("w2", OrderStatus.FILLED), "LIMIT", "")
+        assert blotter.keys == ["w6", "w5", "w4", "w3", "w1"] and blotter.selected_key() == "w1"

@@ -139,12 +139,12 @@ class MarketPanel(KeyedTable):
 class Blotter(LiveTable):
     """Parents and plain orders, newest on top; at most `max_rows` rows.
 
-    Finished rows leave, oldest first, to make room; a working order never does. So
-    under load the row count stays put: a new order's row and the finished row it
-    replaces land in one batch, and the table's size does not change. (With the bound
-    on finished rows alone, the count followed the working orders, up and down every
-    frame, and each change re-laid out the whole screen: ~2 a second under --demo,
-    20-35 ms each, often just as a key arrived.)
+    Finished rows leave, oldest first, to make room; a working order never does, nor
+    the selected row. So under load the row count stays put: a new order's row and
+    the finished row it replaces land in one batch, and the table's size does not
+    change. (With the bound on finished rows alone, the count followed the working
+    orders, up and down every frame, and each change re-laid out the whole screen:
+    ~2 a second under --demo, 20-35 ms each, often just as a key arrived.)
     """
 
     BORDER_TITLE = "Orders"
@@ -184,8 +184,13 @@ class Blotter(LiveTable):
         self.upsert(result.order_id, cells)
         if status.is_final:
             self._finished[result.order_id] = None
-        while self.row_count > self.max_rows and self._finished:
-            old, _ = self._finished.popitem(last=False)
+        while self.row_count > self.max_rows:
+            # The oldest finished row leaves, unless the operator has it selected.
+            selected = self.selected_key()
+            old = next((key for key in self._finished if key != selected), None)
+            if old is None:
+                break
+            del self._finished[old]
             self.drop(old)
 
 
