@@ -292,6 +292,30 @@ async def test_the_theme_is_remembered_between_runs_and_an_unknown_one_falls_bac
 
 
 @pytest.mark.anyio
+async def test_a_ticket_price_is_kept_within_a_run_and_not_into_the_next(tmp_path: Path) -> None:
+    import json
+
+    saved = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": "0.3", "price": "61000"}
+    (tmp_path / "settings.json").write_text(json.dumps({"theme": None, "ticket": saved}))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        bid = app.engine.smart.merged_book("BTC/USD", depth=1).best_bid
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        ticket = app.screen
+        # The quantity comes back from the last run; the price starts at the touch.
+        assert ticket.query_one("#field-quantity").value == "0.3"
+        assert ticket.query_one("#field-price").value == f"{bid:g}"
+        ticket.query_one("#field-price").value = "49000"
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
+        await pilot.press("b")  # the same run: the price just typed is kept
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        assert app.screen.query_one("#field-price").value == "49000"
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
 async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_when_it_closes(
     tmp_path: Path,
 ) -> None:
