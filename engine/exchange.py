@@ -1340,12 +1340,10 @@ class SimulatedExchange:
             fresh = min(m.traded - m.printed, len(m.tape))
             if fresh:
                 price, qty, name = m.instrument.ticks_to_price, m.instrument.lots_to_quantity, self.name
-                made = [
+                m.prints.extend(
                     PublicTrade(name, symbol, price(p), qty(l), side, ts)
-                    for ts, p, l, side in islice(reversed(m.tape), fresh)
-                ]
-                made.reverse()
-                m.prints.extend(made)
+                    for ts, p, l, side in islice(m.tape, len(m.tape) - fresh, None)
+                )
                 m.printed = m.traded
             if since is None:
                 return list(m.prints)

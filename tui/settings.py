@@ -42,15 +42,11 @@ class Settings:
             return cls(), f"settings file {path} is not a JSON object; using defaults"
         theme = data.get("theme")
         ticket = data.get("ticket")
-        if isinstance(ticket, dict):
-            # A price belongs to the market of its moment: a new run (another seed, a
-            # day later) opens the ticket at the touch, not at a price that may be far
-            # through it. Within a run the last ticket's price is kept.
-            ticket = {key: value for key, value in ticket.items() if key != "price"}
-        return cls(
-            theme=theme if isinstance(theme, str) else None,
-            ticket=ticket if isinstance(ticket, dict) else {},
-        ), None
+        # A price belongs to the market of its moment: a new run (another seed, a day
+        # later) opens the ticket at the touch, not at a price that may be far through
+        # it. Within a run the last ticket's price is kept.
+        ticket = {k: v for k, v in ticket.items() if k != "price"} if isinstance(ticket, dict) else {}
+        return cls(theme=theme if isinstance(theme, str) else None, ticket=ticket), None
 
     def save(self, path: Path | None = None) -> str | None:
         """Write atomically; returns a problem message instead of raising."""

@@ -184,9 +184,9 @@ class Blotter(LiveTable):
         self.upsert(result.order_id, cells)
         if status.is_final:
             self._finished[result.order_id] = None
+        selected = self.selected_key()  # never dropped here, so it stays the same
         while self.row_count > self.max_rows:
             # The oldest finished row leaves, unless the operator has it selected.
-            selected = self.selected_key()
             old = next((key for key in self._finished if key != selected), None)
             if old is None:
                 break
