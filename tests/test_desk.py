@@ -549,3 +549,59 @@ async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Pa
         blotter.show(result("w6", OrderStatus.NEW), "LIMIT", "")
         blotter.show(result("w2", OrderStatus.FILLED), "LIMIT", "")
         assert blotter.keys == ["w6", "w5", "w4", "w3", "w1"] and blotter.selected_key() == "w1"
+
+
+# -- the command: a crash never exits 0, the log is bounded ------------------------------------
+
+
+def test_a_desk_that_crashes_exits_non_zero_and_logs_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tui.cli import run_desk
+
+    app = make_app(tmp_path)
+
+    def broken_action(index: int) -> None:
+        raise RuntimeError("symbol table went away")
+
+    app.action_symbol = broken_action  # what `2` runs
+
+    async def operator(pilot) -> None:
+        await pilot.press("2")
+
+    with caplog.at_level("ERROR", logger="execdesk.cli"):
+        code = run_desk(app, headless=True, size=(80, 24), auto_pilot=operator)
+    assert code == 1
+    assert "ended on an unhandled exception" in caplog.text
+    assert "RuntimeError: symbol table went away" in caplog.text
+
+
+def test_a_desk_that_quits_normally_exits_zero(tmp_path: Path) -> None:
+    from tui.cli import run_desk
+
+    app = make_app(tmp_path)
+
+    async def operator(pilot) -> None:
+        await pilot.press("q")  # nothing is working: q quits without asking
+
+    assert run_desk(app, headless=True, size=(80, 24), auto_pilot=operator) == 0
+
+
+def test_the_log_file_rotates_instead_of_growing(tmp_path: Path) -> None:
+    import logging
+
+    from tui.cli import configure_logging
+
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(tmp_path, max_bytes=2_000, backups=2)
+    try:
+        noisy = logging.getLogger("execdesk.test")
+        for i in range(500):
+            noisy.warning("venue thrift slow again (%d)", i)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["execdesk.log", "execdesk.log.1", "execdesk.log.2"]
+    assert all((tmp_path / name).stat().st_size <= 2_000 for name in files)
+    assert "venue thrift slow again (499)" in (tmp_path / "execdesk.log").read_text()

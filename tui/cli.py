@@ -1,11 +1,25 @@
-"""The `execdesk` command: the desk by default; `execdesk bench` for the benchmark."""
+"""The `execdesk` command: the desk by default; `execdesk bench` for the benchmark.
+
+Rules: a desk that ended on an unhandled exception exits non-zero (scripts and
+supervisors must see the crash), and the log file is bounded (it rotates).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import sys
+from pathlib import Path
+from typing import Any
 
+# The log holds warnings and errors only, but a busy desk can still write several a
+# second for hours: a few files of a few MB each keep days of news and no more.
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("execdesk.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +38,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(
+    log_dir: Path, *, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS,
+) -> logging.Handler:
+    """Send warnings to `log_dir`/execdesk.log, rotated; returns the handler it added.
+
+    The screen is the terminal: engine warnings go to a file, never to stderr.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        log_dir / "execdesk.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    return handler
+
+
+def run_desk(app: Any, **run_options: Any) -> int:
+    """Run the app to its end; its exit status, non-zero when it ended on a crash.
+
+    Textual prints an unhandled exception's traceback and sets the app's return code
+    to 1, but `App.run` returns normally: left to itself the process would exit 0.
+    """
+    app.run(**run_options)
+    code = app.return_code or 0
+    if code:
+        # The terminal's traceback scrolls away with the next command; the log keeps it.
+        error = getattr(app, "_exception", None)  # Textual keeps the first crash here
+        log.error("the desk ended on an unhandled exception (exit status %d)", code,
+                  exc_info=(type(error), error, error.__traceback__) if error else None)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
@@ -34,17 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from .app import DeskApp
     from .settings import config_dir
 
-    # The screen is the terminal: engine warnings go to a log file, never to stderr.
-    log_dir = config_dir()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=log_dir / "execdesk.log",
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-    DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True).run()
-    return 0
+    configure_logging(config_dir())
+    return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True))
 
 
 if __name__ == "__main__":
