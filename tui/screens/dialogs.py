@@ -1,8 +1,11 @@
-"""Small modal dialogs: help, confirm, amend, fault drill."""
+"""Small modal dialogs: help, confirm, amend, fault drill.
+
+Rule for every screen here: its own attributes never reuse a name Textual's
+classes already use (`_bindings`, `_nodes`, `_task`, ...). Textual reads those
+on every key: a list in `_bindings` makes the next key press crash the app.
+"""
 
 from __future__ import annotations
-
-
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,9 +21,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close", id="help.close", tooltip="Close help"),
     ]
 
-    def __init__(self, bindings: list[tuple[str, str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
-        self._bindings = bindings
+        self.rows = rows  # (key, action, what it does)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
@@ -31,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Key", "Action", "What it does")
-        for key, desc, tip in self._bindings:
+        for key, desc, tip in self.rows:
             table.add_row(key, desc, tip)
         table.focus()
 
