@@ -605,3 +605,49 @@ def test_the_log_file_rotates_instead_of_growing(tmp_path: Path) -> None:
     assert files == ["execdesk.log", "execdesk.log.1", "execdesk.log.2"]
     assert all((tmp_path / name).stat().st_size <= 2_000 for name in files)
     assert "venue thrift slow again (499)" in (tmp_path / "execdesk.log").read_text()
+
+
+# -- the quit guard ----------------------------------------------------------------------------
+
+
+async def _resting_order(pilot) -> None:
+    await send_ticket(pilot, ["enter"])  # a LIMIT at the bid: it rests
+    await until(pilot, lambda: len(open_orders(pilot.app)) == 1)
+
+
+async def _palette_quit(pilot) -> None:
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPalette")
+    await pilot.press(*"quit")
+    await pilot.pause(0.3)  # the palette searches in a worker
+    await pilot.press("enter")
+
+
+@pytest.mark.parametrize("way_out", ["q", "ctrl+q", "ctrl+c", "palette"])
+@pytest.mark.anyio
+async def test_every_way_out_asks_first_while_orders_work(tmp_path: Path, way_out: str) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _resting_order(pilot)
+
+        async def leave() -> None:
+            if way_out == "palette":
+                await _palette_quit(pilot)
+            else:
+                await pilot.press(way_out)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+
+        await leave()
+        question = app.screen
+        assert str(question.query_one("#confirm-question").render()) == "1 order is working. Cancel it and quit?"
+        if way_out != "palette":
+            await pilot.press(way_out)  # pressed again: still the one question, nothing skipped
+            assert app.screen is question and app.is_running
+        await pilot.press("n")
+        await until(pilot, lambda: not app.desk_covered)
+        assert app.is_running and len(open_orders(app)) == 1
+        await leave()
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)
+        assert open_orders(app) == []  # canceled on the way out
+    assert app.return_code == 0

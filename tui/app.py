@@ -222,6 +222,7 @@ class DeskApp(App[None]):
         self._startup_notices.extend(loaded.problems)
         self._demo_task: Any = None
         self._engine_stopped = False
+        self._quit_question: ConfirmScreen | None = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # The CSS uses $buy, $sell, $breaker-* ...: defined before any theme file is read.
@@ -851,14 +852,28 @@ class DeskApp(App[None]):
         self._demo_task = self.run_worker(run_demo(self), group="demo", exclusive=True)
 
     def action_quit_desk(self) -> None:
-        working = [oid for oid in list(self._working) if self._is_working(oid)]
-        if working:
-            n = len(working)
+        """Every way out (q, ctrl+q, ctrl+c, the palette's Quit) asks first while orders work."""
+        if self._quit_question is not None and self._quit_question in self.screen_stack:
+            return  # already asking: a second press neither stacks a question nor skips it
+        # The engine's own list, not the desk's bounded bookkeeping: an order the blotter
+        # has forgotten still works at a venue.
+        n = len(self.engine.working())
+        if n:
             what = "1 order is working. Cancel it" if n == 1 else f"{n} orders are working. Cancel them"
-            self.push_screen(ConfirmScreen(f"{what} and quit?"),
-                             self._quit_confirmed)
+            self._quit_question = ConfirmScreen(f"{what} and quit?")
+            self.push_screen(self._quit_question, self._quit_confirmed)
         else:
             self._quit_confirmed(True)
+
+    async def action_quit(self) -> None:
+        # Textual binds ctrl+q (a priority binding) and the palette's "Quit" to this
+        # action, which exits at once: on a desk it must ask like q.
+        self.action_quit_desk()
+
+    def action_help_quit(self) -> None:
+        # Textual 8.2 binds ctrl+c to a hint naming the quit key; an operator's ctrl+c
+        # means "get me out", so it gets the same question (an Input still copies with it).
+        self.action_quit_desk()
 
     @work(group="quit", exclusive=True)
     async def _quit_confirmed(self, yes: bool | None) -> None:
