@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.app import App
 from textual.screen import ModalScreen
+from textual.widgets import Input
 
 from tests.desk_support import make_app
 from tui.screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
 from tui.screens.ticket import TicketScreen
+from tui.ticket_model import plan_amend
 
 
 @pytest.fixture
@@ -83,3 +86,112 @@ async def test_every_key_on_the_help_screen_leaves_the_desk_running(tmp_path: Pa
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         assert app.screen.query_one("#help-table").row_count == len(app.key_map())
         await app.shutdown_engine()
+
+
+class Host(App[None]):
+    """The smallest app that shows one dialog and keeps what it returned."""
+
+    def __init__(self, screen: ModalScreen) -> None:
+        super().__init__()
+        self.dialog = screen
+        self.results: list[object] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dialog, self.results.append)
+
+
+def amend() -> AmendScreen:
+    return AmendScreen("T-1", 0.5, 49_100.0, symbol="BTC/USD", side="BUY")
+
+
+def text(screen: ModalScreen, selector: str) -> str:
+    return str(screen.query_one(selector).render())
+
+
+@pytest.mark.anyio
+async def test_amend_starts_in_quantity_names_units_and_says_what_it_sends() -> None:
+    app = Host(amend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        dialog = app.dialog
+        assert app.focused is dialog.query_one("#amend-quantity")
+        labels = [str(label.render()) for label in dialog.query(".amend-label")]
+        assert labels == ["New quantity (BTC)", "New limit price (USD)"]
+        assert text(dialog, "#amend-now-quantity") == "now 0.5"
+        assert text(dialog, "#amend-now-price") == "now 49,100"
+        # The issue's keys: 0.2 Tab 49000 is a quantity of 0.2 and a price of 49,000.
+        await pilot.press(*"0.2")
+        assert text(dialog, "#amend-summary") == "Sends: quantity 0.5 -> 0.2, price unchanged 49,100"
+        await pilot.press("tab", *"49000")
+        assert text(dialog, "#amend-summary") == "Sends: quantity 0.5 -> 0.2, price 49,100 -> 49,000"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [(0.2, 49_000.0)]
+
+
+@pytest.mark.anyio
+async def test_amend_that_looks_like_a_swap_needs_a_second_enter() -> None:
+    app = Host(amend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        dialog = app.dialog
+        await pilot.press(*"49100", "tab", *"0.2", "enter")
+        await pilot.pause()
+        assert app.results == [], "a swapped-looking amend is not sent on the first Enter"
+        summary = text(dialog, "#amend-summary")
+        assert "the new quantity 49,100 is nearer the current price 49,100 than the current quantity 0.5" in summary
+        assert "the new price 0.2 is nearer the current quantity 0.5 than the current price 49,100" in summary
+        assert "Enter once more sends quantity 0.5 -> 49,100, price 49,100 -> 0.2" in summary
+        # An edit after the warning asks again: the confirmation was for the values shown.
+        await pilot.press("backspace", "3", "enter")
+        await pilot.pause()
+        assert app.results == []
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [(49_100.0, 0.3)]
+
+
+@pytest.mark.anyio
+async def test_amend_to_a_far_price_needs_a_second_enter() -> None:
+    app = Host(amend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("tab", *"60000", "enter")
+        await pilot.pause()
+        assert app.results == []
+        assert "the new price 60,000 is 22% from the current 49,100 (more than 10%)" in text(
+            app.dialog, "#amend-summary")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [(None, 60_000.0)]
+
+
+@pytest.mark.parametrize(("quantity", "price", "error"), [
+    ("abc", "", "Quantity must be a number, got 'abc'"),
+    ("", "4g100", "Limit price must be a number, got '4g100'"),
+    ("-1", "", "Quantity must be > 0, got -1"),
+    ("0", "", "Quantity must be > 0, got 0"),
+    ("inf", "", "Quantity must be a finite number"),
+    ("nan", "", "Quantity must be a finite number"),
+    ("", "0", "Limit price must be > 0, got 0"),
+    ("0.5", "49100", "nothing changed: type a new quantity or price"),
+    ("", "", "nothing changed: type a new quantity or price"),
+])
+@pytest.mark.anyio
+async def test_amend_refuses_what_the_ticket_refuses_in_our_words(quantity: str, price: str, error: str) -> None:
+    app = Host(amend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        dialog = app.dialog
+        dialog.query_one("#amend-quantity", Input).value = quantity
+        dialog.query_one("#amend-price", Input).value = price
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [] and app.screen is dialog
+        assert text(dialog, "#amend-error") == error
+        assert "convert" not in text(dialog, "#amend-error")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [None]
+
+
+def test_amend_plan_keeps_a_blank_field_and_every_digit() -> None:
+    plan = plan_amend("", "49100.55", quantity=0.5, price=49_100.0)
+    assert (plan.quantity, plan.price, plan.errors, plan.warnings) == (None, 49_100.55, {}, [])
+    assert plan.summary == "quantity unchanged 0.5, price 49,100 -> 49,100.55"

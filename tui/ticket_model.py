@@ -7,6 +7,7 @@ ticket's fields, so the desk never keeps a second copy of the rules.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,6 +159,28 @@ def build_order(values: dict[str, str], order_id: str) -> TicketResult:
     return TicketResult(order, None if venue == SMART_ROUTE else venue, {})
 
 
+# pydantic's numeric bound errors, in the ticket's words: (operator, key of the bound in ctx).
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def exact(value: Any) -> str:
+    """A number as the operator typed it, with thousands separators: 49,100 or 0.0001, never rounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return repr(value)
+    text = f"{value:,}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def plain(value: float) -> str:
+    """A number for an input field: every digit kept (`:g` would round 49100.55), no separators."""
+    return exact(value).replace(",", "")
+
+
 def _field_of(err: dict[str, Any]) -> str:
     loc = err.get("loc") or ("",)
     name = str(loc[0])
@@ -176,8 +199,11 @@ def _message(err: dict[str, Any]) -> str:
         msg = msg[len("Value error, "):]
     name = _field_of(err)
     label = LABELS.get(name, name)
-    if err.get("type") == "greater_than":
-        return f"{label} must be > 0, got {err.get('input')!r}"
+    bound = _BOUNDS.get(str(err.get("type")))
+    if bound is not None:
+        op, key = bound
+        limit = (err.get("ctx") or {}).get(key)
+        return f"{label} must be {op} {exact(limit)}, got {exact(err.get('input'))}"
     if err.get("type") == "finite_number":
         return f"{label} must be a finite number"
     # Speak the ticket's words: "metadata['slices']" is the "Slices" field here.
@@ -196,3 +222,89 @@ def describe(order: Order, venue: str | None) -> str:
         parts.append(f"({meta})")
     parts.append(f"→ {venue or 'smart routing'}")
     return " ".join(parts)
+
+
+# -- amend (cancel/replace) ------------------------------------------------------------------
+
+# A new price further than this share from the current one asks for a confirmation: the
+# engine's price band refuses far prices anyway, but a typo that stays in the band is sent.
+AMEND_PRICE_JUMP = 0.10
+
+
+@dataclass(slots=True)
+class AmendPlan:
+    """What an amend dialog would send: new values (None = unchanged), or errors by field.
+
+    `warnings` are reasons to ask for an explicit confirmation before sending.
+    """
+
+    quantity: float | None
+    price: float | None
+    summary: str
+    errors: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and (self.quantity is not None or self.price is not None)
+
+
+def _nearer(value: float, this: float, other: float) -> bool:
+    """`value` is nearer (as a ratio) to `other` than to `this`: typed in the wrong field?"""
+    return abs(math.log(value / other)) < abs(math.log(value / this))
+
+
+def plan_amend(quantity_text: str, price_text: str, *, quantity: float, price: float | None,
+               symbol: str = "") -> AmendPlan:
+    """Check an amend's fields as the ticket checks its own, and say what would be sent.
+
+    A blank field keeps the current value. Numbers go through the same `Order` rules as
+    the ticket (bounds included), so the dialog never accepts what a ticket refuses.
+    """
+    errors: dict[str, str] = {}
+    new: dict[str, float | None] = {}
+    for name, text in (("quantity", quantity_text), ("price", price_text)):
+        if not text.strip():
+            new[name] = None
+            continue
+        try:
+            new[name] = _number(name, text)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        return AmendPlan(None, None, "", errors)
+    qty = new["quantity"] if new["quantity"] != quantity else None
+    px = new["price"] if new["price"] != price else None
+    final_qty = quantity if qty is None else qty
+    final_px = price if px is None else px
+    try:
+        Order(id="amend", symbol=symbol or "?", side=OrderSide.BUY,
+              type=OrderType.MARKET if final_px is None else OrderType.LIMIT,
+              quantity=final_qty, price=final_px)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = _field_of(err)
+            if name in ("quantity", "price"):
+                errors.setdefault(name, _message(err))
+    if errors:
+        return AmendPlan(None, None, "", errors)
+    parts = [
+        f"quantity {exact(quantity)} -> {exact(qty)}" if qty is not None else f"quantity unchanged {exact(quantity)}",
+        f"price {exact(price) if price is not None else 'none'} -> {exact(px)}" if px is not None
+        else f"price unchanged {exact(price) if price is not None else '(none)'}",
+    ]
+    plan = AmendPlan(qty, px, ", ".join(parts))
+    if qty is None and px is None:
+        plan.errors["quantity"] = "nothing changed: type a new quantity or price"
+        return plan
+    if price is not None:
+        if qty is not None and _nearer(qty, quantity, price):
+            plan.warnings.append(f"the new quantity {exact(qty)} is nearer the current price {exact(price)} "
+                                 f"than the current quantity {exact(quantity)}")
+        if px is not None and _nearer(px, price, quantity):
+            plan.warnings.append(f"the new price {exact(px)} is nearer the current quantity {exact(quantity)} "
+                                 f"than the current price {exact(price)}")
+        if px is not None and abs(px - price) > AMEND_PRICE_JUMP * price:
+            plan.warnings.append(f"the new price {exact(px)} is {abs(px / price - 1):.0%} from the current "
+                                 f"{exact(price)} (more than {AMEND_PRICE_JUMP:.0%})")
+    return plan

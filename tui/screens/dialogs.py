@@ -7,11 +7,17 @@ on every key: a list in `_bindings` makes the next key press crash the app.
 
 from __future__ import annotations
 
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Label, Static
+
+from engine import OrderSide
+
+from ..ticket_model import AmendPlan, exact, plain, plan_amend
 
 
 class HelpScreen(ModalScreen[None]):
@@ -59,55 +65,118 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
-    """New price and/or quantity for a working order; blank keeps the current value."""
+    """New quantity and/or price for a working order (None = unchanged); Esc gives None.
+
+    The cursor starts in the first field shown (quantity), each field names its unit and
+    shows the current value beside it, and the line above the keys says exactly what
+    Enter sends. A change that looks like the two fields swapped, or a price far from
+    the current one, needs Enter a second time with the same values.
+    """
+
+    DEFAULT_CSS = """
+    AmendScreen #amend-grid {
+        grid-size: 3;
+        grid-columns: 22 16 1fr;
+        grid-rows: 3;
+        grid-gutter: 0 1;
+        height: auto;
+    }
+    AmendScreen .amend-label, AmendScreen .amend-now {
+        padding: 1 0 0 0;
+    }
+    AmendScreen .amend-now {
+        color: $text-muted;
+    }
+    AmendScreen #amend-error {
+        color: $error;
+    }
+    AmendScreen #amend-summary.-warning {
+        color: $warning;
+    }
+    AmendScreen #amend-keys {
+        color: $secondary;
+    }
+    """
 
     BINDINGS = [
         Binding("escape", "close", "Close", id="amend.close", tooltip="Close without amending"),
         Binding("enter", "send", "Amend", id="amend.send", tooltip="Send the amendment", priority=True),
     ]
 
-    def __init__(self, order_id: str, quantity: float, price: float | None) -> None:
+    def __init__(self, order_id: str, quantity: float, price: float | None, *, symbol: str = "",
+                 side: OrderSide | str | None = None) -> None:
         super().__init__()
         self.order_id, self.quantity, self.price = order_id, quantity, price
+        self.symbol = symbol
+        self.side = side.value if isinstance(side, OrderSide) else (side or "")
+        # The field texts a warning was shown for: Enter with the same texts sends anyway.
+        self.confirmed_texts: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
+        base, _, quote = self.symbol.partition("/")
+        order = " ".join(p for p in (self.side, exact(self.quantity), self.symbol) if p)
+        if self.price is not None:
+            order += f" @ {exact(self.price)}"
         with Vertical(id="amend"):
-            yield Static(f"[b]Amend {self.order_id}[/]  (cancel/replace at the venue)")
-            yield Static("New quantity")
-            yield Input(f"{self.quantity:g}", id="amend-quantity", select_on_focus=True)
-            yield Static("New price")
-            yield Input("" if self.price is None else f"{self.price:g}", id="amend-price", select_on_focus=True)
-            yield Static("", id="amend-error", classes="ticket-error")
+            yield Static(f"[b]Amend {self.order_id}[/]  {order}", id="amend-title")
+            yield Static("[dim]cancel/replace at the venue; a blank field keeps its value[/]")
+            with Grid(id="amend-grid"):
+                yield Label(f"New quantity{f' ({base})' if base else ''}", classes="amend-label")
+                yield Input(plain(self.quantity), id="amend-quantity", select_on_focus=True)
+                yield Static(f"now {exact(self.quantity)}", classes="amend-now", id="amend-now-quantity")
+                yield Label(f"New limit price{f' ({quote})' if quote else ''}", classes="amend-label")
+                yield Input("" if self.price is None else plain(self.price), id="amend-price",
+                            select_on_focus=True, disabled=self.price is None)
+                yield Static(f"now {'none' if self.price is None else exact(self.price)}", classes="amend-now",
+                             id="amend-now-price")
+            yield Static("", id="amend-error")
+            yield Static("", id="amend-summary")
+            yield Static("[b]Enter[/] amend   [b]Tab[/] next field   [b]Esc[/] close", id="amend-keys")
 
     def on_mount(self) -> None:
-        self.query_one("#amend-price", Input).focus()
+        self.query_one("#amend-quantity", Input).focus()
+        self._show(self._plan())
 
-    def _number(self, widget_id: str, label: str) -> float | None:
-        text = self.query_one(widget_id, Input).value.strip().replace(",", "")
-        if not text:
-            return None
-        value = float(text)  # ValueError handled by the caller
-        if not value > 0 or value == float("inf"):
-            raise ValueError(f"{label} must be a finite number > 0, got {text}")
-        return value
+    def _texts(self) -> tuple[str, str]:
+        return self.query_one("#amend-quantity", Input).value, self.query_one("#amend-price", Input).value
+
+    def _plan(self) -> AmendPlan:
+        qty_text, price_text = self._texts()
+        return plan_amend(qty_text, price_text, quantity=self.quantity, price=self.price, symbol=self.symbol)
+
+    def _show(self, plan: AmendPlan) -> None:
+        self.query_one("#amend-error", Static).update(Text("; ".join(plan.errors.values())))
+        summary = self.query_one("#amend-summary", Static)
+        if plan.errors:
+            summary.update("")
+        elif plan.warnings and self.confirmed_texts == self._texts():
+            summary.update(Text.assemble(
+                ("Check: ", "bold"), "; ".join(plan.warnings) + ".\n",
+                ("Enter once more sends ", "bold"), plan.summary, ("; Esc closes.", "bold"),
+            ))
+        elif plan.warnings:
+            summary.update(Text.assemble(("Check: ", "bold"), "; ".join(plan.warnings) + ".\n",
+                                         ("Sends: ", "bold"), plan.summary))
+        else:
+            summary.update(Text.assemble(("Sends: ", "bold"), plan.summary))
+        summary.set_class(bool(plan.warnings), "-warning")
+
+    @on(Input.Changed)
+    def _edited(self) -> None:
+        self._show(self._plan())
 
     def action_send(self) -> None:
-        error = self.query_one("#amend-error", Static)
-        try:
-            qty = self._number("#amend-quantity", "quantity")
-            price = self._number("#amend-price", "price")
-        except ValueError as exc:
-            msg = str(exc)
-            error.update(msg if "must be" in msg else f"not a number: {msg}")
+        plan = self._plan()
+        if not plan.ok:
+            self._show(plan)
+            self.app.bell()
             return
-        if qty == self.quantity:
-            qty = None
-        if price == self.price:
-            price = None
-        if qty is None and price is None:
-            error.update("nothing changed: enter a new quantity or price")
+        if plan.warnings and self.confirmed_texts != self._texts():
+            self.confirmed_texts = self._texts()
+            self._show(plan)
+            self.app.bell()
             return
-        self.dismiss((qty, price))
+        self.dismiss((plan.quantity, plan.price))
 
     def action_close(self) -> None:
         self.dismiss(None)
