@@ -93,8 +93,8 @@ class _App:
         self._n += 1
         return str(self._n)
 
-    def track_order(self, order: object) -> None:
-        pass
+    def track_order(self, order: object, *, mine: bool = True) -> None:
+        assert not mine  # the demo's flow is never the operator's
 
 
 def test_the_demo_sends_nothing_while_trading_is_halted_and_resumes_after() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import OrderStatus
-from tests.desk_support import make_app
+from engine import Engine, Order, OrderStatus
+from tests.desk_support import instant_specs, make_app
 from tui.app import DeskApp
 from tui.screens.dialogs import AmendScreen, ConfirmScreen
 from tui.screens.ticket import TicketScreen
@@ -188,7 +188,7 @@ async def test_amend_changes_the_order_at_the_venue(tmp_path: Path) -> None:
         app.blotter.focus()
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, AmendScreen))
-        await pilot.press(*f"{new_price:g}", "enter")
+        await pilot.press("tab", *f"{new_price:g}", "enter")  # the cursor starts in quantity
         await until(pilot, lambda: open_orders(app) and open_orders(app)[0].price == new_price)
         venue = app.engine.status("T-1").exchange_id
         assert app.engine.venues[venue].status("T-1").price == new_price
@@ -368,7 +368,7 @@ async def test_the_ticket_says_what_the_hidden_desk_would_show_loudly(tmp_path: 
         summary = screen.query_one("#ticket-summary")
         assert str(summary.render()).startswith("Not sendable while trading is halted: BUY")
         await pilot.press("enter")  # refused here, nothing sent
-        assert app.screen is screen and not app._working
+        assert app.screen is screen and app.orders.working_count == 0
         app.engine.resume()
         app.engine.enable_venue(first)
         app.engine.router.breaker(second).reset()
@@ -651,3 +651,26 @@ async def test_every_way_out_asks_first_while_orders_work(tmp_path: Path, way_ou
         await until(pilot, lambda: not app.is_running)
         assert open_orders(app) == []  # canceled on the way out
     assert app.return_code == 0
+
+
+# -- rows stay live ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_algorithm_row_keeps_moving_after_thousands_of_newer_orders(tmp_path: Path) -> None:
+    # Under --demo a one-minute TWAP's row froze at its first slices: the desk forgot the
+    # oldest orders it showed, working or not, after 5,000 newer ones (a few seconds of
+    # demo flow), and from then on the parent's events touched no row.
+    engine = Engine.default(seed=1, specs=instant_specs())  # real time: the TWAP slices by itself
+    app = make_app(tmp_path, engine=engine)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.send_order(Order(id="twap-1", symbol="BTC/USD", side="BUY", type="TWAP", quantity=0.3,
+                             metadata={"duration_s": 1.0, "slices": 4}))
+        await until(pilot, lambda: app.engine.order_status_or_none("twap-1") is not None)
+        for i in range(6_000):  # the demo's flow, tracked as it is sent
+            app.track_order(Order(id=f"demo-{i}", symbol="BTC/USD", side="SELL", type="MARKET", quantity=0.01),
+                            mine=False)
+        await until(pilot, lambda: app.engine.status("twap-1").status is OrderStatus.FILLED, tries=500)
+        await until(pilot, lambda: str(app.blotter.cell("twap-1", "status")) == "FILLED")
+        assert "100%" in app.blotter.cell("twap-1", "prog")
+        await app.shutdown_engine()

@@ -22,7 +22,7 @@ import logging
 import math
 import platform
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
 from .screens.ticket import TicketAlert, TicketScreen
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
+from .view_model import DeskOrders
 from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
 from .widgets.panels import (
@@ -198,11 +199,10 @@ class DeskApp(App[None]):
         self.symbols = sorted({s for v in engine.venues.values() for s in v.instruments()})
         self.symbol = self.symbols[0] if self.symbols else "BTC/USD"
         self._order_seq = 0
-        self._order_types: OrderedDict[str, str] = OrderedDict()  # desk orders: id -> type
+        # The orders the blotter shows, and which still work (as of each one's last
+        # redraw: asking the engine about every tracked order cost 50 ms a frame).
+        self.orders = DeskOrders(still_working=self._is_working)
         self._dirty: set[str] = set()
-        # Desk orders not yet final, kept from each refresh: counting them by asking
-        # the engine about every tracked order cost 50 ms a frame under --demo.
-        self._working: set[str] = set()
         self._texts: dict[str | None, str] = {}
         self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
         self._subscription = engine.subscribe(maxsize=50_000, name="desk")
@@ -308,7 +308,7 @@ class DeskApp(App[None]):
         for table in (self.venues_panel, self.market, self.blotter, self.positions):
             table.forget()
         self.tape.redraw(self._clock_text)
-        self._dirty.update(self._order_types)
+        self._dirty.update(self.orders)
         self._frame()
         self._slow_panels()
 
@@ -331,17 +331,16 @@ class DeskApp(App[None]):
         fills = []
         log_lines: list[str] = []
         dirty = self._dirty
-        known = self._order_types
+        orders = self.orders
         for event in events:
             order_id = getattr(event, "order_id", None)
             if order_id is not None:
-                parent = getattr(event, "parent_id", None)
-                top = parent if parent in known else order_id
-                if top in known:
+                top = orders.row_of(order_id, getattr(event, "parent_id", None))
+                if top is not None:
                     dirty.add(top)
                 if isinstance(event, OrderFilled) and event.fill is not None:
                     fills.append(event.fill)
-                elif isinstance(event, (OrderRejected, OrderDenied)) and top in known:
+                elif isinstance(event, (OrderRejected, OrderDenied)) and top is not None:
                     who = "venue" if isinstance(event, OrderRejected) else "engine"
                     log_lines.append(f"REJECTED {order_id} by {who}: {event.reason}")
             else:
@@ -458,15 +457,13 @@ class DeskApp(App[None]):
     def _update_orders(self, ids: set[str]) -> None:
         blotter = self.blotter
         engine = self.engine
+        orders = self.orders
         for order_id in ids:
             result = engine.order_status_or_none(order_id)
             if result is None:
-                self._working.discard(order_id)
+                orders.set_working(order_id, False)
                 continue
-            if result.status.is_final:
-                self._working.discard(order_id)
-            else:
-                self._working.add(order_id)
+            orders.set_working(order_id, not result.status.is_final)
             detail = result.detail or {}
             reason = (
                 detail.get("algorithm") or detail.get("last_reason")
@@ -476,7 +473,7 @@ class DeskApp(App[None]):
             )
             if result.status is OrderStatus.REJECTED and result.reason:
                 reason = result.reason
-            blotter.show(result, self._order_types.get(order_id, ""), str(reason))
+            blotter.show(result, orders.type_of(order_id), str(reason))
         selected = blotter.selected_key()
         if selected in ids:
             self._show_detail(selected)
@@ -485,7 +482,7 @@ class DeskApp(App[None]):
         engine = self.engine
         fills_s = sum(n for _, n in self._fills_window)
         orders_s = sum(n for _, n in self._orders_window)
-        working = len(self._working)
+        working = self.orders.working_count
         dropped = self._subscription.dropped
         halted = engine.halted_reason
         state = f"[b reverse $halted] HALTED: {halted} [/]" if halted else "[b $success]● TRADING[/]"
@@ -634,13 +631,9 @@ class DeskApp(App[None]):
         order, venue = sent
         self.send_order(order, venue)
 
-    def track_order(self, order: Order) -> None:
-        """Show this order's life in the blotter (desk and demo orders)."""
-        self._order_types[order.id] = order.type.value
-        self._working.add(order.id)
-        while len(self._order_types) > 5_000:
-            old, _ = self._order_types.popitem(last=False)
-            self._working.discard(old)
+    def track_order(self, order: Order, *, mine: bool = True) -> None:
+        """Show this order's life in the blotter: the operator's, or (mine=False) --demo's."""
+        self.orders.track(order.id, order.type.value, mine=mine)
 
     @work(group="orders")
     async def send_order(self, order: Order, venue: str | None = None) -> None:
@@ -658,6 +651,7 @@ class DeskApp(App[None]):
             self.event_log.write(f"NOT SENT {order.id}: {exc}")
             blotter.show(OrderResult(order.id, venue, OrderStatus.REJECTED, order.quantity, symbol=order.symbol,
                                      side=order.side, reason=str(exc)), order.type.value, str(exc))
+            self.orders.set_working(order.id, False)
             return
         self._dirty.add(order.id)
 
@@ -687,7 +681,8 @@ class DeskApp(App[None]):
         if result is None or result.status.is_final:
             self.notify(f"{order_id} is not working: nothing to amend", severity="warning")
             return
-        self.push_screen(AmendScreen(order_id, result.quantity, result.price),
+        self.push_screen(AmendScreen(order_id, result.quantity, result.price, symbol=result.symbol or "",
+                                     side=result.side),
                          lambda change, oid=order_id: self._amend(oid, change))
 
     @work(group="orders")
@@ -704,7 +699,7 @@ class DeskApp(App[None]):
         self._frame()
 
     def action_cancel_all(self) -> None:
-        working = [oid for oid in list(self._working) if self._is_working(oid)]
+        working = [oid for oid in self.orders.working if self._is_working(oid)]
         self.push_screen(ConfirmScreen(f"Cancel all working orders ({len(working)} of the desk's)?"),
                          self._cancel_all_confirmed)
 
@@ -714,14 +709,14 @@ class DeskApp(App[None]):
             return
         count = await self.engine.cancel_all("cancel all by operator")
         self.notify(f"cancel all: {count} orders asked to cancel")
-        self._dirty.update(self._order_types)
+        self._dirty.update(self.orders)
         self._frame()
 
     @work(group="orders")
     async def action_halt(self) -> None:
         count = await self.engine.halt("kill switch pressed by operator")
         self.notify(f"HALTED: {count} orders canceled; new orders refused until resume (r)", severity="error")
-        self._dirty.update(self._order_types)
+        self._dirty.update(self.orders)
         self._frame()
 
     def action_resume(self) -> None:

@@ -143,10 +143,11 @@ async def run_demo(app: DeskApp) -> None:
                     continue  # a generated value off the rules: skip it, never stop the demo
                 if order.type.is_algorithm and order.type.value not in supported:
                     continue
-                app.track_order(order)
+                app.track_order(order, mine=False)
                 try:
                     await engine.submit(order)
                 except ExecdeskError:
+                    app.orders.set_working(order.id, False)  # never reached the engine
                     due = 0
                     await anyio.sleep(HALTED_POLL_S)  # the engine is stopping
                     break
