@@ -109,7 +109,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     def on_mount(self) -> None:
         self._layout()
         self._validate()
-        self.query_one("#field-quantity", Input).focus()
+        self._start_in_quantity()
         if self.quote is not None or self.alert is not None:
             self.set_interval(QUOTE_S, self._refresh_header, name="header")
 
@@ -130,6 +130,16 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
                 field.value = value  # type: ignore[union-attr]
         self._layout()
         self._validate()
+        self._start_in_quantity()
+
+    def _start_in_quantity(self) -> None:
+        """Focus quantity with every field's text selected, so typing replaces, never appends.
+
+        Selecting on focus is not enough: a reused ticket gets its focus back when the
+        screen returns, and Textual does not select on a focus it restores.
+        """
+        for field in self.query(".ticket-field").results(Input):
+            field.select_all()
         self.query_one("#field-quantity", Input).focus()
 
     # -- what is shown -----------------------------------------------------------------
