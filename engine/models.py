@@ -8,6 +8,12 @@ Rules of this module:
   price off the tick, risk) is not checked here: it becomes a REJECTED
   `OrderResult` with a reason.
 * Enum inputs are accepted by name, case-insensitive ("buy", "Buy", "BUY").
+  Numbers must be numbers: an int or a float, never a string or a bool
+  (`quantity="5"` and `quantity=True` are refused, not converted).
+* Every size, count and duration is bounded where it enters, by the named
+  constants below, so no later arithmetic (lots, ticks, notional, a
+  schedule's length) can overflow or run away. A value past a bound is
+  refused with the bound in the message, never silently capped.
 * Inside the engine prices and quantities are integers of ticks and lots
   (`Instrument` converts), so sums are exact; the public API speaks floats.
 """
@@ -128,6 +134,41 @@ class Liquidity(_NamedEnum):
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,36}")
 ID_RULE = "1-36 characters of A-Z a-z 0-9 . _ : -"
 
+# -- absolute sanity bounds ----------------------------------------------------------------
+# Beyond what any real instrument needs, so only a typo or garbage reaches them. Exchanges
+# commonly keep amounts as 64-bit integers of 1e-8 units, which tops out at 9.2e10, and
+# tokens with larger supplies trade in 1000x or 1Mx units for that reason; quote currencies
+# with many digits put BTC near 1e9 (VND, IDR). The maxima leave orders of magnitude above
+# those, and their product (1e27) is still a finite, exact-enough float notional.
+MAX_QUANTITY = 1e15
+MAX_PRICE = 1e12
+# The finest ticks listed are around 1e-8 to 1e-10; a price under 1e-12 can only be a
+# mistake, and one like 1e-300 would round to 0 ticks at any venue.
+MIN_PRICE = 1e-12
+# Algorithm parameters. One trading day is the longest schedule a parent runs (a longer
+# one is several parents, each re-planned on the day's volume). 1,000 slices or buckets
+# is one every 86 s over a day, one every 3.6 s over an hour: finer is a stream of
+# minimum-size orders, and each slice or bucket costs the algorithm memory and decisions.
+MAX_WINDOW_S = 86_400.0
+MAX_SLICES = 1_000
+MAX_BUCKETS = 1_000  # also the most weights a listed VWAP profile may have
+# A slice a second already outpaces a venue round trip under load.
+MIN_INTERVAL_S = 1.0
+
+
+def show(value: float) -> str:
+    """A number for a message: short (1e+12, 0.5) unless that would change its value."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
+
+
+def _fmt(bound: float) -> str:
+    """A bound for a message: 1,000 / 86,400 / 1e-12 (thousands separated, no float noise)."""
+    if bound >= 1 and float(bound).is_integer():
+        return f"{int(bound):,}"
+    return f"{bound:g}"
+
+
 URGENCIES = ("low", "normal", "high")
 VWAP_PROFILES = ("u_shape", "market")
 
@@ -154,10 +195,19 @@ def _finite_positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}")
     return value
+
+
+def _at_most(name: str, value: Any, maximum: float, unit: str = "") -> float:
+    v = _finite_positive(name, value)
+    if v > maximum:
+        raise ValueError(f"{name} must be at most {_fmt(maximum)}{unit}, got {show(v)}{unit}")
+    return v
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -175,7 +225,7 @@ def _check_window(kind: str, meta: dict[str, Any]) -> None:
             f"metadata for {kind} takes duration_s or start_time + end_time, not both"
         )
     if has_duration:
-        _finite_positive("metadata['duration_s']", meta["duration_s"])
+        _at_most("metadata['duration_s']", meta["duration_s"], MAX_WINDOW_S, " s")
         return
     if has_start != has_end:
         missing = "end_time" if has_start else "start_time"
@@ -190,6 +240,18 @@ def _check_window(kind: str, meta: dict[str, Any]) -> None:
         raise ValueError(
             f"metadata['end_time'] must be after start_time, got start {start!r} end {end!r}"
         )
+    if end - start > MAX_WINDOW_S:
+        raise ValueError(
+            f"metadata window start_time..end_time must be at most {_fmt(MAX_WINDOW_S)} s "
+            f"(one day), got {end - start:g} s"
+        )
+
+
+def _window_s(meta: dict[str, Any]) -> float:
+    """The window's length (after _check_window passed)."""
+    if "duration_s" in meta:
+        return float(meta["duration_s"])
+    return float(meta["end_time"]) - float(meta["start_time"])
 
 
 def _check_metadata(order_type: OrderType, quantity: float | None, meta: dict[str, Any]) -> None:
@@ -220,16 +282,27 @@ def _check_metadata(order_type: OrderType, quantity: float | None, meta: dict[st
         if "slices" in meta and "interval_s" in meta:
             raise ValueError("metadata for TWAP takes slices or interval_s, not both")
         if "slices" in meta:
-            _positive_int("metadata['slices']", meta["slices"])
+            _positive_int("metadata['slices']", meta["slices"], MAX_SLICES)
         if "interval_s" in meta:
-            _finite_positive("metadata['interval_s']", meta["interval_s"])
+            interval = _finite_positive("metadata['interval_s']", meta["interval_s"])
+            if interval < MIN_INTERVAL_S:
+                raise ValueError(
+                    f"metadata['interval_s'] must be at least {_fmt(MIN_INTERVAL_S)} s, got {interval:g}"
+                )
+            window = _window_s(meta)
+            slices = math.ceil(window / interval - 1e-9)
+            if slices > MAX_SLICES:
+                raise ValueError(
+                    f"metadata['interval_s'] {interval:g} over {window:g} s makes {slices:,} slices; "
+                    f"at most {MAX_SLICES:,} (use interval_s >= {show(window / MAX_SLICES)})"
+                )
         for key in ("randomize", "allow_past_end"):
             if key in meta:
                 _flag(f"metadata['{key}']", meta[key])
     elif order_type is OrderType.VWAP:
         _check_window("VWAP", meta)
         if "buckets" in meta:
-            _positive_int("metadata['buckets']", meta["buckets"])
+            _positive_int("metadata['buckets']", meta["buckets"], MAX_BUCKETS)
         if "max_participation" in meta:
             p = meta["max_participation"]
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
@@ -246,7 +319,7 @@ def _check_metadata(order_type: OrderType, quantity: float | None, meta: dict[st
                     f"metadata['urgency'] must be one of {', '.join(URGENCIES)}, got {u!r}"
                 )
         if "duration_s" in meta:
-            _finite_positive("metadata['duration_s']", meta["duration_s"])
+            _at_most("metadata['duration_s']", meta["duration_s"], MAX_WINDOW_S, " s")
 
 
 def _check_profile(profile: Any, buckets: Any) -> None:
@@ -261,6 +334,10 @@ def _check_profile(profile: Any, buckets: Any) -> None:
         raise ValueError(
             f"metadata['profile'] must be one of {', '.join(VWAP_PROFILES)} or a non-empty "
             f"list of weights, got {profile!r}"
+        )
+    if len(profile) > MAX_BUCKETS:
+        raise ValueError(
+            f"metadata['profile'] may list at most {MAX_BUCKETS:,} weights, got {len(profile):,}"
         )
     for w in profile:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
@@ -284,7 +361,9 @@ def _field_error(field_name: str, message: str, value: Any) -> ValidationError:
     )
 
 
-_PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Strict: an int or a float, never "5" or True. pydantic-core checks these; the upper and
+# lower bounds are checked in `_check` so their message names the bound.
+_PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 
 
 class Order(BaseModel):
@@ -315,6 +394,18 @@ class Order(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Order:
+        q = self.quantity
+        if q > MAX_QUANTITY:
+            raise _field_error(
+                "quantity", f"quantity must be at most {_fmt(MAX_QUANTITY)} (MAX_QUANTITY), got {show(q)}", q
+            )
+        p = self.price
+        if p is not None and not MIN_PRICE <= p <= MAX_PRICE:
+            raise _field_error(
+                "price",
+                f"price must be in [{_fmt(MIN_PRICE)}, {_fmt(MAX_PRICE)}] (MIN_PRICE, MAX_PRICE), got {show(p)}",
+                p,
+            )
         match = ID_PATTERN.fullmatch
         if match(self.id) is None:
             raise _field_error("id", f"id must be {ID_RULE}, got {self.id!r}", self.id)
@@ -427,25 +518,51 @@ class OrderResult:
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """A tradable symbol with its tick, lot and minimum size.
+    """A tradable symbol with its tick, lot and minimum size, and its order filters.
 
     Sizes are Decimals so that conversions to and from integer ticks and lots
     are exact: `lots_to_quantity(quantity_to_lots(q)) == q` for any q on the lot.
+    A conversion never raises: a value that is not a whole number of units, is
+    not finite, or is a positive amount under half a unit gives None.
+
+    The filters are those real spot exchanges put on each order (Binance's
+    LOT_SIZE maximum quantity, NOTIONAL minimum and maximum): None means none.
+    `filter_refusal` applies them; a venue answers a breach with a REJECTED result.
     """
 
     symbol: str
     tick_size: Decimal
     lot_size: Decimal
     min_quantity: Decimal
+    max_quantity: Decimal | None = None
+    min_notional: Decimal | None = None
+    max_notional: Decimal | None = None
     _tick: tuple[int, int] = field(init=False, repr=False, compare=False)
     _lot: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("tick_size", "lot_size", "min_quantity"):
-            value = Decimal(str(getattr(self, name)))
+        for name in ("tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_notional"):
+            raw = getattr(self, name)
+            if raw is None and name not in ("tick_size", "lot_size", "min_quantity"):
+                continue
+            value = Decimal(str(raw))
             if not value.is_finite() or value <= 0:
                 raise ValueError(f"{name} of {self.symbol} must be > 0, got {value}")
             object.__setattr__(self, name, value)
+        if self.max_quantity is not None and self.max_quantity < self.min_quantity:
+            raise ValueError(
+                f"max_quantity of {self.symbol} must be >= min_quantity {self.min_quantity}, "
+                f"got {self.max_quantity}"
+            )
+        if (
+            self.min_notional is not None
+            and self.max_notional is not None
+            and self.max_notional < self.min_notional
+        ):
+            raise ValueError(
+                f"max_notional of {self.symbol} must be >= min_notional {self.min_notional}, "
+                f"got {self.max_notional}"
+            )
         object.__setattr__(self, "_tick", self.tick_size.as_integer_ratio())
         object.__setattr__(self, "_lot", self.lot_size.as_integer_ratio())
 
@@ -453,12 +570,16 @@ class Instrument:
     def _to_units(value: float, ratio: tuple[int, int]) -> int | None:
         num, den = ratio
         exact = value * den / num
+        if not math.isfinite(exact):  # 1e308 * den overflows: no venue has that many units
+            return None
         units = round(exact)
         # Float noise here is a few ulps (~1e-16 relative); 1e-12 tolerates far
         # more yet stays below half a unit up to 5e11 units (1e-9 did not: at
         # lot 1e-8, 10.000000005 passed as 1e9 lots).
         if abs(exact - units) > max(1e-12 * abs(exact), 1e-7):
             return None
+        if units == 0 and value != 0:
+            return None  # e.g. a price of 1e-300: zero ticks is no price at all
         return units
 
     def price_to_ticks(self, price: float) -> int | None:
@@ -477,10 +598,53 @@ class Instrument:
         num, den = self._lot
         return lots * num / den
 
+    def lots_at_most(self, quantity: float) -> int:
+        """The whole lots in `quantity`, rounded down (0 for anything under one lot or not finite)."""
+        exact = self.quantity_to_lots(quantity)
+        if exact is not None:
+            return max(exact, 0)
+        num, den = self._lot
+        units = quantity * den / num
+        return math.floor(units + 1e-9) if math.isfinite(units) and units > 0 else 0
+
+    def ticks_toward(self, price: float, up: bool) -> int | None:
+        """The price in ticks, rounded up or down when it is off the tick (None if not finite)."""
+        num, den = self._tick
+        exact = price * den / num
+        if not math.isfinite(exact):
+            return None
+        nearest = round(exact)
+        if abs(exact - nearest) <= 1e-9 * max(abs(exact), 1.0):
+            return nearest
+        return math.ceil(exact) if up else math.floor(exact)
+
     @property
     def min_lots(self) -> int:
         num, den = self._lot
         return math.ceil(self.min_quantity * den / num)
+
+    def filter_refusal(self, quantity: float, price: float | None) -> str | None:
+        """Why an order of `quantity` at `price` breaks a filter, or None when none is broken.
+
+        For a market order pass the price it would trade near (the far touch, or
+        the mid): its notional is judged at that price. No price, no notional check.
+        """
+        if self.max_quantity is not None and quantity > self.max_quantity:
+            return f"quantity {show(quantity)} over the maximum {self.max_quantity:,} of {self.symbol}"
+        if price is None or (self.min_notional is None and self.max_notional is None):
+            return None
+        notional = quantity * price
+        if self.max_notional is not None and notional > self.max_notional:
+            return (
+                f"notional {notional:,.2f} ({show(quantity)} at {show(price)}) over the maximum "
+                f"{self.max_notional:,} of {self.symbol}"
+            )
+        if self.min_notional is not None and notional < self.min_notional:
+            return (
+                f"notional {notional:,.2f} ({show(quantity)} at {show(price)}) under the minimum "
+                f"{self.min_notional:,} of {self.symbol}"
+            )
+        return None
 
 
 @dataclass(frozen=True, slots=True)
