@@ -34,6 +34,7 @@ dead entries outnumber live ones.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Hashable, Iterator
@@ -47,8 +48,9 @@ __all__ = ["BookError", "BookOrder", "Execution", "OrderBook", "Remainder"]
 
 _BUY = OrderSide.BUY
 _SELL = OrderSide.SELL
-# A key every real price key is above: a market order crosses every level.
-_ANY_PRICE = -(1 << 62)
+# A key every real price key is above: a market order crosses every level. Not a big
+# int: prices in ticks are unbounded ints (1e12 at a 1e-8 tick is 1e20 ticks, past 2**62).
+_ANY_PRICE = -math.inf
 # Compact a level's deque once it holds this many dead entries and more dead than live.
 _COMPACT_AFTER = 32
 
@@ -335,7 +337,7 @@ class OrderBook:
 
     # -- internals ----------------------------------------------------------------
     def _take(
-        self, opp: _Side, lots: int, limit_key: int, fills: list[tuple[BookOrder, int, int]]
+        self, opp: _Side, lots: int, limit_key: float, fills: list[tuple[BookOrder, int, int]]
     ) -> int:
         """Fill up to `lots` from the best levels of `opp` down to `limit_key`; returns what is left."""
         keys, levels, sign, index = opp.keys, opp.levels, opp.sign, self._orders

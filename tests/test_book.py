@@ -393,3 +393,16 @@ def test_reading_the_book_best_first() -> None:
     assert b.volume(SELL) == 22 and len(b) == 6
     assert [o.order_id for o in b.orders(SELL)] == ["a1", "a2", "a3", "a4"]
     assert b.available(BUY, 100) == 8 and b.available(BUY) == 22
+
+
+# -- prices of any size ------------------------------------------------------------------
+@pytest.mark.parametrize("ticks", [2**62 + 1, 2**63, 10**20])
+def test_market_orders_reach_asks_at_prices_past_64_bits(ticks: int) -> None:
+    # 1e12 (the model's maximum price) at a 1e-8 tick is 1e20 ticks: still a price.
+    book = OrderBook("X")
+    book.submit("ask", SELL, 5, ticks, REST)
+    ex = book.submit(None, BUY, 3, None, EXPIRE)
+    assert ex.filled == 3
+    assert [(price, lots) for _, price, lots in ex.fills] == [(ticks, 3)]
+    assert book.available(BUY) == 2
+    book.check()
