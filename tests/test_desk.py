@@ -42,6 +42,19 @@ def open_orders(app: DeskApp) -> list:
     return [o for v in app.engine.venues.values() for o in v.open_orders()]
 
 
+def record_notices(app: DeskApp) -> list[str]:
+    """The messages the desk shows the operator from now on (toasts)."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args, **kwargs):
+        seen.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return seen
+
+
 async def send_ticket(pilot, keys: list[str], side: str = "b") -> None:
     await pilot.press(side)
     await until(pilot, lambda: isinstance(pilot.app.screen, TicketScreen))
@@ -292,7 +305,7 @@ async def test_the_theme_is_remembered_between_runs_and_an_unknown_one_falls_bac
 
 
 @pytest.mark.anyio
-async def test_a_ticket_price_is_kept_within_a_run_and_not_into_the_next(tmp_path: Path) -> None:
+async def test_a_sent_tickets_price_is_kept_within_a_run_and_not_into_the_next(tmp_path: Path) -> None:
     import json
 
     saved = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": "0.3", "price": "61000"}
@@ -306,12 +319,42 @@ async def test_a_ticket_price_is_kept_within_a_run_and_not_into_the_next(tmp_pat
         # The quantity comes back from the last run; the price starts at the touch.
         assert ticket.query_one("#field-quantity").value == "0.3"
         assert ticket.query_one("#field-price").value == f"{bid:g}"
-        ticket.query_one("#field-price").value = "49000"
-        await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
-        await pilot.press("b")  # the same run: the price just typed is kept
+        below = f"{bid - 5:g}"
+        ticket.query_one("#field-price").value = below
+        await pilot.pause()
+        await pilot.press("enter")  # sent: its price is this run's
+        await until(pilot, lambda: not app.desk_covered)
+        await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, TicketScreen))
-        assert app.screen.query_one("#field-price").value == "49000"
+        assert app.screen.query_one("#field-price").value == below
+        await pilot.press("escape")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_an_abandoned_ticket_is_not_remembered(tmp_path: Path) -> None:
+    import json
+
+    settings = tmp_path / "settings.json"
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["0", "full_stop", "2", "enter"])  # typed over the selected quantity
+        await until(pilot, lambda: not app.desk_covered)
+        assert json.loads(settings.read_text())["ticket"]["quantity"] == "0.2"
+        written = settings.read_text()
+        # Half-typed nonsense, then Esc: neither the file nor the next ticket keeps it.
+        await send_ticket(pilot, [*"1e120.1", "ctrl+t", "escape"])
+        await until(pilot, lambda: not app.desk_covered)
+        assert settings.read_text() == written
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        assert app.screen.query_one("#field-quantity").value == "0.2"
+        assert app.screen.values["type"] == "LIMIT"
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.desk_covered)
+        # The abandoned tickets used no order ids: the next order is T-2.
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: "T-2" in app.blotter.keys)
         await app.shutdown_engine()
 
 
@@ -673,4 +716,24 @@ async def test_an_algorithm_row_keeps_moving_after_thousands_of_newer_orders(tmp
         await until(pilot, lambda: app.engine.status("twap-1").status is OrderStatus.FILLED, tries=500)
         await until(pilot, lambda: str(app.blotter.cell("twap-1", "status")) == "FILLED")
         assert "100%" in app.blotter.cell("twap-1", "prog")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_amending_an_algorithm_parent_is_refused_before_the_dialog_opens(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        notices = record_notices(app)
+        app.send_order(Order(id="twap-1", symbol="BTC/USD", side="BUY", type="TWAP", quantity=0.3,
+                             metadata={"duration_s": 600, "slices": 10}))
+        await until(pilot, lambda: app.engine.scheduler.parent("twap-1") is not None)
+        app.blotter.focus()
+        assert app.blotter.selected_key() == "twap-1"
+        await pilot.press("a")
+        await pilot.pause()
+        assert not app.desk_covered, "no amend dialog for a parent"
+        assert notices == [
+            "twap-1 is a TWAP parent: it cannot be amended (its algorithm sends and prices the child orders); "
+            "cancel it (c) and send a new one"
+        ]
         await app.shutdown_engine()

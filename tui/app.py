@@ -36,7 +36,7 @@ from textual.events import Event as TextualEvent
 from textual.events import Key
 from textual.widgets import Static
 
-from engine import Engine, Order, OrderResult, OrderStatus
+from engine import Engine, Order, OrderResult, OrderStatus, OrderType
 from engine.events import (
     BreakerStateChanged,
     EngineError,
@@ -137,6 +137,7 @@ HOUSEKEEPING_S = 0.2
 KEY_FIRST_S = 0.15
 KEY_FIRST_MAX_DEFER_S = 0.5  # a held key (auto-repeat) never freezes the desk longer
 MAX_LOG_LINES_PER_FRAME = 20
+ALGORITHM_TYPES = frozenset(t.value for t in OrderType if t.is_algorithm)
 TAPE_ROWS = 200
 
 
@@ -623,11 +624,15 @@ class DeskApp(App[None]):
         return TicketAlert("Venues: " + " · ".join(out)) if out else None
 
     def _ticket_closed(self, screen: TicketScreen, sent: tuple[Order, str | None] | None) -> None:
-        self.settings.ticket = dict(screen.values)
-        self.settings.save(self.settings_path)
         if sent is None:
+            # Abandoned: what was typed may be half-done or invalid ("1e120.1"), and the
+            # next ticket must not open with it. Only a sent ticket is remembered.
             self._order_seq -= 1  # the id was not used
             return
+        self.settings.ticket = dict(screen.values)
+        problem = self.settings.save(self.settings_path)
+        if problem:
+            self.notify(problem, severity="warning")
         order, venue = sent
         self.send_order(order, venue)
 
@@ -680,6 +685,13 @@ class DeskApp(App[None]):
         result = self.engine.order_status_or_none(order_id)
         if result is None or result.status.is_final:
             self.notify(f"{order_id} is not working: nothing to amend", severity="warning")
+            return
+        order_type = self.orders.type_of(order_id)
+        if order_type in ALGORITHM_TYPES or self.engine.scheduler.parent(order_id) is not None:
+            # Said before the dialog opens, not after the operator has filled it in.
+            self.notify(f"{order_id} is a {order_type or 'algorithm'} parent: it cannot be amended "
+                        "(its algorithm sends and prices the child orders); cancel it (c) and send a new one",
+                        severity="warning", timeout=6)
             return
         self.push_screen(AmendScreen(order_id, result.quantity, result.price, symbol=result.symbol or "",
                                      side=result.side),
