@@ -33,6 +33,11 @@ Rules of this module:
   the minimum, parent order type, duplicate client order id, cancel of a
   finished order) is an `OrderResult` with status REJECTED and a reason,
   never an exception. Exceptions are the venue's failures (`engine.errors`).
+* Each instrument's filters (maximum quantity, minimum and maximum notional
+  per order, as real spot exchanges have) are checked before anything
+  matches, on submit and amend: a market order's notional is judged at the
+  far touch (the mid when that side is empty). A breach is REJECTED with a
+  reason naming the filter and both values, and the book is left alone.
 * A client order id the venue still remembers never makes a second order:
   working orders always, finished ones among the last `remember_ids`.
 * Listeners are called after the venue's lock is released, in the order the
@@ -114,13 +119,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Filters of the kind spot exchanges put on each order (maximum quantity, a notional of a
+# few dollars at least and some millions at most). The maximum notional is above the
+# engine's default risk limit per order, so an operator with risk on reads the risk
+# reason; these are the backstop for code without risk limits (the bare seed classes).
+# The minimum notional is under what the minimum quantity costs at these prices, so it
+# refuses only a limit far below the market, never an ordinary small order.
+_MAX_NOTIONAL = Decimal("10000000")
+_MIN_NOTIONAL = Decimal("1")
 DEFAULT_INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType(
     {
         i.symbol: i
         for i in (
-            Instrument("BTC/USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001")),
-            Instrument("ETH/USD", Decimal("0.01"), Decimal("0.001"), Decimal("0.001")),
-            Instrument("SOL/USD", Decimal("0.001"), Decimal("0.01"), Decimal("0.01")),
+            Instrument("BTC/USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"),
+                       Decimal("1000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
+            Instrument("ETH/USD", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"),
+                       Decimal("10000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
+            Instrument("SOL/USD", Decimal("0.001"), Decimal("0.01"), Decimal("0.01"),
+                       Decimal("100000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
         )
     }
 )
@@ -417,6 +433,7 @@ class _Market:
         "symbol", "instrument", "book", "tick_num", "tick_den", "min_lots", "mid", "floor",
         "spacing", "half", "bid_lots", "ask_lots", "taker_lots", "sigma", "bid_quotes", "ask_quotes",
         "tape", "lot_cache", "tick_cache", "snapshots", "offset", "traded", "prints", "printed",
+        "filtered", "notional_filtered",
     )
 
     def __init__(
@@ -427,6 +444,8 @@ class _Market:
         self.book = OrderBook(inst.symbol)
         self.tick_num, self.tick_den = inst.tick_size.as_integer_ratio()
         self.min_lots = inst.min_lots
+        self.notional_filtered = inst.min_notional is not None or inst.max_notional is not None
+        self.filtered = self.notional_filtered or inst.max_quantity is not None
         tick, lot = float(inst.tick_size), float(inst.lot_size)
         self.mid = start / tick  # in ticks, a float: the walk is continuous, quotes round it
         self.offset = 0.0  # relative distance from a shared reference price, if any
@@ -479,6 +498,26 @@ class _Market:
                 self.tick_cache.clear()
             v = self.tick_cache[price] = self.instrument.price_to_ticks(price)
         return v  # type: ignore[return-value]
+
+    def reference_price(self, side: OrderSide) -> float:
+        """Where a market order of `side` would start trading: the far touch, else the mid."""
+        book = self.book
+        ticks = book.best_ask() if side is _BUY else book.best_bid()
+        if ticks is None:
+            return self.mid * self.tick_num / self.tick_den
+        return ticks * self.tick_num / self.tick_den
+
+    def filter_refusal(self, side: OrderSide, quantity: float, price: float | None) -> str | None:
+        """The instrument's filters on one order (`price` None: a market order)."""
+        inst = self.instrument
+        if price is None and self.notional_filtered:
+            problem = inst.filter_refusal(quantity, None)  # its quantity first
+            if problem is None:
+                problem = inst.filter_refusal(quantity, self.reference_price(side))
+                if problem is not None:
+                    problem += " (a market order is judged at the touch)"
+            return problem
+        return inst.filter_refusal(quantity, price)
 
     def average(self, notional: int, lots: int) -> float | None:
         """Average price from sum(ticks*lots): one correctly rounded division."""
@@ -1064,6 +1103,10 @@ class SimulatedExchange:
                 lots = m.lots(order.quantity)
             if lots is None or lots < m.min_lots:
                 return self._refuse(order, self._size_problem(m, order.quantity, lots), now)
+            if m.filtered:
+                problem = m.filter_refusal(order.side, order.quantity, order.price)
+                if problem is not None:
+                    return self._refuse(order, problem, now)
             tif = order.time_in_force
             expire_at = None
             if tif is _FOK:
@@ -1226,6 +1269,14 @@ class SimulatedExchange:
                         f"quantity {quantity!r} is not above the {rec.filled_quantity()!r} "
                         "already filled; cancel it instead"
                     )
+            if m.filtered:
+                problem = m.filter_refusal(
+                    rec.side,
+                    rec.quantity if quantity is None else quantity,
+                    rec.price if price is None else price,
+                )
+                if problem is not None:
+                    return refuse(problem)
             ex = m.book.amend(cid, new_lots, new_ticks)
             if quantity is not None:
                 rec.quantity, rec.lots = float(quantity), new_lots  # type: ignore[assignment]

@@ -20,7 +20,20 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine import Instrument, Order
+from engine import (
+    ExchangeClient,
+    Instrument,
+    Order,
+    OrderResult,
+    OrderRouter,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    SimulatedExchange,
+    TimeInForce,
+    VirtualClock,
+)
+from engine.exchange import DEFAULT_INSTRUMENTS
 from engine.models import (
     MAX_BUCKETS,
     MAX_PRICE,
@@ -239,3 +252,145 @@ def test_instrument_without_filters_refuses_nothing() -> None:
 def test_instrument_refuses_inconsistent_filters(sizes: dict[str, Decimal], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
         Instrument("X", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), **sizes)
+
+
+# -- the simulated venue's filters ------------------------------------------------------------
+
+START = 1_700_000_000.0
+
+
+def seed_classes() -> tuple[OrderRouter, SimulatedExchange]:
+    """The component document's bare classes (OrderRouter + ExchangeClient), on a still clock."""
+    clock = VirtualClock(START)
+    exchange = SimulatedExchange(clock=clock)
+    router = OrderRouter(clock=clock)
+    router.register_exchange("exchange_name", ExchangeClient(exchange, clock=clock))
+    return router, exchange
+
+
+def ordinary_buy(router: OrderRouter, oid: str) -> OrderResult:
+    return router.submit_order(
+        Order(id=oid, symbol="BTC/USD", side="buy", type="MARKET", quantity=1.0), exchange_id="exchange_name"
+    )
+
+
+@pytest.mark.parametrize(
+    ("quantity", "shown"), [(1e12, "1e+12"), (MAX_QUANTITY, "1e+15"), (1000.0001, "1000.0001")]
+)
+def test_seed_classes_refuse_an_absurd_market_order_and_keep_the_book(quantity: float, shown: str) -> None:
+    router, exchange = seed_classes()
+    twin_router, _ = seed_classes()
+    before = exchange.book("BTC/USD", 100)
+    result = router.submit_order(
+        Order(id="fat", symbol="BTC/USD", side="buy", type="MARKET", quantity=quantity),
+        exchange_id="exchange_name",
+    )
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == f"quantity {shown} over the maximum 1,000 of BTC/USD"
+    assert result.filled_quantity == 0 and result.fills == []
+    assert exchange.book("BTC/USD", 100) == before  # nothing was swept
+    after = ordinary_buy(router, "next")
+    usual = ordinary_buy(twin_router, "next")  # the same order on an untouched twin venue
+    assert after.status is OrderStatus.FILLED and after.filled_quantity == 1.0
+    assert after.average_price == usual.average_price
+    assert [(f.price, f.quantity) for f in after.fills] == [(f.price, f.quantity) for f in usual.fills]
+
+
+def test_a_market_order_over_the_maximum_notional_is_judged_at_the_touch() -> None:
+    router, exchange = seed_classes()
+    ask = exchange.book("BTC/USD").best_ask
+    result = router.submit_order(
+        Order(id="big", symbol="BTC/USD", side="buy", type="MARKET", quantity=500.0), exchange_id="exchange_name"
+    )
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == (
+        f"notional {500 * ask:,.2f} (500 at {ask:g}) over the maximum 10,000,000 of BTC/USD "
+        "(a market order is judged at the touch)"
+    )
+
+
+def test_a_limit_far_over_the_market_is_refused_for_its_notional() -> None:
+    router, _ = seed_classes()
+    result = router.submit_order(
+        Order(id="l", symbol="BTC/USD", side="buy", type="LIMIT", quantity=1.0, price=1e9),
+        exchange_id="exchange_name",
+    )
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == "notional 1,000,000,000.00 (1 at 1e+09) over the maximum 10,000,000 of BTC/USD"
+
+
+def test_a_limit_under_the_minimum_notional_is_refused() -> None:
+    _, exchange = seed_classes()
+    result = exchange.submit(
+        Order(id="tiny", symbol="BTC/USD", side="buy", type="LIMIT", quantity=0.0001, price=5_000.0)
+    )
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == "notional 0.50 (0.0001 at 5000) under the minimum 1 of BTC/USD"
+
+
+@pytest.mark.parametrize("price", [MIN_PRICE, 0.004])
+def test_a_limit_that_rounds_to_zero_ticks_is_refused_with_a_reason(price: float) -> None:
+    router, exchange = seed_classes()
+    result = router.submit_order(
+        Order(id="z", symbol="BTC/USD", side="buy", type="LIMIT", quantity=1.0, price=price),
+        exchange_id="exchange_name",
+    )
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == f"price {price!r} is not a multiple of the tick 0.01 for BTC/USD"
+    assert exchange.book("BTC/USD").best_bid < 60_000  # nothing rested
+
+
+def test_venue_refuses_a_zero_tick_price_even_from_an_unchecked_order() -> None:
+    # A venue hears from more than our model (a FIX counterparty, a journal replay):
+    # an order built without validation still gets a REJECTED reason, never a BookError.
+    _, exchange = seed_classes()
+    raw = Order.model_construct(
+        id="raw", symbol="BTC/USD", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=1.0, price=1e-300,
+        metadata={}, time_in_force=TimeInForce.GTC, expire_at=None, client_order_id="raw", parent_id=None,
+    )
+    result = exchange.submit(raw)
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == "price 1e-300 is not a multiple of the tick 0.01 for BTC/USD"
+
+
+def test_amend_is_held_to_the_filters_too() -> None:
+    _, exchange = seed_classes()
+    bid = exchange.book("BTC/USD").best_bid
+    rest = exchange.submit(
+        Order(id="r", symbol="BTC/USD", side="buy", type="LIMIT", quantity=1.0, price=bid - 100)
+    )
+    assert rest.status is OrderStatus.NEW
+    result = exchange.amend("r", quantity=5_000.0)
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == (
+        "amend of 'r' refused: quantity 5000 over the maximum 1,000 of BTC/USD; the order is unchanged"
+    )
+    result = exchange.amend("r", price=1e9)
+    assert result.reason == (
+        "amend of 'r' refused: notional 1,000,000,000.00 (1 at 1e+09) over the maximum 10,000,000 "
+        "of BTC/USD; the order is unchanged"
+    )
+    assert exchange.status("r").status is OrderStatus.NEW
+    assert exchange.status("r").price == bid - 100
+
+
+@pytest.mark.parametrize(
+    ("symbol", "quantity", "maximum"), [("ETH/USD", 10_000.001, "10,000"), ("SOL/USD", 100_000.01, "100,000")]
+)
+def test_every_default_instrument_has_a_maximum_quantity(symbol: str, quantity: float, maximum: str) -> None:
+    _, exchange = seed_classes()
+    result = exchange.submit(Order(id="q", symbol=symbol, side="sell", type="MARKET", quantity=quantity))
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == f"quantity {quantity!r} over the maximum {maximum} of {symbol}"
+
+
+def test_default_instruments_accept_the_minimum_quantity_at_market() -> None:
+    # The minimum notional never refuses an ordinary small order.
+    _, exchange = seed_classes()
+    for symbol, inst in DEFAULT_INSTRUMENTS.items():
+        for side in ("buy", "sell"):
+            result = exchange.submit(
+                Order(id=f"min-{symbol[:3]}-{side}", symbol=symbol, side=side, type="MARKET",
+                      quantity=float(inst.min_quantity))
+            )
+            assert result.status is OrderStatus.FILLED, result.reason

@@ -173,10 +173,11 @@ def test_fully_filled_quantities_are_exact_whatever_the_levels() -> None:
 def test_a_market_order_larger_than_the_book_expires_the_rest_with_the_reason() -> None:
     x = venue()
     depth = sum(lv.quantity for lv in x.book("BTC/USD", 100).asks)
-    r = x.submit(market("big", 1000.0))
+    big = round(depth + 10.0, 4)  # more than the book, within the instrument's filters
+    r = x.submit(market("big", big))
     assert r.status is EXPIRED
     assert r.filled_quantity == pytest.approx(depth)
-    assert r.reason == f"no liquidity left on the book: filled {r.filled_quantity!r} of 1000.0"
+    assert r.reason == f"no liquidity left on the book: filled {r.filled_quantity!r} of {big!r}"
     assert x.book("BTC/USD").asks == ()
     assert x.status("big").status is EXPIRED
 
@@ -338,7 +339,7 @@ def test_fok_fills_all_or_nothing() -> None:
     assert x.book("BTC/USD", 100) == before
     r = x.submit(limit("fok2", avail, asks[1].price, time_in_force=TimeInForce.FOK))
     assert r.status is FILLED and r.filled_quantity == avail
-    r = x.submit(market("fok3", 10_000.0, time_in_force=TimeInForce.FOK))
+    r = x.submit(market("fok3", 100.0, time_in_force=TimeInForce.FOK))  # more than the book
     assert r.status is EXPIRED and r.fills == [] and "at any price" in r.reason
 
 
