@@ -9,6 +9,16 @@ Rules of this module:
   start; any other non-empty string becomes a category on first use. Each
   sample may carry a venue; statistics exist per (category, venue) and per
   category (all its venues and venue-less samples combined).
+* Bounds. A profiler keeps at most `MAX_CATEGORIES` (64) categories, the
+  defaults included, and `MAX_VENUES` (32) named venues per category, each
+  besides one more called `OTHER` ("other"). A sample for a category or venue
+  past the bound is counted under `OTHER` in its place, never refused: a
+  typo or a name made per order (the desk once kept 2,000 such categories,
+  +267 MB) must neither grow memory for ever nor raise on the order path,
+  where `record` runs inside the router and an error would fail an order
+  over a statistic. So nothing is lost, the fold shows as an "other"
+  category or venue, `folded()` counts it and names the first few, and one
+  warning is logged.
 * Why buffering. `record` sits on the order path, so it only checks the
   value and appends it to a per-(category, venue) list (~150-200 ns). The
   list is folded into the histogram with numpy, vectorised, when it reaches
@@ -25,8 +35,12 @@ Rules of this module:
   clamped to the exact min and max: within 0.05 % of it for samples >= 1 ns.
   Samples below 1 ns share one bucket [0, 1); samples at or above 2**40 ns
   share an overflow bucket (counted, reported as 2**40 ns at most).
-  count, min, max and mean are exact. Memory per (category, venue) is fixed
-  (about 330 kB for the histogram), however many samples arrive.
+  count, min, max and mean are exact. Memory per (category, venue) does not
+  grow with the number of samples: a series holds only the stretch of
+  buckets its samples reached, in quarter octaves (2 kB), so a series with
+  one sample costs about 4 kB (tracemalloc), one whose samples span 20
+  octaves about 160 kB, and none more than the whole scheme (330 kB plus
+  41 kB for the current second), plus its rolling window below.
 * Rolling windows. For live charts and the router's latency gate, each
   series also keeps one coarse histogram per second of the profiler's clock
   (128 buckets per power of two: percentiles within 0.4 %; count, min, max
@@ -41,10 +55,16 @@ Rules of this module:
 * Persistence. `save` writes a versioned JSON document (sparse bucket counts
   plus exact count, sum, min, max) to a temporary file in the same
   directory, then `os.replace`s it over the target, so a crash leaves the old
-  file or the new one, never half of one. `load` refuses (with
-  `ProfilerFileError`, naming the file and the fault) anything it cannot
-  read entirely: corrupt, truncated, another format, a newer version. The
-  rolling windows are live data and are not saved.
+  file or the new one, never half of one. A failed save removes its
+  temporary file; one a killed process left behind is removed by the next
+  save to the same target once older than `STALE_TEMP_S` (so that another
+  process's save in progress is left alone). `load` raises
+  `ProfilerFileError` (naming the file and the fault) for anything it cannot
+  read entirely: corrupt, truncated, binary, nested beyond reason, larger
+  than `MAX_FILE_BYTES`, another format, a newer version, inconsistent
+  figures, more categories or venues than the bounds; `OSError` only when
+  the file cannot be opened or read at all. The rolling windows are live
+  data and are not saved.
 * No threads, no I/O except `save`/`load`/`maybe_autosave`; the engine's
   edges decide when to call those.
 """
@@ -52,12 +72,15 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import math
 import numbers
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +97,17 @@ __all__ = [
     "DEFAULT_CATEGORIES",
     "FILE_FORMAT",
     "FILE_VERSION",
+    "MAX_CATEGORIES",
+    "MAX_FILE_BYTES",
+    "MAX_VENUES",
+    "OTHER",
     "LatencyProfiler",
     "LatencyStats",
     "ProfilerFileError",
     "WindowPoint",
 ]
+
+log = logging.getLogger("execdesk.profiler")
 
 DEFAULT_CATEGORIES: tuple[str, ...] = ("submission", "acknowledgment", "execution")
 FILE_FORMAT = "execdesk-latency"
@@ -86,6 +115,22 @@ FILE_VERSION = 1
 # Large enough that numpy's per-call overhead vanishes per sample, small
 # enough (32 kB of floats) that a buffer never matters for memory.
 BATCH_SIZE = 4096
+# Bounds on what a profiler keeps (see the module's rules): categories besides OTHER
+# (the three defaults included), and named venues per category besides OTHER.
+MAX_CATEGORIES = 64
+MAX_VENUES = 32
+OTHER = "other"
+# The largest file `load` reads: far above what the bounds let `save` write in
+# practice (a busy series saves a few hundred kB), far below what would exhaust memory.
+MAX_FILE_BYTES = 256 * 2**20
+# Temporary files of a save older than this belong to no save still running.
+STALE_TEMP_S = 60.0
+_TEMP_SUFFIX = ".tmp"
+# Counts stay exact as floats and far from int64's end when every series is added up
+# (2**48 samples: nine years at a million a second).
+_MAX_COUNT = 2**48
+_FOLDED_KEPT = 16
+_WINDOW_CACHE_MAX = 64  # each holds a merged window (41 kB)
 
 # -- bucket scheme --------------------------------------------------------
 # Fine bucket of v >= 1: 1 + exponent * 1024 + the mantissa's top 10 bits,
@@ -103,6 +148,10 @@ _COARSE_SHIFT = _SUB_BITS - _COARSE_BITS
 _COARSE_OVER = _OCTAVES * (1 << _COARSE_BITS) + 1
 _N_COARSE = _COARSE_OVER + 1
 _TOP_NS = float(2**_OCTAVES)
+# A series' histograms grow in blocks of a quarter octave (fine: 2 kB) and half an
+# octave (coarse: 512 B) over the range its samples reach; see `_Span`.
+_FINE_BLOCK = 1 << (_SUB_BITS - 2)
+_COARSE_BLOCK = 1 << (_COARSE_BITS - 1)
 _FLOAT_MAX = 1.7976931348623157e308
 _INT_MAX = int(_FLOAT_MAX)  # the largest int a float can hold
 # Below this many samples a fold runs in plain Python: numpy's fixed cost
@@ -147,6 +196,11 @@ def _fine_index_one(value: float) -> int:
     if exponent > _OCTAVES:
         return _FINE_OVER
     return ((exponent - 1) << _SUB_BITS) + int(mantissa * 2048.0) - 1023
+
+
+def _coarse_of(fine: int) -> int:
+    """The coarse bucket holding fine bucket `fine`."""
+    return ((fine - 1) >> _COARSE_SHIFT) + 1
 
 
 def _rank(n: int, q: float) -> int:
@@ -276,6 +330,64 @@ class WindowPoint:
         return {"ts": self.ts, "count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99}
 
 
+class _Span:
+    """Bucket counts for a run of bucket indexes [base, base + counts.size), grown on demand.
+
+    A series allocates only the stretch of its scheme its samples have reached, in
+    blocks of `block` buckets, so a category that got one sample (a typo) costs a
+    few kB, not the whole scheme (330 kB fine plus 41 kB coarse). A stretch only
+    grows (a growth copies it: rare, as a series' range settles within seconds)
+    and never beyond the whole scheme, so memory stays bounded per series.
+    """
+
+    __slots__ = ("base", "block", "counts", "limit")
+
+    def __init__(self, block: int, limit: int) -> None:
+        self.block = block
+        self.limit = limit  # one past the last bucket index of the scheme
+        self.base = 0
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def cover(self, low: int, high: int) -> None:
+        """Make room for bucket indexes low..high (inclusive); both within the scheme."""
+        base = self.base
+        end = base + self.counts.size
+        if self.counts.size and base <= low and high < end:
+            return
+        new_base = (low // self.block) * self.block
+        new_end = min(-(-(high + 1) // self.block) * self.block, self.limit)
+        if self.counts.size:
+            new_base = min(new_base, base)
+            new_end = max(new_end, end)
+        counts = np.zeros(new_end - new_base, dtype=np.int64)
+        if self.counts.size:
+            counts[base - new_base : end - new_base] = self.counts
+        self.base = new_base
+        self.counts = counts
+
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indexes (in the whole scheme) of the non-empty buckets, ascending, and their counts."""
+        at = np.flatnonzero(self.counts)
+        return at + self.base, self.counts[at]
+
+    def add_into(self, dense: np.ndarray) -> None:
+        """Add these counts into an array indexed by the whole scheme."""
+        dense[self.base : self.base + self.counts.size] += self.counts
+
+    @staticmethod
+    def merged(spans: Sequence[_Span]) -> _Span:
+        """One span holding the sum of `spans` (all of the same scheme)."""
+        first = spans[0]
+        result = _Span(first.block, first.limit)
+        filled = [s for s in spans if s.counts.size]
+        if filled:
+            result.cover(min(s.base for s in filled), max(s.base + s.counts.size for s in filled) - 1)
+            for span in filled:
+                at = span.base - result.base
+                result.counts[at : at + span.counts.size] += span.counts
+        return result
+
+
 class _Second:
     """A finished second of one series: sparse coarse buckets plus exact aggregates.
 
@@ -342,7 +454,7 @@ class _Series:
         self.category = category
         self.venue = venue
         self.buf: list[float | int] = []
-        self.hist: np.ndarray | None = None  # allocated at the first fold
+        self.hist = _Span(_FINE_BLOCK, _N_FINE)
         self.count = 0
         self.total = 0.0
         self.low = math.inf
@@ -352,7 +464,7 @@ class _Series:
         # The second now being filled, dense (cheap to add to); finished
         # seconds move to `past` in sparse form, oldest first.
         self.cur_second: int | None = None
-        self.cur_dense: np.ndarray | None = None
+        self.cur_dense = _Span(_COARSE_BLOCK, _N_COARSE)
         self.cur_count = 0
         self.cur_total = 0.0
         self.cur_low = math.inf
@@ -360,11 +472,7 @@ class _Series:
         self.past: dict[int, _Second] = {}
 
     def storage_bytes(self) -> int:
-        size = 0
-        if self.hist is not None:
-            size += self.hist.nbytes
-        if self.cur_dense is not None:
-            size += self.cur_dense.nbytes
+        size = self.hist.counts.nbytes + self.cur_dense.counts.nbytes
         for second in self.past.values():
             size += second.nbytes
         return size
@@ -451,6 +559,9 @@ class LatencyProfiler:
         # Finished seconds never change, so their merge is kept per window
         # and redone only when the clock's second or the set of series moves.
         self._window_cache: dict[tuple[str, str | None, int], tuple[Any, ...]] = {}
+        # Names past the bounds: how often, and the first few (to find the typo).
+        self._folded_count = 0
+        self._folded: list[str] = []
 
     # -- recording --------------------------------------------------------------
     def record(self, category: str, nanoseconds: int | float, venue: str | None = None) -> None:
@@ -521,7 +632,11 @@ class LatencyProfiler:
         return _Measurement(self, series.category, series.venue)
 
     def _series_for(self, category: object, venue: object) -> _Series:
-        """The series of (category, venue), created (checked, under the lock) on first use."""
+        """The series of (category, venue), created (checked, under the lock) on first use.
+
+        Past the bounds (`MAX_CATEGORIES`, `MAX_VENUES`) the series is the
+        `OTHER` category's (or the category's `OTHER` venue's) instead.
+        """
         try:
             return self._series[category][venue]  # type: ignore[index]
         except (KeyError, TypeError):
@@ -529,8 +644,19 @@ class LatencyProfiler:
         name = _check_category(category)
         where = _check_venue(venue)
         with self._lock:
-            by_venue = self._series.setdefault(name, {})
+            by_venue = self._series.get(name)
+            if by_venue is None:
+                if name != OTHER and len(self._series) - (OTHER in self._series) >= MAX_CATEGORIES:
+                    self._note_folded(f"category {name!r}")
+                    name = OTHER
+                by_venue = self._series.setdefault(name, {})
             series = by_venue.get(where)
+            if series is None and where is not None and where != OTHER:
+                named = len(by_venue) - (None in by_venue) - (OTHER in by_venue)
+                if named >= MAX_VENUES:
+                    self._note_folded(f"venue {where!r} of category {name!r}")
+                    where = OTHER
+                    series = by_venue.get(where)
             if series is None:
                 series = _Series(name, where)
                 by_venue[where] = series
@@ -538,6 +664,21 @@ class LatencyProfiler:
                 # series that folds it exists.
                 self._buffers.setdefault(name, {})[where] = series.buf
             return series
+
+    def _note_folded(self, what: str) -> None:
+        self._folded_count += 1
+        if len(self._folded) < _FOLDED_KEPT and what not in self._folded:
+            self._folded.append(what)
+        if self._folded_count == 1:
+            log.warning(
+                "latency profiler: %s is counted under %r: at most %d categories and %d venues per "
+                "category are kept (a name made per order or a typo?)", what, OTHER, MAX_CATEGORIES, MAX_VENUES,
+            )
+
+    def folded(self) -> tuple[int, list[str]]:
+        """Calls redirected to `OTHER` past the bounds (one per record, record_many or measure), and the first names."""
+        with self._lock:
+            return self._folded_count, list(self._folded)
 
     # -- folding ----------------------------------------------------------------
     def _now_second(self) -> int:
@@ -572,27 +713,34 @@ class LatencyProfiler:
         else:
             self._add_array(series, np.fromiter(chunk, dtype=np.float64, count=n))
 
-    def _ensure_arrays(self, series: _Series) -> tuple[np.ndarray, np.ndarray]:
-        if series.hist is None:
-            series.hist = np.zeros(_N_FINE, dtype=np.int64)
-        if series.cur_dense is None:
-            series.cur_dense = np.zeros(_N_COARSE, dtype=np.int64)
-        return series.hist, series.cur_dense
+    @staticmethod
+    def _cover(series: _Series, low: float, high: float) -> None:
+        """Grow the series' spans to hold buckets of values in [low, high] (indexes are monotone in value)."""
+        fine_low = _fine_index_one(low)
+        fine_high = _fine_index_one(high)
+        series.hist.cover(fine_low, fine_high)
+        series.cur_dense.cover(_coarse_of(fine_low), _coarse_of(fine_high))
 
     def _add_array(self, series: _Series, values: np.ndarray) -> None:
-        hist, dense = self._ensure_arrays(series)
-        fine = _fine_index(values)
-        # add.at, not bincount: bincount allocates and adds a histogram-sized
-        # array per fold, which costs more than the 4096 samples themselves.
-        np.add.at(hist, fine, 1)
-        coarse = fine - 1
-        coarse >>= _COARSE_SHIFT
-        coarse += 1
-        np.add.at(dense, coarse, 1)
         n = int(values.size)
         total = float(values.sum())
         low = float(values.min())
         high = float(values.max())
+        self._cover(series, low, high)
+        hist = series.hist
+        dense = series.cur_dense
+        fine = _fine_index(values)
+        coarse = fine - 1
+        coarse >>= _COARSE_SHIFT
+        coarse += 1
+        if hist.base:
+            fine -= hist.base
+        if dense.base:
+            coarse -= dense.base
+        # add.at, not bincount: bincount allocates and adds a histogram-sized
+        # array per fold, which costs more than the 4096 samples themselves.
+        np.add.at(hist.counts, fine, 1)
+        np.add.at(dense.counts, coarse, 1)
         series.count += n
         series.total += total
         series.low = min(series.low, low)
@@ -604,20 +752,20 @@ class LatencyProfiler:
         series.version += 1
 
     def _add_few(self, series: _Series, chunk: Sequence[float | int]) -> None:
-        hist, dense = self._ensure_arrays(series)
+        values = [float(raw) for raw in chunk]
+        low = min(values)
+        high = max(values)
+        self._cover(series, low, high)
+        hist = series.hist.counts
+        hist_base = series.hist.base
+        dense = series.cur_dense.counts
+        dense_base = series.cur_dense.base
         total = 0.0
-        low = math.inf
-        high = -math.inf
-        for raw in chunk:
-            value = float(raw)
+        for value in values:
             fine = _fine_index_one(value)
-            hist[fine] += 1
-            dense[((fine - 1) >> _COARSE_SHIFT) + 1] += 1
+            hist[fine - hist_base] += 1
+            dense[((fine - 1) >> _COARSE_SHIFT) + 1 - dense_base] += 1
             total += value
-            if value < low:
-                low = value
-            if value > high:
-                high = value
         n = len(chunk)
         series.count += n
         series.total += total
@@ -641,17 +789,16 @@ class LatencyProfiler:
             return
         if series.cur_count:
             dense = series.cur_dense
-            assert dense is not None
-            index = np.flatnonzero(dense)
+            index, counts = dense.nonzero()
             series.past[current] = _Second(
                 series.cur_count,
                 series.cur_total,
                 series.cur_low,
                 series.cur_high,
                 index,
-                dense[index],
+                counts,
             )
-            dense[index] = 0
+            dense.counts[index - dense.base] = 0
             series.cur_count = 0
             series.cur_total = 0.0
             series.cur_low = math.inf
@@ -700,11 +847,8 @@ class LatencyProfiler:
         if not filled:
             result = _EMPTY
         else:
-            hist = filled[0].hist.copy()  # type: ignore[union-attr]
-            for series in filled[1:]:
-                hist += series.hist  # type: ignore[operator]
             result = self._summarise(
-                hist,
+                _Span.merged([s.hist for s in filled]),
                 sum(s.count for s in filled),
                 sum(s.total for s in filled),
                 min(s.low for s in filled),
@@ -720,15 +864,14 @@ class LatencyProfiler:
         if not series.count:
             result = _EMPTY
         else:
-            assert series.hist is not None
             result = self._summarise(series.hist, series.count, series.total, series.low, series.high)
         series.cached = (series.version, result)
         return result
 
     @staticmethod
-    def _summarise(hist: np.ndarray, count: int, total: float, low: float, high: float) -> LatencyStats:
-        index = np.flatnonzero(hist)
-        p50, p95, p99, p999 = _percentiles(index, hist[index], _FINE_MID, low, high)
+    def _summarise(hist: _Span, count: int, total: float, low: float, high: float) -> LatencyStats:
+        index, counts = hist.nonzero()
+        p50, p95, p99, p999 = _percentiles(index, counts, _FINE_MID, low, high)
         return LatencyStats(count, low, high, total / count, p50, p95, p99, p999)
 
     def categories(self) -> list[str]:
@@ -805,13 +948,15 @@ class LatencyProfiler:
             cached = self._window_cache.get(key)
             if cached is None or cached[0] != second or cached[1] != len(members):
                 cached = self._merge_finished(members, second, span)
+                if len(self._window_cache) >= _WINDOW_CACHE_MAX:
+                    self._window_cache.clear()  # a caller asking for many spans: start over
                 self._window_cache[key] = cached
             _, _, dense, count, total, low, high = cached
             live = [s for s in members if s.cur_count and s.cur_second == second]
             if live:
                 dense = dense.copy()
                 for series in live:
-                    dense += series.cur_dense
+                    series.cur_dense.add_into(dense)
                     count += series.cur_count
                     total += series.cur_total
                     low = min(low, series.cur_low)
@@ -856,11 +1001,9 @@ class LatencyProfiler:
                             (done.count, done.index, done.counts, done.low, done.high)
                         )
                 if series.cur_count and series.cur_second is not None and series.cur_second >= first:
-                    dense = series.cur_dense
-                    assert dense is not None
-                    index = np.flatnonzero(dense)
+                    index, counts = series.cur_dense.nonzero()
                     per_second.setdefault(series.cur_second, []).append(
-                        (series.cur_count, index, dense[index], series.cur_low, series.cur_high)
+                        (series.cur_count, index, counts, series.cur_low, series.cur_high)
                     )
             points = []
             for ts in sorted(per_second):
@@ -887,8 +1030,7 @@ class LatencyProfiler:
             for series in by_venue.values():
                 if not series.count:
                     continue
-                assert series.hist is not None
-                index = np.flatnonzero(series.hist)
+                index, counts = series.hist.nonzero()
                 series_docs.append(
                     {
                         "category": series.category,
@@ -898,7 +1040,7 @@ class LatencyProfiler:
                         "min": series.low,
                         "max": series.high,
                         "buckets": index.tolist(),
-                        "counts": series.hist[index].tolist(),
+                        "counts": counts.tolist(),
                     }
                 )
         return {
@@ -918,7 +1060,8 @@ class LatencyProfiler:
             document = self._document()
         target = Path(path)
         directory = target.parent
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        _remove_stale_temps(target)
+        fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(document, handle, separators=(",", ":"))
@@ -966,14 +1109,20 @@ class LatencyProfiler:
     ) -> LatencyProfiler:
         """A profiler holding the statistics saved in `path` (rolling windows start empty).
 
-        Raises ProfilerFileError if the file is not a complete execdesk
-        latency file of a version this code reads; OSError if it cannot be
-        opened at all.
+        Raises ProfilerFileError (naming the file and the fault) if it is not a
+        complete, consistent execdesk latency file of a version this code reads,
+        within the bounds; OSError (FileNotFoundError included) if it cannot be
+        opened or read at all.
         """
         where = os.fspath(path)
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ProfilerFileError(
+                f"{where}: over {MAX_FILE_BYTES:,} bytes, larger than any execdesk latency file; not read"
+            )
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProfilerFileError(f"{where}: not an execdesk latency file (not UTF-8 text: {exc})") from exc
         try:
@@ -982,6 +1131,12 @@ class LatencyProfiler:
             raise ProfilerFileError(
                 f"{where}: not a readable execdesk latency file: invalid JSON at line {exc.lineno} "
                 f"column {exc.colno} ({exc.msg}); the file is truncated or corrupt"
+            ) from exc
+        except ValueError as exc:  # a number of more digits than Python converts
+            raise ProfilerFileError(f"{where}: not an execdesk latency file ({exc})") from exc
+        except RecursionError as exc:
+            raise ProfilerFileError(
+                f"{where}: not an execdesk latency file (JSON nested too deeply to read)"
             ) from exc
         profiler = cls(clock, window_s, autosave_path, autosave_interval_s)
         profiler._install(_parse_document(document, where))
@@ -995,9 +1150,9 @@ class LatencyProfiler:
                 self._buffers.setdefault(category, {})
             for doc in series_docs:
                 series = _Series(doc["category"], doc["venue"])
-                hist = np.zeros(_N_FINE, dtype=np.int64)
-                hist[np.asarray(doc["buckets"], dtype=np.int64)] = np.asarray(doc["counts"], dtype=np.int64)
-                series.hist = hist
+                buckets = np.asarray(doc["buckets"], dtype=np.int64)
+                series.hist.cover(int(buckets[0]), int(buckets[-1]))
+                series.hist.counts[buckets - series.hist.base] = np.asarray(doc["counts"], dtype=np.int64)
                 series.count = doc["count"]
                 series.total = doc["sum"]
                 series.low = doc["min"]
@@ -1022,6 +1177,23 @@ class LatencyProfiler:
 # -- reading saved files -------------------------------------------------------------
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temporary files that killed saves to `target` left, once older than STALE_TEMP_S."""
+    cutoff = time.time() - STALE_TEMP_S
+    try:
+        candidates = list(target.parent.glob(f"{glob.escape(_temp_prefix(target))}*{_TEMP_SUFFIX}"))
+    except OSError:
+        return
+    for candidate in candidates:
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete: the save goes on
+            if candidate.stat().st_mtime < cutoff:
+                candidate.unlink()
 
 
 def _is_count(value: object) -> bool:
@@ -1063,6 +1235,7 @@ def _parse_document(document: object, where: str) -> tuple[list[str], list[dict[
     if not isinstance(series_docs, list):
         raise fail(f"'series' must be a list, got {type(series_docs).__name__}")
     seen: set[tuple[str, str | None]] = set()
+    venues_of: dict[str, set[str | None]] = {}
     for number, doc in enumerate(series_docs):
         if not isinstance(doc, dict):
             raise fail(f"series #{number} must be an object, got {type(doc).__name__}")
@@ -1077,8 +1250,8 @@ def _parse_document(document: object, where: str) -> tuple[list[str], list[dict[
             raise fail(f"{label} appears twice")
         seen.add((category, venue))
         count = doc.get("count")
-        if not _is_count(count) or count == 0:
-            raise fail(f"{label}: count must be an integer > 0, got {count!r}")
+        if not _is_count(count) or count == 0 or count > _MAX_COUNT:
+            raise fail(f"{label}: count must be an integer in [1, 2**48], got {count!r}")
         for field in ("sum", "min", "max"):
             value = doc.get(field)
             if not _is_number(value) or value < 0:
@@ -1096,10 +1269,25 @@ def _parse_document(document: object, where: str) -> tuple[list[str], list[dict[
                     f"{label}: bucket indexes must be increasing integers in [0, {_N_FINE}), got {bucket!r}"
                 )
             previous = bucket
-        if not all(_is_count(c) and c > 0 for c in counts):
-            raise fail(f"{label}: bucket counts must be integers > 0")
+        if not all(_is_count(c) and 0 < c <= _MAX_COUNT for c in counts):
+            raise fail(f"{label}: bucket counts must be integers in [1, 2**48]")
         if sum(counts) != count:
             raise fail(f"{label}: bucket counts add up to {sum(counts)} but count is {count}")
         if category not in categories:
             categories.append(category)
+        venues_of.setdefault(category, set()).add(venue)
+    categories = list(dict.fromkeys(categories))
+    # Counted as a loaded profiler would hold them: the defaults are always there.
+    regular = [c for c in dict.fromkeys([*DEFAULT_CATEGORIES, *categories]) if c != OTHER]
+    if len(regular) > MAX_CATEGORIES:
+        raise fail(
+            f"{len(regular)} categories besides {OTHER!r}; a profiler keeps at most {MAX_CATEGORIES}"
+        )
+    for category, venues in venues_of.items():
+        named = len(venues - {None, OTHER})
+        if named > MAX_VENUES:
+            raise fail(
+                f"category {category!r} has {named} venues besides {OTHER!r}; a profiler keeps at most "
+                f"{MAX_VENUES} per category"
+            )
     return categories, series_docs

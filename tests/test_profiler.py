@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -18,9 +20,14 @@ from hypothesis import strategies as st
 
 from engine.clock import VirtualClock
 from engine.errors import ExecdeskError
+from engine import profiler as profiler_module
 from engine.profiler import (
     BATCH_SIZE,
     DEFAULT_CATEGORIES,
+    MAX_CATEGORIES,
+    MAX_VENUES,
+    OTHER,
+    STALE_TEMP_S,
     LatencyProfiler,
     LatencyStats,
     ProfilerFileError,
@@ -341,6 +348,154 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path: Path, monkeypatch, fai
     assert LatencyProfiler.load(path).stats("submission").count == 1
 
 
+def test_a_save_removes_temporary_files_a_killed_save_left_but_not_a_save_in_progress(tmp_path: Path) -> None:
+    path = tmp_path / "latency.json"
+    killed = tmp_path / ".latency.json.k1ll3d.tmp"
+    running = tmp_path / ".latency.json.runn1ng.tmp"
+    another_target = tmp_path / ".other.json.k1ll3d.tmp"
+    for leftover in (killed, running, another_target):
+        leftover.write_text('{"format": "execdesk-lat')
+    old = time.time() - STALE_TEMP_S - 60
+    for leftover in (killed, another_target):
+        os.utime(leftover, (old, old))
+    profiler, _ = virtual_profiler()
+    profiler.record("submission", 1000)
+    profiler.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".latency.json.runn1ng.tmp", ".other.json.k1ll3d.tmp", "latency.json"]
+    )
+    assert LatencyProfiler.load(path).stats("submission").count == 1
+
+
+def saved_document(tmp_path: Path) -> tuple[Path, dict]:
+    path = tmp_path / "latency.json"
+    filled_profiler().save(path)
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000, "JSON nested too deeply to read"),
+        ('{"format": "execdesk-latency", "version": ' + "9" * 5000 + "}", "Exceeds the limit (4300 digits)"),
+        ("", "invalid JSON at line 1 column 1"),
+        ("null", "not an execdesk latency file (a JSON NoneType"),
+    ],
+    ids=["deep", "huge-int", "empty", "null"],
+)
+def test_foreign_files_are_refused_with_the_one_error_type(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "latency.json"
+    path.write_text(text)
+    with pytest.raises(ProfilerFileError, match=re.escape(message)) as caught:
+        LatencyProfiler.load(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # A count numpy cannot hold used to escape as OverflowError.
+        (lambda d: d["series"][0].update(count=2**70, counts=[2**70], buckets=[5]) or d,
+         "count must be an integer in [1, 2**48], got 1180591620717411303424"),
+        (lambda d: d["series"][0].update(sum=float("nan")) or d, "sum must be a finite number >= 0, got nan"),
+        (lambda d: d["series"][0].update(buckets=[40_962], counts=[d["series"][0]["count"]]) or d,
+         "bucket indexes must be increasing integers in [0, 40962), got 40962"),
+        (lambda d: {**d, "series": [], "categories": [f"c{i}" for i in range(MAX_CATEGORIES - 2)]},
+         f"{MAX_CATEGORIES + 1} categories besides 'other'; a profiler keeps at most {MAX_CATEGORIES}"),
+        (lambda d: {**d, "series": [{**d["series"][0], "venue": f"v{i}"} for i in range(MAX_VENUES + 1)]},
+         f"has {MAX_VENUES + 1} venues besides 'other'; a profiler keeps at most {MAX_VENUES} per category"),
+    ],
+    ids=["huge-count", "nan-sum", "bucket-past-the-scheme", "too-many-categories",
+         "too-many-venues"],
+)
+def test_hand_edited_files_are_refused_naming_the_fault(tmp_path: Path, mutate, message: str) -> None:
+    path, document = saved_document(tmp_path)
+    path.write_text(json.dumps(mutate(document)))
+    with pytest.raises(ProfilerFileError, match=re.escape(message)) as caught:
+        LatencyProfiler.load(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_file_at_the_bounds_loads(tmp_path: Path) -> None:
+    path, document = saved_document(tmp_path)
+    names = [f"c{i}" for i in range(MAX_CATEGORIES - len(DEFAULT_CATEGORIES))]
+    series = [{**document["series"][0], "category": "c0", "venue": f"v{i}"} for i in range(MAX_VENUES)]
+    series.append({**document["series"][0], "category": "c0", "venue": OTHER})
+    path.write_text(json.dumps({**document, "categories": [*names, OTHER], "series": series}))
+    loaded = LatencyProfiler.load(path)
+    assert loaded.categories() == [*DEFAULT_CATEGORIES, *names, OTHER]
+    assert len(loaded.venues("c0")) == MAX_VENUES + 1
+    loaded.record("c0", 1.0, "v_new")  # past the bound once loaded: counted under other
+    assert loaded.stats("c0", OTHER).count == document["series"][0]["count"] + 1
+
+
+def test_a_file_past_the_size_bound_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = saved_document(tmp_path)
+    size = path.stat().st_size
+    monkeypatch.setattr(profiler_module, "MAX_FILE_BYTES", size)
+    assert LatencyProfiler.load(path).stats("submission").count == 9000  # at the bound: read
+    monkeypatch.setattr(profiler_module, "MAX_FILE_BYTES", size - 1)
+    with pytest.raises(ProfilerFileError, match=f"over {size - 1:,} bytes, larger than any execdesk latency"):
+        LatencyProfiler.load(path)
+
+
+def test_a_directory_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        LatencyProfiler.load(tmp_path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+SERIES_FIELDS = ("category", "venue", "count", "sum", "min", "max", "buckets", "counts")
+TOP_FIELDS = ("format", "version", "unit", "scheme", "categories", "series")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    where=st.one_of(st.sampled_from(TOP_FIELDS), st.tuples(st.integers(0, 3), st.sampled_from(SERIES_FIELDS))),
+    value=json_values,
+)
+def test_any_hand_edit_loads_or_raises_the_one_error_type(tmp_path_factory, where, value) -> None:
+    path = tmp_path_factory.mktemp("edit") / "latency.json"
+    filled_profiler().save(path)
+    document = json.loads(path.read_text())
+    if isinstance(where, str):
+        document[where] = value
+    else:
+        document["series"][where[0]][where[1]] = value
+    path.write_text(json.dumps(document))
+    try:
+        loaded = LatencyProfiler.load(path)
+    except ProfilerFileError as exc:
+        assert str(exc).startswith(str(path))
+        return
+    loaded.get_stats()  # what loaded must also read
+    loaded.snapshot()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_damaged_byte_loads_or_raises_the_one_error_type(tmp_path_factory, data) -> None:
+    path = tmp_path_factory.mktemp("bytes") / "latency.json"
+    filled_profiler().save(path)
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(raw)))
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        loaded = LatencyProfiler.load(path)
+    except ProfilerFileError as exc:
+        assert str(exc).startswith(str(path))
+        return
+    loaded.get_stats()
+
+
 def test_maybe_autosave_saves_once_per_interval(tmp_path: Path) -> None:
     path = tmp_path / "auto.json"
     clock = VirtualClock(start=T0)
@@ -368,6 +523,104 @@ def test_default_categories_exist_and_others_are_created_on_first_use() -> None:
     assert profiler.categories() == [*DEFAULT_CATEGORIES, "risk_check"]
     stats = profiler.stats("risk_check")
     assert (stats.count, stats.min, stats.max, stats.mean) == (2, 700.0, 900.0, 800.0)
+
+
+def test_categories_past_the_bound_are_counted_under_other_not_kept(caplog: pytest.LogCaptureFixture) -> None:
+    profiler, _ = virtual_profiler()  # a measured body takes 0 ns of virtual time
+    extra = [f"typo{i}" for i in range(MAX_CATEGORIES - len(DEFAULT_CATEGORIES))]
+    for name in extra:
+        profiler.record(name, 100)
+    assert profiler.categories() == [*DEFAULT_CATEGORIES, *extra]
+    assert profiler.folded() == (0, [])
+
+    profiler.record("one_too_many", 1_000)
+    profiler.record("one_too_many", 3_000)
+    profiler.record_many("another", [5_000, 7_000], venue="X")
+    with profiler.measure("a_third"):
+        pass
+    assert profiler.categories() == [*DEFAULT_CATEGORIES, *extra, OTHER]
+    other = profiler.stats(OTHER)
+    assert (other.count, other.min, other.max) == (5, 0.0, 7_000.0)
+    assert profiler.stats(OTHER, "X").count == 2
+    assert profiler.stats("one_too_many") == LatencyStats()  # never became a category
+    count, names = profiler.folded()
+    assert count == 4
+    assert names == ["category 'one_too_many'", "category 'another'", "category 'a_third'"]
+    profiler.record(OTHER, 9_000)  # the bucket itself is always there
+    assert profiler.stats(OTHER).count == 6
+    warnings = [r.getMessage() for r in caplog.records if r.name == "execdesk.profiler"]
+    assert warnings == [  # once, not per sample
+        "latency profiler: category 'one_too_many' is counted under 'other': at most 64 categories and 32 "
+        "venues per category are kept (a name made per order or a typo?)"
+    ]
+
+
+def test_venues_past_the_bound_are_counted_under_other() -> None:
+    profiler = LatencyProfiler()
+    for i in range(MAX_VENUES):
+        profiler.record("acknowledgment", 100, f"v{i}")
+    profiler.record("acknowledgment", 200)  # venue-less samples do not count against the bound
+    profiler.record("acknowledgment", 5_000, "v_late")
+    profiler.record("acknowledgment", 6_000, "v_later")
+    assert profiler.venues("acknowledgment") == sorted([*(f"v{i}" for i in range(MAX_VENUES)), OTHER])
+    assert profiler.stats("acknowledgment", OTHER).count == 2
+    assert profiler.stats("acknowledgment").count == MAX_VENUES + 3
+    assert profiler.folded() == (2, ["venue 'v_late' of category 'acknowledgment'",
+                                     "venue 'v_later' of category 'acknowledgment'"])
+    profiler.record("submission", 100, "v_late")  # the bound is per category
+    assert profiler.venues("submission") == ["v_late"]
+
+
+def test_two_thousand_typo_categories_cost_little_memory() -> None:
+    # The issue's case: each new category was kept for ever at ~370 kB (2,000: +267 MB RSS).
+    profiler, _ = virtual_profiler()
+    only_profiler = [tracemalloc.Filter(True, "*engine/profiler.py")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(only_profiler)
+        for i in range(2_000):
+            profiler.record(f"subimssion{i}", 50_000.0 + i, "X")
+        profiler.flush()
+        after = tracemalloc.take_snapshot().filter_traces(only_profiler)
+    finally:
+        tracemalloc.stop()
+    kept = sum(s.size for s in after.statistics("filename")) - sum(s.size for s in before.statistics("filename"))
+    assert len(profiler.categories()) == MAX_CATEGORIES + 1
+    assert profiler.stats(OTHER).count == 2_000 - (MAX_CATEGORIES - len(DEFAULT_CATEGORIES))
+    # 61 one-sample categories and the other bucket, at a few kB each (measured ~4 kB).
+    assert kept < 62 * 8 * 1024, kept
+
+
+def test_a_series_holds_only_the_buckets_its_samples_reach() -> None:
+    profiler, _ = virtual_profiler()
+    profiler.record("one", 50_000.0)
+    one_sample = profiler.storage_bytes()
+    assert one_sample <= 4 * 1024  # a quarter octave fine plus half an octave coarse (int64)
+    for value in (1.0, 2.0**39):  # the whole range: still bounded by the whole scheme
+        profiler.record("one", value)
+    profiler.flush()
+    assert one_sample < profiler.storage_bytes() <= 8 * (40_962 + 5_122)
+    stats = profiler.stats("one")
+    assert (stats.count, stats.min, stats.median, stats.max) == (3, 1.0, pytest.approx(50_000.0, rel=1e-3), 2.0**39)
+
+
+def test_window_stats_over_many_spans_keeps_a_bounded_cache() -> None:
+    profiler, clock = virtual_profiler()
+    for _ in range(5):  # one sample in each of the last five seconds before now
+        profiler.record("execution", 1_000.0, "X")
+        profiler.flush()
+        clock.advance(1.0)
+    only_profiler = [tracemalloc.Filter(True, "*engine/profiler.py")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(only_profiler)
+        for seconds in range(1, 601):
+            assert profiler.window_stats("execution", "X", seconds=seconds).count == min(seconds - 1, 5)
+        after = tracemalloc.take_snapshot().filter_traces(only_profiler)
+    finally:
+        tracemalloc.stop()
+    kept = sum(s.size for s in after.statistics("filename")) - sum(s.size for s in before.statistics("filename"))
+    assert kept < 3 * 2**20, kept  # at most 64 merged windows of 41 kB; all 600 would be ~25 MB
 
 
 def test_stats_per_venue_and_combined() -> None:
