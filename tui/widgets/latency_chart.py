@@ -40,12 +40,16 @@ class LatencyChart(PlotextPlot):
             return None
         if path is None:
             return "no saved latency history: the profiler has no save file"
+        # A file on disk can be anything: load names every fault of its content with
+        # ProfilerFileError, and OSError covers what stops it being read at all.
         try:
             self.history = LatencyProfiler.load(path)
         except FileNotFoundError:
             return f"no saved latency history yet at {path} (saved on exit and every minute)"
         except ProfilerFileError as exc:
-            return str(exc)
+            return f"latency history not shown: {exc}"
+        except OSError as exc:
+            return f"latency history not shown: {path} could not be read ({exc.strerror or exc})"
         return None
 
     def redraw(self, engine: Engine) -> None:
