@@ -79,3 +79,99 @@ async def test_every_field_that_opens_with_a_value_is_replaced_by_typing(tmp_pat
             await pilot.press("escape")  # closed in Quantity: the next ticket gets that focus back
             await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
         await app.shutdown_engine()
+
+
+class Host(App[None]):
+    """The smallest app that shows one ticket and keeps what it returned."""
+
+    def __init__(self, ticket: TicketScreen) -> None:
+        super().__init__()
+        self.ticket = ticket
+        self.results: list[object] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.ticket, self.results.append)
+
+
+SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD"]
+TOUCH = {
+    ("BTC/USD", "BUY"): 49_100.5, ("BTC/USD", "SELL"): 49_101.5,
+    ("ETH/USD", "BUY"): 3_004.0, ("ETH/USD", "SELL"): 3_004.25,
+    ("SOL/USD", "BUY"): 150.12, ("SOL/USD", "SELL"): 150.14,
+}
+
+
+def eth_ticket(**kwargs) -> TicketScreen:
+    values = {"symbol": "ETH/USD", "side": "BUY", "type": "LIMIT", "quantity": "2", "price": "3004"}
+    return TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_next_symbol_and_flip_side_move_the_price_to_the_new_touch() -> None:
+    app = Host(eth_ticket(touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        await pilot.press("ctrl+y")
+        assert (ticket.values["symbol"], value(ticket, "price")) == ("SOL/USD", "150.12")
+        await pilot.press("ctrl+f")
+        assert (ticket.values["side"], value(ticket, "price")) == ("SELL", "150.14")
+        await pilot.press("tab", "1", "5", "1")  # the new price is selected: typing replaces it
+        assert value(ticket, "price") == "151"
+        await pilot.press("ctrl+y")  # SOL -> BTC
+        assert value(ticket, "price") == "49101.5"
+        await pilot.press("enter")
+        await pilot.pause()
+        [(order, venue)] = app.results
+        assert (order.symbol, order.side.value, order.price, order.quantity) == ("BTC/USD", "SELL", 49_101.5, 2.0)
+
+
+@pytest.mark.anyio
+async def test_without_a_touch_a_new_symbol_or_side_clears_the_price_and_cannot_be_sent() -> None:
+    for key in ("ctrl+y", "ctrl+f"):
+        app = Host(eth_ticket())
+        async with app.run_test(size=(80, 24)) as pilot:
+            ticket = app.ticket
+            await pilot.press(key)
+            assert value(ticket, "price") == "", key
+            assert str(ticket.query_one("#error-price").render()).startswith("Limit price is required")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.results == [] and app.screen is ticket
+
+
+@pytest.mark.anyio
+async def test_no_touch_known_clears_the_price_and_no_limit_stays_no_limit() -> None:
+    app = Host(eth_ticket(touch=lambda symbol, side: None))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        await pilot.press("ctrl+y")
+        assert value(ticket, "price") == ""
+    # A SMART order without a limit price keeps none when the symbol or side changes.
+    values = {"symbol": "ETH/USD", "side": "BUY", "type": "SMART", "quantity": "2", "price": ""}
+    app2 = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-2", blink=False,
+                             touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+y", "ctrl+f")
+        assert value(app2.ticket, "price") == ""
+        assert app2.ticket.result is not None and app2.ticket.result.ok
+        assert app2.ticket.result.order.price is None
+
+
+@pytest.mark.anyio
+async def test_the_desk_never_sends_one_symbols_price_on_another(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        ticket = app.screen
+        before = ticket.values["symbol"]
+        await pilot.press("ctrl+y")
+        symbol = ticket.values["symbol"]
+        assert symbol != before
+        book = app.engine.smart.merged_book(symbol, depth=1)
+        mid = (book.best_bid + book.best_ask) / 2
+        price = value(ticket, "price")
+        # Cleared (the desk gives no touch) or at the new symbol's market: never the old one's.
+        assert price == "" or abs(float(price) / mid - 1) < 0.01, (symbol, price, mid)
+        await pilot.press("escape")
+        await app.shutdown_engine()

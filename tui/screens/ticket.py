@@ -3,11 +3,13 @@
 Opened with `b` / `s` on the selected symbol, its fields remembered from the
 last ticket; Enter sends, Escape closes. Only the fields of the chosen type
 are shown. Ctrl+T cycles the type, Ctrl+Y the symbol, Ctrl+R the route,
-Ctrl+F flips the side, so the common orders need no mouse and few keys.
+Ctrl+F flips the side (both move the price to the new touch), so the common
+orders need no mouse and few keys.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,10 +29,12 @@ from ..ticket_model import (
     FIELDS_BY_TYPE,
     HINTS,
     LABELS,
+    OPTIONAL_PRICE,
     SMART_ROUTE,
     TicketResult,
     build_order,
     describe,
+    plain,
 )
 
 TYPES = tuple(t.value for t in OrderType)
@@ -62,9 +66,14 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     def __init__(
         self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
         quote: Callable[[str], str | None] | None = None, alert: Callable[[], TicketAlert | None] | None = None,
+        touch: Callable[[str, str], float | None] | None = None,
     ) -> None:
         super().__init__()
         self.blink = blink
+        # (symbol, side) -> the price a new symbol or side starts at (the desk gives the touch:
+        # the best bid for a buy, the best ask for a sell), or None when there is no market.
+        # Without it a new symbol or side clears the price, so the operator must type one.
+        self.touch = touch
         # The symbol's best bid / ask, on the title line: the ticket hides the desk
         # (drawing it dimmed behind cost each frame) and the desk waits until it closes.
         self.quote = quote
@@ -232,13 +241,30 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self.values[name] = options[(options.index(current) + 1) % len(options)] if current in options else options[0]
         if name == "venue":
             self.query_one("#field-venue", Select).value = self.values["venue"]
+        if name == "symbol":
+            self._follow_market()
         self._layout()
         self._validate()
 
     def action_flip_side(self) -> None:
         self.values["side"] = "SELL" if self.values["side"] == "BUY" else "BUY"
+        self._follow_market()
         self._layout()
         self._validate()
+
+    def _follow_market(self) -> None:
+        """A new symbol or side starts at its own touch: a price typed for ETH (3,004) must never
+        go out on a SOL ticket (~150), and a buy's bid is a sell's crossing price.
+
+        A blank price on a type where it is optional (no limit) stays blank.
+        """
+        if not self.values.get("price", "").strip() and OrderType(self.values["type"]) in OPTIONAL_PRICE:
+            return
+        touch = self.touch(self.values["symbol"], self.values["side"]) if self.touch is not None else None
+        self.values["price"] = plain(touch) if touch is not None and math.isfinite(touch) and touch > 0 else ""
+        field = self.query_one("#field-price", Input)
+        field.value = self.values["price"]
+        field.select_all()
 
     def action_send(self) -> None:
         result = self._validate()
