@@ -7,6 +7,7 @@ it) feeds most checks; no test here asserts how fast anything is.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,24 @@ def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {w["name"]: w for w in doc["workloads"]}
 
 
+def agrees_with_its_rounded_inputs(
+    reported: float, numerator: float, denominator: float, *, places: int, step: float
+) -> bool:
+    """Whether `reported`, a ratio rounded to `places` decimals, is numerator / denominator.
+
+    The JSON holds only rounded figures: the inputs rounded to `step`, the ratio to
+    `places`. So the quotient of the rounded inputs may differ from the reported ratio
+    by half a unit of its last place plus what rounding each input moved it
+    (relatively, step / 2 over each input), and by no more. A fixed relative tolerance
+    does not fit both ends: at a ratio of 0.03 half a unit of the fourth decimal is
+    already 1.7e-3 of it.
+    """
+    computed = numerator / denominator
+    inputs = abs(computed) * (step / 2 / abs(numerator) + step / 2 / abs(denominator))
+    slack = 0.5 * 10.0**-places + inputs * 1.01 + 1e-12  # 1.01: the first-order bound, with room
+    return abs(reported - computed) <= slack
+
+
 def test_quick_run_has_every_workload_in_order_or_a_skip_with_a_reason(quick_run) -> None:
     doc, _, _ = quick_run
     assert [w["name"] for w in doc["workloads"]] == [n for n in bench.WORKLOADS if n not in bench.OPT_IN]
@@ -61,7 +80,9 @@ def test_throughput_figures_are_positive_and_add_up(quick_run) -> None:
             assert w[key] > 0, (name, key, w[key])
         assert w["p50_us"] <= w["p99_us"], w
         assert w["orders"] / w["seconds"] == pytest.approx(w["orders_per_s"], rel=0.02), w
-        assert w["orders_per_s"] / w["floor_orders_per_s"] == pytest.approx(w["ratio_to_floor"], rel=1e-3), w
+        assert agrees_with_its_rounded_inputs(
+            w["ratio_to_floor"], w["orders_per_s"], w["floor_orders_per_s"], places=4, step=0.1
+        ), w
         # Every small market order fills (alternating sides keep the book stocked) unless refused.
         assert w["fills"] >= w["orders"] - w["rejected"], w
         assert w["rejections_negligible"] is (w["rejected"] <= w["orders"] * bench.REJECTED_TOLERANCE), w
@@ -88,7 +109,9 @@ def test_the_other_workloads_report_their_own_figures(quick_run) -> None:
     prof = w["profiler_record"]
     assert prof["ns_per_sample"] > 0 and prof["floor_ns_per_sample"] > 0
     assert prof["recorded"] == prof["samples"]  # every sample reached the histogram
-    assert prof["floor_ns_per_sample"] / prof["ns_per_sample"] == pytest.approx(prof["ratio_to_floor"], rel=1e-2)
+    assert agrees_with_its_rounded_inputs(
+        prof["ratio_to_floor"], prof["floor_ns_per_sample"], prof["ns_per_sample"], places=4, step=0.1
+    ), prof
 
     twap = w["twap_hour"]
     if "skipped" not in twap:
@@ -104,7 +127,9 @@ def test_the_other_workloads_report_their_own_figures(quick_run) -> None:
     memory = w["memory"]
     assert memory["orders"] == bench.QUICK.memory_large and memory["complete"] is True
     assert 0 < memory["peak_rss_small_mb"] <= memory["peak_rss_mb"]
-    assert memory["ratio"] == pytest.approx(memory["peak_rss_mb"] / memory["peak_rss_small_mb"], rel=0.01)
+    assert agrees_with_its_rounded_inputs(
+        memory["ratio"], memory["peak_rss_mb"], memory["peak_rss_small_mb"], places=3, step=0.1
+    ), memory
     assert memory["fills"] >= memory["orders"] and memory["rejected"] == 0
 
 
@@ -159,6 +184,33 @@ def test_the_desk_soak_runs_only_when_named_and_samples_memory_and_keys() -> Non
 def test_soak_minutes_must_be_positive() -> None:
     proc = run_cli("--only", "desk_soak", "--soak-minutes", "0")
     assert proc.returncode == 2 and "--soak-minutes must be > 0, got 0" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("orders_per_s", "floor_per_s"),
+    [(1_234.56, 40_000.04), (987.65, 51_234.44), (61_000.0, 60_999.0), (5.04, 100_000.0), (33_333.3, 1_000.0)],
+)
+def test_a_rounded_ratio_agrees_with_its_rounded_inputs_at_any_size(orders_per_s: float, floor_per_s: float) -> None:
+    # The bench's own rounding (tui/bench.py): inputs to 0.1, the ratio to 4 decimals. Ratios
+    # below ~0.05 failed a fixed rel=1e-3 on a loaded machine (slow runs: small ratios).
+    reported = round(orders_per_s / floor_per_s, 4)
+    shown_orders, shown_floor = round(orders_per_s, 1), round(floor_per_s, 1)
+    assert agrees_with_its_rounded_inputs(reported, shown_orders, shown_floor, places=4, step=0.1)
+    # ... and a ratio computed wrongly does not pass: 1 % and a unit of the last place off, or
+    # inverted (indistinguishable only where the ratio is about 1).
+    off = reported * 1.01 + 1e-4
+    assert not agrees_with_its_rounded_inputs(off, shown_orders, shown_floor, places=4, step=0.1)
+    if abs(math.log(orders_per_s / floor_per_s)) > 0.01:
+        inverted = round(floor_per_s / orders_per_s, 4)
+        assert not agrees_with_its_rounded_inputs(inverted, shown_orders, shown_floor, places=4, step=0.1)
+
+
+def test_the_old_fixed_tolerance_failed_small_ratios() -> None:
+    # The flake, pinned: at 0.0309 the fourth decimal's rounding alone exceeds rel=1e-3.
+    orders_per_s, floor_per_s = 1_237.9, 40_000.0  # 0.0309475, shown as 0.0309
+    reported = round(orders_per_s / floor_per_s, 4)
+    assert orders_per_s / floor_per_s != pytest.approx(reported, rel=1e-3)
+    assert agrees_with_its_rounded_inputs(reported, orders_per_s, floor_per_s, places=4, step=0.1)
 
 
 def test_percentile_is_nearest_rank() -> None:
