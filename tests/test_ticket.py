@@ -175,3 +175,48 @@ async def test_the_desk_never_sends_one_symbols_price_on_another(tmp_path: Path)
         assert price == "" or abs(float(price) / mid - 1) < 0.01, (symbol, price, mid)
         await pilot.press("escape")
         await app.shutdown_engine()
+
+
+ODD_VALUES = [
+    {"type": "BOGUS"}, {"tif": "XYZ"}, {"profile": "flat"}, {"urgency": None}, {"quantity": 5},
+    {"quantity": None}, {"side": "HOLD"}, {"venue": 3}, {"symbol": ["BTC/USD"]}, {"price": float("nan")},
+    {"display_variance": True}, {"slices": {"n": 1}}, {"profile": "flat", "urgency": 7, "tif": 1.5},
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=[repr(v) for v in ODD_VALUES])
+async def test_a_ticket_opens_on_any_values_each_field_falling_back_on_its_own(odd: dict) -> None:
+    values = {"symbol": "ETH/USD", "side": "SELL", "type": "LIMIT", "quantity": "2", "price": "3004", **odd}
+    app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        # Every type's fields can be shown with these values.
+        for _ in range(len(OrderType)):
+            await pilot.press("ctrl+t")
+        assert app.screen is ticket
+        defaults = {"type": "LIMIT", "tif": "GTC", "profile": "u_shape", "urgency": "normal", "quantity": "0.1",
+                    "side": "BUY", "venue": "SMART", "symbol": "BTC/USD", "price": "", "display_variance": "0",
+                    "slices": "10"}
+        for name, odd_value in odd.items():
+            expected = "5" if odd_value == 5 and name == "quantity" else defaults[name]
+            assert ticket.values[name] == expected, name
+        # What was good in the same values is kept.
+        kept = {k: v for k, v in values.items() if k not in odd}
+        assert {k: ticket.values[k] for k in kept} == kept
+
+
+@pytest.mark.anyio
+async def test_a_reused_ticket_takes_odd_values_too() -> None:
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = eth_ticket()
+        app.install_screen(ticket, name="ticket")  # as the desk does, to reuse it
+        await app.push_screen("ticket")
+        await pilot.press("escape")
+        await pilot.pause()
+        ticket.prepare({"type": "BOGUS", "tif": None, "quantity": 5, "urgency": []}, "T-2")
+        await app.push_screen("ticket")
+        await pilot.pause()
+        assert (ticket.values["type"], ticket.values["tif"], value(ticket, "quantity")) == ("LIMIT", "GTC", "5")
+        assert app.screen is ticket

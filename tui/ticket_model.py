@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,37 @@ DEFAULTS: dict[str, str] = {
     "profile": "u_shape",
     "urgency": "normal",
 }
+
+# The fields whose value is one of a list (type, side and the ticket's drop-downs but the route).
+_ONE_OF: dict[str, tuple[str, ...]] = {
+    "type": tuple(t.value for t in OrderType),
+    "side": tuple(s.value for s in OrderSide),
+    **CHOICES,
+}
+
+
+def clean_values(values: Any) -> dict[str, str]:
+    """Ticket values from anything (a hand-edited settings file): each field falls back on its own.
+
+    A value of the wrong kind (`null`, a list, an unknown type or choice) takes the field's
+    default; a number becomes its text (`5` -> "5"); unknown keys are dropped. Whether a
+    number is acceptable is the ticket's business as the operator types, not this one's.
+    """
+    if not isinstance(values, Mapping):
+        return dict(DEFAULTS)
+    clean = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            value = plain(value)
+        if not isinstance(value, str):
+            continue
+        choices = _ONE_OF.get(name)
+        if choices is not None and value not in choices:
+            continue
+        clean[name] = value
+    return clean
+
 
 OPTIONAL_PRICE = {OrderType.TWAP, OrderType.VWAP, OrderType.SMART}
 _METADATA_KEY = re.compile(r"metadata\['([a-z_]+)'\]|metadata key '([a-z_]+)'")

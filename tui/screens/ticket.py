@@ -10,7 +10,7 @@ orders need no mouse and few keys.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from rich.text import Text
@@ -25,7 +25,6 @@ from engine import OrderType
 
 from ..ticket_model import (
     CHOICES,
-    DEFAULTS,
     FIELDS_BY_TYPE,
     HINTS,
     LABELS,
@@ -33,6 +32,7 @@ from ..ticket_model import (
     SMART_ROUTE,
     TicketResult,
     build_order,
+    clean_values,
     describe,
     plain,
 )
@@ -64,7 +64,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     ]
 
     def __init__(
-        self, values: dict[str, str], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
+        self, values: Mapping[str, Any], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
         quote: Callable[[str], str | None] | None = None, alert: Callable[[], TicketAlert | None] | None = None,
         touch: Callable[[str, str], float | None] | None = None,
     ) -> None:
@@ -81,7 +81,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         # What the hidden desk would show loudly (a halt, venues out of routing), or None.
         self.alert = alert
         self._alert: TicketAlert | None = None
-        self.values = {**DEFAULTS, **values}
+        self.values = clean_values(values)
         self.symbols = symbols
         self.routes = [SMART_ROUTE, *venues]
         self.order_id = order_id
@@ -122,9 +122,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         if self.quote is not None or self.alert is not None:
             self.set_interval(QUOTE_S, self._refresh_header, name="header")
 
-    def prepare(self, values: dict[str, str], order_id: str) -> None:
+    def prepare(self, values: Mapping[str, Any], order_id: str) -> None:
         """Reuse this ticket for the next order: composing a new one cost ~100 ms under load."""
-        self.values = {**DEFAULTS, **values}
+        self.values = clean_values(values)
         if self.values["symbol"] not in self.symbols and self.symbols:
             self.values["symbol"] = self.symbols[0]
         if self.values["venue"] not in self.routes:
