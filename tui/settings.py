@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import OrderSide, OrderType
+from engine import OrderSide
 
 from .ticket_model import CHOICES, FIELDS_BY_TYPE
 
@@ -50,7 +50,7 @@ _NAMED_AT_MOST = 8
 # only need to be strings; every other field's rule is known without a desk.
 _FREE_TEXT = ("symbol", "venue")
 _ENUMS: dict[str, tuple[str, ...]] = {
-    "type": tuple(t.value for t in OrderType),
+    "type": tuple(t.value for t in FIELDS_BY_TYPE),  # the types the ticket can show
     "side": tuple(s.value for s in OrderSide),
     **CHOICES,
 }
