@@ -676,7 +676,10 @@ class LatencyProfiler:
             )
 
     def folded(self) -> tuple[int, list[str]]:
-        """Calls redirected to `OTHER` past the bounds (one per record, record_many or measure), and the first names."""
+        """How many calls went to `OTHER` past the bounds, and the first names that did.
+
+        One call is one `record`, `record_many` or `measure`; at most 16 names are kept.
+        """
         with self._lock:
             return self._folded_count, list(self._folded)
 
