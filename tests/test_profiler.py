@@ -454,7 +454,7 @@ SERIES_FIELDS = ("category", "venue", "count", "sum", "min", "max", "buckets", "
 TOP_FIELDS = ("format", "version", "unit", "scheme", "categories", "series")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     where=st.one_of(st.sampled_from(TOP_FIELDS), st.tuples(st.integers(0, 3), st.sampled_from(SERIES_FIELDS))),
     value=json_values,
@@ -477,7 +477,7 @@ def test_any_hand_edit_loads_or_raises_the_one_error_type(tmp_path_factory, wher
     loaded.snapshot()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_any_damaged_byte_loads_or_raises_the_one_error_type(tmp_path_factory, data) -> None:
     path = tmp_path_factory.mktemp("bytes") / "latency.json"
