@@ -22,8 +22,11 @@ def make_engine(seed: int = 1, clock: VirtualClock | None = None) -> Engine:
     return Engine.default(seed=seed, clock=clock or VirtualClock(start=START), specs=instant_specs())
 
 
-def make_app(tmp_path: Path, seed: int = 1, theme: str | None = None, engine: Engine | None = None) -> DeskApp:
-    return DeskApp(
+def make_app(
+    tmp_path: Path, seed: int = 1, theme: str | None = None, engine: Engine | None = None,
+    *, app_class: type[DeskApp] = DeskApp,
+) -> DeskApp:
+    return app_class(
         engine or make_engine(seed),
         seed=seed,
         theme=theme,

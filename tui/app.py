@@ -142,7 +142,7 @@ TAPE_ROWS = 200
 
 
 class DeskApp(App[None]):
-    CSS_PATH = "desk.tcss"
+    CSS_PATH = Path(__file__).with_name("desk.tcss")  # absolute: a subclass elsewhere finds it too
     TITLE = "execdesk"
     HORIZONTAL_BREAKPOINTS = [(0, "-compact"), (120, "-wide")]
     COMMANDS = App.COMMANDS | {DeskCommands}
@@ -840,9 +840,12 @@ class DeskApp(App[None]):
         """(key, action, what it does) for every binding the desk defines."""
         rows = []
         seen = set()
-        sources: list[Any] = [self, VenuesPanel, Blotter, TicketScreen, DrillScreen]
-        for source in sources:
-            for binding in getattr(source, "BINDINGS", []):
+        # The desk's own bindings, a subclass's included (its BINDINGS do not replace ours).
+        desk = [vars(klass).get("BINDINGS", []) for klass in reversed(type(self).__mro__)
+                if issubclass(klass, DeskApp)]
+        sources = [*desk, *(source.BINDINGS for source in (VenuesPanel, Blotter, TicketScreen, DrillScreen))]
+        for bindings in sources:
+            for binding in bindings:
                 if not isinstance(binding, Binding) or binding.id in seen:
                     continue
                 seen.add(binding.id)
