@@ -737,3 +737,20 @@ async def test_amending_an_algorithm_parent_is_refused_before_the_dialog_opens(t
             "cancel it (c) and send a new one"
         ]
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_tickets_price_follows_its_symbol_and_side_to_the_desks_touch(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        price = app.screen.query_one("#field-price")
+        eth = app.engine.smart.merged_book("ETH/USD", depth=1)
+        await pilot.press("ctrl+y")  # BTC -> ETH: the ETH bid, not the BTC price
+        assert app.screen.values["symbol"] == "ETH/USD"
+        assert float(price.value) == pytest.approx(eth.best_bid)
+        await pilot.press("ctrl+f")  # a sell starts at the ask
+        assert float(price.value) == pytest.approx(eth.best_ask)
+        await pilot.press("escape")
+        await app.shutdown_engine()

@@ -585,18 +585,26 @@ class DeskApp(App[None]):
         if not same or not remembered.get("price"):
             # A price remembered for another symbol or side is a trap (a sell at the
             # bid crosses): start at this side's touch instead.
-            book = self.engine.smart.merged_book(self.symbol, depth=1)
-            touch = (book.best_bid if side == "BUY" else book.best_ask) if book else None
+            touch = self._touch(self.symbol, side)
             values["price"] = f"{touch:g}" if touch else ""
         order_id = self.next_order_id()
         screen = self._ticket
         if screen is None:
             screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
-                                                 blink=self.live, quote=self._quote, alert=self._ticket_alert)
+                                                 blink=self.live, quote=self._quote, alert=self._ticket_alert,
+                                                 touch=self._touch)
             self.install_screen(screen, name="ticket")
         else:
             screen.prepare(values, order_id)
         self.push_screen("ticket", lambda sent, s=screen: self._ticket_closed(s, sent))
+
+    def _touch(self, symbol: str, side: str) -> float | None:
+        """Where a ticket's price starts: the best bid for a buy, the best ask for a sell
+        (passive, never through the market), over every venue routing can use."""
+        book = self.engine.smart.merged_book(symbol, depth=1)
+        if book is None:
+            return None
+        return book.best_bid if side == "BUY" else book.best_ask
 
     def _quote(self, symbol: str) -> str | None:
         """Best bid / ask over every venue routing can use, for the ticket's title line."""
