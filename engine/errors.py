@@ -17,6 +17,11 @@ class ConfigurationError(ExecdeskError, ValueError):
     """A setting or argument the engine cannot work with."""
 
 
+class AlgorithmParameterError(ExecdeskError, ValueError):
+    """An algorithm parent that cannot run as stated on its instrument (a child under
+    the lot or minimum, a limit off the tick): refused when the algorithm is built."""
+
+
 class UnknownVenueError(ExecdeskError, KeyError):
     """A venue name that is not registered."""
 

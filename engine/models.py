@@ -607,6 +607,12 @@ class Instrument:
         units = quantity * den / num
         return math.floor(units + 1e-9) if math.isfinite(units) and units > 0 else 0
 
+    def nearest_lots(self, quantity: float) -> int:
+        """The nearest whole number of lots (0 when not finite): for a sum a float left off the lot."""
+        num, den = self._lot
+        units = quantity * den / num
+        return round(units) if math.isfinite(units) else 0
+
     def ticks_toward(self, price: float, up: bool) -> int | None:
         """The price in ticks, rounded up or down when it is off the tick (None if not finite)."""
         num, den = self._tick

@@ -14,25 +14,38 @@
 from __future__ import annotations
 
 import math
+import pickle
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from engine import (
+    BookLevel,
+    BookSnapshot,
     ExchangeClient,
+    Fill,
     Instrument,
+    Liquidity,
     Order,
     OrderResult,
     OrderRouter,
     OrderSide,
     OrderStatus,
     OrderType,
+    PublicTrade,
     SimulatedExchange,
     TimeInForce,
     VirtualClock,
 )
+from engine.algos.base import Children, ParentState, PlaceChild
+from engine.algos.registry import make_algorithm
+from engine.errors import AlgorithmParameterError
 from engine.exchange import DEFAULT_INSTRUMENTS
 from engine.models import (
     MAX_BUCKETS,
@@ -43,6 +56,8 @@ from engine.models import (
     MIN_INTERVAL_S,
     MIN_PRICE,
 )
+from tests.algo_support import one_venue_engine, quiet_venue
+from tests.conftest import virtual_anyio_backend
 
 
 def order(type: str = "MARKET", **fields: Any) -> Order:
@@ -394,3 +409,343 @@ def test_default_instruments_accept_the_minimum_quantity_at_market() -> None:
                       quantity=float(inst.min_quantity))
             )
             assert result.status is OrderStatus.FILLED, result.reason
+
+
+# -- algorithms: refused when built, or run without holding the loop -------------------------
+
+LOT_BTC = DEFAULT_INSTRUMENTS["BTC/USD"]
+
+
+def parent(type: str, quantity: float, price: float | None = None, **meta: Any) -> Order:
+    return Order(id=f"p-{type.lower()}", symbol="BTC/USD", side="buy", type=type, quantity=quantity,
+                 price=price, metadata=meta)
+
+
+def built(order: Order, instrument: Instrument = LOT_BTC) -> Any:
+    return make_algorithm(ParentState(order, instrument, created_at=START))
+
+
+def refused_when_built(order: Order, instrument: Instrument = LOT_BTC) -> str:
+    with pytest.raises(AlgorithmParameterError) as info:
+        built(order, instrument)
+    assert isinstance(info.value, ValueError)  # what the scheduler turns into REJECTED
+    return str(info.value)
+
+
+def test_iceberg_display_under_the_lot_is_refused_saying_what_to_show() -> None:
+    msg = refused_when_built(parent("ICEBERG", 1.0, 50_000.0, display_size=0.00001))
+    assert msg == "display_size 0.00001 is under the lot 0.0001 of BTC/USD: show at least 0.0001"
+
+
+def test_iceberg_display_on_the_lot_but_under_the_minimum_is_refused() -> None:
+    inst = Instrument("BTC/USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.001"))
+    msg = refused_when_built(parent("ICEBERG", 1.0, 50_000.0, display_size=0.0005), inst)
+    assert msg == "display_size 0.0005 is under the minimum quantity 0.001 of BTC/USD: show at least 0.001"
+    built(parent("ICEBERG", 1.0, 50_000.0, display_size=0.001), inst)
+
+
+def test_twap_slices_under_the_minimum_are_refused_with_the_count_allowed() -> None:
+    msg = refused_when_built(parent("TWAP", 0.05, duration_s=600, slices=1_000))
+    assert msg == (
+        "TWAP slice 0.00005 (0.05 in 1,000 slices) is under the minimum quantity 0.0001 of BTC/USD: "
+        "use at most 500 slices, or a larger quantity"
+    )
+    built(parent("TWAP", 0.05, duration_s=600, slices=500))
+
+
+def test_twap_interval_that_makes_slices_under_the_minimum_says_which_interval() -> None:
+    msg = refused_when_built(parent("TWAP", 0.0005, duration_s=600, interval_s=60))
+    assert msg == (
+        "TWAP slice 0.00005 (0.0005 in 10 slices) is under the minimum quantity 0.0001 of BTC/USD: "
+        "use an interval_s of at least 120, or a larger quantity"
+    )
+    built(parent("TWAP", 0.0005, duration_s=600, interval_s=120))
+
+
+def test_twap_default_slices_fit_the_quantity() -> None:
+    # Not asked for: one a minute would be 10 slices, but 0.0005 has 5 minimum sizes.
+    algo = built(parent("TWAP", 0.0005, duration_s=600))
+    algo.start(StillMarket(START))
+    assert len(algo.sizes) == 5 and set(algo.sizes) == {1}
+    assert "plan: 5 slices of about 0.0001 every 120 s" in algo.state.last_reason
+
+
+@pytest.mark.parametrize("t", ["ICEBERG", "TWAP", "VWAP", "SMART"])
+def test_a_parent_off_the_lot_or_tick_is_refused_for_every_algorithm(t: str) -> None:
+    extra: dict[str, Any] = {
+        "ICEBERG": {"display_size": 0.001}, "TWAP": {"duration_s": 60}, "VWAP": {"duration_s": 60}, "SMART": {},
+    }[t]
+    price = 50_000.0 if t == "ICEBERG" else None
+    assert refused_when_built(parent(t, 1.00005, price, **extra)) == (
+        "quantity 1.00005 is not a multiple of the lot 0.0001 of BTC/USD"
+    )
+    inst = Instrument("BTC/USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.01"))
+    assert refused_when_built(parent(t, 0.005, price, **extra), inst) == (
+        "quantity 0.005 is under the minimum quantity 0.01 of BTC/USD"
+    )
+    assert refused_when_built(parent(t, 1.0, 50_000.005, **{**extra})) == (
+        "price 50000.005 is not on the tick 0.01 of BTC/USD"
+    )
+
+
+class StillMarket:
+    """An AlgoContext whose market stands still; a decision's trades are printed by `print`."""
+
+    def __init__(self, now: float) -> None:
+        self.t = now
+        self.tape: list[PublicTrade] = []
+        self.served = 0  # trades handed out by `trades`: what reading the tape cost
+
+    def now(self) -> float:
+        return self.t
+
+    def book(self, symbol: str) -> BookSnapshot:
+        return BookSnapshot("v", symbol, (BookLevel(49_999.0, 1_000.0),), (BookLevel(50_001.0, 1_000.0),), self.t)
+
+    def instrument(self, symbol: str) -> Instrument:
+        return LOT_BTC
+
+    def trades(self, symbol: str, since: float) -> list[PublicTrade]:
+        out = []
+        for trade in reversed(self.tape):
+            if trade.ts_event <= since:
+                break
+            out.append(trade)
+        self.served += len(out)
+        return out[::-1]
+
+    def print(self, quantity: float) -> None:
+        self.tape.append(PublicTrade("v", "BTC/USD", 50_000.0, quantity, OrderSide.SELL, self.t))
+
+
+class Watched(OrderResult):
+    """A child result that counts every read of its fields (by object)."""
+
+    reads: Counter[int] = Counter()
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            Watched.reads[id(self)] += 1
+        return object.__getattribute__(self, name)
+
+
+def fill_child(ctx: StillMarket, action: PlaceChild) -> Watched:
+    child = action.order
+    fill = Fill(child.id, "v", child.symbol, child.side, 50_001.0, child.quantity, 0.0, Liquidity.TAKER, ctx.t)
+    return Watched(child.id, "v", OrderStatus.FILLED, child.quantity, child.quantity, 50_001.0, [fill],
+                   None, child.symbol, child.side, child.price, ctx.t)
+
+
+def drive(algo: Any, ctx: StillMarket, actions: list[Any], decisions: int) -> tuple[list[Watched], list[Any]]:
+    """What the scheduler does, by hand: each child fills at once, then the next wake-up.
+    Returns the children filled and the actions decided last (for the next drive)."""
+    done: list[Watched] = []
+    for _ in range(decisions):
+        for action in actions:
+            if isinstance(action, PlaceChild):
+                result = fill_child(ctx, action)
+                algo.state.children[action.order.id] = result
+                done.append(result)
+                algo.on_child(ctx, result)
+        wake = algo.next_wake()
+        if wake is None:
+            break
+        ctx.t = max(wake, ctx.t)
+        ctx.print(0.5)
+        actions = algo.on_timer(ctx)
+    return done, actions
+
+
+def reads_of(children: list[Watched]) -> int:
+    return sum(Watched.reads[id(c)] for c in children)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        parent("TWAP", 1.0, duration_s=3_600, slices=MAX_SLICES),
+        parent("VWAP", 1.0, duration_s=MAX_WINDOW_S, buckets=MAX_BUCKETS, max_participation=0.5),
+        parent("VWAP", 1.0, duration_s=3_600, buckets=MAX_BUCKETS),
+    ],
+    ids=["twap", "vwap-capped", "vwap"],
+)
+def test_a_decision_reads_none_of_the_finished_children(order: Order) -> None:
+    # The cost of a decision must not grow with the children: a TWAP of 1,000 slices
+    # held the loop for seconds when every decision summed over every child (and a VWAP
+    # summed every fill for every bucket). Here, once some hundreds of children have
+    # finished, the next decisions must not look at any of them again.
+    ctx = StillMarket(START)
+    algo = built(order)
+    finished, pending = drive(algo, ctx, algo.start(ctx), decisions=600)
+    assert len(finished) >= 150
+    Watched.reads.clear()
+    later, _ = drive(algo, ctx, pending, decisions=40)
+    assert later, "the parent kept deciding"
+    assert reads_of(finished) == 0
+    state = algo.state
+    assert state.filled_quantity == pytest.approx(sum(c.filled_quantity for c in finished + later))
+
+
+def test_the_figures_of_a_parent_read_no_child() -> None:
+    ctx = StillMarket(START)
+    algo = built(parent("TWAP", 1.0, duration_s=3_600, slices=MAX_SLICES))
+    algo.state.arrival_price = 50_000.0  # the scheduler sets it from the book at start
+    finished, _ = drive(algo, ctx, algo.start(ctx), decisions=300)
+    state = algo.state
+    Watched.reads.clear()
+    figures = (state.filled_lots, state.remaining_lots, state.working_lots, state.filled_quantity,
+               state.average_price, state.fees, state.working_children, state.tca(ctx.t))
+    assert reads_of(finished) == 0
+    filled = sum(c.filled_quantity for c in finished)
+    assert figures[3] == pytest.approx(filled)
+    assert figures[0] + figures[1] == state.quantity_lots
+    assert figures[4] == pytest.approx(50_001.0)
+    tca = figures[-1]
+    assert tca["filled"] == figures[3] and tca["children_done"] == len(finished)
+    assert tca["execution_cost"] == pytest.approx((50_001.0 - 50_000.0) * filled)
+
+
+def test_iceberg_refills_read_none_of_the_shown_children() -> None:
+    # A display that fills as soon as it shows: every refill is the next decision, at the
+    # same instant; none of them may look at the children shown before.
+    ctx = StillMarket(START)
+    algo = built(parent("ICEBERG", 1.0, 50_001.0, display_size=0.0001))
+    shown, pending = drive(algo, ctx, algo.start(ctx), decisions=500)
+    assert ctx.t == START and len(shown) == 500
+    Watched.reads.clear()
+    ctx.served = 0
+    later, _ = drive(algo, ctx, pending, decisions=20)
+    assert len(later) == 20
+    assert reads_of(shown) == 0
+    # Nor do they read the tape again: its 520 prints of this instant were read once.
+    assert ctx.served == 0
+    assert algo.state.refills == 521
+    # Once time moves on, the parent's market figures catch up with every print.
+    ctx.t += 10.0
+    algo.on_timer(ctx)
+    assert algo.state.market.volume == pytest.approx(0.5 * len(ctx.tape))
+
+
+# -- the running totals -------------------------------------------------------------------------
+
+
+def _result(cid: str, status: OrderStatus, quantity: float, fills: list[Fill], venue: str = "v") -> OrderResult:
+    filled = round(sum(f.quantity for f in fills), 4)
+    return OrderResult(cid, venue, status, quantity, filled, None, fills, None, "BTC/USD", OrderSide.BUY)
+
+
+def _fill(cid: str, price: float, quantity: float, ts: float) -> Fill:
+    return Fill(cid, "v", "BTC/USD", OrderSide.BUY, price, quantity, price * quantity * 1e-4, Liquidity.TAKER, ts)
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.booleans(), st.booleans()), max_size=60))
+def test_children_totals_equal_the_sums_after_any_changes(ops: list[tuple[int, int, bool, bool]]) -> None:
+    kids = Children(LOT_BTC)
+    fills: dict[str, list[Fill]] = {}
+    for step, (k, n_new, final, drop) in enumerate(ops):
+        cid = f"c{k}"
+        if drop:
+            kids.pop(cid, None)
+            fills.pop(cid, None)
+            continue
+        have = fills.get(cid, [])
+        # a later report keeps the earlier fills (the usual case) or, now and then, not
+        kept = have if step % 3 else have[:1]
+        new = kept + [_fill(cid, 50_000.0 + step, 0.0001 * (i + 1), float(step)) for i in range(n_new)]
+        fills[cid] = new
+        quantity = round(sum(f.quantity for f in new), 4) + (0.0 if final else 0.001)
+        kids[cid] = _result(cid, OrderStatus.FILLED if final else OrderStatus.PARTIALLY_FILLED, quantity or 0.001, new)
+    every = [f for c in kids.values() for f in c.fills]
+    assert kids.filled_lots == sum(LOT_BTC.quantity_to_lots(c.filled_quantity) for c in kids.values())
+    assert kids.working_lots == sum(
+        LOT_BTC.quantity_to_lots(round(c.quantity - c.filled_quantity, 4)) for c in kids.values() if not c.is_final
+    )
+    assert sorted(kids.working) == sorted(cid for cid, c in kids.items() if not c.is_final)
+    assert kids.fill_quantity == pytest.approx(sum(f.quantity for f in every), abs=1e-9)
+    assert kids.fill_notional == pytest.approx(sum(f.price * f.quantity for f in every), abs=1e-6)
+    assert kids.fees == pytest.approx(sum(f.fee for f in every), abs=1e-9)
+    assert dict(kids.venues) == ({"v": len(kids)} if kids else {})
+
+
+def test_a_finished_parent_pickles_with_its_totals() -> None:
+    state = ParentState(parent("TWAP", 1.0, duration_s=60), LOT_BTC, created_at=START)
+    state.children["a"] = _result("a", OrderStatus.FILLED, 0.3, [_fill("a", 50_000.0, 0.3, START)])
+    state.children["b"] = _result("b", OrderStatus.NEW, 0.2, [])
+    back = pickle.loads(pickle.dumps(state))
+    assert isinstance(back.children, Children)
+    assert (back.filled_lots, back.working_lots, back.remaining_lots) == (3_000, 2_000, 7_000)
+    assert back.working_children == ["b"] and back.average_price == 50_000.0
+    assert list(back.children) == ["a", "b"]
+
+
+# -- the real path on the virtual clock: refused, or runs to the end ----------------------------
+
+
+@pytest.fixture
+def anyio_backend(virtual_clock: VirtualClock) -> tuple[str, dict]:
+    return virtual_anyio_backend(virtual_clock)
+
+
+async def run_parent(clock: VirtualClock, order: Order, timeout: float = 7_200.0) -> tuple[OrderResult, Any]:
+    venue = quiet_venue(clock, level_notional=2_000_000.0)
+    engine = one_venue_engine(clock, venue)
+    await engine.start()
+    oid = await engine.submit(order)
+    result = await engine.wait(oid, timeout=timeout)
+    await engine.stop()
+    return result, engine
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        (parent("ICEBERG", 1.0, 50_000.0, display_size=0.00001),
+         "display_size 0.00001 is under the lot 0.0001 of BTC/USD: show at least 0.0001"),
+        (parent("TWAP", 0.05, duration_s=600, slices=1_000),
+         "TWAP slice 0.00005 (0.05 in 1,000 slices) is under the minimum quantity 0.0001 of BTC/USD: "
+         "use at most 500 slices, or a larger quantity"),
+    ],
+    ids=["iceberg", "twap"],
+)
+async def test_the_engine_rejects_a_parent_its_instrument_cannot_carry(
+    virtual_clock: VirtualClock, order: Order, reason: str
+) -> None:
+    result, engine = await run_parent(virtual_clock, order)
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == reason
+    assert virtual_clock.now() == START  # refused at once: nothing was worked
+
+
+@pytest.mark.anyio
+async def test_a_twap_of_the_most_slices_runs_every_slice(virtual_clock: VirtualClock) -> None:
+    result, engine = await run_parent(virtual_clock, parent("TWAP", 1.0, duration_s=3_600, slices=MAX_SLICES))
+    assert result.status is OrderStatus.FILLED and result.filled_quantity == 1.0
+    state = engine.scheduler.parent(result.order_id)
+    assert len(state.children) == MAX_SLICES  # as asked: not fewer, not more
+    assert {c.filled_quantity for c in state.children.values()} == {0.001}
+    assert virtual_clock.now() < START + 3_600
+
+
+@pytest.mark.anyio
+async def test_a_day_long_vwap_of_the_most_buckets_works_and_answers(virtual_clock: VirtualClock) -> None:
+    venue = quiet_venue(virtual_clock, level_notional=2_000_000.0)
+    engine = one_venue_engine(virtual_clock, venue)
+    await engine.start()
+    oid = await engine.submit(parent("VWAP", 1.0, duration_s=MAX_WINDOW_S, buckets=MAX_BUCKETS))
+    await anyio.sleep(3 * 3_600)  # three hours of the day, in virtual time
+    status = engine.status(oid)
+    assert status.status is OrderStatus.PARTIALLY_FILLED
+    assert status.detail["buckets"] == MAX_BUCKETS and status.detail["bucket_s"] == pytest.approx(86.4)
+    assert 0 < status.filled_quantity < 1.0
+    assert status.filled_quantity == pytest.approx(status.detail["schedule_target"], abs=0.002)
+    await engine.cancel(oid)
+    result = await engine.wait(oid, timeout=60)
+    await engine.stop()
+    assert result.status is OrderStatus.CANCELED
+
+
+def test_a_parent_under_the_minimum_says_so_rather_than_off_the_lot() -> None:
+    assert refused_when_built(parent("SMART", 0.00001)) == (
+        "quantity 0.00001 is under the minimum quantity 0.0001 of BTC/USD"
+    )

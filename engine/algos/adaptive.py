@@ -265,7 +265,7 @@ class AdaptiveAlgorithm:
             return []
         self._child_price.pop(child.order_id, None)
         if state.remaining_lots <= 0:
-            self._watch.trades(ctx)
+            self._watch.trades(ctx, final=True)
             return []
         if state.working_children:
             return []

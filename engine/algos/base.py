@@ -18,12 +18,25 @@ import functools
 import hashlib
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import chain
 from typing import Any, Protocol
 
-from ..errors import ExecdeskError
-from ..models import Fill, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
+from ..errors import AlgorithmParameterError, ExecdeskError
+from ..models import (
+    Fill,
+    Instrument,
+    Liquidity,
+    Order,
+    OrderResult,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    show,
+)
 from ..tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
 from ..venue import BookLevel, BookSnapshot, PublicTrade
 
@@ -76,9 +89,155 @@ class AlgoContext(Protocol):
     def trades(self, symbol: str, since: float) -> list[PublicTrade]: ...
 
 
+def _to_lots(inst: Instrument | None, quantity: float) -> int:
+    """A child's quantity in the parent's lots (the nearest, when a float sum left it off the lot)."""
+    if inst is None:
+        return round(quantity * 1e8)
+    lots = inst.quantity_to_lots(quantity)
+    return lots if lots is not None else inst.nearest_lots(quantity)
+
+
+ChildWatcher = Callable[[OrderResult | None, OrderResult | None], None]
+_MISSING: Any = object()
+
+
+class Children(dict[str, OrderResult]):
+    """A parent's children by client order id, with running totals kept as they change.
+
+    The scheduler records each child's new state by assignment (`children[cid] = result`)
+    and drops a split child's placeholder with `pop`. Each change moves the totals by
+    the difference between that child's old and new figures, so asking what is filled,
+    working or owed costs the same for a parent of 3 children as for one of 3,000.
+    (Summing over the children at every decision made a schedule's cost grow with the
+    square of its slices: a TWAP of 1,000 slices held the loop for seconds, 4,000 for
+    over a minute, and an iceberg showing one lot at a time the same.)
+
+    `watch(fn)` calls `fn(old, new)` after every change (None for a child that was not
+    there, or is gone), so an algorithm keeps its own figures (fills per bucket) alike.
+    """
+
+    __slots__ = (
+        "instrument", "filled_lots", "working_lots", "filled_sum", "fill_quantity",
+        "fill_notional", "fees", "venues", "_working", "_watchers",
+    )
+
+    def __init__(self, instrument: Instrument | None = None,
+                 items: Iterable[tuple[str, OrderResult]] = ()) -> None:
+        super().__init__()
+        self.instrument = instrument
+        self.filled_lots = 0
+        self.working_lots = 0
+        self.filled_sum = 0.0  # the children's filled quantities (read without an instrument)
+        self.fill_quantity = 0.0
+        self.fill_notional = 0.0
+        self.fees = 0.0
+        self.venues: Counter[str] = Counter()  # children per venue
+        self._working: dict[str, None] = {}  # ids of working children, in the order they started
+        self._watchers: list[ChildWatcher] = []
+        for key, value in items:
+            self[key] = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt by assignment, so the totals are made again (a finished parent is pickled).
+        return (Children, (self.instrument,), None, None, iter(list(self.items())))
+
+    def watch(self, watcher: ChildWatcher) -> None:
+        self._watchers.append(watcher)
+
+    @property
+    def working(self) -> list[str]:
+        return list(self._working)
+
+    def _fills(self, fills: Iterable[Fill], sign: int) -> None:
+        for f in fills:
+            self.fill_quantity += sign * f.quantity
+            self.fill_notional += sign * f.price * f.quantity
+            self.fees += sign * f.fee
+
+    def _move(self, cid: str, old: OrderResult | None, new: OrderResult | None) -> None:
+        inst = self.instrument
+        lots = working = 0
+        filled = 0.0
+        venues = self.venues
+        if old is not None:
+            if old.exchange_id:
+                venues[old.exchange_id] -= 1
+                if not venues[old.exchange_id]:
+                    del venues[old.exchange_id]
+            filled -= old.filled_quantity
+            lots -= _to_lots(inst, old.filled_quantity)
+            if not old.status.is_final:
+                working -= _to_lots(inst, old.quantity - old.filled_quantity)
+        if new is not None:
+            if new.exchange_id:
+                venues[new.exchange_id] += 1
+            filled += new.filled_quantity
+            lots += _to_lots(inst, new.filled_quantity)
+            if not new.status.is_final:
+                working += _to_lots(inst, new.quantity - new.filled_quantity)
+                if cid not in self._working:
+                    self._working[cid] = None
+            else:
+                self._working.pop(cid, None)
+        else:
+            self._working.pop(cid, None)
+        self.filled_lots += lots
+        self.working_lots += working
+        self.filled_sum += filled
+        old_fills = old.fills if old is not None else []
+        new_fills = new.fills if new is not None else []
+        n = len(old_fills)
+        # A venue's later report of a child carries its earlier fills too: add only the new.
+        if len(new_fills) >= n and (not n or new_fills[n - 1] == old_fills[-1]):
+            self._fills(new_fills[n:], +1)
+        else:
+            self._fills(old_fills, -1)
+            self._fills(new_fills, +1)
+        for watcher in self._watchers:
+            watcher(old, new)
+
+    def __setitem__(self, cid: str, result: OrderResult) -> None:
+        old = dict.get(self, cid)
+        dict.__setitem__(self, cid, result)
+        self._move(cid, old, result)
+
+    def __delitem__(self, cid: str) -> None:
+        self.pop(cid)
+
+    def pop(self, cid: str, default: Any = _MISSING) -> Any:  # type: ignore[override]
+        if cid not in self:
+            if default is _MISSING:
+                raise KeyError(cid)
+            return default
+        old = dict.pop(self, cid)
+        self._move(cid, old, None)
+        return old
+
+    def popitem(self) -> tuple[str, OrderResult]:
+        cid = next(reversed(self))
+        return cid, self.pop(cid)
+
+    def clear(self) -> None:
+        for cid in list(self):
+            self.pop(cid)
+
+    def setdefault(self, cid: str, default: OrderResult) -> OrderResult:  # type: ignore[override]
+        if cid not in self:
+            self[cid] = default
+        return self[cid]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for cid, result in dict(*args, **kwargs).items():
+            self[cid] = result
+
+
 @dataclass(slots=True)
 class ParentState:
-    """A parent order's progress, kept by the scheduler, read by the optimizer and the desk."""
+    """A parent order's progress, kept by the scheduler, read by the optimizer and the desk.
+
+    Every figure read at a decision (filled, working, remaining, average price) is a
+    running total kept by `children` (see `Children`), never a sum over the children.
+    """
 
     order: Order
     instrument: Instrument | None
@@ -87,7 +246,7 @@ class ParentState:
     created_at: float = 0.0
     done_at: float | None = None
     arrival_price: float | None = None
-    children: dict[str, OrderResult] = field(default_factory=dict)
+    children: Children = field(default_factory=Children)
     child_reasons: dict[str, str] = field(default_factory=dict)
     last_reason: str = ""
     seq: int = 0
@@ -105,61 +264,54 @@ class ParentState:
     algo_detail: dict[str, Any] = field(default_factory=dict)
     # Every place and cancel the algorithm decided, with why (the latest DECISIONS_KEPT).
     decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
+    quantity_lots: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        kids = self.children
+        if not isinstance(kids, Children) or kids.instrument is not self.instrument:
+            self.children = Children(self.instrument, kids.items())
+        self.quantity_lots = _to_lots(self.instrument, self.order.quantity)
 
     def next_child_id(self) -> str:
         self.seq += 1
         return child_id(self.order.id, self.seq)
 
-    def _lots(self, quantity: float) -> int:
-        inst = self.instrument
-        if inst is None:
-            return round(quantity * 1e8)
-        lots = inst.quantity_to_lots(quantity)
-        return lots if lots is not None else round(quantity * inst._lot[1] / inst._lot[0])
-
     @property
     def filled_lots(self) -> int:
-        return sum(self._lots(c.filled_quantity) for c in self.children.values())
-
-    @property
-    def quantity_lots(self) -> int:
-        return self._lots(self.order.quantity)
+        return self.children.filled_lots
 
     @property
     def filled_quantity(self) -> float:
         if self.instrument is None:
-            return sum(c.filled_quantity for c in self.children.values())
-        return self.instrument.lots_to_quantity(self.filled_lots)
+            return self.children.filled_sum
+        return self.instrument.lots_to_quantity(self.children.filled_lots)
 
     @property
     def remaining_lots(self) -> int:
-        return max(self.quantity_lots - self.filled_lots, 0)
+        return max(self.quantity_lots - self.children.filled_lots, 0)
 
     @property
     def working_lots(self) -> int:
-        return sum(
-            self._lots(c.quantity - c.filled_quantity)
-            for c in self.children.values()
-            if not c.status.is_final
-        )
+        return self.children.working_lots
 
     @property
     def working_children(self) -> list[str]:
-        return [cid for cid, c in self.children.items() if not c.status.is_final]
+        return self.children.working
 
     @property
     def fills(self) -> list[Fill]:
-        return [f for c in self.children.values() for f in c.fills]
+        """Every fill of every child (a copy: for a result, not for a decision)."""
+        return [f for c in list(self.children.values()) for f in c.fills]
 
     @property
     def average_price(self) -> float | None:
-        fills = self.fills
-        qty = sum(f.quantity for f in fills)
-        return sum(f.price * f.quantity for f in fills) / qty if qty else None
+        kids = self.children
+        qty = kids.fill_quantity
+        return kids.fill_notional / qty if qty > 1e-15 else None
 
     @property
     def fees(self) -> float:
-        return sum(f.fee for f in self.fills)
+        return self.children.fees
 
     @property
     def slippage_bps(self) -> float | None:
@@ -170,7 +322,7 @@ class ParentState:
         inst = self.instrument
         return inst.lots_to_quantity(lots) if inst else lots / 1e8
 
-    def tca(self, now: float | None = None, children: list[OrderResult] | None = None) -> dict[str, Any]:
+    def tca(self, now: float | None = None) -> dict[str, Any]:
         """The parent's progress and transaction cost analysis, for status and events.
 
         Keys (None when not known yet): filled, quantity, remaining, progress,
@@ -183,36 +335,38 @@ class ParentState:
         quantity); for ICEBERG display_size, hidden_quantity, refills; and the
         algorithm's own figures (`algo_detail`).
 
-        Computed from one snapshot of the children (`list()` of a dict is
-        atomic under the GIL), so a status read from another thread while the
-        scheduler's driver updates the parent never sees a dict change size.
+        Made of the running totals, so its cost does not grow with the children; a
+        status read from another thread while the driver works sees each figure whole.
         """
-        kids = list(self.children.values()) if children is None else children
+        kids = self.children
         if now is None:
             now = self.done_at if self.done_at is not None else max(self.updated_at, self.created_at)
         order = self.order
-        fills = [f for c in kids for f in c.fills]
-        filled_lots = sum(self._lots(c.filled_quantity) for c in kids)
-        working = [c for c in kids if not c.status.is_final]
-        working_lots = sum(self._lots(c.quantity - c.filled_quantity) for c in working)
+        filled_lots = kids.filled_lots
+        working = len(kids.working)
         remaining_lots = max(self.quantity_lots - filled_lots, 0)
-        filled = self.lots_to_quantity(filled_lots) if self.instrument else sum(c.filled_quantity for c in kids)
-        qty = sum(f.quantity for f in fills)
-        avg = sum(f.price * f.quantity for f in fills) / qty if qty else None
-        shortfall = implementation_shortfall(order.side, self.arrival_price, fills, order.quantity, self.last_mid)
+        filled = self.filled_quantity
+        avg = self.average_price
+        fees = kids.fees
+        # Perold's shortfall needs only the fills' total quantity, notional and fees.
+        summary = (
+            [Fill("", "", order.symbol, order.side, avg, kids.fill_quantity, fees, Liquidity.TAKER, now)]
+            if avg is not None else []
+        )
+        shortfall = implementation_shortfall(order.side, self.arrival_price, summary, order.quantity, self.last_mid)
         vwap = self.market.vwap
         out: dict[str, Any] = {
             "filled": filled,
             "quantity": order.quantity,
             "remaining": self.lots_to_quantity(remaining_lots),
             "progress": filled / order.quantity,
-            "children_working": len(working),
-            "children_done": len(kids) - len(working),
+            "children_working": working,
+            "children_done": max(len(kids) - working, 0),
             "average_price": avg,
             "arrival_price": self.arrival_price,
             "arrival_time": self.created_at,
             "slippage_bps": slippage_bps(order.side, avg, self.arrival_price),
-            "fees": sum(f.fee for f in fills),
+            "fees": fees,
             "execution_cost": shortfall.execution_cost if shortfall else None,
             "opportunity_cost": shortfall.opportunity_cost if shortfall else None,
             "implementation_shortfall": shortfall.total if shortfall else None,
@@ -231,18 +385,26 @@ class ParentState:
             out["schedule_deviation_pct"] = (filled - target) / order.quantity * 100
         if self.display_size is not None:
             out["display_size"] = self.display_size
-            out["hidden_quantity"] = self.lots_to_quantity(max(remaining_lots - working_lots, 0))
+            out["hidden_quantity"] = self.lots_to_quantity(max(remaining_lots - kids.working_lots, 0))
             out["refills"] = self.refills
-        out["decisions"] = len(self.decisions)
-        out["recent_decisions"] = [(d.ts, d.action, d.child_id, d.reason) for d in list(self.decisions)[-5:]]
+        decisions = self.decisions
+        n = len(decisions)
+        out["decisions"] = n
+        # By index from the end: a deque is not copied whole (and indexing it is safe
+        # while the driver appends on another thread; iterating it is not).
+        recent = []
+        for i in range(max(n - 5, 0), n):
+            d = decisions[i]
+            recent.append((d.ts, d.action, d.child_id, d.reason))
+        out["recent_decisions"] = recent
         out.update(self.algo_detail)
         return out
 
     def to_result(self, now: float | None = None) -> OrderResult:
-        """The parent as one result; `detail` holds `tca(now)`; one snapshot of the children."""
+        """The parent as one result; `detail` holds `tca(now)`."""
         kids = list(self.children.values())
-        detail = self.tca(now, kids)
-        venues = sorted({c.exchange_id for c in kids if c.exchange_id})
+        detail = self.tca(now)
+        venues = sorted(list(self.children.venues))
         return OrderResult(
             order_id=self.order.id,
             exchange_id=",".join(venues) if venues else None,
@@ -250,7 +412,7 @@ class ParentState:
             quantity=self.order.quantity,
             filled_quantity=detail["filled"],
             average_price=detail["average_price"],
-            fills=[f for c in kids for f in c.fills],
+            fills=list(chain.from_iterable([c.fills for c in kids])),
             reason=self.reason,
             symbol=self.order.symbol,
             side=self.order.side,
@@ -343,13 +505,9 @@ def snap_price(inst: Instrument | None, price: float, side: OrderSide) -> float:
     """
     if inst is None:
         return price
-    num, den = inst._tick
-    exact = price * den / num
-    nearest = round(exact)
-    if abs(exact - nearest) <= 1e-9 * max(abs(exact), 1.0):
-        ticks = nearest
-    else:
-        ticks = math.floor(exact) if side is OrderSide.BUY else math.ceil(exact)
+    ticks = inst.ticks_toward(price, up=side is OrderSide.SELL)
+    if ticks is None:  # not finite: no tick is passive enough; the parent's limit decides
+        return price
     return inst.ticks_to_price(max(ticks, 1))
 
 
@@ -404,8 +562,10 @@ def without_own(book: BookSnapshot | None, state: ParentState) -> BookSnapshot |
     if book is None:
         return None
     mine: dict[float, float] = {}
-    for c in state.children.values():
-        if c.price is not None and not c.status.is_final and c.status is not OrderStatus.PENDING_NEW:
+    children = state.children
+    for cid in children.working:  # the working ones only: finished children rest nowhere
+        c = children.get(cid)
+        if c is not None and c.price is not None and c.status is not OrderStatus.PENDING_NEW:
             mine[c.price] = mine.get(c.price, 0.0) + max(c.quantity - c.filled_quantity, 0.0)
     if not mine:
         return book
@@ -429,21 +589,33 @@ class MarketWatch:
     skipping the trades at that instant already counted neither loses a trade printed
     at the same instant after the last read (our own fill, say) nor counts one twice.
     Every trade read goes into the parent's interval VWAP.
+
+    That read costs as many trades as were printed at the last instant seen, so it is
+    done once per instant: a second look at the same instant returns nothing, and the
+    next look, later, catches up (or `trades(final=True)` when the parent is done). A
+    chain of decisions at one instant (an iceberg whose every refill fills at once)
+    otherwise re-read every print of that instant at each decision: quadratic.
     """
 
-    __slots__ = ("state", "_t", "_at_t")
+    __slots__ = ("state", "_t", "_at_t", "_looked_at")
 
     def __init__(self, state: ParentState, since: float) -> None:
         self.state = state
         self._t = since
         self._at_t: Counter[tuple[str, float, float, OrderSide]] = Counter()
+        self._looked_at: float | None = None
 
     @staticmethod
     def _key(t: PublicTrade) -> tuple[str, float, float, OrderSide]:
         return (t.venue, t.price, t.quantity, t.aggressor)
 
-    def trades(self, ctx: AlgoContext) -> list[PublicTrade]:
-        """The trades printed since the last call (oldest first), added to the interval VWAP."""
+    def trades(self, ctx: AlgoContext, *, final: bool = False) -> list[PublicTrade]:
+        """The trades printed since the last call (oldest first), added to the interval VWAP;
+        nothing at an instant already looked at, unless `final` (the parent is done)."""
+        now = ctx.now()
+        if now == self._looked_at and not final:
+            return []
+        self._looked_at = now
         try:
             got = ctx.trades(self.state.order.symbol, math.nextafter(self._t, -math.inf))
         except ExecdeskError:
@@ -484,6 +656,39 @@ class MarketWatch:
         trades = self.trades(ctx)
         self.state.updated_at = ctx.now()
         return book, trades
+
+
+# -- what a parent's instrument can carry -----------------------------------------------------
+
+def plain(value: float) -> str:
+    """A size for a message without an exponent: 0.00001, not 1e-05."""
+    text = show(value)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+def check_parent(state: ParentState) -> None:
+    """Refuse, when the algorithm is built, a parent its instrument cannot carry: a
+    quantity off the lot or under the minimum, a limit price off the tick. Every child
+    would be refused by the venue (or the remainder could never be sent); saying so at
+    once, with what to change, beats a parent that retries and gives up later."""
+    inst = state.instrument
+    if inst is None:
+        return
+    order = state.order
+    symbol = order.symbol
+    lots = inst.quantity_to_lots(order.quantity)
+    if lots is None and order.quantity >= float(inst.min_quantity):
+        raise AlgorithmParameterError(
+            f"quantity {plain(order.quantity)} is not a multiple of the lot {inst.lot_size} of {symbol}"
+        )
+    if lots is None or lots < inst.min_lots:
+        raise AlgorithmParameterError(
+            f"quantity {plain(order.quantity)} is under the minimum quantity {inst.min_quantity} of {symbol}"
+        )
+    if order.price is not None and inst.price_to_ticks(order.price) is None:
+        raise AlgorithmParameterError(
+            f"price {plain(order.price)} is not on the tick {inst.tick_size} of {symbol}"
+        )
 
 
 MAX_REFUSALS = 5  # refused children in a row before a parent gives up

@@ -11,6 +11,8 @@ Rules:
   shrinks the display: `display_size` is a ceiling the operator relies on.
 * The parent's status shows the hidden remainder (neither filled nor
   shown) and the number of refills.
+* A display under the instrument's lot or minimum quantity is refused when
+  the algorithm is built (the parent is REJECTED saying what to show).
 * A refused child (venue down, breaker open) is retried after a pause;
   after several refusals in a row the parent gives up with the last reason.
 * The shown child learns of its fills from the venue's execution reports.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import random
 
+from ..errors import AlgorithmParameterError
 from ..models import OrderResult, OrderStatus
 from .base import (
     Action,
@@ -32,6 +35,7 @@ from .base import (
     PlaceChild,
     decides,
     limit_child,
+    plain,
     refused_child,
 )
 
@@ -45,9 +49,11 @@ class IcebergAlgorithm:
         meta = state.order.metadata
         self.display = float(meta["display_size"])
         self.variance = float(meta.get("display_variance", 0.0))
+        self._ceiling = self._display_ceiling(state, self.display)
         state.display_size = self.display
         self._rng = random.Random(f"{seed}:{state.order.id}")
         self._retry_at: float | None = None
+        self._refill_at: float | None = None
         self._observe_at: float | None = None
         self._refusals = 0
         self._watch = MarketWatch(state, state.created_at)
@@ -56,19 +62,32 @@ class IcebergAlgorithm:
     def refills(self) -> int:
         return self.state.refills
 
-    def _ceiling_lots(self) -> int:
-        inst = self.state.instrument
+    @staticmethod
+    def _display_ceiling(state: ParentState, display: float) -> int:
+        """The most lots a child shows: the display rounded down to the lot. A display
+        under the lot or the minimum quantity is refused here: shown as one minimum-size
+        child after another, it made thousands of children where the operator asked for
+        a few (and each refill was a trip through the routers)."""
+        inst = state.instrument
         if inst is None:
-            return max(round(self.display * 1e8), 1)
-        ceiling = inst.quantity_to_lots(self.display)
-        if ceiling is None:  # display not on the lot: round down, at least the minimum
-            num, den = inst._lot
-            ceiling = int(self.display * den / num)
+            return max(round(display * 1e8), 1)
+        symbol = state.order.symbol
+        ceiling = inst.lots_at_most(display)
+        if ceiling < 1:
+            raise AlgorithmParameterError(
+                f"display_size {plain(display)} is under the lot {inst.lot_size} of {symbol}: "
+                f"show at least {inst.min_quantity}"
+            )
+        if ceiling < inst.min_lots:
+            raise AlgorithmParameterError(
+                f"display_size {plain(display)} is under the minimum quantity {inst.min_quantity} "
+                f"of {symbol}: show at least {inst.min_quantity}"
+            )
         return ceiling
 
     def _display_lots(self) -> int:
         inst = self.state.instrument
-        ceiling = self._ceiling_lots()
+        ceiling = self._ceiling
         lots = ceiling
         if self.variance:
             drawn = round(ceiling * self._rng.uniform(1 - self.variance, 1.0))
@@ -105,10 +124,13 @@ class IcebergAlgorithm:
         if child.status is not OrderStatus.PENDING_NEW:
             self._refusals = 0
         if child.status.is_final:
-            self._watch.trades(ctx)
             if state.remaining_lots > 0:
-                done = state.filled_quantity
-                return self._place(f"refill {state.refills}: {done:g} of {state.order.quantity:g} done")
+                # The refill is the next decision, at once: not in this one, so a display that
+                # fills as soon as it shows makes one decision per refill (with the loop's turn
+                # between them), not one chain of them all.
+                self._refill_at = ctx.now()
+            else:
+                self._watch.trades(ctx, final=True)
         return []
 
     @decides
@@ -118,13 +140,20 @@ class IcebergAlgorithm:
         if self._observe_at is not None and now >= self._observe_at:
             self._watch.look(ctx)
             self._observe_at = now + OBSERVE_S
+        if self._refill_at is not None and now >= self._refill_at:
+            self._refill_at = None
+            state = self.state
+            self._watch.trades(ctx)
+            actions = self._place(
+                f"refill {state.refills}: {state.filled_quantity:g} of {state.order.quantity:g} done"
+            )
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             actions = self._place("retry after a refused child")
         return actions
 
     def next_wake(self) -> float | None:
-        wakes = [w for w in (self._retry_at, self._observe_at) if w is not None]
+        wakes = [w for w in (self._refill_at, self._retry_at, self._observe_at) if w is not None]
         return min(wakes) if wakes else None
 
     def describe(self) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ..models import OrderType
 from .adaptive import AdaptiveAlgorithm
-from .base import Algorithm, ParentState
+from .base import Algorithm, ParentState, check_parent
 from .iceberg import IcebergAlgorithm
 from .twap import TwapAlgorithm
 from .vwap import VwapAlgorithm
@@ -21,6 +21,8 @@ ALGORITHMS: dict[OrderType, Callable[[ParentState, int], Algorithm]] = {
 
 
 def make_algorithm(state: ParentState, seed: int = 0) -> Algorithm:
+    """The algorithm for a parent. Raises ValueError (AlgorithmParameterError) for a parent
+    its instrument cannot carry, saying what to change; the scheduler answers REJECTED."""
     try:
         factory = ALGORITHMS[state.order.type]
     except KeyError:
@@ -28,4 +30,5 @@ def make_algorithm(state: ParentState, seed: int = 0) -> Algorithm:
         raise ValueError(
             f"no algorithm works {state.order.type.value} orders (supported: {supported})"
         ) from None
+    check_parent(state)
     return factory(state, seed)

@@ -4,8 +4,11 @@ Rules:
 
 * Window: `duration_s` from acceptance, or `start_time`..`end_time` (epoch
   seconds; a start already past means now). Slices: `slices`, or one per
-  `interval_s`, or one per minute by default; never more slices than the
-  quantity has minimum sizes.
+  `interval_s`, as asked: a count that would make slices under the
+  instrument's minimum quantity is refused when the algorithm is built,
+  saying how many slices the quantity allows (never quietly fewer). By
+  default one a minute, as many as the quantity has minimum sizes and at
+  most `MAX_SLICES` (a long window gets longer intervals).
 * Slice i is due at start + i * interval. With `randomize`, its time moves
   later by up to `TIME_JITTER` of an interval (so it stays inside its own
   interval) and its size by up to +/-`SIZE_JITTER` of the even size (plus
@@ -31,10 +34,12 @@ Rules:
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 
-from ..models import OrderResult, OrderStatus
+from ..errors import AlgorithmParameterError
+from ..models import MAX_SLICES, OrderResult, OrderStatus, show
 from .base import (
     Action,
     AlgoContext,
@@ -44,6 +49,7 @@ from .base import (
     decides,
     limit_child,
     marketable_child,
+    plain,
     resolve_window,
 )
 
@@ -69,21 +75,70 @@ def split_lots(total: int, weights: list[float], min_lots: int = 1) -> list[int]
     order = sorted(range(len(raw)), key=lambda i: raw[i] - lots[i], reverse=True)
     for i in order[:left]:
         lots[i] += 1
-    # Lift pieces under the minimum by taking from the largest ones.
+    # Lift pieces under the minimum a lot at a time from the largest piece (the first of
+    # equals). A heap finds it: a scan per lot made this quadratic in the slices.
+    if min(lots, default=min_lots) >= min_lots:
+        return lots
+    heap = [(-n, j) for j, n in enumerate(lots)]
+    heapq.heapify(heap)
     for i in range(len(lots)):
         while lots[i] < min_lots:
-            j = max(range(len(lots)), key=lots.__getitem__)
+            while True:  # entries go stale as pieces change: skip to a current one
+                neg, j = heap[0]
+                if -neg == lots[j]:
+                    break
+                heapq.heapreplace(heap, (-lots[j], j))
             if lots[j] - 1 < min_lots:
                 return lots
             lots[j] -= 1
             lots[i] += 1
+            heapq.heapreplace(heap, (-lots[j], j))
+            heapq.heappush(heap, (-lots[i], i))
     return lots
+
+
+def slice_count(meta: dict, window_s: float, total_lots: int, min_lots: int) -> tuple[int, bool]:
+    """How many slices, and whether the operator asked for that many (`slices` or
+    `interval_s`) rather than took the default."""
+    if "slices" in meta:
+        return int(meta["slices"]), True
+    if "interval_s" in meta:
+        return max(1, math.ceil(window_s / float(meta["interval_s"]) - 1e-9)), True
+    n = max(1, math.ceil(window_s / DEFAULT_INTERVAL_S - 1e-9))
+    return max(1, min(n, MAX_SLICES, total_lots // max(min_lots, 1))), False
+
+
+def slices_problem(state: ParentState, n: int, window_s: float) -> str | None:
+    """Why `n` slices cannot all be of the instrument's minimum quantity, or None."""
+    inst = state.instrument
+    if inst is None:
+        return None
+    total, min_lots = state.quantity_lots, max(inst.min_lots, 1)
+    if total >= n * min_lots:
+        return None
+    order = state.order
+    most = max(total // min_lots, 1)
+    how = (
+        f"an interval_s of at least {show(window_s / most)}" if "interval_s" in order.metadata
+        else f"at most {most:,} slices"
+    )
+    return (
+        f"TWAP slice {plain(order.quantity / n)} ({plain(order.quantity)} in {n:,} slices) is under "
+        f"the minimum quantity {inst.min_quantity} of {order.symbol}: use {how}, or a larger quantity"
+    )
 
 
 class TwapAlgorithm:
     def __init__(self, state: ParentState, seed: int = 0) -> None:
         self.state = state
         meta = state.order.metadata
+        start, end = resolve_window(meta, state.created_at)
+        if end > start:
+            inst = state.instrument
+            n, asked = slice_count(meta, end - start, state.quantity_lots, inst.min_lots if inst else 1)
+            problem = slices_problem(state, n, end - start) if asked else None
+            if problem is not None:
+                raise AlgorithmParameterError(problem)
         self.randomize = bool(meta.get("randomize", False))
         self.allow_past_end = bool(meta.get("allow_past_end", False))
         self._rng = random.Random(f"{seed}:{state.order.id}")
@@ -108,15 +163,15 @@ class TwapAlgorithm:
         if end <= now:
             return f"window already over: end_time {end!r} is not after now {now!r}"
         duration = end - start
-        if "slices" in meta:
-            n = int(meta["slices"])
-        else:
-            interval = float(meta.get("interval_s", DEFAULT_INTERVAL_S))
-            n = max(1, math.ceil(duration / interval - 1e-9))
         inst = state.instrument
         min_lots = inst.min_lots if inst else 1
         total = state.quantity_lots
-        n = max(1, min(n, total // max(min_lots, 1)))
+        n, asked = slice_count(meta, duration, total, min_lots)
+        if asked:
+            # Checked when built; the window may have moved since (a start already past).
+            problem = slices_problem(state, n, duration)
+            if problem is not None:
+                return problem
         interval = duration / n
         weights = [1.0] * n
         times = [start + i * interval for i in range(n)]
@@ -241,7 +296,7 @@ class TwapAlgorithm:
         if child.status is OrderStatus.REJECTED:
             state.last_reason = f"child refused: {child.reason}"
         if state.remaining_lots <= 0:
-            self._watch.trades(ctx)
+            self._watch.trades(ctx, final=True)
             return []
         if self._owed() > 0 or self._past_end:
             self._catchup_at = ctx.now() + self.interval / 2

@@ -3,8 +3,8 @@
 Rules:
 
 * Window: `duration_s` from acceptance, or `start_time`..`end_time`.
-  `buckets` (default one per minute, or one per weight of a listed profile)
-  cut it into equal buckets.
+  `buckets` (default one per minute, at most `MAX_BUCKETS`, or one per
+  weight of a listed profile) cut it into equal buckets.
 * `profile` gives each bucket's share of the quantity: `"u_shape"` (the
   default: an intraday curve, heavier at both ends), `"market"` (the
   volume the venues printed in the same buckets of the window just before
@@ -27,13 +27,17 @@ Rules:
   remainder and why (the cap, the limit, no liquidity). The status reports
   the market's interval VWAP, the schedule deviation and the highest
   bucket participation.
+* A decision costs the same whatever the number of buckets or fills: our
+  fills and the market's volume are counted per bucket as they arrive, and
+  the highest participation is kept as buckets close (recounted only when a
+  print lands in a bucket already closed).
 """
 
 from __future__ import annotations
 
 import math
 
-from ..models import OrderResult, OrderStatus
+from ..models import MAX_BUCKETS, OrderResult, OrderStatus
 from ..venue import PublicTrade
 from .base import (
     Action,
@@ -82,7 +86,14 @@ class VwapAlgorithm:
         self._next = 0  # next decision index
         self._retry_at: float | None = None
         self.market_volume: list[float] = []  # per bucket, from the public trades
+        self.own_volume: list[float] = []  # per bucket, our fills
+        # Highest participation of the closed buckets (those before `_open`); the open
+        # ones (the current bucket and the one before, which late prints still reach)
+        # are looked at on each read.
+        self._open = 0
+        self._closed_max: float | None = None
         self._note = ""
+        state.children.watch(self._on_child_change)
 
     # -- the plan -------------------------------------------------------------------------
     def _plan(self, ctx: AlgoContext, now: float) -> str | None:
@@ -98,7 +109,8 @@ class VwapAlgorithm:
         elif isinstance(profile, (list, tuple)):
             n = len(profile)
         else:
-            n = max(1, math.ceil(duration / DEFAULT_BUCKET_S - 1e-9))
+            # A default, not a request: a day-long window gets longer buckets, not more.
+            n = min(max(1, math.ceil(duration / DEFAULT_BUCKET_S - 1e-9)), MAX_BUCKETS)
         bucket_s = duration / n
         if isinstance(profile, (list, tuple)):
             weights = [float(w) for w in profile]
@@ -125,6 +137,7 @@ class VwapAlgorithm:
         self.weights, self.times, self._cum = weights, times, cum
         self.start_at, self.end_at, self.bucket_s = start, end, bucket_s
         self.market_volume = [0.0] * n
+        self.own_volume = [0.0] * n
         state.window = (start, end)
         state.schedule = [(t, state.lots_to_quantity(c)) for t, c in zip(times, cum)]
         state.algo_detail.update({
@@ -143,21 +156,61 @@ class VwapAlgorithm:
         return min(max(int((t - self.start_at) / self.bucket_s), 0), len(self.weights) - 1)
 
     def _ours(self, b: int) -> float:
-        lo = self.start_at + b * self.bucket_s
-        hi = lo + self.bucket_s
-        return sum(f.quantity for f in self.state.fills if lo <= f.timestamp < hi)
+        return self.own_volume[b]
+
+    def _on_child_change(self, old: OrderResult | None, new: OrderResult | None) -> None:
+        """Count a child's new fills into their buckets (the scheduler records each change)."""
+        if not self.own_volume:
+            return  # not planned yet: no child has been sent
+        old_fills = old.fills if old is not None else []
+        new_fills = new.fills if new is not None else []
+        n = len(old_fills)
+        if len(new_fills) >= n and (not n or new_fills[n - 1] == old_fills[-1]):
+            changes = [(f, 1) for f in new_fills[n:]]
+        else:
+            changes = [(f, -1) for f in old_fills] + [(f, 1) for f in new_fills]
+        for f, sign in changes:
+            if self.start_at <= f.timestamp < self.end_at:
+                b = self._bucket(f.timestamp)
+                self.own_volume[b] += sign * f.quantity
+                self._changed(b)
 
     def _count(self, trades: list[PublicTrade]) -> None:
         for t in trades:
             if self.start_at <= t.ts_event < self.end_at:
-                self.market_volume[self._bucket(t.ts_event)] += t.quantity
+                b = self._bucket(t.ts_event)
+                self.market_volume[b] += t.quantity
+                self._changed(b)
 
-    def _participation(self) -> float | None:
-        worst = None
-        for b, volume in enumerate(self.market_volume):
-            if volume > 0:
-                p = self._ours(b) / volume
-                worst = p if worst is None else max(worst, p)
+    def _bucket_participation(self, b: int) -> float | None:
+        volume = self.market_volume[b]
+        return self.own_volume[b] / volume if volume > 0 else None
+
+    def _changed(self, b: int) -> None:
+        if b < self._open:  # a print in a closed bucket (rare): count the closed ones again
+            worst = None
+            for c in range(self._open):
+                p = self._bucket_participation(c)
+                if p is not None and (worst is None or p > worst):
+                    worst = p
+            self._closed_max = worst
+
+    def _close_until(self, t: float) -> None:
+        """Fold the buckets now two or more behind `t` into the closed maximum."""
+        upto = self._bucket(t) - 1
+        while self._open < upto:
+            p = self._bucket_participation(self._open)
+            if p is not None and (self._closed_max is None or p > self._closed_max):
+                self._closed_max = p
+            self._open += 1
+
+    def _participation(self, now: float) -> float | None:
+        self._close_until(now)
+        worst = self._closed_max
+        for b in range(self._open, min(self._open + 3, len(self.market_volume))):
+            p = self._bucket_participation(b)
+            if p is not None and (worst is None or p > worst):
+                worst = p
         return worst
 
     # -- decisions ----------------------------------------------------------------------------
@@ -184,7 +237,7 @@ class VwapAlgorithm:
         now = ctx.now()
         book, trades = self._watch.look(ctx)
         self._count(trades)
-        state.algo_detail["max_bucket_participation"] = self._participation()
+        state.algo_detail["max_bucket_participation"] = self._participation(now)
         if state.remaining_lots <= 0:
             return []
         if now >= self.end_at:
@@ -208,10 +261,10 @@ class VwapAlgorithm:
             others = max(self.market_volume[b] - ours, 0.0)
             room = self.cap * others - ours
             inst = state.instrument
-            room_lots = inst.quantity_to_lots(room) if inst else None
-            if room_lots is None:
-                num, den = inst._lot if inst else (1, 10**8)
-                room_lots = math.floor(max(room, 0.0) * den / num + 1e-9)
+            if inst is not None:
+                room_lots = inst.lots_at_most(room)
+            else:
+                room_lots = math.floor(max(room, 0.0) * 1e8 + 1e-9)
             if room_lots < lots:
                 lots = max(room_lots, 0)
                 capped = (
@@ -252,8 +305,8 @@ class VwapAlgorithm:
         if child.status is OrderStatus.REJECTED:
             state.last_reason = f"child refused: {child.reason}"
         if state.remaining_lots <= 0:
-            self._count(self._watch.trades(ctx))
-            state.algo_detail["max_bucket_participation"] = self._participation()
+            self._count(self._watch.trades(ctx, final=True))
+            state.algo_detail["max_bucket_participation"] = self._participation(ctx.now())
             return []
         if self._next and self._cum[self._next - 1] > state.filled_lots + state.working_lots:
             # Short of the step's target: try again halfway to the next step.
