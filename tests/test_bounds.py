@@ -43,7 +43,7 @@ from engine import (
     TimeInForce,
     VirtualClock,
 )
-from engine.algos.base import Children, ParentState, PlaceChild
+from engine.algos.base import Children, ParentState, PlaceChild, plain
 from engine.algos.registry import make_algorithm
 from engine.errors import AlgorithmParameterError
 from engine.exchange import DEFAULT_INSTRUMENTS
@@ -749,3 +749,10 @@ def test_a_parent_under_the_minimum_says_so_rather_than_off_the_lot() -> None:
     assert refused_when_built(parent("SMART", 0.00001)) == (
         "quantity 0.00001 is under the minimum quantity 0.0001 of BTC/USD"
     )
+
+
+def test_sizes_in_messages_are_plain_when_small_and_short_when_large() -> None:
+    assert plain(0.00001) == "0.00001"
+    assert plain(0.5) == "0.5"
+    assert plain(1e12) == "1e+12"
+    assert plain(1e308) == "1e+308"

@@ -661,9 +661,10 @@ class MarketWatch:
 # -- what a parent's instrument can carry -----------------------------------------------------
 
 def plain(value: float) -> str:
-    """A size for a message without an exponent: 0.00001, not 1e-05."""
+    """A small size for a message without an exponent: 0.00001, not 1e-05 (large ones keep
+    theirs: 1e+12)."""
     text = show(value)
-    return format(Decimal(text), "f") if "e" in text else text
+    return format(Decimal(text), "f") if "e-" in text else text
 
 
 def check_parent(state: ParentState) -> None:
