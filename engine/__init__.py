@@ -41,6 +41,7 @@ from .optimizer import AsyncExecutionOptimizer, ExecutionOptimizer, OptimizerSto
 from .positions import Position, PositionBook
 from .profiler import LatencyProfiler, LatencyStats, ProfilerFileError
 from .retry import RetryPolicy
+from .risk import RiskChecker, RiskLimits, RiskPreview, SymbolLimits
 from .router import AsyncOrderRouter, OrderRouter
 from .scheduler import Scheduler
 from .smart import SmartOrderRouter
@@ -69,6 +70,10 @@ __all__ = [
     "PositionBook",
     "ProfilerFileError",
     "RetryPolicy",
+    "RiskChecker",
+    "RiskLimits",
+    "RiskPreview",
+    "SymbolLimits",
     "Scheduler",
     "SimulatedExchange",
     "SmartOrderRouter",

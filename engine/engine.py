@@ -1,8 +1,10 @@
 """The Engine: the one object the desk holds, and the easiest door for library users.
 
-It wires venues, clock, profiler, routers, scheduler, optimizer and the
-event bus, and offers what an operator does: submit, cancel, amend, cancel
-all, halt and resume, status, and a subscription to events. It is async
+It wires venues, clock, profiler, risk limits, routers, scheduler, optimizer
+and the event bus, and offers what an operator does: submit, cancel, amend,
+cancel all, halt and resume, status, a risk preview for the ticket, and a
+subscription to events. Risk limits are on by default (`risk=None` turns
+them off). It is async
 first (the desk runs it in Textual's event loop); the sync pieces
 (`OrderRouter`, `ExecutionOptimizer`) remain available for scripts.
 """
@@ -28,6 +30,7 @@ from .optimizer import AsyncExecutionOptimizer
 from .positions import Position, PositionBook
 from .profiler import LatencyProfiler
 from .retry import RetryPolicy
+from .risk import DEFAULT_RISK_LIMITS, RiskChecker, RiskLimits, RiskPreview
 from .router import AsyncOrderRouter
 from .smart import SmartOrderRouter
 
@@ -105,6 +108,7 @@ class Engine:
         max_latency_s: float | None = 0.5,
         remember_orders: int = 100_000,
         max_queue: int = 10_000,
+        risk: RiskLimits | None = DEFAULT_RISK_LIMITS,
     ) -> None:
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
@@ -123,6 +127,7 @@ class Engine:
             remember_orders=remember_orders,
             seed=seed,
             on_event=self.bus.publish,
+            risk=risk,
         )
         self.venues: dict[str, Any] = dict(venues)
         for name, venue in self.venues.items():
@@ -161,6 +166,22 @@ class Engine:
             for i, spec in enumerate(specs)
         }
         return cls(venues, clock=clock, seed=seed, **kwargs)
+
+    # -- risk ---------------------------------------------------------------------------
+    @property
+    def risk(self) -> RiskChecker | None:
+        """The pre-trade risk checker (its `refusals` per limit, `limits`), None when off."""
+        return self.router.risk
+
+    def set_risk_limits(self, limits: RiskLimits | None) -> None:
+        """Check orders against `limits` from now on (None: no limits)."""
+        self.router.use_risk(limits)
+
+    def check_risk(self, order: Order) -> RiskPreview:
+        """What the risk limits would say of `order` if it were submitted now: the
+        reason it would be refused (or None), its notional, the share of its limits it
+        uses and whether the ticket should ask for a confirmation. Counts nothing."""
+        return self.smart.check_risk(order)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, num_workers: int = 10) -> None:

@@ -30,6 +30,7 @@ from .loops import set_event
 from .history import History
 from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
 from .profiler import LatencyProfiler
+from .risk import RiskLimits
 from .router import AsyncOrderRouter, OrderRouter, _RouterCore
 from .smart import SmartOrderRouter
 
@@ -50,6 +51,7 @@ class _OptimizerCore:
         *,
         remember_orders: int = 100_000,
         bus: EventBus | None = None,
+        risk: RiskLimits | None = None,
     ) -> None:
         if isinstance(order_router, SmartOrderRouter):
             self.smart: SmartOrderRouter = order_router
@@ -64,6 +66,9 @@ class _OptimizerCore:
                 f"order_router must be an OrderRouter, AsyncOrderRouter or SmartOrderRouter, "
                 f"got {type(order_router).__name__}"
             )
+        if risk is not None:
+            # The limits live in the order router, which every order and child passes.
+            self.router.use_risk(risk)
         self.profiler = latency_profiler or self.router.profiler
         self.clock: Clock = self.router.clock
         self.scheduler = self.smart.scheduler

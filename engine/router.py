@@ -2,7 +2,7 @@
 
 `OrderRouter` (sync) and `AsyncOrderRouter` (anyio) share one core,
 `_RouterCore`: registration, pre-trade checks (halt, venue enabled, circuit
-breaker, latency gate, risk hooks), bookkeeping after each venue answer
+breaker, latency gate, risk limits and hooks), bookkeeping after each venue answer
 (breaker, profiler, fill ratio, events) and the retry/reconciliation decision
 loop. The fronts differ only in how they perform a venue call: the decision
 loop is a generator that yields the venue request it wants made
@@ -17,6 +17,10 @@ Rules:
 * Resubmitting an order the router already knows, with the same fields,
   returns that order's current state instead of a second order; the same id
   with different fields is refused.
+* Risk limits (`engine.risk`), when given, are the last pre-trade check:
+  every order and child is admitted by the `RiskChecker` before its venue
+  call, an amend is judged as the order it would make, and every new state
+  of an admitted order is reported back to the checker.
 * Venue trouble comes back as an `OrderResult` with status and reason, never
   as an exception; it is logged with the order id at WARNING, and nothing is
   logged per order on the success path.
@@ -30,6 +34,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import logging
+import math
 import random
 import threading
 import weakref
@@ -45,6 +50,7 @@ from .breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBrea
 from .clock import Clock, RealClock
 from .errors import (
     ConfigurationError,
+    ExecdeskError,
     PermanentVenueError,
     UnknownOrderError,
     UnknownVenueError,
@@ -75,7 +81,8 @@ from .models import (
 )
 from .profiler import LatencyProfiler
 from .retry import RetryPolicy, RetryState
-from .venue import ExecutionReport
+from .risk import RiskChecker, RiskLimits
+from .venue import BookSnapshot, ExecutionReport
 
 log = logging.getLogger("execdesk.router")
 
@@ -160,6 +167,7 @@ class _RouterCore:
         remember_orders: int = 100_000,
         seed: int | None = 0,
         on_event: Callable[[Event], None] | None = None,
+        risk: RiskLimits | None = None,
     ) -> None:
         self.clock: Clock = clock or (latency_profiler.clock if latency_profiler else RealClock())
         self.profiler = latency_profiler if latency_profiler is not None else LatencyProfiler(clock=self.clock)
@@ -188,6 +196,9 @@ class _RouterCore:
         self.halted_reason: str | None = None
         self.on_event = on_event
         self._lock = threading.Lock()
+        self.risk: RiskChecker | None = None
+        if risk is not None:
+            self.use_risk(risk)
 
     # -- venues ---------------------------------------------------------------
     def register_exchange(self, exchange_id: str, client: Any) -> None:
@@ -264,6 +275,27 @@ class _RouterCore:
     def add_pre_trade_check(self, check: PreTradeCheck) -> None:
         """A check run for every order and child before it reaches a venue."""
         self._checks.append(check)
+
+    def use_risk(self, limits: RiskLimits | None) -> None:
+        """Check every order against `limits` from now on (None: no risk limits). New
+        limits keep what the checker counted; orders sent before it had one are not counted."""
+        if limits is None:
+            self.risk = None
+        elif self.risk is not None:
+            self.risk.set_limits(limits)
+        else:
+            self.risk = RiskChecker(limits)
+
+    def read_book(self, exchange_id: str, symbol: str, depth: int = 1) -> BookSnapshot | None:
+        """The venue's book as the risk check sees it: None when it cannot be read now
+        (an outage, an unlisted symbol, a venue without a sync book)."""
+        read = getattr(self._slot(exchange_id).client, "book", None)
+        if read is None:
+            return None
+        try:
+            return read(symbol, depth)
+        except ExecdeskError:
+            return None
 
     def halt(self, reason: str) -> None:
         self.halted_reason = reason or "trading halted"
@@ -354,7 +386,21 @@ class _RouterCore:
             return gate
         if not slot.breaker.allow_request():
             return f"{slot.id} circuit breaker is {slot.breaker.state.value}: not accepting orders"
+        risk = self.risk
+        if risk is not None:
+            # Last: once admitted the order counts as sent and working.
+            reason = risk.admit(order, lambda depth: self.read_book(slot.id, order.symbol, depth),
+                                self.clock.now())
+            if reason is not None:
+                slot.breaker.release()  # the venue never saw it: hand back a half-open trial
+                return reason
         return None
+
+    def _give_back(self, slot: _Slot, order: Order) -> None:
+        """An admitted order whose venue call failed below us (a bug, a cancellation)."""
+        slot.breaker.release()
+        if self.risk is not None:
+            self.risk.release(order.client_order_id)  # type: ignore[arg-type]
 
     # -- bookkeeping ------------------------------------------------------------
     def _known(self, order: Order) -> OrderResult | None:
@@ -374,6 +420,8 @@ class _RouterCore:
     def _track(self, order: Order, venue: str, result: OrderResult) -> None:
         orders = self._orders
         orders[order.client_order_id] = _Tracked(order, venue, result)  # type: ignore[index]
+        if self.risk is not None:
+            self.risk.update(result)
         if len(orders) > self._live_limit:
             # The oldest finished orders move to history (which forgets its oldest past
             # its bound); working ones stay live until they finish. Only the excess at
@@ -428,6 +476,8 @@ class _RouterCore:
             elif tracked.order == order and not tracked.result.status.is_final:
                 # An order left PENDING_NEW by a timeout, now known never to have arrived.
                 tracked.result = result
+                if self.risk is not None:
+                    self.risk.update(result)
         if self.on_event is not None:
             now = self.clock.now()
             self.on_event(OrderDenied(now, now, result.order_id, venue, result.status, order.parent_id, reason))
@@ -568,6 +618,8 @@ class _RouterCore:
                 stats = slot.stats
                 stats.fill_ratio += _EWMA * (report.filled_quantity / result.quantity - stats.fill_ratio)
         tracked.result = updated
+        if self.risk is not None:
+            self.risk.update(updated)
         if self.on_event is not None:
             now = self.clock.now()
             parent = tracked.order.parent_id
@@ -709,6 +761,8 @@ class _RouterCore:
             if result.fills == [] and tracked.result.fills and result.filled_quantity:
                 result.fills = list(tracked.result.fills)
             tracked.result = result
+            if self.risk is not None:
+                self.risk.update(result)
         if self.on_event is not None and result.status is OrderStatus.CANCELED:
             now = self.clock.now()
             self.on_event(OrderCanceled(result.timestamp, now, result.order_id, tracked.venue,
@@ -753,6 +807,28 @@ class _RouterCore:
             return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
         return tracked, slot
 
+    def _amend_refusal(self, tracked: _Tracked, slot: _Slot, quantity: float | None,
+                       price: float | None) -> OrderResult | None:
+        """The risk limits' verdict on the order an amend would make (None: it may go)."""
+        risk = self.risk
+        if risk is None:
+            return None
+        changes = {}
+        for name, value in (("quantity", quantity), ("price", price)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return None  # not a size at all: the venue refuses it with its own reason
+            changes[name] = float(value)
+        if not changes:
+            return None
+        order = tracked.order.model_copy(update=changes)
+        reason = risk.check_replace(order, lambda depth: self.read_book(slot.id, order.symbol, depth))
+        if reason is None:
+            return None
+        cid = order.client_order_id or order.id
+        return self._cancel_result(tracked, cid, f"amend refused: {reason}; the order is unchanged")
+
     def _amended(self, tracked: _Tracked, result: OrderResult, quantity: float | None,
                  price: float | None) -> OrderResult:
         if result.status is not OrderStatus.REJECTED:
@@ -786,7 +862,7 @@ class OrderRouter(_RouterCore):
         except BaseException:
             # Not the venue's answer (a bug below): hand back the breaker's admission,
             # or a HALF_OPEN breaker would wait for this trial forever.
-            slot.breaker.release()
+            self._give_back(slot, order)
             raise
         return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
 
@@ -822,7 +898,7 @@ class OrderRouter(_RouterCore):
                 error = exc
             except BaseException:
                 if call.op == "submit":
-                    slot.breaker.release()  # see submit_order
+                    self._give_back(slot, call.arg)  # see submit_order
                 raise
 
     def reconcile_pending(self) -> list[OrderResult]:
@@ -850,6 +926,9 @@ class OrderRouter(_RouterCore):
         if isinstance(target, OrderResult):
             return target
         tracked, slot = target
+        refused = self._amend_refusal(tracked, slot, quantity, price)
+        if refused is not None:
+            return refused
         try:
             result = slot.client.amend(order_id, quantity=quantity, price=price)
         except VenueError as exc:
@@ -904,7 +983,7 @@ class AsyncOrderRouter(_RouterCore):
         except BaseException:
             # Not the venue's answer (a bug below, or cancellation): hand back the
             # breaker's admission, or a HALF_OPEN breaker would wait for it forever.
-            slot.breaker.release()
+            self._give_back(slot, order)
             raise
         return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
 
@@ -927,7 +1006,7 @@ class AsyncOrderRouter(_RouterCore):
                 error = exc
             except BaseException:
                 if call.op == "submit":
-                    slot.breaker.release()  # see submit_order
+                    self._give_back(slot, call.arg)  # see submit_order
                 raise
 
     async def submit_orders_async(
@@ -975,6 +1054,9 @@ class AsyncOrderRouter(_RouterCore):
         if isinstance(target, OrderResult):
             return target
         tracked, slot = target
+        refused = self._amend_refusal(tracked, slot, quantity, price)
+        if refused is not None:
+            return refused
         try:
             result = await self._call(slot, "amend", order_id, quantity=quantity, price=price)
         except VenueError as exc:

@@ -161,6 +161,10 @@ class Scheduler:
             return self.smart.order_router._denied(
                 order, None, f"no registered venue lists {order.symbol}", track=False
             )
+        # Judged once as a whole: a TWAP for 1e6 BTC is refused here, not child by child.
+        refusal = self.smart.risk_refusal(order)
+        if refusal is not None:
+            return self.smart.order_router._denied(order, None, refusal, track=False)
         try:
             algo = make_algorithm(state, self.seed)
         except ValueError as exc:

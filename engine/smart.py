@@ -9,7 +9,10 @@ best-ranked venue. Every allocation carries a one-line reason for the desk.
 
 `SmartOrderRouter` gathers the inputs from an `OrderRouter` (or
 `AsyncOrderRouter`) and sends the children through it, so every child passes
-the per-venue checks. Parent types go to the `Scheduler`.
+the per-venue checks. Parent types go to the `Scheduler`. An order it
+splits is first judged as a whole by the order router's risk limits (the
+pieces alone could each pass a per-order limit the order breaks), against
+the merged book; so is a parent, when the scheduler accepts it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .models import (
     order_from_compact,
 )
 from .profiler import LatencyProfiler
+from .risk import RiskLimits, RiskPreview
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
 from .venue import BookLevel, BookSnapshot, PublicTrade
 
@@ -212,8 +216,12 @@ class SmartOrderRouter:
         scheduler: Any = None,
         clock: Clock | None = None,
         seed: int = 0,
+        risk: RiskLimits | None = None,
     ) -> None:
         self.order_router = order_router
+        if risk is not None:
+            # The limits live in the order router, which every order and child passes.
+            order_router.use_risk(risk)
         self.profiler = latency_profiler or order_router.profiler
         self.clock = clock or order_router.clock
         self.seed = seed
@@ -303,6 +311,28 @@ class SmartOrderRouter:
                 continue
         out.sort(key=_TS_EVENT)  # each venue's list is in order: a merge of runs
         return out
+
+    # -- risk ----------------------------------------------------------------------
+    def _merged_reader(self, symbol: str) -> Any:
+        return lambda depth: self.merged_book(symbol, depth)
+
+    def check_risk(self, order: Order) -> RiskPreview:
+        """What the risk limits would say of `order` (the ticket's preview): the same
+        judgement the routers make, against the merged book; nothing is counted."""
+        risk = self.order_router.risk
+        if risk is None:
+            book = self.merged_book(order.symbol, depth=1)
+            price = order.price if order.price is not None else (book.mid if book is not None else None)
+            return RiskPreview(None, order.quantity * price if price is not None else None, 0.0, None)
+        return risk.preview(order, self._merged_reader(order.symbol), self.clock.now())
+
+    def risk_refusal(self, order: Order) -> str | None:
+        """An algorithm parent or an order about to be split, judged once as a whole
+        (counted in the limits' refusals); None when it passes or no limits are set."""
+        risk = self.order_router.risk
+        if risk is None:
+            return None
+        return risk.check_whole(order, self._merged_reader(order.symbol))
 
     # -- planning ----------------------------------------------------------------
     def plan(
@@ -411,12 +441,21 @@ class SmartOrderRouter:
         pieces = self.plan(order, split=split, venue=venue)
         if not pieces:
             return [self._no_venue(order)]
+        refused = self._split_refusal(order, pieces)
+        if refused is not None:
+            return [refused]
         self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
             results.append(router.submit_order(child, where))
         return results
+
+    def _split_refusal(self, order: Order, pieces: list[tuple[Order, str, Any]]) -> OrderResult | None:
+        if len(pieces) == 1 and pieces[0][0] is order:
+            return None  # sent whole: the order router judges it
+        reason = self.risk_refusal(order)
+        return self.order_router._denied(order, None, reason) if reason is not None else None
 
     def cancel(self, order_id: str) -> OrderResult:
         return self.order_router.cancel_order(order_id)  # type: ignore[return-value]
@@ -438,6 +477,9 @@ class SmartOrderRouter:
         pieces = self.plan(order, split=split, venue=venue)
         if not pieces:
             return [self._no_venue(order)]
+        refused = self._split_refusal(order, pieces)
+        if refused is not None:
+            return [refused]
         self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
