@@ -220,3 +220,53 @@ async def test_a_reused_ticket_takes_odd_values_too() -> None:
         await pilot.pause()
         assert (ticket.values["type"], ticket.values["tif"], value(ticket, "quantity")) == ("LIMIT", "GTC", "5")
         assert app.screen is ticket
+
+
+TYPE_BINDINGS = [b for b in TicketScreen.BINDINGS if b.action.startswith("order_type(")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("binding", TYPE_BINDINGS, ids=[b.id for b in TYPE_BINDINGS])
+async def test_each_order_type_has_its_own_keys_that_never_type_into_a_field(binding) -> None:
+    keys = binding.key.split(",")
+    assert len(keys) == 2 and keys[0].startswith("f") and keys[1].startswith("alt+"), keys
+    order_type = binding.action.removeprefix("order_type('").removesuffix("')")
+    for key in keys:
+        app = Host(eth_ticket())
+        async with app.run_test(size=(80, 24)) as pilot:
+            ticket = app.ticket
+            await pilot.press(key)
+            assert ticket.values["type"] == order_type, key
+            assert value(ticket, "quantity") == "2", f"{key} typed into the quantity"
+            title = str(ticket.query_one("#ticket-title").render())
+            assert order_type in title
+            shown = {n for n in FIELDS_BY_TYPE[OrderType(order_type)]}
+            visible = {w.id.removeprefix("row-") for w in ticket.query(".tk-row") if w.display}
+            assert visible == shown
+    # The ticket's key line shows the key.
+    async with Host(eth_ticket()).run_test(size=(80, 24)) as pilot:
+        line = str(pilot.app.ticket.query_one("#ticket-types").render())
+        assert f"{keys[0].upper()} {order_type}" in line, line
+
+
+@pytest.mark.anyio
+async def test_field_help_shows_under_its_field_and_every_type_fits_80x24() -> None:
+    app = Host(eth_ticket())
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        for order_type in OrderType:
+            ticket.action_order_type(order_type.value)
+            await pilot.pause()
+            for name in ("display_variance", "max_participation", "profile", "urgency"):
+                help_line = ticket.query_one(f"#help-{name}")
+                assert help_line.display is (name in FIELDS_BY_TYPE[order_type]), (order_type, name)
+                if help_line.display:
+                    # The line under the field, whole.
+                    assert help_line.region.y == ticket.query_one(f"#field-{name}").region.y + 1, name
+                    assert help_line.region.width >= len(str(help_line.render())), name
+            summary = ticket.query_one("#ticket-summary")
+            assert summary.region.bottom <= 23, f"{order_type}: the summary is cut at 80x24"
+        ticket.action_order_type("SMART")
+        await pilot.pause()
+        assert str(ticket.query_one("#help-urgency").render()) == (
+            "low: rest at the touch; normal: near mid; high: cross")

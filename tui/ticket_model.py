@@ -54,6 +54,15 @@ HINTS = {
     "max_participation": "fraction of market volume, in (0, 1]",
 }
 
+# One line under the fields whose meaning is not in their name (at most 53 characters:
+# the width of the field and error columns).
+FIELD_HELP = {
+    "display_variance": "each refill shows display x random(1 - v, 1); 0: full",
+    "max_participation": "our fills <= this share of others' volume (0.2 = 20%)",
+    "profile": "u_shape: heavier at both ends; market: recent volume",
+    "urgency": "low: rest at the touch; normal: near mid; high: cross",
+}
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "tif": tuple(t.value for t in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY)),
     "profile": VWAP_PROFILES,

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
@@ -25,6 +25,7 @@ from engine import OrderType
 
 from ..ticket_model import (
     CHOICES,
+    FIELD_HELP,
     FIELDS_BY_TYPE,
     HINTS,
     LABELS,
@@ -51,12 +52,70 @@ class TicketAlert(NamedTuple):
     refuses: bool = False  # trading is halted: Enter would only be refused
 
 
+# A key per order type: F-keys reach the ticket in any terminal and never type into a
+# field; Alt+letter is the mnemonic where the terminal sends Alt (macOS: Option as Meta).
+TYPE_KEYS = (
+    ("f2", "alt+m", OrderType.MARKET),
+    ("f3", "alt+l", OrderType.LIMIT),
+    ("f4", "alt+i", OrderType.ICEBERG),
+    ("f5", "alt+t", OrderType.TWAP),
+    ("f6", "alt+v", OrderType.VWAP),
+    ("f7", "alt+s", OrderType.SMART),
+)
+
+
 class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
-    """Returns (Order, venue or None for smart routing) on Enter, None on Escape."""
+    """Returns (Order, venue or None for smart routing) on Enter, None on Escape.
+
+    One line per field (compact inputs), so every order type, its help lines and the
+    summary fit a 24-line terminal.
+    """
+
+    DEFAULT_CSS = """
+    TicketScreen #ticket-form {
+        height: auto;
+        margin: 1 0 0 0;
+    }
+    TicketScreen .tk-row {
+        height: auto;
+    }
+    TicketScreen .tk-label {
+        width: 18;
+        margin: 0 1 0 0;
+    }
+    TicketScreen .tk-field {
+        width: 24;
+        height: 1;  /* a Select's auto height counts its closed list of options */
+        margin: 0 1 0 0;
+        background-tint: $foreground 4%;
+    }
+    TicketScreen .tk-field:focus, TicketScreen .tk-field:focus-within {
+        background-tint: $foreground 12%;
+    }
+    TicketScreen .tk-field.-tk-invalid {
+        background-tint: $error 35%;
+    }
+    TicketScreen .tk-error {
+        width: 1fr;
+        color: $error;
+    }
+    TicketScreen .tk-help {
+        padding: 0 0 0 19;
+        color: $text-muted;
+    }
+    TicketScreen #ticket-types {
+        color: $secondary;
+    }
+    """
 
     BINDINGS = [
         Binding("escape", "close", "Close", id="ticket.close", tooltip="Close the ticket without sending"),
         Binding("ctrl+t", "cycle('type')", "Type", id="ticket.type", tooltip="Next order type"),
+        *(
+            Binding(f"{fkey},{alt}", f"order_type('{t.value}')", t.value, id=f"ticket.{t.value.lower()}",
+                    key_display=fkey.upper(), tooltip=f"{t.value} order ({alt.title()} too)")
+            for fkey, alt, t in TYPE_KEYS
+        ),
         Binding("ctrl+y", "cycle('symbol')", "Symbol", id="ticket.symbol", tooltip="Next symbol"),
         Binding("ctrl+r", "cycle('venue')", "Route", id="ticket.route", tooltip="Next route (smart or a venue)"),
         Binding("ctrl+f", "flip_side", "Flip side", id="ticket.side", tooltip="Switch BUY and SELL"),
@@ -96,23 +155,29 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             yield Static(id="ticket-title")
             yield Static(id="ticket-alert")
             yield Static(
-                "[b]Ctrl+F[/] side  [b]Ctrl+T[/] type  [b]Ctrl+Y[/] symbol  [b]Ctrl+R[/] route  "
-                "[b]Enter[/] send  [b]Esc[/] close",
+                "[b]Ctrl+F[/] side  [b]Ctrl+Y[/] symbol  [b]Ctrl+R[/] route  [b]Enter[/] send  [b]Esc[/] close",
                 id="ticket-keys",
             )
-            with Grid(id="ticket-grid"):
+            yield Static(
+                "  ".join(f"[b]{fkey.upper()}[/] {t.value}" for fkey, _, t in TYPE_KEYS) + "  [b]Ctrl+T[/] next",
+                id="ticket-types",
+            )
+            with Vertical(id="ticket-form"):
                 for name in ALL_FIELDS:
-                    yield Label(LABELS[name], id=f"label-{name}", classes="ticket-label")
-                    if name in SELECT_FIELDS:
-                        options = self.routes if name == "venue" else CHOICES[name]
-                        yield Select([(o, o) for o in options], value=self.values[name], allow_blank=False,
-                                     id=f"field-{name}", classes="ticket-field")
-                    else:
-                        field = Input(self.values.get(name, ""), placeholder=HINTS.get(name, ""),
-                                      id=f"field-{name}", classes="ticket-field", select_on_focus=True)
-                        field.cursor_blink = self.blink
-                        yield field
-                    yield Static("", id=f"error-{name}", classes="ticket-error")
+                    with Horizontal(id=f"row-{name}", classes="tk-row"):
+                        yield Label(LABELS[name], id=f"label-{name}", classes="tk-label")
+                        if name in SELECT_FIELDS:
+                            options = self.routes if name == "venue" else CHOICES[name]
+                            yield Select([(o, o) for o in options], value=self.values[name], allow_blank=False,
+                                         id=f"field-{name}", classes="tk-field", compact=True)
+                        else:
+                            field = Input(self.values.get(name, ""), placeholder=HINTS.get(name, ""),
+                                          id=f"field-{name}", classes="tk-field", select_on_focus=True, compact=True)
+                            field.cursor_blink = self.blink
+                            yield field
+                        yield Static("", id=f"error-{name}", classes="tk-error")
+                    if name in FIELD_HELP:
+                        yield Static(FIELD_HELP[name], id=f"help-{name}", classes="tk-help")
             yield Static(id="ticket-summary")
 
     def on_mount(self) -> None:
@@ -147,7 +212,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         Selecting on focus is not enough: a reused ticket gets its focus back when the
         screen returns, and Textual does not select on a focus it restores.
         """
-        for field in self.query(".ticket-field").results(Input):
+        for field in self.query(".tk-field").results(Input):
             field.select_all()
         self.query_one("#field-quantity", Input).focus()
 
@@ -156,8 +221,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
         for name in ALL_FIELDS:
             visible = name in shown
-            for prefix in ("label", "field", "error"):
-                self.query_one(f"#{prefix}-{name}").display = visible
+            for prefix in ("row", "label", "field", "error", "help"):
+                for widget in self.query(f"#{prefix}-{name}"):
+                    widget.display = visible
         side = self.values["side"]
         self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
         self._show_title()
@@ -206,7 +272,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         for name in ALL_FIELDS:
             self.query_one(f"#error-{name}", Static).update(result.errors.get(name, ""))
             field = self.query_one(f"#field-{name}")
-            field.set_class(name in result.errors, "-invalid-field")
+            field.set_class(name in result.errors, "-tk-invalid")
         other = {k: v for k, v in result.errors.items() if k not in shown}
         summary = self.query_one("#ticket-summary", Static)
         if result.ok and self._refuses:
@@ -220,13 +286,13 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         return result
 
     # -- input ---------------------------------------------------------------------------
-    @on(Input.Changed, ".ticket-field")
+    @on(Input.Changed, ".tk-field")
     def _input_changed(self, event: Input.Changed) -> None:
         name = (event.input.id or "").removeprefix("field-")
         self.values[name] = event.value
         self._validate()
 
-    @on(Select.Changed, ".ticket-field")
+    @on(Select.Changed, ".tk-field")
     def _select_changed(self, event: Select.Changed) -> None:
         name = (event.select.id or "").removeprefix("field-")
         if event.value is not Select.BLANK:
@@ -243,6 +309,11 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             self.query_one("#field-venue", Select).value = self.values["venue"]
         if name == "symbol":
             self._follow_market()
+        self._layout()
+        self._validate()
+
+    def action_order_type(self, order_type: str) -> None:
+        self.values["type"] = OrderType(order_type).value
         self._layout()
         self._validate()
 
