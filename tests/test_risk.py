@@ -495,3 +495,13 @@ def test_limits_built_in_code_say_what_is_wrong(kwargs: dict[str, Any], message:
     with pytest.raises(ConfigurationError) as caught:
         RiskLimits(**kwargs)
     assert str(caught.value) == message
+
+
+def test_the_bench_states_the_limits_each_workload_ran_under() -> None:
+    from tui.bench import run
+
+    doc = run(["sync_router", "twap_hour"], quick=True)
+    by_name = {w["name"]: w for w in doc["workloads"]}
+    assert by_name["sync_router"]["risk_limits"] == "none"  # the bare router, as the document builds it
+    assert by_name["twap_hour"]["risk_limits"] == RiskLimits().describe()
+    assert by_name["twap_hour"]["status"] == "FILLED"  # and the defaults refused none of it

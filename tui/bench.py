@@ -19,6 +19,10 @@ Rules of this module:
   measured is the engine's own cost. Each throughput entry reports fills and
   rejections next to orders: a run whose orders were refused is not a
   throughput figure (`rejections_negligible` says so, and `goal_met` needs it).
+* Stated limits. Each entry says the pre-trade risk limits it ran under
+  (`risk_limits`: the limits as values, or "none" for the bare routers,
+  which apply none unless given them). The Engine and the desk run under
+  the defaults, which the flow here never breaches (`rejected` would show it).
 * A floor from the same run. Machines are noisy (the reference machine has 2
   cores shared with other work), so each throughput workload also runs the
   same loop with the engine replaced by the least it could possibly do
@@ -276,6 +280,12 @@ def _floor_call(clock: RealClock) -> Callable[[Order], Any]:
         return (order.id, now_ns() - t0)
 
     return submit
+
+
+def _risk_limits(engine: Engine) -> dict[str, Any] | str:
+    """The limits an Engine's orders were checked against, as the JSON states them."""
+    risk = engine.risk
+    return risk.limits.describe() if risk is not None else "none"
 
 
 def _throughput_entry(
@@ -674,6 +684,7 @@ def bench_twap_hour(ctx: _Context) -> dict[str, Any]:
     children = result.children or []
     return {
         "name": "twap_hour",
+        "risk_limits": _risk_limits(engine),
         "seconds": round(wall, 6),
         "virtual_seconds": round(virtual, 3),
         "slices": slices,
@@ -799,6 +810,7 @@ def bench_desk_under_load(ctx: _Context) -> dict[str, Any]:
                 fills1, orders1 = probe.counters()
             return {
                 "name": "desk_under_load",
+                "risk_limits": _risk_limits(probe.app.engine),
                 "keys": [key for key, _ in probe.presses],
                 "seconds": round(elapsed, 3),
                 **_latency_figures(latencies_ms, timeouts),
@@ -898,6 +910,7 @@ def bench_desk_soak(ctx: _Context) -> dict[str, Any]:
             rss = [s["rss_mb"] for s in samples]
             return {
                 "name": "desk_soak",
+                "risk_limits": _risk_limits(probe.app.engine),
                 "seconds": round(sizes.desk_soak_s, 1),
                 **_latency_figures(all_ms, all_timeouts),
                 "fills_total": fills,
@@ -1127,6 +1140,8 @@ def run(names: Sequence[str], *, quick: bool = False, sizes: Sizes | None = None
             entry = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
         finally:
             root.removeHandler(counter)
+        # Only the Engine's and the desk's workloads say limits; the rest use bare routers.
+        entry.setdefault("risk_limits", "none")
         entry["wall_s"] = round(time.perf_counter() - t0, 3)
         entry["warnings_logged"] = counter.count
         if counter.first:
