@@ -316,7 +316,7 @@ class RiskChecker:
         as sent and working, or the reason it is refused (counted in `refusals`)."""
         pricing = self._pricing(order, read_book)
         with self._lock:
-            limit, reason, _ = self._judge(order, pricing, flow=True, now=now)
+            limit, reason = self._judge(order, pricing, flow=True, now=now)
             if reason is not None:
                 self._refusals[limit] += 1  # type: ignore[index]
                 return reason
@@ -334,7 +334,7 @@ class RiskChecker:
         (per-order limits and position; its pieces meet the flow limits when sent)."""
         pricing = self._pricing(order, read_book)
         with self._lock:
-            limit, reason, _ = self._judge(order, pricing, flow=False, now=0.0)
+            limit, reason = self._judge(order, pricing, flow=False, now=0.0)
             if reason is not None:
                 self._refusals[limit] += 1  # type: ignore[index]
         return reason
@@ -345,7 +345,7 @@ class RiskChecker:
         pricing = self._pricing(order, read_book)
         with self._lock:
             rec = self._orders.get(order.client_order_id or order.id)
-            limit, reason, _ = self._judge(order, pricing, flow=False, now=0.0, replacing=rec)
+            limit, reason = self._judge(order, pricing, flow=False, now=0.0, replacing=rec)
             if reason is not None:
                 self._refusals[limit] += 1  # type: ignore[index]
         return reason
@@ -355,8 +355,9 @@ class RiskChecker:
         notional and the share of the limits it uses; counts and records nothing."""
         pricing = self._pricing(order, read_book)
         flow = not order.type.is_algorithm
+        shares: dict[str, tuple[float, str]] = {}
         with self._lock:
-            limit, reason, shares = self._judge(order, pricing, flow=flow, now=now, all_shares=True)
+            limit, reason = self._judge(order, pricing, flow=flow, now=now, shares=shares)
         notional = order.quantity * pricing.price if pricing.price is not None else None
         top, share, note = None, 0.0, None
         for name, (value, text) in shares.items():
@@ -474,88 +475,83 @@ class RiskChecker:
         flow: bool,
         now: float,
         replacing: _Record | None = None,
-        all_shares: bool = False,
-    ) -> tuple[str | None, str | None, dict[str, tuple[float, str]]]:
-        """(limit, reason) of the first breach, or (None, None); with `all_shares`, every
-        per-order limit's share of use too (else the dict is left empty)."""
+        shares: dict[str, tuple[float, str]] | None = None,
+    ) -> tuple[str | None, str | None]:
+        """(limit, reason) of the first breach, or (None, None). Given `shares`, every
+        per-order limit's share of use goes there with a line about it, and the judging
+        goes on past a breach (the ticket shows the notional of a refused order too);
+        without, nothing is formatted unless refused: this runs for every order."""
         limits = self._limits
-        symbol, qty = order.symbol, order.quantity
+        symbol, qty, side = order.symbol, order.quantity, order.side
         max_qty, max_notional, max_position = limits.for_symbol(symbol)
-        ccy = _quote_currency(symbol)
-        shares: dict[str, tuple[float, str]] = {}
-        first: tuple[str | None, str | None] = (None, None)
-
-        def breach(name: str, reason: str) -> bool:
-            nonlocal first
-            if first[0] is None:
-                first = (name, reason)
-            return not all_shares  # stop at the first breach unless every share is wanted
-
+        found: tuple[str | None, str | None] = (None, None)
         if max_qty is not None:
-            share = qty / max_qty
-            shares["quantity"] = (share, f"quantity {_qty(qty)} is {share:.0%} of max {_qty(max_qty)} ({symbol})")
-            if qty > max_qty and breach("quantity", f"quantity {_qty(qty)} > max {_qty(max_qty)} ({symbol})"):
-                return (*first, shares)
+            if shares is not None:
+                share = qty / max_qty
+                shares["quantity"] = (share, f"quantity {_qty(qty)} is {share:.0%} of max {_qty(max_qty)} ({symbol})")
+            if qty > max_qty:
+                found = ("quantity", f"quantity {_qty(qty)} > max {_qty(max_qty)} ({symbol})")
+                if shares is None:
+                    return found
         price = pricing.price
         if price is None:
-            return (
-                "price_band",
-                f"no price for {symbol} to judge a {order.type.value} order by: "
-                "the book is empty and no mid was seen before",
-                shares,
-            ) if first[0] is None else (*first, shares)
+            if found[0] is not None:
+                return found
+            return ("price_band", f"no price for {symbol} to judge a {order.type.value} order by: "
+                                  "the book is empty and no mid was seen before")
+        ccy = _quote_currency(symbol)
         notional = qty * price
-        share = notional / max_notional
-        shares["notional"] = (share, f"notional {_money(notional)} is {share:.0%} of max "
-                                     f"{_money(max_notional)} {ccy} ({symbol})")
-        if notional > max_notional and breach(
-            "notional", f"notional {_money(notional)} > max {_money(max_notional)} {ccy} ({symbol})"
-        ):
-            return (*first, shares)
+        if shares is not None:
+            share = notional / max_notional
+            shares["notional"] = (share, f"notional {_money(notional)} is {share:.0%} of max "
+                                         f"{_money(max_notional)} {ccy} ({symbol})")
+        if notional > max_notional and found[0] is None:
+            found = ("notional", f"notional {_money(notional)} > max {_money(max_notional)} {ccy} ({symbol})")
+            if shares is None:
+                return found
         mid, judged = pricing.mid, pricing.band_price
         if judged is not None and mid is not None and mid > 0:
             band = limits.price_band_pct
             # Through the mid in the order's direction (see the module rules); < 0 is passive.
-            away = (judged - mid if order.side is OrderSide.BUY else mid - judged) / mid * 100.0
-            shares["price_band"] = (max(away, 0.0) / band, f"{pricing.band_what} {_price(judged)} is "
-                                    f"{_pct(away)}% from the mid {_price(mid)} (band {band:g}%)")
-            if away > band and breach(
-                "price_band",
-                f"{pricing.band_what} {_price(judged)} is {_pct(away)}% from the mid {_price(mid)}: "
-                f"outside the {band:g}% band",
-            ):
-                return (*first, shares)
-        side = order.side
+            away = (judged - mid if side is OrderSide.BUY else mid - judged) / mid * 100.0
+            if shares is not None:
+                shares["price_band"] = (max(away, 0.0) / band, f"{pricing.band_what} {_price(judged)} is "
+                                        f"{_pct(away)}% from the mid {_price(mid)} (band {band:g}%)")
+            if away > band and found[0] is None:
+                found = ("price_band", f"{pricing.band_what} {_price(judged)} is {_pct(away)}% from the mid "
+                                       f"{_price(mid)}: outside the {band:g}% band")
+                if shares is None:
+                    return found
         net = self._net.get(symbol, 0.0)
         held = net if side is OrderSide.BUY else -net
         working = self._working.get((symbol, side), 0.0)
+        this = qty
         if replacing is not None:
             working -= replacing.leaves
-            qty_new = max(qty - replacing.filled, 0.0)
-        else:
-            qty_new = qty
-        exposure = (held + working + qty_new) * price
-        share = max(exposure, 0.0) / max_position
-        shares["position"] = (share, f"position {_money(exposure)} is {share:.0%} of max "
-                                     f"{_money(max_position)} {ccy} ({symbol} {side.value})")
-        if exposure > max_position and breach(
-            "position",
-            f"position {_money(exposure)} > max {_money(max_position)} {ccy} ({symbol} {side.value}: "
-            f"{_qty(held)} filled, {_qty(working)} working, {_qty(qty_new)} this order)",
-        ):
-            return (*first, shares)
-        if flow and first[0] is None:
-            open_now = len(self._orders) + 1
-            if open_now > limits.max_open_orders:
-                return ("open_orders", f"open orders {open_now:,} > max {limits.max_open_orders:,}", shares)
-            sent = self._sent
-            while sent and sent[0] <= now - 1.0:
-                sent.popleft()
-            rate = len(sent) + 1
-            if rate > limits.max_orders_per_s:
-                return ("rate", f"order rate {rate:,} in the last second > max "
-                                f"{limits.max_orders_per_s:,}/s", shares)
-        return (*first, shares)
+            this = max(qty - replacing.filled, 0.0)
+        exposure = (held + working + this) * price
+        if shares is not None:
+            share = max(exposure, 0.0) / max_position
+            shares["position"] = (share, f"position {_money(exposure)} is {share:.0%} of max "
+                                         f"{_money(max_position)} {ccy} ({symbol} {side.value})")
+        if exposure > max_position and found[0] is None:
+            found = ("position", f"position {_money(exposure)} > max {_money(max_position)} {ccy} "
+                                 f"({symbol} {side.value}: {_qty(held)} filled, {_qty(working)} working, "
+                                 f"{_qty(this)} this order)")
+            if shares is None:
+                return found
+        if found[0] is not None or not flow:
+            return found
+        open_now = len(self._orders) + 1
+        if open_now > limits.max_open_orders:
+            return ("open_orders", f"open orders {open_now:,} > max {limits.max_open_orders:,}")
+        sent = self._sent
+        while sent and sent[0] <= now - 1.0:
+            sent.popleft()
+        rate = len(sent) + 1
+        if rate > limits.max_orders_per_s:
+            return ("rate", f"order rate {rate:,} in the last second > max {limits.max_orders_per_s:,}/s")
+        return found
 
 
 # -- the file -------------------------------------------------------------------------------
