@@ -679,7 +679,16 @@ def write_default(path: str | os.PathLike[str], limits: RiskLimits = DEFAULT_RIS
             os.fsync(out.fileno())
         # A hard link publishes the whole file and fails if one appeared meanwhile:
         # an operator's file is never replaced.
-        os.link(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            # A file system without hard links (FAT, some network shares): replace, once
+            # more sure there is nothing to replace.
+            if path.exists():
+                raise FileExistsError(f"{path} exists") from None
+            os.replace(tmp, path)
     finally:
         try:
             os.unlink(tmp)

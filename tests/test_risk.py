@@ -470,17 +470,34 @@ def test_an_unreadable_path_is_an_error_not_a_traceback(tmp_path: Path) -> None:
 def test_a_failed_first_write_leaves_no_temporary_file_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(src: Any, dst: Any) -> None:
-        raise PermissionError(13, "Permission denied")
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(risk_module.os, "link", refuse)
+    monkeypatch.setattr(risk_module.os, "fsync", disk_full)
     path = tmp_path / "risk.toml"
     limits, problem = load_or_create(path)
     assert limits == RiskLimits()
     assert problem == (
-        f"could not write the default risk limits to {path} (Permission denied); using the built-in defaults"
+        f"could not write the default risk limits to {path} (No space left on device); "
+        "using the built-in defaults"
     )
     assert os.listdir(tmp_path) == []
+
+
+def test_without_hard_links_the_first_write_still_lands_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(src: Any, dst: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(risk_module.os, "link", unsupported)
+    path = tmp_path / "risk.toml"
+    assert load_or_create(path) == (RiskLimits(), None)
+    assert load(path) == RiskLimits()
+    assert os.listdir(tmp_path) == ["risk.toml"]
+    with pytest.raises(FileExistsError):
+        write_default(path)  # and still never over an existing file
+    assert os.listdir(tmp_path) == ["risk.toml"]
 
 
 @pytest.mark.parametrize(
