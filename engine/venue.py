@@ -9,8 +9,13 @@ Errors a venue raises are the three kinds of `engine.errors`:
 `TransientVenueError` (retry), `PermanentVenueError` (never retry) and
 `UnknownOutcomeError` (reconcile by client order id before resending).
 Request-level refusals that concern one order (unknown symbol, off tick,
-duplicate client order id) are not errors: they come back as an
-`OrderResult` with status REJECTED and a reason.
+duplicate client order id, a breach of the instrument's filters) are not
+errors: they come back as an `OrderResult` with status REJECTED and a reason.
+
+`instruments()` gives each symbol's tick, lot and minimum, and the filters a
+real exchange puts on each order (maximum quantity, minimum and maximum
+notional; `Instrument.filter_refusal` words a breach). A venue checks them
+before anything matches, so no order it accepts can be absurd for the symbol.
 """
 
 from __future__ import annotations
