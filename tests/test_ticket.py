@@ -9,11 +9,11 @@ import pytest
 from textual.app import App
 from textual.widgets import Input
 
-from tests.desk_support import make_app
+from tests.desk_support import make_app, make_engine
 from tui.screens.ticket import TicketScreen
 from tui.ticket_model import FIELDS_BY_TYPE
 
-from engine import OrderType
+from engine import OrderType, RiskPreview
 
 
 @pytest.fixture
@@ -270,3 +270,95 @@ async def test_field_help_shows_under_its_field_and_every_type_fits_80x24() -> N
         await pilot.pause()
         assert str(ticket.query_one("#help-urgency").render()) == (
             "low: rest at the touch; normal: near mid; high: cross")
+
+
+def text(screen: TicketScreen, selector: str) -> str:
+    return str(screen.query_one(selector).render())
+
+
+def btc_ticket(quantity: str, price: str = "49995", **kwargs) -> TicketScreen:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": quantity, "price": price}
+    return TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_the_ticket_shows_the_notional_and_the_nearest_limit_as_the_operator_types() -> None:
+    engine = make_engine()
+    app = Host(btc_ticket("0.1", risk=engine.check_risk))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#ticket-risk") == "Notional 4,999.50 USD · quantity 0.1 is 0% of max 50 (BTC/USD)"
+        await pilot.press("2")  # replaces the selected quantity
+        assert text(ticket, "#ticket-risk") == "Notional 99,990.00 USD · quantity 2 is 4% of max 50 (BTC/USD)"
+        assert text(ticket, "#ticket-summary").startswith("Ready: BUY 2 BTC/USD LIMIT @ 49995")
+        await pilot.press("enter")
+        await pilot.pause()
+        [(order, _)] = app.results
+        assert order.quantity == 2
+
+
+@pytest.mark.anyio
+async def test_the_ticket_refuses_what_the_engines_limits_refuse_with_the_reason() -> None:
+    engine = make_engine()
+    for quantity, price, reason, notional in [
+        ("60", "49995", "quantity 60 > max 50 (BTC/USD)", "2,999,700.00"),
+        ("1", "60000", "price 60,000 is 20.0% from the mid 49,999.5: outside the 5% band", "60,000.00"),
+    ]:
+        app = Host(btc_ticket(quantity, price, risk=engine.check_risk))
+        async with app.run_test(size=(80, 24)) as pilot:
+            ticket = app.ticket
+            assert text(ticket, "#ticket-summary") == f"Refused by the risk limits: {reason}"
+            assert text(ticket, "#ticket-risk") == f"Notional {notional} USD"
+            await pilot.press("enter", "enter")
+            await pilot.pause()
+            assert app.results == [] and app.screen is ticket
+        assert engine.stats.submitted == 0
+
+
+@pytest.mark.anyio
+async def test_a_large_order_needs_enter_twice_and_an_edit_asks_again() -> None:
+    engine = make_engine()
+    app = Host(btc_ticket("30", risk=engine.check_risk))  # 60% of the 50 BTC limit; confirm above 50%
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#ticket-risk").endswith("quantity 30 is 60% of max 50 (BTC/USD)")
+        assert text(ticket, "#ticket-summary").startswith("Large order: Enter twice to send BUY 30 BTC/USD LIMIT")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == []
+        assert text(ticket, "#ticket-summary").startswith("Large order: Enter once more sends BUY 30 BTC/USD")
+        await pilot.press("3", "1")  # another order: the confirmation was for 30
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == []
+        await pilot.press("enter")
+        await pilot.pause()
+        [(order, _)] = app.results
+        assert order.quantity == 31
+
+
+@pytest.mark.anyio
+async def test_the_risk_preview_follows_the_market_while_the_ticket_is_open() -> None:
+    verdicts = [RiskPreview(None, 100.0, 0.1, "notional", False, "first"),
+                RiskPreview("price 1 is 20% from the mid: outside the 5% band", 100.0, 4.0, "price_band")]
+    app = Host(btc_ticket("1", risk=lambda order: verdicts[0]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#ticket-summary").startswith("Ready:")
+        verdicts.pop(0)  # the market moved
+        ticket.refresh_header()  # what the ticket's timer does every QUOTE_S
+        assert text(ticket, "#ticket-summary") == (
+            "Refused by the risk limits: price 1 is 20% from the mid: outside the 5% band")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == []
+
+
+@pytest.mark.anyio
+async def test_without_a_risk_check_the_ticket_shows_no_notional_line() -> None:
+    app = Host(btc_ticket("30"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert not app.ticket.query_one("#ticket-risk").display
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(app.results) == 1

@@ -18,10 +18,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from engine import OrderType
+from engine import Order, OrderType, RiskPreview
 
 from ..ticket_model import (
     CHOICES,
@@ -106,6 +107,16 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     TicketScreen #ticket-types {
         color: $secondary;
     }
+    TicketScreen #ticket-risk {
+        color: $text-muted;
+    }
+    TicketScreen #ticket-risk.-large {
+        color: $warning;
+    }
+    TicketScreen #ticket-risk.-refused {
+        color: $error;
+        text-style: bold;
+    }
     """
 
     BINDINGS = [
@@ -126,8 +137,14 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self, values: Mapping[str, Any], symbols: list[str], venues: list[str], order_id: str, *, blink: bool = True,
         quote: Callable[[str], str | None] | None = None, alert: Callable[[], TicketAlert | None] | None = None,
         touch: Callable[[str, str], float | None] | None = None,
+        risk: Callable[[Order], RiskPreview] | None = None,
     ) -> None:
         super().__init__()
+        # The engine's pre-trade check as the operator types (Engine.check_risk): the
+        # notional, a refusal with its reason, or a large order that needs Enter twice.
+        self.risk = risk
+        self.preview: RiskPreview | None = None
+        self._confirmed: tuple[Order, str | None] | None = None  # the large order a first Enter asked about
         self.blink = blink
         # (symbol, side) -> the price a new symbol or side starts at (the desk gives the touch:
         # the best bid for a buy, the best ask for a sell), or None when there is no market.
@@ -179,13 +196,14 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
                     if name in FIELD_HELP:
                         yield Static(FIELD_HELP[name], id=f"help-{name}", classes="tk-help")
             yield Static(id="ticket-summary")
+            yield Static(id="ticket-risk")
 
     def on_mount(self) -> None:
         self._layout()
         self._validate()
         self._start_in_quantity()
-        if self.quote is not None or self.alert is not None:
-            self.set_interval(QUOTE_S, self._refresh_header, name="header")
+        if self.quote is not None or self.alert is not None or self.risk is not None:
+            self.set_interval(QUOTE_S, self.refresh_header, name="header")
 
     def prepare(self, values: Mapping[str, Any], order_id: str) -> None:
         """Reuse this ticket for the next order: composing a new one cost ~100 ms under load."""
@@ -195,6 +213,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         if self.values["venue"] not in self.routes:
             self.values["venue"] = SMART_ROUTE
         self.order_id = order_id
+        self._confirmed = None
         for name in ALL_FIELDS:
             field = self.query_one(f"#field-{name}")
             value = self.values.get(name, "")
@@ -253,8 +272,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     def _refuses(self) -> bool:
         return self._alert is not None and self._alert.refuses
 
-    def _refresh_header(self) -> None:
-        """The quote on the title line and the alert under it, every `QUOTE_S`."""
+    def refresh_header(self) -> None:
+        """The quote on the title line, the alert under it and the risk preview: every `QUOTE_S`,
+        or at once when the desk knows the market or its state changed."""
         if not self.is_current:
             return
         if self.quote is not None:
@@ -264,26 +284,69 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
                 self._show_title()
         if self.alert is not None:
             self._show_alert(self.alert())
+        result = self.result
+        if self.risk is not None and result is not None and result.order is not None:
+            preview = self.risk(result.order)  # the mid moves: the band and a market order's notional with it
+            if preview != self.preview:
+                self.preview = preview
+                self._show_risk()
+                self._show_summary()
+
+    _refresh_header = refresh_header  # the name tests/test_desk.py calls
 
     def _validate(self) -> TicketResult:
         result = build_order(self.values, self.order_id)
         self.result = result
-        shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
         for name in ALL_FIELDS:
             self.query_one(f"#error-{name}", Static).update(result.errors.get(name, ""))
             field = self.query_one(f"#field-{name}")
             field.set_class(name in result.errors, "-tk-invalid")
-        other = {k: v for k, v in result.errors.items() if k not in shown}
-        summary = self.query_one("#ticket-summary", Static)
-        if result.ok and self._refuses:
-            summary.update(f"[b $error]Not sendable while trading is halted:[/] {describe(result.order, result.venue)}")
-        elif result.ok:
-            summary.update(f"[b $success]Ready:[/] {describe(result.order, result.venue)}  [dim](Enter)[/]")
-        elif other:
-            summary.update("[b $error]" + "; ".join(other.values()) + "[/]")
-        else:
-            summary.update("[b $error]Fix the fields marked above to send.[/]")
+        self.preview = self.risk(result.order) if self.risk is not None and result.order is not None else None
+        self._show_risk()
+        self._show_summary()
         return result
+
+    def _show_risk(self) -> None:
+        """The notional as the operator types, and the limit it comes nearest."""
+        line = self.query_one("#ticket-risk", Static)
+        preview, result = self.preview, self.result
+        line.display = preview is not None
+        if preview is None or result is None or result.order is None:
+            return
+        quote = result.order.symbol.partition("/")[2] or "USD"
+        notional = "Notional unknown (no price)" if preview.notional is None else (
+            f"Notional {preview.notional:,.2f} {quote}")
+        note = preview.note if preview.reason is None else None  # a refusal's reason is on the summary line
+        line.update(Text(notional + (f" · {note}" if note else "")))
+        line.set_class(preview.reason is not None, "-refused")
+        line.set_class(preview.reason is None and preview.needs_confirmation, "-large")
+
+    def _show_summary(self) -> None:
+        result, preview = self.result, self.preview
+        assert result is not None
+        summary = self.query_one("#ticket-summary", Static)
+        if result.order is None:
+            shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
+            other = {k: v for k, v in result.errors.items() if k not in shown}
+            text = "; ".join(other.values()) if other else "Fix the fields marked above to send."
+            summary.update(Content.from_markup("[b $error]$text[/]", text=text))
+            return
+        # Orders and reasons go in as $variables: written as they are, never read as markup.
+        order = describe(result.order, result.venue)
+        if self._refuses:
+            line = Content.from_markup("[b $error]Not sendable while trading is halted:[/] $order", order=order)
+        elif preview is not None and preview.reason is not None:
+            line = Content.from_markup("[b $error]Refused by the risk limits:[/] $reason", reason=preview.reason)
+        elif preview is not None and preview.needs_confirmation:
+            if self._confirmed == (result.order, result.venue):
+                line = Content.from_markup(
+                    "[b $warning]Large order: Enter once more sends[/] $order  [dim](Esc closes)[/]", order=order)
+            else:
+                line = Content.from_markup("[b $warning]Large order: Enter twice to send[/] $order", order=order)
+        else:
+            line = Content.from_markup("[b $success]Ready:[/] $order  [dim](Enter)[/]", order=order)
+        summary.update(line)
+
 
     # -- input ---------------------------------------------------------------------------
     @on(Input.Changed, ".tk-field")
@@ -338,7 +401,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         field.select_all()
 
     def action_send(self) -> None:
-        result = self._validate()
+        result = self._validate()  # the market moves: judge the order as it stands now
         if result.ok and self._refuses:
             self.app.bell()
             return
@@ -348,7 +411,19 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             if first and first in ALL_FIELDS:
                 self.query_one(f"#field-{first}").focus()
             return
-        self.dismiss((result.order, result.venue))
+        preview = self.preview
+        if preview is not None and preview.reason is not None:
+            self.app.bell()
+            return
+        sent = (result.order, result.venue)
+        if preview is not None and preview.needs_confirmation and self._confirmed != sent:
+            # The first Enter on a large order only asks; the second sends this very order.
+            self._confirmed = sent
+            self._show_summary()
+            self.app.bell()
+            return
+        self._confirmed = None
+        self.dismiss(sent)
 
     def action_close(self) -> None:
         self.dismiss(None)
