@@ -445,7 +445,7 @@ class _Market:
         self.tick_num, self.tick_den = inst.tick_size.as_integer_ratio()
         self.min_lots = inst.min_lots
         self.notional_filtered = inst.min_notional is not None or inst.max_notional is not None
-        self.filtered = self.notional_filtered or inst.max_quantity is not None
+        self.filtered = inst.has_filters
         tick, lot = float(inst.tick_size), float(inst.lot_size)
         self.mid = start / tick  # in ticks, a float: the walk is continuous, quotes round it
         self.offset = 0.0  # relative distance from a shared reference price, if any
@@ -509,15 +509,9 @@ class _Market:
 
     def filter_refusal(self, side: OrderSide, quantity: float, price: float | None) -> str | None:
         """The instrument's filters on one order (`price` None: a market order)."""
-        inst = self.instrument
         if price is None and self.notional_filtered:
-            problem = inst.filter_refusal(quantity, None)  # its quantity first
-            if problem is None:
-                problem = inst.filter_refusal(quantity, self.reference_price(side))
-                if problem is not None:
-                    problem += " (a market order is judged at the touch)"
-            return problem
-        return inst.filter_refusal(quantity, price)
+            return self.instrument.filter_refusal(quantity, self.reference_price(side), market=True)
+        return self.instrument.filter_refusal(quantity, price)
 
     def average(self, notional: int, lots: int) -> float | None:
         """Average price from sum(ticks*lots): one correctly rounded division."""

@@ -539,6 +539,9 @@ class Instrument:
     max_notional: Decimal | None = None
     _tick: tuple[int, int] = field(init=False, repr=False, compare=False)
     _lot: tuple[int, int] = field(init=False, repr=False, compare=False)
+    # The filters as floats (max quantity, min notional, max notional; inf or 0 for none):
+    # compared on every order, where a Decimal comparison costs a microsecond.
+    _limits: tuple[float, float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_notional"):
@@ -565,6 +568,11 @@ class Instrument:
             )
         object.__setattr__(self, "_tick", self.tick_size.as_integer_ratio())
         object.__setattr__(self, "_lot", self.lot_size.as_integer_ratio())
+        object.__setattr__(self, "_limits", (
+            math.inf if self.max_quantity is None else float(self.max_quantity),
+            0.0 if self.min_notional is None else float(self.min_notional),
+            math.inf if self.max_notional is None else float(self.max_notional),
+        ))
 
     @staticmethod
     def _to_units(value: float, ratio: tuple[int, int]) -> int | None:
@@ -629,28 +637,36 @@ class Instrument:
         num, den = self._lot
         return math.ceil(self.min_quantity * den / num)
 
-    def filter_refusal(self, quantity: float, price: float | None) -> str | None:
+    @property
+    def has_filters(self) -> bool:
+        return self._limits != (math.inf, 0.0, math.inf)
+
+    def filter_refusal(self, quantity: float, price: float | None, *, market: bool = False) -> str | None:
         """Why an order of `quantity` at `price` breaks a filter, or None when none is broken.
 
-        For a market order pass the price it would trade near (the far touch, or
-        the mid): its notional is judged at that price. No price, no notional check.
+        For a market order pass the price it would trade near (the far touch, or the
+        mid) and `market=True`: its notional is judged at that price, and a breach
+        says so. No price, no notional check.
         """
-        if self.max_quantity is not None and quantity > self.max_quantity:
+        max_quantity, min_notional, max_notional = self._limits
+        if quantity > max_quantity:
             return f"quantity {show(quantity)} over the maximum {self.max_quantity:,} of {self.symbol}"
-        if price is None or (self.min_notional is None and self.max_notional is None):
+        if price is None:
             return None
         notional = quantity * price
-        if self.max_notional is not None and notional > self.max_notional:
-            return (
+        if notional > max_notional:
+            problem = (
                 f"notional {notional:,.2f} ({show(quantity)} at {show(price)}) over the maximum "
                 f"{self.max_notional:,} of {self.symbol}"
             )
-        if self.min_notional is not None and notional < self.min_notional:
-            return (
+        elif notional < min_notional:
+            problem = (
                 f"notional {notional:,.2f} ({show(quantity)} at {show(price)}) under the minimum "
                 f"{self.min_notional:,} of {self.symbol}"
             )
-        return None
+        else:
+            return None
+        return f"{problem} (a market order is judged at the touch)" if market else problem
 
 
 @dataclass(frozen=True, slots=True)
