@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -40,13 +41,14 @@ from engine import (
     OrderType,
     PublicTrade,
     SimulatedExchange,
+    SmartOrderRouter,
     TimeInForce,
     VirtualClock,
 )
 from engine.algos.base import Children, ParentState, PlaceChild, plain
 from engine.algos.registry import make_algorithm
 from engine.errors import AlgorithmParameterError
-from engine.exchange import DEFAULT_INSTRUMENTS
+from engine.exchange import DEFAULT_INSTRUMENTS, DEFAULT_START_PRICES
 from engine.models import (
     MAX_BUCKETS,
     MAX_PRICE,
@@ -58,6 +60,7 @@ from engine.models import (
 )
 from tests.algo_support import one_venue_engine, quiet_venue
 from tests.conftest import virtual_anyio_backend
+from tui.demo import demo_order
 
 
 def order(type: str = "MARKET", **fields: Any) -> Order:
@@ -756,3 +759,36 @@ def test_sizes_in_messages_are_plain_when_small_and_short_when_large() -> None:
     assert plain(0.5) == "0.5"
     assert plain(1e12) == "1e+12"
     assert plain(1e308) == "1e+308"
+
+
+@pytest.mark.parametrize("t", ["MARKET", "LIMIT"])
+def test_routers_answer_an_unvalidated_huge_order_with_a_reason(t: str) -> None:
+    # An order that skipped the model (built with model_construct, as a journal replay
+    # does) used to raise OverflowError in the routers when its size was converted.
+    router, exchange = seed_classes()
+    smart = SmartOrderRouter(order_router=router)
+    for oid, send in (("r", lambda o: [router.submit_order(o, exchange_id="exchange_name")]),
+                      ("s", smart.route_order)):
+        raw = Order.model_construct(
+            id=oid, symbol="BTC/USD", side=OrderSide.BUY, type=OrderType(t), quantity=1e308,
+            price=50_000.0 if t == "LIMIT" else None, metadata={}, time_in_force=TimeInForce.GTC,
+            expire_at=None, client_order_id=oid, parent_id=None,
+        )
+        (result,) = send(raw)
+        assert result.status is OrderStatus.REJECTED
+        assert result.reason == "quantity 1e+308 is not a multiple of the lot 0.0001 for BTC/USD"
+    assert ordinary_buy(router, "after").status is OrderStatus.FILLED
+
+
+def test_the_demo_flow_passes_the_default_filters() -> None:
+    # The desk's --demo must never be refused by a venue: its orders at the start prices.
+    rng = random.Random(7)
+    for i in range(3_000):
+        symbol = rng.choice(list(DEFAULT_INSTRUMENTS))
+        mid = DEFAULT_START_PRICES[symbol]
+        order = demo_order(rng, f"d{i}", mid, symbol, parent=i % 5 == 0)
+        inst = DEFAULT_INSTRUMENTS[symbol]
+        assert inst.filter_refusal(order.quantity, order.price or mid, market=order.price is None) is None
+        display = order.metadata.get("display_size")
+        if display is not None:
+            assert inst.filter_refusal(display, order.price) is None
