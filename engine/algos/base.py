@@ -107,10 +107,9 @@ class Children(dict[str, OrderResult]):
     The scheduler records each child's new state by assignment (`children[cid] = result`)
     and drops a split child's placeholder with `pop`. Each change moves the totals by
     the difference between that child's old and new figures, so asking what is filled,
-    working or owed costs the same for a parent of 3 children as for one of 3,000.
-    (Summing over the children at every decision made a schedule's cost grow with the
-    square of its slices: a TWAP of 1,000 slices held the loop for seconds, 4,000 for
-    over a minute, and an iceberg showing one lot at a time the same.)
+    working or owed costs the same for a parent of 3 children as for one of 3,000:
+    summed over the children at every decision, a schedule's cost would grow with the
+    square of its slices (or an iceberg's with the square of its refills).
 
     `watch(fn)` calls `fn(old, new)` after every change (None for a child that was not
     there, or is gone), so an algorithm keeps its own figures (fills per bucket) alike.
@@ -592,9 +591,9 @@ class MarketWatch:
 
     That read costs as many trades as were printed at the last instant seen, so it is
     done once per instant: a second look at the same instant returns nothing, and the
-    next look, later, catches up (or `trades(final=True)` when the parent is done). A
-    chain of decisions at one instant (an iceberg whose every refill fills at once)
-    otherwise re-read every print of that instant at each decision: quadratic.
+    next look, later, catches up (or `trades(final=True)` when the parent is done).
+    Otherwise a run of decisions at one instant (an iceberg whose every refill fills at
+    once) would re-read every print of that instant at each decision: quadratic.
     """
 
     __slots__ = ("state", "_t", "_at_t", "_looked_at")

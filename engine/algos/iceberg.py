@@ -66,8 +66,8 @@ class IcebergAlgorithm:
     def _display_ceiling(state: ParentState, display: float) -> int:
         """The most lots a child shows: the display rounded down to the lot. A display
         under the lot or the minimum quantity is refused here: shown as one minimum-size
-        child after another, it made thousands of children where the operator asked for
-        a few (and each refill was a trip through the routers)."""
+        child after another, it would make thousands of children where the operator meant
+        a few, each a trip through the routers."""
         inst = state.instrument
         if inst is None:
             return max(round(display * 1e8), 1)
