@@ -792,3 +792,12 @@ def test_the_demo_flow_passes_the_default_filters() -> None:
         display = order.metadata.get("display_size")
         if display is not None:
             assert inst.filter_refusal(display, order.price) is None
+
+
+def test_rounding_helpers_never_raise() -> None:
+    assert BTC.ticks_toward(50_000.005, up=True) == 5_000_001
+    assert BTC.ticks_toward(50_000.005, up=False) == 5_000_000
+    assert BTC.ticks_toward(0.1 + 0.2, up=True) == 30  # float noise is on the tick, not above it
+    assert BTC.ticks_toward(math.inf, up=True) is None
+    assert BTC.nearest_lots(0.00031) == 3
+    assert BTC.nearest_lots(math.inf) == 0 and BTC.nearest_lots(math.nan) == 0
