@@ -30,8 +30,9 @@ async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
     raise AssertionError("the desk never reached the expected state")
 
 
-def row(app: DeskApp, order_id: str) -> tuple:
-    return app.blotter._cells[order_id]
+def cell(app: DeskApp, order_id: str, column: str) -> str:
+    """What the Orders panel shows for this order in this column (by the column's key)."""
+    return str(app.blotter.cell(order_id, column))
 
 
 def status_of(app: DeskApp, order_id: str) -> OrderStatus:
@@ -67,11 +68,11 @@ async def test_limit_order_by_keys_shows_in_blotter_and_rests_at_a_venue(tmp_pat
     async with app.run_test(size=(160, 48)) as pilot:
         # b opens a buy ticket priced at the best bid: Enter sends it as it is (2 keys).
         await send_ticket(pilot, ["enter"])
-        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.NEW)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1") is OrderStatus.NEW)
         app._frame()
-        cells = row(app, "T-1")
-        assert cells[0] == "T-1" and str(cells[1]) == "BUY" and cells[3] == "LIMIT"
-        assert str(cells[8]) == "NEW"
+        assert cell(app, "T-1", "id") == "T-1" and cell(app, "T-1", "side") == "BUY"
+        assert cell(app, "T-1", "type") == "LIMIT" and cell(app, "T-1", "status") == "NEW"
+        assert cell(app, "T-1", "limit") == f"{open_orders(app)[0].price:,.2f}"
         assert [o.order_id for o in open_orders(app)] == ["T-1"]
         await app.shutdown_engine()
 
@@ -82,10 +83,10 @@ async def test_market_order_fills_and_the_tape_shows_the_fills(tmp_path: Path) -
     async with app.run_test(size=(160, 48)) as pilot:
         # LIMIT -> ICEBERG -> TWAP -> VWAP -> SMART -> MARKET: five ctrl+t, then Enter (7 keys).
         await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])
-        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.FILLED)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1") is OrderStatus.FILLED)
         app._frame()
-        assert str(row(app, "T-1")[8]) == "FILLED"
-        assert "100%" in row(app, "T-1")[5]
+        assert cell(app, "T-1", "status") == "FILLED"
+        assert cell(app, "T-1", "prog").startswith("100%")
         tape_orders = {app.tape.cell(k, "id") for k in app.tape.keys}
         assert any(oid.startswith("T-1") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
@@ -102,10 +103,10 @@ async def test_iceberg_by_keys_never_shows_more_than_its_display(tmp_path: Path)
         ticket.query_one("#field-display_size").value = "0.2"
         await pilot.pause()
         await pilot.press("enter")
-        await until(pilot, lambda: "T-1" in app.blotter._cells and app.engine.scheduler.parent("T-1") is not None)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and app.engine.scheduler.parent("T-1") is not None)
         await until(pilot, lambda: any(o.order_id.startswith("T-1.") for o in open_orders(app)))
         app._frame()
-        assert row(app, "T-1")[3] == "ICEBERG"
+        assert cell(app, "T-1", "type") == "ICEBERG"
         assert status_of(app, "T-1") in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
         shown = sum(o.quantity - o.filled_quantity for o in open_orders(app) if o.order_id.startswith("T-1."))
         assert 0 < shown <= 0.2
@@ -139,12 +140,12 @@ async def test_toggling_a_venue_stops_routing_to_it(tmp_path: Path) -> None:
         first = next(iter(app.engine.venues))
         assert not app.engine.router.is_enabled(first)
         app._slow_panels()
-        assert str(app.venues_panel._cells[first][1]) == "OFF"
+        assert str(app.venues_panel.cell(first, "on")) == "OFF"
         # A large market order would sweep every venue: none of it may reach the disabled one.
         await send_ticket(pilot, ["ctrl+t"] * 5)
         app.screen.query_one("#field-quantity").value = "5"
         await pilot.press("enter")
-        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1").is_final)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1").is_final)
         result = app.engine.status("T-1")
         venues = {c.exchange_id for c in (result.children or [result])}
         assert first not in venues and venues
@@ -171,7 +172,7 @@ async def test_halt_cancels_everything_and_refuses_tickets_until_resume(tmp_path
         await pilot.press("y")
         await until(pilot, lambda: app.engine.halted_reason is None)
         await send_ticket(pilot, ["enter"])
-        await until(pilot, lambda: "T-3" in app.blotter._cells and status_of(app, "T-3") is OrderStatus.NEW)
+        await until(pilot, lambda: "T-3" in app.blotter.keys and status_of(app, "T-3") is OrderStatus.NEW)
         await app.shutdown_engine()
 
 
@@ -224,7 +225,7 @@ async def test_an_engine_error_shows_in_the_event_log_and_the_desk_keeps_working
         assert any("ERROR in housekeeping" in ln and "simulated market feed crashed" in ln for ln in lines), lines
         del venue.tick
         await send_ticket(pilot, ["enter"])
-        await until(pilot, lambda: "T-1" in app.blotter._cells and status_of(app, "T-1") is OrderStatus.NEW)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1") is OrderStatus.NEW)
         await app.shutdown_engine()
 
 
@@ -244,7 +245,7 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
             ticket.query_one("#field-urgency").value = "high"
         await pilot.pause()  # let the ticket hear the changes before Enter
         await pilot.press("enter")
-        await until(pilot, lambda: "T-1" in app.blotter._cells and app.engine.scheduler.parent("T-1") is not None)
+        await until(pilot, lambda: "T-1" in app.blotter.keys and app.engine.scheduler.parent("T-1") is not None)
         # Let market time pass (the desk's clock is virtual here) until the parent has fills.
         for _ in range(40):
             if app.engine.status("T-1").filled_quantity > 0:
@@ -257,7 +258,7 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
         result = app.engine.status("T-1")
         assert result.status is not OrderStatus.REJECTED, result.reason
         assert result.filled_quantity > 0, f"{order_type} never filled: {result.reason}"
-        assert row(app, "T-1")[3] == order_type
+        assert cell(app, "T-1", "type") == order_type
         tape_orders = {app.tape.cell(k, "id") for k in app.tape.keys}
         assert any(oid.startswith("T-1.") for oid in tape_orders), tape_orders
         await app.shutdown_engine()
@@ -376,13 +377,13 @@ async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_wh
         await app.engine.submit(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
         await until(pilot, lambda: status_of(app, "behind") is OrderStatus.FILLED)
         app._frame()
-        assert "behind" not in app.blotter._cells
+        assert "behind" not in app.blotter.keys
         assert not any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
         # ...and shows it, fills and all, as soon as the ticket closes.
         await pilot.press("escape")
         await until(pilot, lambda: not app.desk_covered)
         app._frame()
-        assert str(row(app, "behind")[8]) == "FILLED"
+        assert cell(app, "behind", "status") == "FILLED"
         assert any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
         await app.shutdown_engine()
 
@@ -752,5 +753,208 @@ async def test_the_tickets_price_follows_its_symbol_and_side_to_the_desks_touch(
         assert float(price.value) == pytest.approx(eth.best_bid)
         await pilot.press("ctrl+f")  # a sell starts at the ask
         assert float(price.value) == pytest.approx(eth.best_ask)
+        await pilot.press("escape")
+        await app.shutdown_engine()
+
+
+# -- the whole desk at 80x24 -------------------------------------------------------------------
+
+
+def rendered(renderable) -> str:
+    """A Rich renderable as the plain text a wide terminal would show."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def line_text(table, y: int) -> str:
+    """What a table draws on its line `y` (0 is the header)."""
+    return table.render_line(y).text
+
+
+@pytest.mark.anyio
+async def test_at_80x24_the_orders_row_shows_status_and_limit_before_it_is_cut(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "NEW")
+        await pilot.pause()
+        header, row = line_text(app.blotter, 0), line_text(app.blotter, 1)
+        assert len(row) <= 80
+        for label in ("Order", "Side", "Type", "Qty", "Status", "Limit", "Avg px"):
+            assert label in header, header
+        price = f"{open_orders(app)[0].price:,.2f}"
+        for text in ("T-1", "BUY", "BTC/USD", "LIMIT", "NEW", price):
+            assert text in row, row
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_at_80x24_every_panel_is_reached_with_the_panel_keys(tmp_path: Path) -> None:
+    from tui.app import PANELS
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panels = {"market": app.market, "venues": app.venues_panel, "fills": app.tape,
+                  "positions": app.positions, "latency": app.chart, "events": app.event_log}
+        assert set(panels) == set(PANELS)
+
+        def showing() -> set[str]:
+            return {name for name, widget in panels.items() if widget.region.height > 0}
+
+        seen = []
+        for _ in PANELS:
+            await pilot.pause()
+            assert showing() == {app.panel}, (showing(), app.panel)
+            assert app.panel == "venues" or app.blotter.has_focus  # the focus stays on the orders
+            seen.append(app.panel)
+            tabs = str(app.tabs.render())
+            assert all(label in tabs for label in PANELS.values()), tabs
+            await pilot.press("right_square_bracket")
+        assert sorted(seen) == sorted(PANELS) and app.panel == seen[0]
+        await pilot.press("left_square_bracket")
+        assert app.panel == seen[-1]
+        # A key about a hidden panel brings it into view.
+        await pilot.press("p")
+        assert app.panel == "positions" and app.positions.by_venue
+        await pilot.press("l")
+        assert app.panel == "latency"
+        # A large terminal shows every panel at once; ] then does nothing.
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert showing() == set(PANELS) and not app.tabs.display
+        await pilot.press("right_square_bracket")
+        assert app.panel == "latency"
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert showing() == {"latency"}
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_fills_that_come_while_the_fills_tab_is_hidden_show_when_it_is(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])  # a market order: it fills
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "FILLED")
+        assert app.panel != "fills"
+        app.show_panel("fills")
+        await until(pilot, lambda: any(str(app.tape.cell(k, "id")).startswith("T-1") for k in app.tape.keys))
+        await app.shutdown_engine()
+
+
+# -- what an operator expects ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_open_breaker_says_when_it_tries_again(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        breaker = app.engine.router.breaker("swift")
+        while breaker.state.value == "CLOSED":
+            breaker.allow_request()
+            breaker.record_failure(0.01)
+        wait = breaker.retry_at - app.engine.clock.now()
+        await until(pilot, lambda: str(app.venues_panel.cell("swift", "breaker")) == f"OPEN · retry {wait:.0f}s")
+        app.engine.clock.advance(wait - 2)
+        await until(pilot, lambda: str(app.venues_panel.cell("swift", "breaker")) == "OPEN · retry 2s")
+        app.engine.clock.advance(2)
+        await until(pilot, lambda: str(app.venues_panel.cell("swift", "breaker")) == "OPEN · retry due")
+        breaker.force_open("drill")
+        await until(pilot, lambda: str(app.venues_panel.cell("swift", "breaker")) == "OPEN (forced)")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_operators_orders_and_fills_are_in_the_events_log(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])  # a market buy
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "FILLED")
+        await send_ticket(pilot, ["ctrl+t", "enter"])  # MARKET -> LIMIT, at the bid: it rests
+        await until(pilot, lambda: "T-2" in app.blotter.keys and cell(app, "T-2", "status") == "NEW")
+        app.blotter.select("T-2")
+        app.blotter.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: cell(app, "T-2", "status") == "CANCELED")
+
+        def log() -> str:
+            return "\n".join(str(line.text) for line in app.event_log.lines)
+
+        await until(pilot, lambda: "CANCELED T-2" in log())
+        fills = [line for line in log().splitlines() if "FILL T-1 BUY" in line]
+        assert fills and fills[-1].endswith(": filled"), log()
+        assert "CANCELED T-2 after 0 filled" in log()
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_demo_orders_are_dimmed_and_m_shows_only_the_operators(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.demo = True  # as --demo shows it, without its synthetic flow
+        await send_ticket(pilot, ["enter"])  # the operator's: T-1
+        flow = Order(id="demo-1", symbol="BTC/USD", side="SELL", type="MARKET", quantity=0.01)
+        app.track_order(flow, mine=False)
+        await app.engine.submit(flow)
+        await until(pilot, lambda: {"T-1", "demo-1"} <= set(app.blotter.keys))
+        assert "dim" in str(app.blotter.cell("demo-1", "id").style)
+        assert "bold" in str(app.blotter.cell("T-1", "id").style)
+        assert "working    1 (mine 1)" in str(app.status_bar.render())
+        await pilot.press("m")
+        assert app.blotter.keys == ["T-1"] and "only yours" in app.blotter.border_title
+        # Demo news keeps coming and stays out while filtered.
+        more = Order(id="demo-2", symbol="BTC/USD", side="BUY", type="MARKET", quantity=0.01)
+        app.track_order(more, mine=False)
+        await app.engine.submit(more)
+        await until(pilot, lambda: app.engine.status("demo-2").status is OrderStatus.FILLED)
+        await pilot.pause(0.2)
+        assert app.blotter.keys == ["T-1"]
+        await pilot.press("m")
+        assert set(app.blotter.keys) == {"T-1", "demo-1", "demo-2"}
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_detail_view_shows_the_full_id_children_fills_and_reasons(tmp_path: Path) -> None:
+    from tui.order_detail import OrderScreen
+
+    app = make_app(tmp_path)
+    long_id = "operator-iceberg-000000000042"  # longer than the Orders column
+    async with app.run_test(size=(80, 24)) as pilot:
+        ask = app.engine.smart.merged_book("BTC/USD", depth=1).best_ask
+        through = round(ask * 1.001, 2)  # through every venue's ask: it fills, child by child
+        app.send_order(Order(id=long_id, symbol="BTC/USD", side="BUY", type="ICEBERG", quantity=0.3,
+                             price=through, metadata={"display_size": 0.1}))
+        await until(pilot, lambda: (r := app.engine.order_status_or_none(long_id)) is not None
+                    and r.filled_quantity > 0)
+        await until(pilot, lambda: long_id in app.blotter.keys)
+        assert long_id not in line_text(app.blotter, 1)  # the row cuts it short...
+        app.blotter.select(long_id)
+        app.blotter.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, OrderScreen))
+        body = rendered(app.screen.query_one("#order-detail-body").content)
+        assert long_id in body and "(yours)" in body and "ICEBERG BUY 0.3 BTC/USD" in body  # ...the detail does not
+        assert "Fills (" in body and f"{long_id[:16]}." in body  # children's fills, by child id
+        await pilot.press("escape")
+        await until(pilot, lambda: not app.desk_covered)
+        # A refused order: its reason, whole.
+        app.send_order(Order(id="bad-1", symbol="BTC/USD", side="BUY", type="LIMIT", quantity=0.1,
+                             price=ask), venue="swift")
+        app.engine.router.breaker("swift").force_open("drill: swift down")
+        await until(pilot, lambda: (r := app.engine.order_status_or_none("bad-1")) is not None
+                    and r.status.is_final)
+        reason = app.engine.status("bad-1").reason
+        app.blotter.select("bad-1")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, OrderScreen))
+        body = rendered(app.screen.query_one("#order-detail-body").content)
+        if reason:
+            assert f"Reason: {reason}" in body
         await pilot.press("escape")
         await app.shutdown_engine()

@@ -5,14 +5,16 @@ The keys come from the bindings themselves: each class's `BINDINGS` along its MR
 shift+tab) and the palette's key, never from a list kept by hand. A widget's keys are
 pressed with that widget focused. After each key the desk must still run and answer
 the next key (a priority probe key it counts). The screens walked are the main screen
-and every dialog (ticket, amend, confirm, drill, help, palette); a meta-test fails
+and every dialog (ticket, amend, order detail, confirm, drill, help, palette); a meta-test fails
 when a screen appears that the walk does not open, or a key is live that the walk
 would not press.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,7 @@ from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.widget import Widget
 
-import tui.screens.dialogs
-import tui.screens.ticket
+import tui
 from engine import Order
 from tests.desk_support import make_app
 from tests.test_desk import until
@@ -166,6 +167,16 @@ async def open_amend(pilot) -> None:
     await press_and_wait(pilot, "a", "AmendScreen")
 
 
+async def open_detail(pilot) -> None:
+    order_id = await working_order(pilot)
+    await back_to_the_desk(pilot)
+    app = pilot.app
+    await until(pilot, lambda: order_id in app.blotter.keys)
+    app.blotter.select(order_id)
+    app.blotter.focus()
+    await press_and_wait(pilot, "enter", "OrderScreen")
+
+
 async def open_confirm(pilot) -> None:
     await back_to_the_desk(pilot)
     await press_and_wait(pilot, "x", "ConfirmScreen")  # cancel all: harmless to answer
@@ -191,6 +202,7 @@ OPENERS: dict[str, Callable[..., Awaitable[None]]] = {
     "Screen": open_main,
     "TicketScreen": open_ticket,
     "AmendScreen": open_amend,
+    "OrderScreen": open_detail,
     "ConfirmScreen": open_confirm,
     "DrillScreen": open_drill,
     "HelpScreen": open_help,
@@ -199,9 +211,10 @@ OPENERS: dict[str, Callable[..., Awaitable[None]]] = {
 
 
 def desk_screens() -> set[str]:
-    """Every screen class the desk defines, plus Textual's palette and the main screen."""
+    """Every screen class in the tui package, plus Textual's palette and the main screen."""
     names = {"Screen", CommandPalette.__name__}
-    for module in (tui.screens.dialogs, tui.screens.ticket):
+    for info in pkgutil.walk_packages(tui.__path__, "tui."):
+        module = importlib.import_module(info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, Screen) and cls.__module__ == module.__name__:
                 names.add(name)

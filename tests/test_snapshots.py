@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from engine import OrderStatus
 from tests.desk_support import make_app, make_engine
+from tests.test_desk import until
+from tui.app import PANELS
 
 TYPES_FROM_LIMIT = {"LIMIT": 0, "ICEBERG": 1, "TWAP": 2, "VWAP": 3, "SMART": 4, "MARKET": 5}
 
@@ -21,6 +24,48 @@ def test_main_screen_wide(snap_compare, tmp_path: Path) -> None:
 
 def test_main_screen_compact(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=(80, 24))
+
+
+async def _a_filled_and_a_working_order(pilot) -> None:
+    """A market buy that fills (tape, positions) and a limit sell that rests (orders)."""
+    app = pilot.app
+    await pilot.press("b", *["ctrl+t"] * 5, "enter")  # LIMIT -> ... -> MARKET
+    await until(pilot, lambda: "T-1" in app.blotter.keys and str(app.blotter.cell("T-1", "status")) == "FILLED")
+    await pilot.press("s", *["ctrl+t"], "enter")  # MARKET -> LIMIT at the ask
+    await until(pilot, lambda: "T-2" in app.blotter.keys and str(app.blotter.cell("T-2", "status")) == "NEW")
+
+
+@pytest.mark.parametrize("panel", list(PANELS))
+def test_compact_desk_shows_each_panel_under_the_orders(snap_compare, tmp_path: Path, panel: str) -> None:
+    # 80x24: the orders, the selected order's line and one panel at a time (] and [).
+    async def run_before(pilot) -> None:
+        await _a_filled_and_a_working_order(pilot)
+        pilot.app.show_panel(panel)
+        # The fills held while the tab was hidden are drawn when it shows.
+        await until(pilot, lambda: panel != "fills" or pilot.app.tape.row_count > 0)
+        await pilot.pause()  # the footer shows the keys of the panel given the focus
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_compact_desk_with_a_tripped_breaker_and_a_halt(snap_compare, tmp_path: Path) -> None:
+    # What must never be cut at 80x24: the HALT banner, a venue out of routing (on the
+    # tab line whatever panel shows) and when its breaker tries again.
+    engine = make_engine()
+    breaker = engine.router.breaker("swift")
+    while breaker.state.value == "CLOSED":
+        breaker.allow_request()
+        breaker.record_failure(0.01)
+
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await _a_filled_and_a_working_order(pilot)
+        app.show_panel("venues")
+        await pilot.press("k")
+        await until(pilot, lambda: app.engine.status("T-2").status is OrderStatus.CANCELED)
+        await until(pilot, lambda: str(app.blotter.cell("T-2", "status")) == "CANCELED")
+
+    assert snap_compare(make_app(tmp_path, engine=engine), terminal_size=(80, 24), run_before=run_before)
 
 
 @pytest.mark.parametrize("order_type", list(TYPES_FROM_LIMIT))

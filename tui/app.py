@@ -23,7 +23,7 @@ import math
 import platform
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,30 +33,20 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Event as TextualEvent
-from textual.events import Key
+from textual.events import Key, Resize
+from textual.markup import escape
 from textual.widgets import Static
 
 from engine import Engine, Order, OrderResult, OrderStatus, OrderType
-from engine.events import (
-    BreakerStateChanged,
-    EngineError,
-    Event,
-    Halted,
-    OrderDenied,
-    OrderFilled,
-    OrderRejected,
-    Resumed,
-    VenueDisabled,
-    VenueEnabled,
-)
 from engine.errors import ExecdeskError
 
 from .commands import DeskCommands
+from .order_detail import OrderScreen
 from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
 from .screens.ticket import TicketAlert, TicketScreen
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
-from .view_model import DeskOrders
+from .view_model import DeskOrders, EventDigest, fmt_price
 from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
 from .widgets.panels import (
@@ -68,7 +58,6 @@ from .widgets.panels import (
     PositionsPanel,
     StatusBar,
     VenuesPanel,
-    fmt_price,
 )
 
 log = logging.getLogger("execdesk.tui")
@@ -140,11 +129,16 @@ MAX_LOG_LINES_PER_FRAME = 20
 ALGORITHM_TYPES = frozenset(t.value for t in OrderType if t.is_algorithm)
 TAPE_ROWS = 200
 
+# Below this size (80x24 is the classic terminal) the desk shows one panel at a time
+# under the orders, as tabs: ] and [ move between them.
+TABBED_BELOW = (120, 40)  # columns, rows
+PANELS = {"market": "Market", "venues": "Venues", "fills": "Fills", "positions": "Positions",
+          "latency": "Latency", "events": "Events"}
+
 
 class DeskApp(App[None]):
     CSS_PATH = Path(__file__).with_name("desk.tcss")  # absolute: a subclass elsewhere finds it too
     TITLE = "execdesk"
-    HORIZONTAL_BREAKPOINTS = [(0, "-compact"), (120, "-wide")]
     COMMANDS = App.COMMANDS | {DeskCommands}
     ENABLE_COMMAND_PALETTE = True
 
@@ -166,6 +160,12 @@ class DeskApp(App[None]):
         Binding("p", "positions_by_venue", "Pos. by venue", id="positions_by_venue",
                 tooltip="Show positions per venue or per symbol", show=False),
         Binding("t", "next_theme", "Theme", id="theme", tooltip="Switch to the next theme", show=False),
+        Binding("right_square_bracket", "panel(1)", "Panel", id="panel.next", key_display="]",
+                tooltip="Show the next panel under the orders (a small terminal shows one at a time)"),
+        Binding("left_square_bracket", "panel(-1)", "Prev. panel", id="panel.previous", key_display="[",
+                tooltip="Show the previous panel under the orders", show=False),
+        Binding("m", "mine_only", "Mine only", id="mine",
+                tooltip="Orders: only yours, or the --demo flow's too (shown dimmed)", show=False),
         Binding("question_mark", "help", "Keys", id="help", tooltip="Show every key"),
         Binding("q", "quit_desk", "Quit", id="quit", tooltip="Quit (asks first while orders work)"),
     ]
@@ -203,6 +203,9 @@ class DeskApp(App[None]):
         # The orders the blotter shows, and which still work (as of each one's last
         # redraw: asking the engine about every tracked order cost 50 ms a frame).
         self.orders = DeskOrders(still_working=self._is_working)
+        self.digest = EventDigest(self.orders)
+        self.mine_only = False  # the Orders panel hides the --demo flow's orders
+        self.panel = "market"  # the one panel shown under the orders when tabbed
         self._dirty: set[str] = set()
         self._texts: dict[str | None, str] = {}
         self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
@@ -234,6 +237,7 @@ class DeskApp(App[None]):
         # The main screen's widgets are kept by reference: while a dialog is open,
         # queries would search the dialog, and the frame timer keeps running.
         self.topbar = Static(id="topbar")
+        self.tabs = Static(id="tabs")
         self.venues_panel = VenuesPanel(id="venues")
         self.market = MarketPanel(id="market")
         self.blotter = Blotter(id="orders")
@@ -243,8 +247,10 @@ class DeskApp(App[None]):
         self.detail = Static(id="detail")
         self.event_log = EventLog(id="events")
         self.status_bar = StatusBar(id="status")
+        self.footer = DeskFooter()
         yield self.topbar
-        with Horizontal(id="upper"):
+        yield self.tabs
+        with Horizontal(id="upper") as self._upper:
             yield self.venues_panel
             yield self.market
         yield self.blotter
@@ -256,7 +262,7 @@ class DeskApp(App[None]):
         yield self.detail
         yield self.event_log
         yield self.status_bar
-        yield DeskFooter()
+        yield self.footer
 
     async def on_mount(self) -> None:
         for theme in self._themes.values():
@@ -265,6 +271,9 @@ class DeskApp(App[None]):
         for notice in self._startup_notices:
             self.notify(notice, severity="warning", timeout=8)
         self.market.symbol = self.symbol
+        self.set_class(True, f"-panel-{self.panel}")
+        self._fit(self.size.width, self.size.height)
+        self._title_orders()
         await self.engine.start(num_workers=DESK_WORKERS)
         self.chart.venues = list(self.engine.venues)
         self._frame()
@@ -280,6 +289,7 @@ class DeskApp(App[None]):
             f"Ready on {venues} ({'simulated' if self.live else 'frozen'} markets). "
             f"Press b to buy or s to sell {self.symbol}: the ticket opens at your side's touch, "
             "Enter sends it. 1/2/3 pick a symbol, ? shows every key, ctrl+p finds any action."
+            + (" ] shows the next panel." if self.tabbed else ""),
         )
         if self.demo:
             self._start_demo()
@@ -326,52 +336,161 @@ class DeskApp(App[None]):
     def desk_themes(self) -> list[str]:
         return sorted(self._themes)
 
+    # -- panels: all of them on a large terminal, one at a time (tabs) on a small one -----------
+    @property
+    def tabbed(self) -> bool:
+        return self.has_class("-tabbed")
+
+    def on_resize(self, event: Resize) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        tabbed = width < TABBED_BELOW[0] or height < TABBED_BELOW[1]
+        if tabbed == self.tabbed:
+            return
+        self.set_class(tabbed, "-tabbed")
+        # Tabbed, every panel takes the one place under the orders (Venues and Market
+        # sit above them on a large terminal).
+        desk = self._upper.parent
+        if tabbed:  # tabs, orders, the selected order's line, the panel shown, status
+            desk.move_child(self.detail, after=self.blotter)
+            desk.move_child(self._upper, after=self.detail)
+        else:  # venues and market, orders, fills and the rest, the selected order, events
+            desk.move_child(self._upper, before=self.blotter)
+            desk.move_child(self.detail, before=self.event_log)
+        self.footer.compact = tabbed
+        self.footer.show_command_palette = not tabbed  # ctrl+p: in the welcome line and ?
+        self.refresh_bindings()  # ] and [ show in the footer only when tabbed
+        self._update_tabs()
+        self.call_after_refresh(self._panels_shown)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "panel":
+            return self.tabbed
+        return True
+
+    def action_panel(self, step: int) -> None:
+        names = list(PANELS)
+        self.show_panel(names[(names.index(self.panel) + step) % len(names)])
+
+    def show_panel(self, name: str) -> None:
+        """The panel shown under the orders when tabbed (a large terminal shows them all)."""
+        if name not in PANELS:
+            raise ValueError(f"unknown panel {name!r} (panels: {', '.join(PANELS)})")
+        if name != self.panel:
+            self.set_class(False, f"-panel-{self.panel}")
+            self.panel = name
+            self.set_class(True, f"-panel-{name}")
+            self._update_tabs()
+        self.call_after_refresh(self._panels_shown)
+        if name == "venues" and self.tabbed:
+            self.venues_panel.focus()  # its keys (v, d) work on its selected row
+
+    def _reveal(self, name: str) -> None:
+        """A key about a panel brings that panel into view when tabbed (p, l, g, h)."""
+        if self.tabbed and self.panel != name:
+            self.show_panel(name)
+
+    def _panels_shown(self) -> None:
+        """Panels that just came into view catch up at once, not at their next tick."""
+        desk = self.screen_stack[0]
+        focused = desk.focused
+        panels = self._panel_widgets()
+        hidden = self.tabbed and focused in panels.values() and focused is not panels[self.panel]
+        if focused is None or hidden:
+            # The focus never stays on (or is lost with) a hidden panel: back to the orders.
+            desk.set_focus(self.blotter)
+        if self.desk_covered:
+            return
+        self._slow_panels()
+        self._chart()
+        self._frame()
+
+    def _panel_widgets(self) -> dict[str, Any]:
+        return {"market": self.market, "venues": self.venues_panel, "fills": self.tape,
+                "positions": self.positions, "latency": self.chart, "events": self.event_log}
+
+    def _update_tabs(self) -> None:
+        if not self.tabbed:
+            return
+        names = "  ".join(f"[b reverse] {label} [/]" if key == self.panel else f" {label} "
+                          for key, label in PANELS.items())
+        alert = self._venue_alert()
+        self._set_text(self.tabs, names + (f"  [b $error]{escape(alert)}[/]" if alert else ""))
+
+    def _venue_alert(self) -> str | None:
+        """Venues out of routing (disabled, breaker not closed), for lines that must say so."""
+        router = self.engine.router
+        out = []
+        for name in router.exchanges:
+            state = router.breaker(name).state.value
+            if not router.is_enabled(name):
+                out.append(f"{name} OFF")
+            elif state != "CLOSED":
+                out.append(f"{name} {state.replace('_', '-')}")
+        return "⚠ " + " · ".join(out) if out else None
+
+    # -- the Orders panel: everyone's, or only the operator's --------------------------------------
+    def action_mine_only(self) -> None:
+        self.mine_only = not self.mine_only
+        blotter = self.blotter
+        blotter.clear()
+        orders = self.orders
+        shown = [oid for oid in orders if orders.is_mine(oid)] if self.mine_only else list(orders)
+        self._update_orders(shown[-blotter.max_rows:])  # oldest first: the newest ends on top
+        self._title_orders()
+        self.notify("Orders: only yours" if self.mine_only else "Orders: yours and the demo flow's (dimmed)",
+                    timeout=2)
+
+    def _title_orders(self) -> None:
+        title = "Orders"
+        if self.mine_only:
+            title += " · only yours (m: all)"
+        elif self.demo:
+            title += " · demo flow dimmed (m: only yours)"
+        self.blotter.border_title = title
+
+    def action_order_detail(self) -> None:
+        order_id = self._selected_order()
+        if order_id is None:
+            return
+        self.push_screen(OrderScreen(order_id, self.engine, mine=self.orders.is_mine(order_id),
+                                     order_type=self.orders.type_of(order_id)))
+
     # -- the frame: events in, cells out ----------------------------------------------------------
     def _frame(self) -> None:
-        events = self._subscription.drain()
-        fills = []
-        log_lines: list[str] = []
-        dirty = self._dirty
-        orders = self.orders
-        for event in events:
-            order_id = getattr(event, "order_id", None)
-            if order_id is not None:
-                top = orders.row_of(order_id, getattr(event, "parent_id", None))
-                if top is not None:
-                    dirty.add(top)
-                if isinstance(event, OrderFilled) and event.fill is not None:
-                    fills.append(event.fill)
-                elif isinstance(event, (OrderRejected, OrderDenied)) and top is not None:
-                    who = "venue" if isinstance(event, OrderRejected) else "engine"
-                    log_lines.append(f"REJECTED {order_id} by {who}: {event.reason}")
-            else:
-                line = self._describe_event(event)
-                if line:
-                    log_lines.append(line)
-        now = time.monotonic()
-        self._count(self._fills_window, now, len(fills))
-        self._count(self._orders_window, now, sum(1 for e in events if type(e).__name__ == "OrderSubmitted"))
-        if self._held_fills or self.desk_covered:
+        # The engine's clock (real on the desk): rates and summaries follow market time,
+        # so a desk on a virtual clock (tests, snapshots) shows the same figures every run.
+        now = self.engine.clock.now()
+        news = self.digest.digest(self._subscription.drain(), now)
+        self._count(self._fills_window, now, len(news.fills))
+        self._count(self._orders_window, now, news.submitted)
+        self._dirty.update(news.rows)
+        tape = self.tape
+        fills = news.fills
+        if self._held_fills or self.desk_covered or not tape.display:
             self._held_fills.extend(fills)
             if self.desk_covered:
                 # A ticket or dialog is on top: the desk behind is hidden or dimmed, and
                 # each change to it re-composed the whole screen under it (~20 ms a frame;
                 # Textual counts even a hidden screen as visible). Orders and fills are
-                # drawn when the desk shows again; the log's rare lines (rejections,
-                # breakers) are written at once, for the dialogs' dimmed view. The ticket
-                # says a halt or a venue out of routing itself (_ticket_alert).
-                self._write_log(log_lines)
+                # drawn when the desk shows again; the log's lines are written at once,
+                # for the dialogs' dimmed view. The ticket says a halt or a venue out of
+                # routing itself (_ticket_alert).
+                self._write_log(news.lines)
                 return
-            fills = list(self._held_fills)
-            self._held_fills.clear()
+            # The Fills tab is not shown (a small terminal): the tape catches up when it is.
+            fills = list(self._held_fills) if tape.display else []
+            if tape.display:
+                self._held_fills.clear()
         with self.batch_update():
+            dirty = self._dirty
             if dirty:
                 self._update_orders(dirty)
                 dirty.clear()
-            tape = self.tape
-            if fills and tape.display:
+            if fills:
                 tape.add_fills(fills[-tape.max_rows:], self._clock_text)
-            self._write_log(log_lines)
+            self._write_log(news.lines)
             self._update_status()
 
     async def on_event(self, event: TextualEvent) -> None:
@@ -440,61 +559,57 @@ class DeskApp(App[None]):
         while window and window[0][0] < now - 1.0:
             window.popleft()
 
-    def _describe_event(self, event: Event) -> str | None:
-        if isinstance(event, BreakerStateChanged):
-            return f"BREAKER {event.venue}: {event.old_state} → {event.new_state} ({event.reason})"
-        if isinstance(event, Halted):
-            return f"HALTED: {event.reason}"
-        if isinstance(event, Resumed):
-            return "RESUMED: trading is open again"
-        if isinstance(event, VenueDisabled):
-            return f"VENUE {event.venue} disabled: {event.reason}"
-        if isinstance(event, VenueEnabled):
-            return f"VENUE {event.venue} enabled"
-        if isinstance(event, EngineError):
-            return f"ERROR in {event.where}: {event.message} (the desk keeps running)"
-        return None
-
-    def _update_orders(self, ids: set[str]) -> None:
-        blotter = self.blotter
-        engine = self.engine
-        orders = self.orders
+    def _update_orders(self, ids: Iterable[str]) -> None:
         for order_id in ids:
-            result = engine.order_status_or_none(order_id)
-            if result is None:
-                orders.set_working(order_id, False)
-                continue
-            orders.set_working(order_id, not result.status.is_final)
-            detail = result.detail or {}
-            reason = (
-                detail.get("algorithm") or detail.get("last_reason")
-                or engine.smart.routing_reason(order_id)
-                or (result.children and engine.smart.routing_reason(result.children[0].order_id))
-                or result.reason or ""
-            )
-            if result.status is OrderStatus.REJECTED and result.reason:
-                reason = result.reason
-            blotter.show(result, orders.type_of(order_id), str(reason))
-        selected = blotter.selected_key()
+            self._show_order(order_id)
+        selected = self.blotter.selected_key()
         if selected in ids:
             self._show_detail(selected)
+
+    def _show_order(self, order_id: str) -> None:
+        """Read one order's state and draw its row (unless the Orders panel hides it)."""
+        engine = self.engine
+        orders = self.orders
+        result = engine.order_status_or_none(order_id)
+        if result is None:
+            orders.set_working(order_id, False)
+            return
+        orders.set_working(order_id, not result.status.is_final)
+        mine = orders.is_mine(order_id)
+        if self.mine_only and not mine:
+            return
+        detail = result.detail or {}
+        reason = (
+            detail.get("algorithm") or detail.get("last_reason")
+            or engine.smart.routing_reason(order_id)
+            or (result.children and engine.smart.routing_reason(result.children[0].order_id))
+            or result.reason or ""
+        )
+        if result.status is OrderStatus.REJECTED and result.reason:
+            reason = result.reason
+        self.blotter.show(result, orders.type_of(order_id), str(reason), mine=mine)
 
     def _update_status(self) -> None:
         engine = self.engine
         fills_s = sum(n for _, n in self._fills_window)
         orders_s = sum(n for _, n in self._orders_window)
-        working = self.orders.working_count
+        orders = self.orders
         dropped = self._subscription.dropped
         halted = engine.halted_reason
-        state = f"[b reverse $halted] HALTED: {halted} [/]" if halted else "[b $success]● TRADING[/]"
-        self._set_text(self.status_bar, 
-            f"{state}  orders/s {orders_s:>5}  fills/s {fills_s:>5}  working {working:>4}  "
-            f"symbol [b]{self.symbol}[/]" + (f"  [dim]dropped events {dropped}[/]" if dropped else "")
+        # Both lines fit 80 columns: the symbol sits on the top line, a halt's reason
+        # (the operator's own words: never markup) on this one.
+        state = f"[b reverse $halted] HALTED: {escape(halted)} [/]" if halted else "[b $success]● TRADING[/]"
+        working = f"working {orders.working_count:>4}"
+        if self.demo:
+            working += f" (mine {len(orders.mine_working())})"
+        self._set_text(self.status_bar,
+            f"{state}  orders/s {orders_s:>4}  fills/s {fills_s:>4}  {working}"
+            + (f"  [dim]dropped events {dropped}[/]" if dropped else "")
         )
-        self._set_text(self.topbar, 
-            f"[b]execdesk[/]  {self._clock_text(engine.clock.now())}  seed {self.seed}"
+        self._set_text(self.topbar,
+            f"[b]execdesk[/]  {self._clock_text(engine.clock.now())}  [b]{self.symbol}[/]  seed {self.seed}"
             + ("  [b $warning]DEMO[/]" if self.demo else "")
-            + (f"   [b reverse $halted] ■ HALTED — {halted} — press r to resume [/]" if halted else "")
+            + ("   [b reverse $halted] ■ HALTED: press r to resume [/]" if halted else "")
         )
         self.topbar.set_class(bool(halted), "halted")
 
@@ -525,6 +640,7 @@ class DeskApp(App[None]):
             for panel in (self.venues_panel, self.market, self.positions):
                 if panel.display:
                     panel.refresh_from(self.engine)
+            self._update_tabs()  # its venue alert stands in for the hidden Venues panel
 
     def _chart(self) -> None:
         chart = self.chart
@@ -549,11 +665,11 @@ class DeskApp(App[None]):
             return
         result = self.engine.order_status_or_none(order_id)
         if result is None:
-            self._set_text(widget, f"{order_id}: unknown or expired from memory")
+            self._set_text(widget, f"{escape(order_id)}: unknown or expired from memory")
             return
-        lines = [f"[b]{order_id}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
+        lines = [f"[b]{escape(order_id)}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
                  + (f"  avg {result.average_price:,.2f}" if result.average_price else "")
-                 + (f"  reason: {result.reason}" if result.reason else "")]
+                 + (f"  reason: {escape(result.reason)}" if result.reason else "")]
         detail = result.detail or {}
         if detail.get("arrival_price"):
             slip = detail.get("slippage_bps")
@@ -817,16 +933,19 @@ class DeskApp(App[None]):
             self._update_status()
 
     def action_latency_category(self) -> None:
+        self._reveal("latency")
         chart = self.chart
         chart.next_category()
         chart.redraw(self.engine)
 
     def action_latency_venue(self) -> None:
+        self._reveal("latency")
         chart = self.chart
         chart.next_venue()
         chart.redraw(self.engine)
 
     def action_latency_history(self) -> None:
+        self._reveal("latency")
         chart = self.chart
         path = self.engine.profiler.autosave_path
         problem = chart.toggle_history(Path(path) if path else None)
@@ -835,6 +954,7 @@ class DeskApp(App[None]):
         chart.redraw(self.engine)
 
     def action_positions_by_venue(self) -> None:
+        self._reveal("positions")
         panel = self.positions
         panel.by_venue = not panel.by_venue
         for key in panel.keys:

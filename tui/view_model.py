@@ -20,9 +20,39 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from engine.events import (
+    BreakerStateChanged,
+    EngineError,
+    Halted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    OrderUpdated,
+    Resumed,
+    VenueDisabled,
+    VenueEnabled,
+)
+
 MAX_FINISHED = 5_000  # more than the blotter's rows: a finished row can still be selected
+# The --demo flow is told in one line per this many seconds: at ~1,000 orders a second a
+# line per order or fill would bury the operator's own news.
+FLOW_SUMMARY_S = 10.0
+
+
+def fmt_qty(value: float | None) -> str:
+    return "" if value is None else f"{value:,.6g}"
+
+
+def fmt_price(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.3f}" if value < 1000 else f"{value:,.2f}"
 
 
 class DeskOrders:
@@ -124,3 +154,131 @@ class DeskOrders:
             del self._types[order_id]
             self._mine.discard(order_id)
             over -= 1
+
+
+@dataclass(slots=True)
+class FrameNews:
+    """What one frame's events mean for the screen."""
+
+    rows: set[str] = field(default_factory=set)  # tracked rows to redraw
+    fills: list[Any] = field(default_factory=list)  # for the tape, in order
+    lines: list[str] = field(default_factory=list)  # for the Events log
+    submitted: int = 0  # orders and children sent (the orders/s rate)
+
+
+def describe(event: Any) -> str | None:
+    """A log line for an event that concerns no order (venues, breakers, halts, errors)."""
+    if isinstance(event, BreakerStateChanged):
+        return f"BREAKER {event.venue}: {event.old_state} → {event.new_state} ({event.reason})"
+    if isinstance(event, Halted):
+        return f"HALTED: {event.reason}"
+    if isinstance(event, Resumed):
+        return "RESUMED: trading is open again"
+    if isinstance(event, VenueDisabled):
+        return f"VENUE {event.venue} disabled: {event.reason}"
+    if isinstance(event, VenueEnabled):
+        return f"VENUE {event.venue} enabled"
+    if isinstance(event, EngineError):
+        return f"ERROR in {event.where}: {event.message} (the desk keeps running)"
+    return None
+
+
+class EventDigest:
+    """Turns each frame's engine events into rows to redraw, fills and log lines.
+
+    The operator's orders get a line for each fill and each ending (filled, canceled,
+    expired, rejected with its reason); the --demo flow's are counted and told in one
+    line every `summary_every_s`.
+    """
+
+    def __init__(self, orders: DeskOrders, *, summary_every_s: float = FLOW_SUMMARY_S) -> None:
+        self.orders = orders
+        self.summary_every_s = summary_every_s
+        self._flow_since: float | None = None
+        self._flow_orders = 0
+        self._flow_fills = 0
+        self._flow_rejected = 0
+        self._flow_last_reason = ""
+
+    def digest(self, events: Iterable[Any], now: float) -> FrameNews:
+        """`now`: any steady clock in seconds (it only spaces the flow's summaries)."""
+        news = FrameNews()
+        orders = self.orders
+        for event in events:
+            order_id = getattr(event, "order_id", None)
+            if order_id is None:
+                line = describe(event)
+                if line:
+                    news.lines.append(line)
+                continue
+            if isinstance(event, OrderSubmitted):
+                news.submitted += 1
+            if isinstance(event, OrderFilled) and event.fill is not None:
+                news.fills.append(event.fill)
+            row = orders.row_of(order_id, event.parent_id)
+            if row is None:
+                continue
+            news.rows.add(row)
+            if orders.is_mine(row):
+                line = self._mine(event, row)
+                if line:
+                    news.lines.append(line)
+            else:
+                self._count(event, row)
+        summary = self._summary(now)
+        if summary:
+            news.lines.append(summary)
+        return news
+
+    # -- the operator's orders: every fill and ending ---------------------------------------
+    def _mine(self, event: Any, row: str) -> str | None:
+        order_id = event.order_id
+        if isinstance(event, (OrderRejected, OrderDenied)):
+            who = "venue" if isinstance(event, OrderRejected) else "engine"
+            return f"REJECTED {order_id} by {who}: {event.reason}"
+        if isinstance(event, OrderFilled) and event.fill is not None:
+            fill = event.fill
+            what = "filled" if order_id == row and event.status.is_final else f"{event.leaves_quantity:g} left"
+            of = "" if order_id == row else f" (child of {row})"
+            return (f"FILL {order_id}{of} {fill.side.value} {fmt_qty(fill.quantity)} {fill.symbol} "
+                    f"@ {fmt_price(fill.price)} on {fill.exchange_id}: {what}")
+        if order_id != row:
+            return None  # a child's other news shows in its parent's row
+        if isinstance(event, OrderCanceled):
+            return f"CANCELED {order_id} after {event.filled_quantity:g} filled: {event.reason or 'canceled'}"
+        if isinstance(event, OrderExpired):
+            return f"EXPIRED {order_id} after {event.filled_quantity:g} filled: {event.reason or 'time in force'}"
+        if isinstance(event, OrderUpdated) and event.status.is_final:
+            avg = f" avg {fmt_price(event.average_price)}" if event.average_price else ""
+            kind = self.orders.type_of(order_id) or "parent"
+            return (f"{event.status.value} {kind} {order_id}: {event.filled_quantity:g}/{event.quantity:g}"
+                    f" filled{avg}" + (f" ({event.detail})" if event.detail else ""))
+        return None
+
+    # -- the --demo flow: counted ----------------------------------------------------------
+    def _count(self, event: Any, row: str) -> None:
+        if isinstance(event, OrderSubmitted) and event.order_id == row:
+            self._flow_orders += 1
+        elif isinstance(event, OrderFilled):
+            self._flow_fills += 1
+        elif isinstance(event, (OrderRejected, OrderDenied)):
+            self._flow_rejected += 1
+            self._flow_last_reason = event.reason
+
+    def _summary(self, now: float) -> str | None:
+        if self._flow_since is None:
+            self._flow_since = now
+            return None
+        span = now - self._flow_since
+        if span < self.summary_every_s:
+            return None
+        self._flow_since = now
+        orders, fills, rejected = self._flow_orders, self._flow_fills, self._flow_rejected
+        if not (orders or fills or rejected):
+            return None
+        line = f"DEMO flow in {span:.0f} s: {orders:,} orders, {fills:,} fills"
+        if rejected:
+            line += f", {rejected:,} rejected (last: {self._flow_last_reason})"
+        self._flow_orders = self._flow_fills = self._flow_rejected = 0
+        self._flow_last_reason = ""
+        return line

@@ -27,12 +27,16 @@ from textual.strip import Strip
 class Column:
     key: str
     label: str
-    width: int  # cells; the last column takes what is left
+    width: int  # cells; the last column shown takes what is left
     right: bool = False
     keep_end: bool = False  # cut from the left ("…-9355"): for ids that differ at the end
+    narrow: int | None = None  # width in a narrow table (None: the same; 0: not shown)
+    crop: bool = False  # cut without an ellipsis (a cell whose start says it all: "45% ███")
 
 
 class LiveTable(ScrollView, can_focus=True):
+    # Below this many cells of width a table uses its columns' narrow widths (80x24).
+    NARROW_BELOW = 100
     COMPONENT_CLASSES = {"live-table--header", "live-table--cursor"}
     DEFAULT_CSS = """
     LiveTable > .live-table--header { text-style: bold; background: $panel; }
@@ -63,6 +67,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._strips: dict[tuple[str, int, bool], Strip] = {}
         self._cursor_key: str | None = None
         self._resize_pending = False
+        self._layouts: dict[int, list[tuple[int, Column, int]]] = {}  # width -> (index, column, cells)
 
     # -- data ------------------------------------------------------------------------------
     def upsert(self, key: str, cells: tuple[Any, ...]) -> bool:
@@ -99,6 +104,18 @@ class LiveTable(ScrollView, can_focus=True):
         """Drop every cached line and cell (a new theme): the next refresh redraws all."""
         self._cells = {key: () for key in self._cells}
         self._strips.clear()
+        self.refresh()
+
+    def clear(self) -> None:
+        """Drop every row (a new filter fills the table again from scratch)."""
+        had_cursor = self._cursor_key is not None
+        self._cells.clear()
+        self._order.clear()
+        self._strips.clear()
+        self._cursor_key = None
+        if had_cursor:
+            self.post_message(self.Highlighted(self, None))
+        self._resize()
         self.refresh()
 
     def _uncache(self, key: str) -> None:
@@ -181,26 +198,41 @@ class LiveTable(ScrollView, can_focus=True):
         self._resize()
 
     # -- rendering (only what is on screen) ----------------------------------------------------
+    def _layout(self, width: int) -> list[tuple[int, Column, int]]:
+        """The columns shown at this width, each with its cell index and width."""
+        layout = self._layouts.get(width)
+        if layout is None:
+            narrow = width < self.NARROW_BELOW
+            shown = [(i, c, c.narrow if narrow and c.narrow is not None else c.width)
+                     for i, c in enumerate(self.columns)]
+            shown = [entry for entry in shown if entry[2] > 0]
+            if shown:
+                i, column, w = shown[-1]
+                if not column.right:
+                    used = sum(entry[2] for entry in shown[:-1])
+                    shown[-1] = (i, column, max(width - used, 0))
+            layout = self._layouts[width] = shown
+        return layout
+
     def _row_text(self, cells: tuple[Any, ...], width: int) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis")
-        used = 0
-        last = len(self.columns) - 1
-        for i, (column, cell) in enumerate(zip(self.columns, cells)):
-            w = max(width - used, 0) if i == last and not column.right else column.width
+        layout = self._layout(width)
+        last = len(layout) - 1
+        for n, (i, column, w) in enumerate(layout):
+            cell = cells[i] if i < len(cells) else ""
             piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
-            room = w - (0 if i == last else 1)
+            room = w - (0 if n == last else 1)
             if column.keep_end and piece.cell_len > room > 1:
                 piece = Text("…") + piece[len(piece) - (room - 1):]
-            piece.truncate(room, overflow="ellipsis")
+            piece.truncate(room, overflow="crop" if column.crop else "ellipsis")
             pad = w - piece.cell_len
             if column.right:
                 line.append(" " * max(pad - 1, 0))
                 line.append_text(piece)
-                line.append(" " if i != last else "")
+                line.append(" " if n != last else "")
             else:
                 line.append_text(piece)
                 line.append(" " * max(pad, 0))
-            used += w
         return line
 
     def _strip(self, text: Text, width: int, style: Style) -> Strip:

@@ -8,33 +8,27 @@ words, and the colour only repeats them.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from typing import Any
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Footer, RichLog, Static
 
-from .live_table import Column, LiveTable
-
 from engine import Engine, OrderResult, OrderStatus
+
+from ..view_model import fmt_price, fmt_qty
+from .live_table import Column, LiveTable
 
 BAR_WIDTH = 10
 
 
 def progress_bar(filled: float, total: float, width: int = BAR_WIDTH) -> str:
+    """"45% ████░░░░░░": the share first, so a narrow column cut short still says it."""
     frac = 0.0 if total <= 0 else min(max(filled / total, 0.0), 1.0)
     full = int(round(frac * width))
-    return "█" * full + "░" * (width - full) + f" {frac:4.0%}"
-
-
-def fmt_qty(value: float | None) -> str:
-    return "" if value is None else f"{value:,.6g}"
-
-
-def fmt_price(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.3f}" if value < 1000 else f"{value:,.2f}"
+    return f"{frac:4.0%} " + "█" * full + "░" * (width - full)
 
 
 STATUS_COLOUR = {
@@ -78,13 +72,12 @@ class VenuesPanel(KeyedTable):
 
     def refresh_from(self, engine: Engine) -> None:
         router = engine.router
+        now = engine.clock.now()
         for name in router.exchanges:
             breaker = router.breaker(name)
             state = breaker.state.value
             colour = {"CLOSED": "breaker-closed", "OPEN": "breaker-open", "HALF_OPEN": "breaker-half-open"}[state]
-            label = state.replace("_", "-")
-            if breaker.forced:
-                label += " (forced)"
+            label = breaker_label(breaker, now)
             stats = engine.profiler.window_stats("acknowledgment", name, seconds=60)
             vstats = router.venue_stats(name)
             fees = router.client(name).fees
@@ -99,6 +92,19 @@ class VenuesPanel(KeyedTable):
                 f"{vstats.error_rate:5.1%}",
                 f"{fees.maker_bps:g}/{fees.taker_bps:g}",
             ))
+
+
+def breaker_label(breaker: Any, now: float) -> str:
+    """A breaker's state as the operator reads it; an OPEN one says when it tries again
+    (it half-opens at the first order after that time, so "due" once it has passed)."""
+    label = breaker.state.value.replace("_", "-")
+    if breaker.forced:
+        return f"{label} (forced)"
+    retry_at = breaker.retry_at
+    if retry_at is not None:
+        left = retry_at - now
+        label += f" · retry {math.ceil(left)}s" if left > 0 else " · retry due"
+    return label
 
 
 class MarketPanel(KeyedTable):
@@ -152,32 +158,46 @@ class Blotter(LiveTable):
         Binding("c", "app.cancel_selected", "Cancel", id="order.cancel", tooltip="Cancel the selected order"),
         Binding("a", "app.amend_selected", "Amend", id="order.amend",
                 tooltip="Change the selected order's price or quantity (cancel/replace)"),
+        Binding("enter", "app.order_detail", "Detail", id="order.detail", show=False,
+                tooltip="Everything about the selected order: full id, children, fills, reasons"),
     ]
+    BORDER_SUBTITLE = "Enter: detail"
 
     def __init__(self, max_rows: int = 200, **kwargs: Any) -> None:
+        # Status comes before the prices, so a narrow table (80 columns) still shows it;
+        # slippage and venue, in the detail view, are the first to go.
         super().__init__(
-            [Column("id", "Order", 18), Column("side", "Side", 5), Column("sym", "Symbol", 8),
-             Column("type", "Type", 8), Column("qty", "Qty", 9, right=True), Column("prog", "Filled", 16),
-             Column("avg", "Avg px", 11, right=True), Column("slip", "Slip bps", 9, right=True),
-             Column("status", "Status", 17), Column("venue", "Venue", 14), Column("why", "Routing / reason", 10)],
+            [Column("id", "Order", 18, keep_end=True, narrow=11), Column("side", "Side", 5),
+             Column("sym", "Symbol", 8), Column("type", "Type", 8),
+             Column("qty", "Qty", 9, right=True, narrow=8), Column("status", "Status", 17, narrow=11),
+             Column("prog", "Filled", 16, narrow=5, crop=True),
+             Column("limit", "Limit", 11, right=True, narrow=10), Column("avg", "Avg px", 11, right=True, narrow=10),
+             Column("slip", "Slip bps", 9, right=True, narrow=0), Column("venue", "Venue", 14, narrow=0),
+             Column("why", "Routing / reason", 10)],
             **kwargs,
         )
         self.max_rows = max_rows
         self._finished: OrderedDict[str, None] = OrderedDict()
 
-    def show(self, result: OrderResult, order_type: str, reason: str) -> None:
+    def clear(self) -> None:
+        self._finished.clear()
+        super().clear()
+
+    def show(self, result: OrderResult, order_type: str, reason: str, *, mine: bool = True) -> None:
+        """Draw an order's row; the --demo flow's ids (not `mine`) are dimmed."""
         status = result.status
         slip = result.detail.get("slippage_bps") if result.detail else None
         cells = (
-            result.order_id,
+            Text(result.order_id, style="bold") if mine else Text(result.order_id, style="dim"),
             self.side(result.side),
             result.symbol,
             order_type,
             fmt_qty(result.quantity),
+            self.paint(status.value, STATUS_COLOUR.get(status)),
             progress_bar(result.filled_quantity, result.quantity),
+            fmt_price(result.price) if result.price is not None else "",
             fmt_price(result.average_price),
             "" if slip is None else f"{slip:+.2f}",
-            self.paint(status.value, STATUS_COLOUR.get(status)),
             result.exchange_id or "",
             reason,
         )
@@ -276,6 +296,16 @@ class EventLog(RichLog):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_lines=500, wrap=True, markup=False, highlight=False, **kwargs)
+
+    def write(self, content: Any, width: int | None = None, expand: bool = False, shrink: bool = True,
+              scroll_end: bool | None = None, animate: bool = False) -> EventLog:
+        # RichLog measures a line against the console's width (80 in a headless or
+        # unmeasured console), so a wide desk wrapped its log at 80 columns: wrap at the
+        # log's own width once it is known.
+        if width is None and self.scrollable_content_region.width > 0:
+            width = self.scrollable_content_region.width
+        super().write(content, width, expand, shrink, scroll_end, animate)
+        return self
 
 
 class StatusBar(Static):
