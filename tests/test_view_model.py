@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import OrderStatus
-from tui.view_model import DeskOrders
+from engine import Fill, OrderSide, OrderStatus
+from engine.events import BreakerStateChanged, OrderCanceled, OrderFilled, OrderRejected, OrderSubmitted, OrderUpdated
+from engine.models import Liquidity
+from tui.view_model import DeskOrders, EventDigest
 
 
 def event(order_id: str, parent_id: str | None = None, status: OrderStatus = OrderStatus.NEW) -> SimpleNamespace:
@@ -63,3 +65,54 @@ def test_an_old_order_thought_working_is_asked_about_once_the_bound_is_reached()
 def test_the_bound_is_a_whole_number(bad: object) -> None:
     with pytest.raises(ValueError, match="max_finished must be a whole number >= 1"):
         DeskOrders(max_finished=bad)  # type: ignore[arg-type]
+
+
+# -- what the Events log is told ----------------------------------------------------------------
+
+
+def fill_event(order_id: str, parent_id: str | None = None, *, qty: float = 0.1, leaves: float = 0.0,
+               status: OrderStatus = OrderStatus.FILLED) -> OrderFilled:
+    fill = Fill(order_id, "deep", "BTC/USD", OrderSide.BUY, 50_000.0, qty, 0.2, Liquidity.TAKER, 0.0)
+    return OrderFilled(0.0, 0.0, order_id, "deep", status, parent_id, fill, qty, leaves)
+
+
+def test_the_operators_fills_and_endings_each_get_a_line_the_demo_flow_one_per_period() -> None:
+    orders = DeskOrders()
+    orders.track("T-1", "LIMIT", mine=True)
+    orders.track("P", "TWAP", mine=True)
+    digest = EventDigest(orders, summary_every_s=10.0)
+    flow = []
+    for i in range(500):
+        orders.track(f"demo-{i}", "MARKET", mine=False)
+        flow += [OrderSubmitted(0.0, 0.0, f"demo-{i}", "deep", OrderStatus.PENDING_NEW), fill_event(f"demo-{i}")]
+    flow.append(OrderRejected(0.0, 0.0, "demo-7", "thrift", OrderStatus.REJECTED, None, "venue busy"))
+    news = digest.digest([
+        fill_event("T-1", qty=0.1, leaves=0.2, status=OrderStatus.PARTIALLY_FILLED),
+        fill_event("P.ab.1", parent_id="P"),
+        OrderCanceled(0.0, 0.0, "T-1", "deep", OrderStatus.CANCELED, None, 0.1, "canceled by operator"),
+        *flow,
+        BreakerStateChanged(0.0, 0.0, "swift", "CLOSED", "OPEN", "failure rate 60%"),
+    ], now=100.0)
+    assert news.lines == [
+        "FILL T-1 BUY 0.1 BTC/USD @ 50,000.00 on deep: 0.2 left",
+        "FILL P.ab.1 (child of P) BUY 0.1 BTC/USD @ 50,000.00 on deep: 0 left",
+        "CANCELED T-1 after 0.1 filled: canceled by operator",
+        "BREAKER swift: CLOSED → OPEN (failure rate 60%)",
+    ]
+    assert news.rows == {"T-1", "P", *(f"demo-{i}" for i in range(500))}
+    assert len(news.fills) == 502 and news.submitted == 500
+    # The flow is told once the period has passed, counted, with the last refusal's reason.
+    assert digest.digest([], now=105.0).lines == []
+    assert digest.digest([], now=110.0).lines == [
+        "DEMO flow in 10 s: 500 orders, 500 fills, 1 rejected (last: venue busy)"]
+    assert digest.digest([], now=125.0).lines == []  # nothing happened: nothing said
+
+
+def test_a_parent_finishing_says_so_once_with_its_average() -> None:
+    orders = DeskOrders()
+    orders.track("P", "VWAP", mine=True)
+    digest = EventDigest(orders)
+    working = OrderUpdated(0.0, 0.0, "P", None, OrderStatus.PARTIALLY_FILLED, None, 0.5, 1.0, 50_000.0)
+    done = OrderUpdated(0.0, 0.0, "P", None, OrderStatus.FILLED, None, 1.0, 1.0, 50_001.5)
+    assert digest.digest([working], now=0.0).lines == []
+    assert digest.digest([done], now=0.0).lines == ["FILLED VWAP P: 1/1 filled avg 50,001.50"]

@@ -1,4 +1,5 @@
-"""The desk's orders, fed by engine events: which rows an event touches (no Textual here).
+"""The desk's orders, fed by engine events: which rows an event touches, what the Events
+log says about them (no Textual here).
 
 Rules:
 
@@ -14,6 +15,8 @@ Rules:
 * Nothing here asks the engine anything except, when the bound is reached, "is this
   old order really still working?" (the lossy subscription may have dropped the
   event that would have redrawn it as finished): the answer lets it go or keeps it.
+* The Events log gets a line per fill and per ending of the operator's orders; the
+  --demo flow's are counted and told in one line per `FLOW_SUMMARY_S`.
 """
 
 from __future__ import annotations
