@@ -958,3 +958,18 @@ async def test_the_detail_view_shows_the_full_id_children_fills_and_reasons(tmp_
             assert f"Reason: {reason}" in body
         await pilot.press("escape")
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_a_halt_reason_is_shown_as_written_never_read_as_markup(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        reason = "[risk] desk limit [/] hit"
+        await app.engine.halt(reason)
+        await until(pilot, lambda: f"HALTED: {reason}" in str(app.status_bar.render()))
+        assert "HALTED: press r to resume" in str(app.topbar.render())
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: "TRADING" in str(app.status_bar.render()))
+        await app.shutdown_engine()
