@@ -195,3 +195,12 @@ def test_amend_plan_keeps_a_blank_field_and_every_digit() -> None:
     plan = plan_amend("", "49100.55", quantity=0.5, price=49_100.0)
     assert (plan.quantity, plan.price, plan.errors, plan.warnings) == (None, 49_100.55, {}, [])
     assert plan.summary == "quantity unchanged 0.5, price 49,100 -> 49,100.55"
+
+
+@pytest.mark.parametrize(("quantity", "price", "error"), [
+    ("1e300", "", "Quantity must be at most 1,000,000,000,000,000 (MAX_QUANTITY), got 1e+300"),
+    ("", "1e-300", "Limit price must be in [1e-12, 1,000,000,000,000] (MIN_PRICE, MAX_PRICE), got 1e-300"),
+])
+def test_amend_is_bounded_as_the_ticket_is(quantity: str, price: str, error: str) -> None:
+    plan = plan_amend(quantity, price, quantity=0.5, price=49_100.0, symbol="BTC/USD")
+    assert not plan.ok and list(plan.errors.values()) == [error]

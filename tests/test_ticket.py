@@ -362,3 +362,21 @@ async def test_without_a_risk_check_the_ticket_shows_no_notional_line() -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert len(app.results) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("name", "typed", "error"), [
+    ("quantity", "1e300", "Quantity must be at most 1,000,000,000,000,000 (MAX_QUANTITY), got 1e+300"),
+    ("price", "1e-300", "Limit price must be in [1e-12, 1,000,000,000,000] (MIN_PRICE, MAX_PRICE), got 1e-300"),
+    ("quantity", "[b]2[/b]", "Quantity must be a number, got '[b]2[/b]'"),
+])
+async def test_the_ticket_names_the_bound_an_absurd_number_breaks(name: str, typed: str, error: str) -> None:
+    app = Host(btc_ticket("1"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        ticket.query_one(f"#field-{name}", Input).value = typed
+        await pilot.pause()
+        assert text(ticket, f"#error-{name}") == error  # as typed: never read as markup
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == []

@@ -247,6 +247,8 @@ def _message(err: dict[str, Any]) -> str:
         return f"{label} must be {op} {exact(limit)}, got {exact(err.get('input'))}"
     if err.get("type") == "finite_number":
         return f"{label} must be a finite number"
+    if msg.startswith(f"{name} "):
+        msg = label + msg[len(name):]  # "price must be..." is the "Limit price" field here
     # Speak the ticket's words: "metadata['slices']" is the "Slices" field here.
     return _METADATA_KEY.sub(lambda m: LABELS.get(m.group(1) or m.group(2), m.group(0)), msg)
 

@@ -298,7 +298,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         result = build_order(self.values, self.order_id)
         self.result = result
         for name in ALL_FIELDS:
-            self.query_one(f"#error-{name}", Static).update(result.errors.get(name, ""))
+            # Errors quote what was typed: plain text, never read as markup.
+            self.query_one(f"#error-{name}", Static).update(Text(result.errors.get(name, "")))
             field = self.query_one(f"#field-{name}")
             field.set_class(name in result.errors, "-tk-invalid")
         self.preview = self.risk(result.order) if self.risk is not None and result.order is not None else None
