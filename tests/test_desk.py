@@ -973,3 +973,69 @@ async def test_a_halt_reason_is_shown_as_written_never_read_as_markup(tmp_path: 
         await pilot.press("y")
         await until(pilot, lambda: "TRADING" in str(app.status_bar.render()))
         await app.shutdown_engine()
+
+
+# -- risk limits on the desk -------------------------------------------------------------------
+
+
+def log_text(app: DeskApp) -> str:
+    return "\n".join(str(line.text) for line in app.event_log.lines)
+
+
+@pytest.mark.anyio
+async def test_the_desk_runs_under_its_risk_file_written_with_the_defaults_on_first_run(tmp_path: Path) -> None:
+    from engine.risk import DEFAULT_RISK_LIMITS
+
+    risk_file = tmp_path / "risk.toml"
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert risk_file.exists() and app.engine.risk.limits == DEFAULT_RISK_LIMITS
+        await until(pilot, lambda: f"RISK limits (from {risk_file}): per order at most 2,500,000 notional"
+                    in log_text(app))
+        await app.shutdown_engine()
+    # The operator edits it: the next start runs under the new limits.
+    risk_file.write_text(risk_file.read_text().replace("max_order_notional = 2_500_000", "max_order_notional = 1_000"))
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert app.engine.risk.limits.max_order_notional == 1000
+        await until(pilot, lambda: "per order at most 1,000 notional" in log_text(app))
+        await app.shutdown_engine()
+    # A broken file: the built-in limits, and the operator is told which file and why.
+    risk_file.write_text("max_order_notional = 'lots'\n")
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    notices = record_notices(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert app.engine.risk.limits == DEFAULT_RISK_LIMITS
+        assert any(str(risk_file) in n and "max_order_notional" in n for n in notices), notices
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_a_refusal_by_the_limits_shows_its_reason_on_the_row_in_events_and_is_counted(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.send_order(Order(id="fat-1", symbol="BTC/USD", side="BUY", type="MARKET", quantity=100))
+        await until(pilot, lambda: "fat-1" in app.blotter.keys and cell(app, "fat-1", "status") == "REJECTED")
+        reason = app.engine.status("fat-1").reason
+        assert reason.startswith("quantity 100 > max 50"), reason
+        await until(pilot, lambda: cell(app, "fat-1", "why") == reason)
+        assert f"REJECTED fat-1 by engine: {reason}" in log_text(app)
+        await until(pilot, lambda: "risk refused 1 (quantity 1)" in str(app.status_bar.render()))
+        await pilot.resize_terminal(80, 24)  # no room for the breakdown: the total stays
+        await until(pilot, lambda: "risk refused 1" in str(app.status_bar.render()))
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_ticket_checks_the_engines_limits_as_the_operator_types(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["1", "0", "0"])  # 100 BTC, over the 50 BTC limit
+        summary = str(app.screen.query_one("#ticket-summary").render())
+        assert "quantity 100 > max 50" in summary, summary
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TicketScreen) and app.engine.stats.submitted == 0
+        await pilot.press("escape")
+        await app.shutdown_engine()

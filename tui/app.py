@@ -39,6 +39,8 @@ from textual.widgets import Static
 
 from engine import Engine, Order, OrderResult, OrderStatus, OrderType
 from engine.errors import ExecdeskError
+from engine.risk import LIMIT_NAMES
+from engine.risk import load_or_create as load_risk_limits
 
 from .commands import DeskCommands
 from .order_detail import OrderScreen
@@ -181,16 +183,25 @@ class DeskApp(App[None]):
         settings_path: Path | None = None,
         order_prefix: str | None = None,
         tune_gc: bool = False,
+        risk_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.tune_gc = tune_gc
         self.settings_path = settings_path or config_dir() / "settings.json"
         self.settings, settings_problem = Settings.load(self.settings_path)
         self._startup_notices: list[str] = [settings_problem] if settings_problem else []
+        # Where the limits came from, for the welcome line (None: the engine was given).
+        self.risk_path: Path | None = None
         if engine is None:
             profiler_path = self.settings_path.parent / "latency.json"
+            # The operator's limits file (written with the defaults on the first run, so
+            # it can be edited); a bad one gives the built-in limits and a notice.
+            self.risk_path = risk_path or self.settings_path.parent / "risk.toml"
+            limits, risk_problem = load_risk_limits(self.risk_path)
+            if risk_problem:
+                self._startup_notices.append(risk_problem)
             engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
-                                    remember_ids=DESK_VENUE_REMEMBER_IDS)
+                                    remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits)
             engine.profiler.autosave_path = profiler_path
         self.engine = engine
         self.seed = seed
@@ -291,6 +302,7 @@ class DeskApp(App[None]):
             "Enter sends it. 1/2/3 pick a symbol, ? shows every key, ctrl+p finds any action."
             + (" ] shows the next panel." if self.tabbed else ""),
         )
+        self.event_log.write(self._risk_line())
         if self.demo:
             self._start_demo()
         self.blotter.focus()
@@ -429,6 +441,20 @@ class DeskApp(App[None]):
             elif state != "CLOSED":
                 out.append(f"{name} {state.replace('_', '-')}")
         return "⚠ " + " · ".join(out) if out else None
+
+    def _risk_line(self) -> str:
+        """The limits every order passes, said once at the start (and where to change them)."""
+        risk = self.engine.risk
+        if risk is None:
+            return "RISK limits are OFF: no order is checked before it goes to a venue."
+        limits = risk.limits
+        per_symbol = ", ".join(f"{symbol} {lim.max_quantity:g}" for symbol, lim in limits.symbols.items()
+                               if lim.max_quantity is not None)
+        where = f" (from {self.risk_path})" if self.risk_path else ""
+        return (f"RISK limits{where}: per order at most {limits.max_order_notional:,.0f} notional"
+                + (f" and {per_symbol}" if per_symbol else "")
+                + f", within {limits.price_band_pct:g}% of the mid; {limits.max_open_orders:,} open orders,"
+                f" {limits.max_orders_per_s:,} orders/s, position {limits.max_position_notional:,.0f} per symbol.")
 
     # -- the Orders panel: everyone's, or only the operator's --------------------------------------
     def action_mine_only(self) -> None:
@@ -604,6 +630,7 @@ class DeskApp(App[None]):
             working += f" (mine {len(orders.mine_working())})"
         self._set_text(self.status_bar,
             f"{state}  orders/s {orders_s:>4}  fills/s {fills_s:>4}  {working}"
+            + self._refusals_text()
             + (f"  [dim]dropped events {dropped}[/]" if dropped else "")
         )
         self._set_text(self.topbar,
@@ -612,6 +639,22 @@ class DeskApp(App[None]):
             + ("   [b reverse $halted] ■ HALTED: press r to resume [/]" if halted else "")
         )
         self.topbar.set_class(bool(halted), "halted")
+
+    def _refusals_text(self) -> str:
+        """Orders the risk limits refused since the start: the total, and on a wide
+        desk the count per limit (the reasons are on each order's row and in Events)."""
+        risk = self.engine.risk
+        if risk is None:
+            return "  [b $warning]risk limits OFF[/]"
+        refusals = risk.refusals
+        total = sum(refusals.values())
+        if not total:
+            return ""
+        text = f"  [b $error]risk refused {total:,}[/]"
+        if not self.tabbed:
+            text += " (" + ", ".join(f"{name.replace('_', ' ')} {refusals[name]:,}"
+                                     for name in LIMIT_NAMES if refusals.get(name)) + ")"
+        return text
 
     def _set_text(self, widget: Static, text: str) -> None:
         """Update a fixed-size line only when its text changed, and without a re-layout:
@@ -708,7 +751,7 @@ class DeskApp(App[None]):
         if screen is None:
             screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
                                                  blink=self.live, quote=self._quote, alert=self._ticket_alert,
-                                                 touch=self._touch)
+                                                 touch=self._touch, risk=self.engine.check_risk)
             self.install_screen(screen, name="ticket")
         else:
             screen.prepare(values, order_id)

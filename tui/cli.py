@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="theme name (execdesk-dark, execdesk-light, execdesk-contrast; remembered)")
     parser.add_argument("--demo", action="store_true",
                         help="start a synthetic operator flow (every order type, ~1,000 fills a second)")
+    parser.add_argument("--risk", type=Path, default=None, metavar="PATH",
+                        help="pre-trade risk limits, a TOML file (default: risk.toml in the config directory, "
+                        "written with the built-in limits on the first run)")
     return parser
 
 
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import config_dir
 
     configure_logging(config_dir())
-    return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True))
+    return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True, risk_path=args.risk))
 
 
 if __name__ == "__main__":
