@@ -1039,3 +1039,18 @@ async def test_the_ticket_checks_the_engines_limits_as_the_operator_types(tmp_pa
         assert isinstance(app.screen, TicketScreen) and app.engine.stats.submitted == 0
         await pilot.press("escape")
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_palette_reaches_panels_and_the_orders_views(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for query, check in (("show panel fills", lambda: app.panel == "fills"),
+                             ("orders only mine", lambda: app.mine_only)):
+            await pilot.press("ctrl+p")
+            await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+            await pilot.press(*query)
+            await pilot.pause(0.3)  # the palette searches in a worker
+            await pilot.press("enter")
+            await until(pilot, check)
+        await app.shutdown_engine()

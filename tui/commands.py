@@ -45,6 +45,14 @@ class DeskCommands(Provider):
         cmds.append(("Latency chart: next venue", app.action_latency_venue, "one venue or all"))
         cmds.append(("Latency chart: live / history", app.action_latency_history, "saved metrics"))
         cmds.append(("Positions per venue / per symbol", app.action_positions_by_venue, ""))
+        if app.tabbed:
+            from .app import PANELS
+
+            for name, label in PANELS.items():
+                cmds.append((f"Show panel: {label}", partial(app.show_panel, name), "under the orders (] and [ too)"))
+        cmds.append(("Orders: show all" if app.mine_only else "Orders: only mine", app.action_mine_only,
+                     "the --demo flow's orders, dimmed, or not"))
+        cmds.append(("Order detail", app.action_order_detail, "full id, children, fills and reasons of the selected order"))
         cmds.append(("Show keys", app.action_help, "Every key binding"))
         return cmds
 
