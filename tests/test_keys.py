@@ -236,15 +236,18 @@ async def still_answers(pilot, what: str) -> None:
     assert app.is_running, f"{what} ended the desk"
 
 
-@pytest.mark.parametrize("screen_name", sorted(OPENERS))
+WALKS = [(name, (160, 48)) for name in sorted(OPENERS)] + [("Screen", (80, 24))]  # the tabbed desk too
+
+
+@pytest.mark.parametrize(("screen_name", "size"), WALKS, ids=[f"{n}-{w}x{h}" for n, (w, h) in WALKS])
 @pytest.mark.anyio
 async def test_every_key_of_every_screen_leaves_the_desk_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, screen_name: str,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, screen_name: str, size: tuple[int, int],
 ) -> None:
     monkeypatch.chdir(tmp_path)  # a palette command may save a screenshot: never into the checkout
     app = make_app(tmp_path, app_class=ProbedDesk)
     opener = OPENERS[screen_name]
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await working_order(pilot)  # so every way out asks instead of quitting
         await opener(pilot)
         walk = presses(app, app.screen)
