@@ -380,3 +380,15 @@ async def test_the_ticket_names_the_bound_an_absurd_number_breaks(name: str, typ
         await pilot.press("enter")
         await pilot.pause()
         assert app.results == []
+
+
+@pytest.mark.anyio
+async def test_a_market_orders_notional_is_said_once() -> None:
+    engine = make_engine()
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "MARKET", "quantity": "0.1"}
+    app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False, risk=engine.check_risk))
+    async with app.run_test(size=(80, 24)):
+        preview = engine.check_risk(app.ticket.result.order)
+        assert preview.limit == "notional"
+        assert text(app.ticket, "#ticket-risk") == (
+            f"Notional {preview.notional:,.2f} USD · 0% of max 2,500,000 USD (BTC/USD)")

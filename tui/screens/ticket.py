@@ -318,6 +318,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         notional = "Notional unknown (no price)" if preview.notional is None else (
             f"Notional {preview.notional:,.2f} {quote}")
         note = preview.note if preview.reason is None else None  # a refusal's reason is on the summary line
+        if note and preview.limit == "notional" and " is " in note:
+            note = note.split(" is ", 1)[1]  # "notional 5,000 is 0% of max ...": the notional is already said
         line.update(Text(notional + (f" · {note}" if note else "")))
         line.set_class(preview.reason is not None, "-refused")
         line.set_class(preview.reason is None and preview.needs_confirmation, "-large")
