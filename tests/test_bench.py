@@ -215,9 +215,9 @@ def test_the_old_fixed_tolerance_failed_small_ratios() -> None:
 
 def test_percentile_is_nearest_rank() -> None:
     values = list(range(1, 101))
-    assert bench._percentile(values, 50) == 50
-    assert bench._percentile(values, 99) == 99
-    assert bench._percentile(values, 100) == 100
-    assert bench._percentile(list(range(1, 11)), 95) == 10  # rank ceil(9.5): never below q
-    assert bench._percentile([7], 99) == 7
-    assert bench._percentile([], 50) == 0.0
+    assert bench.percentile(values, 50) == 50
+    assert bench.percentile(values, 99) == 99
+    assert bench.percentile(values, 100) == 100
+    assert bench.percentile(list(range(1, 11)), 95) == 10  # rank ceil(9.5): never below q
+    assert bench.percentile([7], 99) == 7
+    assert bench.percentile([], 50) == 0.0

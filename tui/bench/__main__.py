@@ -1,0 +1,7 @@
+"""`python -m tui.bench`: the same as `execdesk bench`."""
+
+import sys
+
+from .runner import main
+
+sys.exit(main())
