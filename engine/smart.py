@@ -427,10 +427,13 @@ class SmartOrderRouter:
             )]
         return [router.get_order_status(cid) for cid in child_ids]
 
-    def _record_split(self, order: Order, pieces: list[tuple[Order, str, str]]) -> None:
+    def _record_split(self, order: Order, pieces: list[tuple[Order, str, Any]]) -> bool:
+        """Remember a split order's pieces before any goes out; True when it is split."""
         if len(pieces) > 1 or pieces[0][0] is not order:
             splits = self._split_orders
             splits.put(order.id, (order, tuple(child.id for child, _, _ in pieces)))
+            return True
+        return False
 
     def place(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
         router = self.order_router
@@ -444,12 +447,25 @@ class SmartOrderRouter:
         refused = self._split_refusal(order, pieces)
         if refused is not None:
             return [refused]
-        self._record_split(order, pieces)
+        split = self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
-            results.append(router.submit_order(child, where))
+            try:
+                results.append(router.submit_order(child, where))
+            except Exception as exc:
+                if not split:
+                    raise  # a whole order: its caller answers for it
+                results.append(self._piece_failed(order, child, where, exc))
         return results
+
+    def _piece_failed(self, order: Order, child: Order, venue: str, exc: Exception) -> OrderResult:
+        """A piece of a split order failed inside the engine (a bug below, not a venue's
+        answer). That piece alone is REJECTED, under its own id: the pieces already sent
+        stay in the order's answer, which then says what its venues did, and the pieces
+        after it still go out."""
+        log.exception("piece %s of order %s failed at %s", child.id, order.id, venue)
+        return self.order_router._denied(child, venue, f"internal error: {exc!r}")
 
     def _split_refusal(self, order: Order, pieces: list[tuple[Order, str, Any]]) -> OrderResult | None:
         if len(pieces) == 1 and pieces[0][0] is order:
@@ -480,14 +496,19 @@ class SmartOrderRouter:
         refused = self._split_refusal(order, pieces)
         if refused is not None:
             return [refused]
-        self._record_split(order, pieces)
+        split = self._record_split(order, pieces)
         results = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
-            if isinstance(router, AsyncOrderRouter):
-                results.append(await router.submit_order_async(child, where))
-            else:
-                results.append(router.submit_order(child, where))
+            try:
+                if isinstance(router, AsyncOrderRouter):
+                    results.append(await router.submit_order_async(child, where))
+                else:
+                    results.append(router.submit_order(child, where))
+            except Exception as exc:
+                if not split:
+                    raise  # a whole order: its caller answers for it
+                results.append(self._piece_failed(order, child, where, exc))
         return results
 
     async def cancel_async(self, order_id: str) -> OrderResult:

@@ -8,6 +8,7 @@ the rest runs against real simulated venues in virtual time.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from engine import (
     BookSnapshot,
     BreakerConfig,
     BreakerState,
+    ExecutionOptimizer,
     FeeSchedule,
     Instrument,
     MarketConfig,
@@ -240,3 +242,43 @@ def test_resubmitting_a_whole_order_never_splits_it_the_second_time(virtual_cloc
     assert len(smart.plan(order)) > 1
     assert smart.route_order(order) == [first]
     assert sum(v.counters.submitted for v in venues.values()) == 1
+
+
+class _AdapterBug:
+    """A venue adapter whose submit raises a plain RuntimeError: a bug, not a venue answer."""
+
+    def __init__(self, inner: SimulatedExchange) -> None:
+        self.inner, self.name, self.fees = inner, inner.name, inner.fees
+
+    def submit(self, order: Order) -> Any:
+        raise RuntimeError("adapter bug")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_piece_that_fails_inside_the_engine_costs_that_piece_not_those_already_sent(
+    virtual_clock: VirtualClock,
+) -> None:
+    thin = SimulatedExchange("thin", clock=virtual_clock, seed=1, fees=FeeSchedule(0.0, 1.0),
+                             market=MarketConfig(level_notional=20_000.0))
+    deep = SimulatedExchange("deep", clock=virtual_clock, seed=1, fees=FeeSchedule(0.0, 3.0),
+                             market=MarketConfig(level_notional=200_000.0))
+    router = OrderRouter(clock=virtual_clock)
+    router.register_exchange("thin", thin)
+    router.register_exchange("deep", _AdapterBug(deep))
+    smart = SmartOrderRouter(order_router=router)
+    optimizer = ExecutionOptimizer(order_router=smart)
+    order = Order(id="half", symbol=SYMBOL, side="BUY", type="MARKET", quantity=3.0)
+    assert [venue for _, venue, _ in smart.plan(order)] == ["thin", "deep"]  # thin's piece goes first
+
+    result = optimizer.wait(optimizer.submit_order(order), timeout=30)
+    sent, failed = result.children
+    assert (sent.exchange_id, sent.status) == ("thin", OrderStatus.FILLED)
+    assert thin.status(sent.order_id).status is OrderStatus.FILLED
+    assert (failed.exchange_id, failed.status) == ("deep", OrderStatus.REJECTED)
+    assert failed.reason == "internal error: RuntimeError('adapter bug')"
+    assert deep.counters.submitted == 0
+    # The order says what its venues did: thin's piece filled, the rest never went out.
+    assert result.filled_quantity == pytest.approx(sent.filled_quantity) and result.filled_quantity > 0
+    assert result.status is OrderStatus.CANCELED and "adapter bug" in result.reason
