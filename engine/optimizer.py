@@ -7,6 +7,12 @@ router or the order router, parents to the scheduler), the status store
 final state and the bound on remembered orders. They differ only in who
 does the work: one daemon thread, or N worker tasks fed by a bounded stream
 (back-pressure when full).
+
+Rules:
+
+* What an optimizer answers it also publishes: an order canceled before any
+  router saw it is CANCELED in the status store and an `OrderCanceled` on
+  the router's event stream (`on_event`), never a REJECTED denial.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from .algos.base import ParentState
 from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
-from .loops import set_event
+from .events import OrderCanceled
 from .history import History
+from .loops import set_event
 from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
 from .profiler import LatencyProfiler
 from .risk import RiskLimits
@@ -37,6 +44,8 @@ from .smart import SmartOrderRouter
 log = logging.getLogger("execdesk.optimizer")
 
 __all__ = ["ExecutionOptimizer", "AsyncExecutionOptimizer", "OptimizerStoppedError"]
+
+STOPPED_REASON = "optimizer stopped"
 
 
 class OptimizerStoppedError(ExecdeskError, RuntimeError):
@@ -75,6 +84,9 @@ class _OptimizerCore:
         self.bus = bus
         self._remember = remember_orders
         self._queued: dict[str, Order] = {}
+        # The hand-off: (order, venue or None), oldest first. An order canceled while it
+        # waits stays here until a worker passes it; `_queued` says it is gone.
+        self._work: deque[tuple[Order, str | None]] = deque()
         # Queued orders a worker has taken and is routing now: too late to cancel as queued.
         self._in_hand: set[str] = set()
         # Split orders' pieces and, for each, what its aggregate needs of the order
@@ -187,23 +199,47 @@ class _OptimizerCore:
         if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
             if self.router._tracked_for(order.id) is None:
                 self._refused_store(order.id, results[0])
+        self._forget_oldest()
+        self._wake(order.id)
+
+    def _forget_oldest(self) -> None:
         while len(self._accepted) > self._remember:
             old, _ = self._accepted.popitem(last=False)
             for cid in self._split.pop(old, ()):
                 self._child_of.pop(cid, None)
             self._split_terms.pop(old, None)
             self._refused.pop(old, None)
-        self._wake(order.id)
 
     def _cancel_queued(self, order_id: str) -> OrderResult:
         """Cancel an order still waiting for a worker: it will never be routed."""
-        order = self._queued.pop(order_id)
-        result = self.router._denied(order, None, "canceled before it was routed", track=False)
-        result.status = OrderStatus.CANCELED
-        self._refused_store(order_id, result)
-        self._accepted[order_id] = None
-        self._wake(order_id)
+        return self._cancel_unrouted(self._queued.pop(order_id), "canceled before it was routed")
+
+    def _cancel_unrouted(self, order: Order, reason: str) -> OrderResult:
+        """An order that never reached a router ends CANCELED: in the status store, for
+        waiters, and as one `OrderCanceled` on the router's event stream."""
+        now = self.clock.now()
+        cid = order.client_order_id or order.id
+        result = OrderResult(cid, None, OrderStatus.CANCELED, order.quantity, reason=reason,
+                             symbol=order.symbol, side=order.side, price=order.price, timestamp=now)
+        self._refused_store(order.id, result)
+        self._accepted[order.id] = None
+        self._forget_oldest()
+        emit = self.router.on_event
+        if emit is not None:
+            emit(OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
+        self._wake(order.id)
         return result
+
+    def _cancel_leftovers(self) -> None:
+        """After the workers stopped: what is still queued never went out (CANCELED), and
+        working parents are asked to cancel."""
+        for order_id in list(self._queued):
+            order = self._queued.pop(order_id, None)
+            if order is not None:
+                self._cancel_unrouted(order, STOPPED_REASON)
+        self._work.clear()
+        for pid in self.scheduler.active:
+            self.scheduler.cancel(pid, STOPPED_REASON)
 
     def _refused_store(self, order_id: str, result: OrderResult) -> None:
         self._refused[order_id] = result
@@ -273,63 +309,122 @@ class ExecutionOptimizer(_OptimizerCore):
 
     `ExecutionOptimizer(order_router=smart_router, latency_profiler=profiler)`
     is the component document's form; `wait(order_id, timeout)` blocks until
-    the order is final.
+    the order is final; `stop(drain, timeout)` ends the worker as the async
+    optimizer's `stop` does, and `start()` takes orders again after it.
     """
 
     def __init__(self, order_router: Any, latency_profiler: LatencyProfiler | None = None, **kwargs: Any) -> None:
         super().__init__(order_router, latency_profiler, **kwargs)
-        self._work: deque[tuple[Order, str | None]] = deque()
         self._ready: ClockEvent = self.clock.event()
         self._thread: threading.Thread | None = None
+        self._exited: ClockEvent = self.clock.event()  # set by the worker thread as it ends
         self._lock = threading.Lock()
+        self._closed = False  # after stop(): submissions refused until start()
+        self._taking_work = True  # False: the worker takes nothing new, finishes what it holds
+
+    @property
+    def running(self) -> bool:
+        """True while submissions are taken (the worker thread starts on the first one)."""
+        return not self._closed
+
+    def start(self) -> None:
+        """Take orders again after `stop()` (a new optimizer takes them from the start)."""
+        with self._lock:
+            self._closed = False
+            self._taking_work = True
 
     def submit_order(self, order: Order, exchange_id: str | None = None) -> str:
-        refused = self._accept(order)
-        if refused is not None:
-            raise ConfigurationError(refused.reason)
-        self._work.append((order, exchange_id))
-        self._ensure_thread()
+        with self._lock:
+            self._check_open()
+            refused = self._accept(order)
+            if refused is not None:
+                raise ConfigurationError(refused.reason)
+            self._work.append((order, exchange_id))
+            self._ensure_thread()
         self._ready.set()
         return order.id
 
     def submit_orders(self, orders: Iterable[Order]) -> list[str]:
         """Queue many orders at once; an id already in use is skipped with a log line."""
         ids = []
-        for order in orders:
-            refused = self._accept(order)
-            if refused is not None:
-                log.warning("order %s refused: %s", order.id, refused.reason)
-                continue
-            self._work.append((order, None))
-            ids.append(order.id)
-        self._ensure_thread()
+        with self._lock:
+            self._check_open()
+            work = self._work
+            for order in orders:
+                refused = self._accept(order)
+                if refused is not None:
+                    log.warning("order %s refused: %s", order.id, refused.reason)
+                    continue
+                work.append((order, None))
+                ids.append(order.id)
+            self._ensure_thread()
         self._ready.set()
         return ids
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self.clock.expect_participant()
-            self._thread = threading.Thread(target=self._run, name="execdesk-optimizer", daemon=True)
-            self._thread.start()
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OptimizerStoppedError("the optimizer is stopped: call start() to take orders again")
 
-    def _run(self) -> None:
-        with self.clock.participate():
-            while True:
-                while self._work:
-                    order, exchange_id = self._work.popleft()
-                    with self._lock:
-                        if order.id not in self._queued:
-                            continue  # canceled while it waited in the queue
-                        self._in_hand.add(order.id)
-                    try:
-                        self._process(order, exchange_id)
-                    finally:
-                        self._in_hand.discard(order.id)
-                self._ready.clear()
-                if not self._work:
-                    self.clock.wait_event(self._ready, None)
+    def _ensure_thread(self) -> None:
+        """With the lock held: the worker thread, started on first use (again after a stop)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._exited = exited = self.clock.event()
+        self.clock.expect_participant()
+        # A daemon: an optimizer nobody stopped never keeps the process alive at exit,
+        # even with a venue call in hand.
+        self._thread = threading.Thread(target=self._run, args=(exited,), name="execdesk-optimizer", daemon=True)
+        self._thread.start()
+
+    def _run(self, exited: ClockEvent) -> None:
+        work = self._work
+        try:
+            with self.clock.participate():
+                while True:
+                    while work and self._taking_work:
+                        order, exchange_id = work.popleft()
+                        with self._lock:
+                            if order.id not in self._queued:
+                                continue  # canceled while it waited in the queue
+                            self._in_hand.add(order.id)
+                        try:
+                            self._process(order, exchange_id)
+                        finally:
+                            self._in_hand.discard(order.id)
+                    if self._closed and (not work or not self._taking_work):
+                        return
+                    self._ready.clear()
+                    # Checked after the clear: a submit or a stop that set it just before is seen.
+                    if not work and not self._closed:
+                        self.clock.wait_event(self._ready, None)
+        finally:
+            exited.set()
+
+    def stop(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop the worker: finish queued orders first (drain) or cancel them.
+
+        Orders still queued when the worker stops (not draining, or the
+        timeout, in the clock's seconds, passed) end CANCELED with reason
+        "optimizer stopped"; parent orders still working are canceled the same
+        way. The order the worker holds is always finished (abandoning it
+        mid-call could leave it at a venue while this optimizer says CANCELED),
+        so `stop` may return after `timeout` by that order's routing.
+        Submissions are refused from the call on, until `start()`.
+        """
+        with self._lock:
+            self._closed = True
+            if not drain:
+                self._taking_work = False
+            thread, exited = self._thread, self._exited
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            self._ready.set()
+            deadline = None if timeout is None else self.clock.now() + timeout
+            if not self.clock.wait_event(exited, deadline):
+                self._taking_work = False
+                self._ready.set()
+                self.clock.wait_event(exited, None)
+            thread.join()
+        self._cancel_leftovers()
 
     def _process(self, order: Order, exchange_id: str | None = None) -> None:
         try:
@@ -558,12 +653,4 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             except asyncio.CancelledError:
                 pass
         self._runner = None
-        for order_id in list(self._queued):
-            order = self._queued.pop(order_id)
-            result = self.router._denied(order, None, "optimizer stopped", track=False)
-            result.status = OrderStatus.CANCELED
-            self._refused_store(order_id, result)
-            self._accepted[order_id] = None
-            self._wake(order_id)
-        for pid in self.scheduler.active:
-            self.scheduler.cancel(pid, "optimizer stopped")
+        self._cancel_leftovers()
