@@ -85,7 +85,7 @@ def _latency_figures(latencies_ms: list[float], timeouts: int) -> dict[str, Any]
         "p99_ms": round(p99, 3),
         "max_ms": round(ordered[-1], 3) if ordered else 0.0,
         "goal": f"p50 <= {GOAL_DESK_P50_MS:g} ms, p99 <= {GOAL_DESK_P99_MS:g} ms",
-        "goal_met": timeouts == 0 and p50 <= GOAL_DESK_P50_MS and p99 <= GOAL_DESK_P99_MS,
+        "met": timeouts == 0 and p50 <= GOAL_DESK_P50_MS and p99 <= GOAL_DESK_P99_MS,
     }
 
 

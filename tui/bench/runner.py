@@ -14,16 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from .common import FULL, QUICK, Context, Sizes
+from .common import FULL, QUICK, Context, Sizes, apply_yard_stick
 from .desk import bench_desk_soak, bench_desk_under_load
-from .engine_async import bench_async_latency, bench_async_optimizer, bench_twap_hour
-from .engine_sync import bench_batch, bench_profiler_record, bench_smart_router, bench_sync_router
-from .machine import machine_info
+from .engine_async import bench_async_latency, bench_async_optimizer, bench_engine_events, bench_twap_hour
+from .engine_sync import bench_batch, bench_profiler_record, bench_resting, bench_smart_router, bench_sync_router
+from .machine import machine_info, product_build_us
+from .reference import reference_build_us
 from .report import format_table
-from .steady import bench_memory
+from .steady import bench_steady_state
 
-
-# -- the runner --------------------------------------------------------------------------------------------
 
 WORKLOADS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "sync_router": bench_sync_router,
@@ -31,14 +30,19 @@ WORKLOADS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "async_optimizer": bench_async_optimizer,
     "async_latency": bench_async_latency,
     "batch": bench_batch,
+    "engine_events": bench_engine_events,
+    "resting": bench_resting,
     "profiler_record": bench_profiler_record,
     "twap_hour": bench_twap_hour,
     "desk_under_load": bench_desk_under_load,
-    "memory": bench_memory,
+    "steady_state": bench_steady_state,
     "desk_soak": bench_desk_soak,
 }
 # Run only when asked for by name (--only): an hour long.
 OPT_IN = {"desk_soak"}
+YARD_STICK = ("engine.Order as at commit 0157938, a frozen copy in tui/bench/reference.py; "
+              "order_builds_per_order = 1e6 / orders_per_s / order_build_us")
+YARD_STICK_ROUNDS = 3  # before each workload (7 at the start)
 
 
 class _LogCounter(logging.Handler):
@@ -64,6 +68,9 @@ def run(names: Sequence[str], *, quick: bool = False, sizes: Sizes | None = None
         raise ValueError(f"unknown workload {unknown[0]!r} (workloads: {', '.join(WORKLOADS)})")
     ctx = Context(sizes or (QUICK if quick else FULL), quick, progress=progress)
     machine = machine_info(quick)
+    # The yard stick (reference.py), measured now and again before each workload: the best
+    # of all, so a burst of load while it was built cannot make the engine look cheap.
+    builds = [reference_build_us()]
     entries = []
     for name in WORKLOADS:
         if name not in names:
@@ -71,6 +78,7 @@ def run(names: Sequence[str], *, quick: bool = False, sizes: Sizes | None = None
         if progress is not None:
             print(f"bench: {name} ...", file=progress, flush=True)
         gc.collect()
+        builds.append(reference_build_us(rounds=YARD_STICK_ROUNDS))
         counter = _LogCounter()
         root = logging.getLogger()
         root.addHandler(counter)
@@ -90,6 +98,13 @@ def run(names: Sequence[str], *, quick: bool = False, sizes: Sizes | None = None
             entry["first_warnings"] = counter.first
         ctx.done[name] = entry
         entries.append(entry)
+    build_us = min(builds)
+    for entry in entries:
+        apply_yard_stick(entry, build_us)
+    machine["order_build_us"] = round(build_us, 4)
+    machine["order_build_us_measured"] = [round(b, 4) for b in builds]
+    machine["order_build_reference"] = YARD_STICK
+    machine["product_order_build_us"] = round(product_build_us(), 4)
     return {"workloads": entries, "machine": machine}
 
 
