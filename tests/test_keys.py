@@ -214,6 +214,8 @@ def desk_screens() -> set[str]:
     """Every screen class in the tui package, plus Textual's palette and the main screen."""
     names = {"Screen", CommandPalette.__name__}
     for info in pkgutil.walk_packages(tui.__path__, "tui."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # a package's entry point runs its command when imported
         module = importlib.import_module(info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, Screen) and cls.__module__ == module.__name__:
