@@ -91,10 +91,14 @@ def test_throughput_figures_are_positive_and_add_up(quick_run) -> None:
     workloads = by_name(doc)
     for name in THROUGHPUT:
         w = workloads[name]
-        for key in ("orders", "seconds", "orders_per_s", "floor_orders_per_s", "ratio_to_floor",
-                    "p50_us", "p99_us"):
+        for key in ("orders", "seconds", "orders_per_s", "floor_orders_per_s", "ratio_to_floor"):
             assert w[key] > 0, (name, key, w[key])
-        assert w["p50_us"] <= w["p99_us"], w
+        if w.get("probe_refused") == bench.QUICK.probe:
+            # Every one-in-flight probe was refused (1 ms venue latency on a loaded machine can
+            # open the breaker): no round trip to state, and the JSON says none rather than 0.
+            assert name == "async_latency" and w["p50_us"] is None and w["p99_us"] is None, w
+        else:
+            assert 0 < w["p50_us"] <= w["p99_us"], w
         assert w["orders"] / w["seconds"] == pytest.approx(w["orders_per_s"], rel=0.02), w
         assert agrees_with_its_rounded_inputs(
             w["ratio_to_floor"], w["orders_per_s"], w["floor_orders_per_s"], places=4, step=0.1
@@ -311,6 +315,9 @@ def test_percentile_is_nearest_rank() -> None:
     assert bench.percentile(list(range(1, 11)), 95) == 10  # rank ceil(9.5): never below q
     assert bench.percentile([7], 99) == 7
     assert bench.percentile([], 50) == 0.0
+    # Per-order figures in microseconds; none at all when no sample came back (not a 0 us round trip).
+    assert common.p50_p99_us([3_000, 1_000, 2_000]) == (2.0, 3.0)
+    assert common.p50_p99_us([]) == (None, None)
 
 
 # -- the pieces, on made-up figures ---------------------------------------------------------------

@@ -125,8 +125,10 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[rank - 1])
 
 
-def p50_p99_us(samples_ns: list[int]) -> tuple[float, float]:
-    """p50 and p99 in microseconds."""
+def p50_p99_us(samples_ns: list[int]) -> tuple[float | None, float | None]:
+    """p50 and p99 in microseconds (None without samples: every probed order was refused)."""
+    if not samples_ns:
+        return None, None
     samples_ns.sort()
     return round(percentile(samples_ns, 50) / 1e3, 3), round(percentile(samples_ns, 99) / 1e3, 3)
 

@@ -13,6 +13,10 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
     return str(value)
 
 
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} us"
+
+
 def _goal(w: dict[str, Any]) -> str:
     """The goal, with its threshold on this machine in this run where it has one."""
     threshold = w.get("goal_orders_per_s")
@@ -35,7 +39,7 @@ def format_table(doc: dict[str, Any]) -> str:
             rows.append((
                 name, f"{_fmt(w['orders_per_s'])} orders/s", _fmt(w.get("order_builds_per_order"), ".2f"),
                 _fmt(w.get("seed_orders_per_s")), _fmt(w["floor_orders_per_s"]), _fmt(w["ratio_to_floor"], ".3f"),
-                f"{_fmt(w['p50_us'], ',.1f')} us", f"{_fmt(w['p99_us'], ',.1f')} us",
+                _us(w["p50_us"]), _us(w["p99_us"]),
                 _fmt(w["fills"]), _fmt(w["rejected"]), _goal(w), met,
             ))
         elif name == "profiler_record":
