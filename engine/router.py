@@ -16,7 +16,10 @@ Rules:
   resent until a status query says the venue does not have the order.
 * Resubmitting an order the router already knows, with the same fields,
   returns that order's current state instead of a second order; the same id
-  with different fields is refused.
+  with different fields is refused. A resubmission while the first send is
+  still in flight waits for that send's outcome and returns it (from another
+  thread or loop too): it never makes a second order, and never turns the
+  venue's "duplicate id" refusal into the order's state.
 * Risk limits (`engine.risk`), when given, are the last pre-trade check:
   every order and child is admitted by the `RiskChecker` before its venue
   call, an amend is judged as the order it would make, and every new state
@@ -24,6 +27,37 @@ Rules:
 * Venue trouble comes back as an `OrderResult` with status and reason, never
   as an exception; it is logged with the order id at WARNING, and nothing is
   logged per order on the success path.
+
+Threads and loops. Every router may be called from any thread and any event
+loop at once. One lock per router guards its bookkeeping (orders, orders in
+flight, the unreconciled set, venue statistics); it is held for bookkeeping
+only, never across a venue call, a wait or a listener. Registered venues,
+listeners and checks are replaced whole, never changed in place, so the hot
+path reads them without the lock. Events and listener calls leave through one
+outbox in the order the changes were made under the lock, delivered by one
+thread at a time: a listener never sees an order's states out of order, and a
+listener's exception is logged, never handed to the caller of an order that
+went out.
+
+An order's state (h11 `_state.py` style). Answers (submit, cancel, amend,
+status) and pushed execution reports are merged by one rule:
+
+* A final state (FILLED, CANCELED, REJECTED, EXPIRED) never changes.
+* A fill counts once, known by its trade id (its time, price and size when
+  the venue gives none); a fill that truly happened counts even when its
+  report arrives after the order ended, and the state stays final.
+* Filled quantity only grows: a report older than what the router knows
+  (lower cumulative quantity, or an earlier state: PENDING_NEW < NEW <
+  PARTIALLY_FILLED) adds its fill if new and changes nothing else.
+* Reports that arrive while the first send is in flight are kept and applied,
+  in order, right after its answer.
+
+Timing. The breaker and the profiler are fed the venue's time, not the
+caller's: a venue that measures its own round trip says so in its answer's
+`ack_latency_ns` and the router takes it; otherwise the router times the venue
+call alone (its own bookkeeping, locks and listeners are outside the timed
+span; events raised by reports a sync venue pushes during the call are
+delivered after it).
 """
 
 from __future__ import annotations
@@ -32,14 +66,13 @@ import asyncio
 import atexit
 import concurrent.futures
 import dataclasses
-import itertools
 import logging
 import math
 import random
 import threading
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +80,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from .breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
-from .clock import Clock, RealClock
+from .clock import Clock, ClockEvent, RealClock
 from .errors import (
     ConfigurationError,
     ExecdeskError,
@@ -71,6 +104,7 @@ from .events import (
 )
 from .history import History
 from .models import (
+    Fill,
     Order,
     OrderResult,
     OrderStatus,
@@ -95,6 +129,15 @@ OrderListener = Callable[[OrderResult], None]
 # Finished orders kept as live objects before they move to compact history.
 LIVE_FINISHED_ORDERS = 1_000
 _EWMA = 0.05  # weight of the newest order in the fill-ratio and error-rate averages
+
+_PENDING_NEW = OrderStatus.PENDING_NEW
+_REJECTED = OrderStatus.REJECTED
+_CANCELED = OrderStatus.CANCELED
+_EXPIRED = OrderStatus.EXPIRED
+_FILLED = OrderStatus.FILLED
+_PARTIAL = OrderStatus.PARTIALLY_FILLED
+# How far a working order has come; a report of an earlier stage is stale.
+_STAGE = {_PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CANCEL: 1, _PARTIAL: 2}
 
 
 @dataclass(slots=True)
@@ -150,6 +193,180 @@ class _Call:
     arg: Any = None
 
 
+class _Flight:
+    """An order between its admission and the first answer about it (guarded by the
+    router's lock). Resends of the same order wait on it; reports that arrive before
+    the answer wait in `reports`."""
+
+    __slots__ = ("order", "venue", "thread", "reports", "waiters", "result")
+
+    def __init__(self, order: Order, venue: str, thread: int) -> None:
+        self.order = order
+        self.venue = venue
+        self.thread = thread  # a sync resend on this thread would wait for itself
+        self.reports: list[ExecutionReport] | None = None
+        self.waiters: list[Any] | None = None  # clock events, (loop, future) pairs
+        self.result: OrderResult | None = None
+
+
+def _wake(waiters: Sequence[Any], result: OrderResult) -> None:
+    for waiter in waiters:
+        if type(waiter) is tuple:
+            loop, future = waiter
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result)
+            except RuntimeError:  # that loop is closed: nobody is left to wait
+                pass
+        else:
+            waiter.set()
+
+
+def _resolve(future: asyncio.Future[OrderResult], result: OrderResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fill_key(fill: Fill) -> tuple[Any, ...]:
+    """What makes a fill itself: the venue's trade id, else its time, price and size."""
+    if fill.trade_id:
+        return (fill.trade_id,)
+    return (fill.timestamp, fill.price, fill.quantity)
+
+
+def _merged(
+    cur: OrderResult,
+    status: OrderStatus,
+    filled: float,
+    fills: Sequence[Fill],
+    reason: str | None,
+    ts: float,
+    quantity: float | None = None,
+    price: float | None = None,
+) -> tuple[OrderResult, list[Fill]] | None:
+    """`cur` with news applied by the rules of the module docstring: the new result and
+    the fills it did not have, or None when the news changes nothing."""
+    new_fills: list[Fill] = []
+    if fills:
+        seen = {_fill_key(f) for f in cur.fills}
+        for fill in fills:
+            key = _fill_key(fill)
+            if key not in seen:
+                seen.add(key)
+                new_fills.append(fill)
+    old = cur.status
+    if old.is_final:
+        new = old
+    elif status.is_final:
+        new = status
+    elif filled < cur.filled_quantity or _STAGE.get(status, 1) < _STAGE.get(old, 1):
+        new = old  # stale: an earlier stage than the router already knows
+    else:
+        new = status
+    total = cur.filled_quantity if cur.filled_quantity >= filled else filled
+    qty = cur.quantity if quantity is None or not quantity > 0 else quantity
+    px = cur.price if price is None else price
+    if not new_fills and new is old and total == cur.filled_quantity and (qty, px) == (cur.quantity, cur.price):
+        return None
+    all_fills = cur.fills + new_fills if new_fills else list(cur.fills)
+    average = cur.average_price
+    if new_fills:
+        done = sum(f.quantity for f in all_fills)
+        average = sum(f.price * f.quantity for f in all_fills) / done if done else None
+    return OrderResult(
+        order_id=cur.order_id,
+        exchange_id=cur.exchange_id,
+        status=new,
+        quantity=qty,
+        filled_quantity=total,
+        average_price=average,
+        fills=all_fills,
+        reason=(reason or cur.reason) if new is not old else cur.reason,
+        symbol=cur.symbol,
+        side=cur.side,
+        price=px,
+        timestamp=ts if ts > cur.timestamp else cur.timestamp,
+        latency_ns=cur.latency_ns,
+        ack_latency_ns=cur.ack_latency_ns,
+    ), new_fills
+
+
+class _Orders:
+    """A router's orders (guarded by its lock): working ones; the newest finished ones
+    as they are; older finished ones compactly in `history`, which forgets its oldest.
+    Working and finished orders are kept apart so that nothing per order ever walks the
+    working ones: an order's cost never depends on how many rest."""
+
+    __slots__ = ("working", "finished", "history", "live")
+
+    def __init__(self, live: int, history: History[_Tracked]) -> None:
+        self.working: dict[str, _Tracked] = {}
+        self.finished: OrderedDict[str, _Tracked] = OrderedDict()
+        self.history = history
+        self.live = live
+
+    def live_record(self, cid: str) -> _Tracked | None:
+        tracked = self.working.get(cid)
+        return tracked if tracked is not None else self.finished.get(cid)
+
+    def get(self, cid: str) -> _Tracked | None:
+        """The live record, or a copy from history (reading changes nothing)."""
+        tracked = self.working.get(cid)
+        if tracked is None:
+            tracked = self.finished.get(cid)
+            if tracked is None and cid in self.history:
+                tracked = self.history.get(cid)
+        return tracked
+
+    def archived(self, cid: str) -> bool:
+        return cid in self.history and cid not in self.finished and cid not in self.working
+
+    def add(self, cid: str, tracked: _Tracked) -> None:
+        if not tracked.result.status.is_final:
+            self.working[cid] = tracked
+            return
+        finished = self.finished
+        finished[cid] = tracked
+        if len(finished) > self.live:
+            self._evict()
+
+    def changed(self, cid: str, tracked: _Tracked, was_final: bool) -> None:
+        """`tracked.result` was replaced: a record that has just finished moves over."""
+        if not was_final and tracked.result.status.is_final:
+            self.working.pop(cid, None)
+            self._finish(cid, tracked)
+
+    def revive(self, cid: str, tracked: _Tracked) -> None:
+        """A copy read from history changed (a late fill): it is the record again."""
+        self.history.pop(cid)
+        self._finish(cid, tracked)
+
+    def _finish(self, cid: str, tracked: _Tracked) -> None:
+        finished = self.finished
+        finished.pop(cid, None)  # a revived record becomes the newest
+        finished[cid] = tracked
+        if len(finished) > self.live:
+            self._evict()
+
+    def _evict(self) -> None:
+        """The oldest finished orders move to history (which forgets its oldest)."""
+        finished, history = self.finished, self.history
+        while len(finished) > self.live:
+            old, record = finished.popitem(last=False)
+            history.put(old, record)
+
+    def working_results(self) -> list[OrderResult]:
+        return [t.result for t in self.working.values()]
+
+    def __len__(self) -> int:
+        return len(self.working) + len(self.finished)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.working, *self.finished])
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self.working or cid in self.finished
+
+
 class _RouterCore:
     """State and decisions shared by the sync and async routers (no I/O here)."""
 
@@ -180,22 +397,31 @@ class _RouterCore:
         self.max_latency_s = max_latency_s
         self.latency_window_s = latency_window_s
         self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        # Replaced whole on every change (copy on write): read without the lock.
         self._slots: dict[str, _Slot] = {}
-        # Working orders and the newest finished ones, as live objects; older finished
-        # ones move to `_history`, compactly (see engine/history.py). Together they keep
+        self._checks: tuple[PreTradeCheck, ...] = ()
+        self._listeners: tuple[OrderListener, ...] = ()
+        # Working orders and the newest finished ones as live objects; older finished
+        # ones in `_history`, compactly (see engine/history.py). Together they keep
         # `remember_orders` finished orders.
-        self._orders: OrderedDict[str, _Tracked] = OrderedDict()
         self._remember = remember_orders
-        self._live_limit = min(LIVE_FINISHED_ORDERS, remember_orders)
+        live = min(LIVE_FINISHED_ORDERS, remember_orders)
         self._history: History[_Tracked] = History(
-            max(remember_orders - self._live_limit, 0), pack=_pack_tracked, unpack=_unpack_tracked
+            max(remember_orders - live, 0), pack=_pack_tracked, unpack=_unpack_tracked
         )
-        self._checks: list[PreTradeCheck] = []
-        self._listeners: list[OrderListener] = []
+        self._orders = _Orders(live, self._history)
+        self._inflight: dict[str, _Flight] = {}
         self._unreconciled: dict[str, str] = {}  # client order id -> venue
+        # Events and listener calls, in the order their changes were made (see the
+        # module docstring); `_delivering` lets one thread at a time empty it.
+        self._outbox: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._delivering = threading.Lock()
+        # Threads inside a sync venue call: what reports make them raise is delivered
+        # after the call, so the venue's time never includes the listeners'.
+        self._calling: set[int] = set()
         self.halted_reason: str | None = None
         self.on_event = on_event
-        self._lock = threading.Lock()
         self.risk: RiskChecker | None = None
         if risk is not None:
             self.use_risk(risk)
@@ -220,10 +446,13 @@ class _RouterCore:
                 router._on_report(_id, report)
 
         slot.listener = on_report
+        with self._lock:
+            if exchange_id in self._slots:  # registered meanwhile, by another thread
+                raise ConfigurationError(f"exchange {exchange_id!r} is already registered")
+            self._slots = {**self._slots, exchange_id: slot}
         add = getattr(client, "add_report_listener", None)
         if add is not None:
             add(on_report)
-        self._slots[exchange_id] = slot
 
     def _check_client(self, client: Any) -> None:
         if not callable(getattr(client, "submit", None)):
@@ -232,11 +461,12 @@ class _RouterCore:
             )
 
     def unregister_exchange(self, exchange_id: str) -> None:
-        slot = self._slot(exchange_id)
+        with self._lock:
+            slot = self._slot(exchange_id)
+            self._slots = {k: v for k, v in self._slots.items() if k != exchange_id}
         remove = getattr(slot.client, "remove_report_listener", None)
         if remove is not None and slot.listener is not None:
             remove(slot.listener)
-        del self._slots[exchange_id]
 
     def enable_exchange(self, exchange_id: str) -> None:
         slot = self._slot(exchange_id)
@@ -265,16 +495,18 @@ class _RouterCore:
         return self._slot(exchange_id).stats
 
     def _slot(self, exchange_id: str) -> _Slot:
+        slots = self._slots
         try:
-            return self._slots[exchange_id]
+            return slots[exchange_id]
         except KeyError:
-            known = ", ".join(self._slots) or "none registered"
+            known = ", ".join(slots) or "none registered"
             raise UnknownVenueError(f"unknown exchange {exchange_id!r} (known: {known})") from None
 
     # -- pre-trade checks ---------------------------------------------------------
     def add_pre_trade_check(self, check: PreTradeCheck) -> None:
         """A check run for every order and child before it reaches a venue."""
-        self._checks.append(check)
+        with self._lock:
+            self._checks = (*self._checks, check)
 
     def use_risk(self, limits: RiskLimits | None) -> None:
         """Check every order against `limits` from now on (None: no risk limits). New
@@ -352,18 +584,19 @@ class _RouterCore:
         return self._gate(slot)
 
     def _resolve(self, order: Order, exchange_id: str | None) -> _Slot | str:
+        slots = self._slots
         if exchange_id is None:
-            if len(self._slots) == 1:
-                return next(iter(self._slots.values()))
-            if not self._slots:
+            if len(slots) == 1:
+                return next(iter(slots.values()))
+            if not slots:
                 return "no exchange is registered"
             return (
                 f"exchange_id is required when several exchanges are registered "
-                f"(known: {', '.join(self._slots)})"
+                f"(known: {', '.join(slots)})"
             )
-        slot = self._slots.get(exchange_id)
+        slot = slots.get(exchange_id)
         if slot is None:
-            return f"unknown exchange {exchange_id!r} (known: {', '.join(self._slots) or 'none'})"
+            return f"unknown exchange {exchange_id!r} (known: {', '.join(slots) or 'none'})"
         return slot
 
     def _pre_trade(self, order: Order, slot: _Slot) -> str | None:
@@ -405,63 +638,60 @@ class _RouterCore:
     # -- bookkeeping ------------------------------------------------------------
     def _known(self, order: Order) -> OrderResult | None:
         """The idempotency check: a client order id this router already sent."""
-        tracked = self._lookup(order.client_order_id)  # type: ignore[arg-type]
+        with self._lock:
+            tracked = self._orders.get(order.client_order_id)  # type: ignore[arg-type]
         if tracked is None:
             return None
         if tracked.order == order:
             return tracked.result
+        return self._reused(order, tracked.venue)
+
+    def _reused(self, order: Order, venue: str | None) -> OrderResult:
         return self._denied(
             order,
-            tracked.venue,
+            venue,
             f"client order id {order.client_order_id!r} was already used for a different order",
             track=False,
         )
 
-    def _track(self, order: Order, venue: str, result: OrderResult) -> None:
-        orders = self._orders
-        orders[order.client_order_id] = _Tracked(order, venue, result)  # type: ignore[index]
-        if self.risk is not None:
-            self.risk.update(result)
-        if len(orders) > self._live_limit:
-            # The oldest finished orders move to history (which forgets its oldest past
-            # its bound); working ones stay live until they finish. Only the excess at
-            # the old end is looked at: copying every key here made each order cost
-            # O(remember_orders) once the bound was reached.
-            oldest = itertools.islice(orders.items(), len(orders) - self._live_limit)
-            history = self._history
-            for cid, tracked in [(cid, t) for cid, t in oldest if t.result.status.is_final]:
-                history.put(cid, tracked)
-                del orders[cid]
-
-    def _lookup(self, cid: str, *, revive: bool = False) -> _Tracked | None:
-        """The order this router tracks under `cid`. One in history comes back as a copy
-        (reading changes nothing: a status sweep must not undo the compaction, and other
-        threads may be iterating); with `revive` it is made live again, for a caller that
-        will change it (a late report on a canceled order)."""
-        tracked = self._orders.get(cid)
-        if tracked is not None or cid not in self._history:
-            return tracked
-        if not revive:
-            return self._history.get(cid)
+    def _admit(self, order: Order, exchange_id: str | None) -> _Slot | OrderResult | _Flight:
+        """Everything decided before a venue call: the slot to use (the order is now in
+        flight), the answer already known, or the flight of the same order to wait for."""
+        slot = self._resolve(order, exchange_id)
+        if isinstance(slot, str):
+            return self._denied(order, None, slot)
+        cid: str = order.client_order_id  # type: ignore[assignment]
         with self._lock:
-            tracked = self._orders.get(cid)
+            orders = self._orders
+            tracked = orders.working.get(cid) or orders.finished.get(cid)
+            if tracked is None and cid in orders.history:
+                tracked = orders.history.get(cid)
             if tracked is None:
-                tracked = self._history.get(cid)
-                if tracked is not None:
-                    # Live first, then out of history: never in neither, for another thread.
-                    self._orders[cid] = tracked
-                    self._history.pop(cid)
-        return tracked
+                flight = self._inflight.get(cid)
+                if flight is None:
+                    self._inflight[cid] = _Flight(order, slot.id, threading.get_ident())
+                elif flight.order == order:
+                    return flight
+        if tracked is not None:
+            if tracked.order == order:
+                return tracked.result
+            return self._reused(order, tracked.venue)
+        if flight is not None:  # another order under this id is being sent
+            return self._reused(order, flight.venue)
+        try:
+            refusal = self._pre_trade(order, slot)
+        except BaseException as exc:  # a check's bug: the order never went out
+            self._abandon(order, exc)
+            raise
+        if refusal is not None:
+            return self._denied(order, slot.id, refusal)
+        return slot
 
-    def _archived(self, cid: str) -> bool:
-        """Finished and moved to history (cheap: nothing is unpickled)."""
-        return cid not in self._orders and cid in self._history
-
-    def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
-        result = OrderResult(
+    def _pending_result(self, order: Order, venue: str, reason: str) -> OrderResult:
+        return OrderResult(
             order_id=order.client_order_id,  # type: ignore[arg-type]
             exchange_id=venue,
-            status=OrderStatus.REJECTED,
+            status=_PENDING_NEW,
             quantity=order.quantity,
             reason=reason,
             symbol=order.symbol,
@@ -469,171 +699,371 @@ class _RouterCore:
             price=order.price,
             timestamp=self.clock.now(),
         )
-        if track and venue is not None:
-            tracked = self._lookup(order.client_order_id)  # type: ignore[arg-type]
-            if tracked is None:
-                self._track(order, venue, result)
-            elif tracked.order == order and not tracked.result.status.is_final:
-                # An order left PENDING_NEW by a timeout, now known never to have arrived.
-                tracked.result = result
+
+    def _wait(self, flight: _Flight) -> OrderResult:
+        """A resend from sync code: block (in the clock, so virtual time still moves)
+        until the first send of the order has its answer, and return that."""
+        if flight.thread == threading.get_ident():
+            # This thread is the one sending it (a listener resending): it cannot wait.
+            return self._pending_result(
+                flight.order, flight.venue, "already being sent by this thread; no answer yet"
+            )
+        event: ClockEvent = self.clock.event()
+        with self._lock:
+            result = flight.result
+            if result is None:
+                if flight.waiters is None:
+                    flight.waiters = [event]
+                else:
+                    flight.waiters.append(event)
+        if result is None:
+            self.clock.wait_event(event)
+            result = flight.result
+        assert result is not None
+        return result
+
+    async def _wait_async(self, flight: _Flight) -> OrderResult:
+        """A resend in an event loop: await the first send's answer (any thread or loop)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[OrderResult] = loop.create_future()
+        with self._lock:
+            result = flight.result
+            if result is None:
+                if flight.waiters is None:
+                    flight.waiters = [(loop, future)]
+                else:
+                    flight.waiters.append((loop, future))
+        if result is not None:
+            return result
+        return await future
+
+    def _abandon(self, order: Order, exc: BaseException) -> None:
+        """The send of `order` ended without an answer (a bug below, a cancellation):
+        end its flight, so resends stop waiting (they are told so, and may send again)."""
+        cid = order.client_order_id
+        with self._lock:
+            flight = self._inflight.get(cid)  # type: ignore[arg-type]
+            if flight is None or flight.order is not order:
+                return
+            del self._inflight[cid]  # type: ignore[arg-type]
+            flight.result = result = OrderResult(
+                order_id=cid,  # type: ignore[arg-type]
+                exchange_id=flight.venue,
+                status=_REJECTED,
+                quantity=order.quantity,
+                reason=f"the first send of this order ended without an answer ({type(exc).__name__}: {exc})",
+                symbol=order.symbol,
+                side=order.side,
+                price=order.price,
+                timestamp=self.clock.now(),
+            )
+            waiters = flight.waiters
+        if waiters:
+            _wake(waiters, result)
+        if self._outbox:
+            self._deliver()
+
+    def _settle_locked(
+        self, order: Order, venue: str, result: OrderResult, events: list[Event] | None
+    ) -> tuple[OrderResult, list[Any] | None]:
+        """With the lock held: record the answer about `order` (a new record, or news for
+        one whose outcome was unknown), end its flight and apply the reports that came
+        first. Returns what the sender and any waiting resend are told, and the waiters."""
+        cid: str = result.order_id
+        orders = self._orders
+        inflight = self._inflight
+        flight = inflight.get(cid)
+        if flight is not None and flight.order is order:
+            # The first answer about an order in flight: nothing has a record of it yet.
+            del inflight[cid]
+            tracked = _Tracked(order, venue, result)
+            orders.add(cid, tracked)
+            if self.risk is not None:
+                self.risk.update(result)
+            if events is not None or self._listeners:
+                self._post_locked(events, result)
+            if flight.reports:
+                for report in flight.reports:
+                    self._apply_report_locked(tracked, cid, venue, report)
+            flight.result = answer = tracked.result
+            return answer, flight.waiters
+        # News about an order already recorded (its outcome was unknown), or a refusal.
+        tracked = orders.live_record(cid)
+        answer = result
+        if tracked is None:
+            if cid not in orders.history:
+                tracked = _Tracked(order, venue, result)
+                orders.add(cid, tracked)
                 if self.risk is not None:
                     self.risk.update(result)
+        elif tracked.order == order and not tracked.result.status.is_final:
+            news = _merged(tracked.result, result.status, result.filled_quantity, result.fills,
+                           result.reason, result.timestamp)
+            if news is not None:
+                tracked.result = answer = news[0]
+                orders.changed(cid, tracked, False)
+                if self.risk is not None:
+                    self.risk.update(answer)
+            else:
+                answer = tracked.result
+        self._post_locked(events, answer)
+        return answer, None
+
+    def _settled(self, answer: OrderResult, waiters: list[Any] | None) -> OrderResult:
+        """After `_settle_locked`, without the lock: wake resends, deliver what happened."""
+        if waiters:
+            _wake(waiters, answer)
+        if self._outbox:
+            self._deliver()
+        return answer
+
+    def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
+        result = OrderResult(
+            order_id=order.client_order_id,  # type: ignore[arg-type]
+            exchange_id=venue,
+            status=_REJECTED,
+            quantity=order.quantity,
+            reason=reason,
+            symbol=order.symbol,
+            side=order.side,
+            price=order.price,
+            timestamp=self.clock.now(),
+        )
+        events: list[Event] | None = None
         if self.on_event is not None:
-            now = self.clock.now()
-            self.on_event(OrderDenied(now, now, result.order_id, venue, result.status, order.parent_id, reason))
-        self._notify(result)
+            now = result.timestamp
+            events = [OrderDenied(now, now, result.order_id, venue, _REJECTED, order.parent_id, reason)]
+        with self._lock:
+            if track and venue is not None:
+                answer, waiters = self._settle_locked(order, venue, result, events)
+            else:
+                self._post_locked(events, result)
+                answer, waiters = result, None
+        self._settled(answer, waiters)
         return result
 
     def _on_success(
         self, slot: _Slot, order: Order, result: OrderResult, elapsed_ns: int | None, engine_ns: int = 0
     ) -> OrderResult:
-        """Bookkeeping after a venue answered. `elapsed_ns` is the venue round trip
-        (acknowledgment), `engine_ns` the router's own time before the call
-        (submission). `elapsed_ns` None: an answer learned by a status query,
+        """Bookkeeping after a venue answered. `elapsed_ns` is the venue round trip as
+        the router timed it (acknowledgment), `engine_ns` the router's own time before
+        the call (submission). `elapsed_ns` None: an answer learned by a status query,
         which measured no send and used no breaker admission."""
-        profiler = self.profiler
         if result.exchange_id != slot.id:
             _restamp(result, slot.id)
+        fills = result.fills
         if elapsed_ns is not None:
-            slot.breaker.record_success(elapsed_ns / 1e9)
+            stamped = result.ack_latency_ns
+            # The venue's own measure, when it gives one, leaves out what the caller waited
+            # for (the GIL, locks, a busy loop): that is not the venue being slow.
+            venue_ns = int(stamped) if stamped is not None and stamped >= 0 else elapsed_ns
+            slot.breaker.record_success(venue_ns / 1e9)
+            profiler = self.profiler
             profiler.record("submission", engine_ns, slot.id)
-            profiler.record("acknowledgment", elapsed_ns, slot.id)
-            result.latency_ns = engine_ns + elapsed_ns
-            result.ack_latency_ns = elapsed_ns
-        stats = slot.stats
-        stats.requests += 1
-        stats.orders += 1
-        stats.error_rate -= _EWMA * stats.error_rate
-        if result.fills:
-            stats.fills += len(result.fills)
-            if elapsed_ns is not None:
-                profiler.record("execution", elapsed_ns, slot.id)
+            profiler.record("acknowledgment", venue_ns, slot.id)
+            if fills:
+                profiler.record("execution", venue_ns, slot.id)
+            result.latency_ns = engine_ns + venue_ns
+            result.ack_latency_ns = venue_ns
+        events = self._submission_events(order, result) if self.on_event is not None else None
         status = result.status
-        if status is OrderStatus.REJECTED:
-            stats.rejects += 1
-        elif status.is_final:
-            stats.fill_ratio += _EWMA * (result.filled_quantity / order.quantity - stats.fill_ratio)
-        self._track(order, slot.id, result)
-        if self.on_event is not None:
-            self._emit_result(order, result)
-        self._notify(result)
-        return result
+        with self._lock:
+            stats = slot.stats
+            stats.requests += 1
+            stats.orders += 1
+            stats.error_rate -= _EWMA * stats.error_rate
+            if fills:
+                stats.fills += len(fills)
+            if status is _REJECTED:
+                stats.rejects += 1
+            elif status.is_final:
+                stats.fill_ratio += _EWMA * (result.filled_quantity / order.quantity - stats.fill_ratio)
+            answer, waiters = self._settle_locked(order, slot.id, result, events)
+        if waiters:
+            _wake(waiters, answer)
+        if self._outbox:
+            self._deliver()
+        return answer
 
     def _on_failure(self, slot: _Slot, exc: VenueError, elapsed_ns: int) -> None:
-        stats = slot.stats
-        stats.requests += 1
-        stats.errors += 1
-        stats.error_rate += _EWMA * (1.0 - stats.error_rate)
+        with self._lock:
+            stats = slot.stats
+            stats.requests += 1
+            stats.errors += 1
+            stats.error_rate += _EWMA * (1.0 - stats.error_rate)
         if isinstance(exc, PermanentVenueError):
             slot.breaker.release()  # the venue answered: its health is not in question
         else:
             slot.breaker.record_failure(elapsed_ns / 1e9)
 
-    def _emit_result(self, order: Order, result: OrderResult) -> None:
-        emit = self.on_event
-        assert emit is not None
+    def _submission_events(self, order: Order, result: OrderResult) -> list[Event]:
         now = self.clock.now()
         cid, venue, status, parent = result.order_id, result.exchange_id, result.status, order.parent_id
-        emit(OrderSubmitted(now, now, cid, venue, OrderStatus.PENDING_NEW, parent, order.symbol,
-                            order.side, order.type, order.quantity, order.price))
-        if status is OrderStatus.REJECTED:
-            emit(OrderRejected(result.timestamp, now, cid, venue, status, parent, result.reason or ""))
-            return
-        emit(OrderAccepted(result.timestamp, now, cid, venue, OrderStatus.NEW, parent))
+        events: list[Event] = [
+            OrderSubmitted(now, now, cid, venue, _PENDING_NEW, parent, order.symbol,
+                           order.side, order.type, order.quantity, order.price)
+        ]
+        if status is _REJECTED:
+            events.append(
+                OrderRejected(result.timestamp, now, cid, venue, status, parent, result.reason or "")
+            )
+            return events
+        if status is _PENDING_NEW:
+            return events
+        events.append(OrderAccepted(result.timestamp, now, cid, venue, OrderStatus.NEW, parent))
         filled = 0.0
+        last = result.fills[-1] if result.fills else None
         for fill in result.fills:
             filled += fill.quantity
             left = max(order.quantity - filled, 0.0)
-            st = OrderStatus.FILLED if fill is result.fills[-1] and status is OrderStatus.FILLED else OrderStatus.PARTIALLY_FILLED
-            emit(OrderFilled(fill.timestamp, now, cid, venue, st, parent, fill, filled, left))
-        if status is OrderStatus.EXPIRED:
-            emit(OrderExpired(result.timestamp, now, cid, venue, status, parent,
-                              result.filled_quantity, result.reason or ""))
-        elif status is OrderStatus.CANCELED:
-            emit(OrderCanceled(result.timestamp, now, cid, venue, status, parent,
-                               result.filled_quantity, result.reason or ""))
+            st = _FILLED if fill is last and status is _FILLED else _PARTIAL
+            events.append(OrderFilled(fill.timestamp, now, cid, venue, st, parent, fill, filled, left))
+        if status is _EXPIRED:
+            events.append(OrderExpired(result.timestamp, now, cid, venue, status, parent,
+                                       result.filled_quantity, result.reason or ""))
+        elif status is _CANCELED:
+            events.append(OrderCanceled(result.timestamp, now, cid, venue, status, parent,
+                                        result.filled_quantity, result.reason or ""))
+        return events
 
-    def _emit_factory(self, make: Callable[[float], Event]) -> None:
-        if self.on_event is not None:
-            self.on_event(make(self.clock.now()))
+    # -- what leaves the router: events and listener calls, in order ---------------------
+    def _post_locked(self, events: list[Event] | None, result: OrderResult | None) -> None:
+        """With the lock held: queue events and a listener call in the order of the change."""
+        outbox = self._outbox
+        if events and self.on_event is not None:
+            emit = self._emit_one
+            for event in events:
+                outbox.append((emit, event))
+        if result is not None and self._listeners:
+            outbox.append((self._notify_one, result))
 
-    def _on_breaker(self, t: BreakerTransition) -> None:
-        level = logging.WARNING if t.new is BreakerState.OPEN else logging.INFO
-        log.log(level, "breaker %s: %s -> %s (%s)", t.name, t.old.value, t.new.value, t.reason)
-        if self.on_event is not None:
-            now = self.clock.now()
-            self.on_event(BreakerStateChanged(t.ts, now, t.name, t.old.value, t.new.value, t.reason))
+    def _deliver(self) -> None:
+        """Empty the outbox, one thread at a time; a thread that finds another delivering
+        leaves its items to it (that thread looks again before it stops)."""
+        outbox = self._outbox
+        while outbox:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    try:
+                        deliver, item = outbox.popleft()
+                    except IndexError:
+                        break
+                    deliver(item)
+            finally:
+                self._delivering.release()
 
-    def add_order_listener(self, listener: OrderListener) -> None:
-        """Called with every new state of an order this router handles (results and reports)."""
-        self._listeners.append(listener)
+    def _emit_one(self, event: Event) -> None:
+        emit = self.on_event
+        if emit is None:
+            return
+        try:
+            emit(event)
+        except Exception:  # a consumer's bug must not reach the caller of an order that went out
+            log.exception("event handler failed on %r", event)
 
-    def remove_order_listener(self, listener: OrderListener) -> None:
-        self._listeners.remove(listener)
-
-    def _notify(self, result: OrderResult) -> None:
+    def _notify_one(self, result: OrderResult) -> None:
         for listener in self._listeners:
             try:
                 listener(result)
             except Exception:  # a listener's bug must not stop routing
                 log.exception("order listener failed for %s", result.order_id)
 
+    def _emit_factory(self, make: Callable[[float], Event]) -> None:
+        if self.on_event is not None:
+            self._outbox.append((self._emit_one, make(self.clock.now())))
+            self._deliver()
+
+    def _on_breaker(self, t: BreakerTransition) -> None:
+        level = logging.WARNING if t.new is BreakerState.OPEN else logging.INFO
+        log.log(level, "breaker %s: %s -> %s (%s)", t.name, t.old.value, t.new.value, t.reason)
+        if self.on_event is not None:
+            now = self.clock.now()
+            self._outbox.append(
+                (self._emit_one, BreakerStateChanged(t.ts, now, t.name, t.old.value, t.new.value, t.reason))
+            )
+            self._deliver()
+
+    def add_order_listener(self, listener: OrderListener) -> None:
+        """Called with every new state of an order this router handles (results and reports)."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_order_listener(self, listener: OrderListener) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
+
     def _on_report(self, venue: str, report: ExecutionReport) -> None:
-        """A venue pushed news of a resting order: update our copy and tell listeners."""
-        tracked = self._lookup(report.client_order_id, revive=True)
-        if tracked is None:
-            return
-        result = tracked.result
-        if result.status.is_final and result.status is not OrderStatus.CANCELED:
-            return
-        updated = OrderResult(
-            order_id=result.order_id,
-            exchange_id=venue,
-            status=report.status,
-            quantity=result.quantity,
-            filled_quantity=report.filled_quantity,
-            average_price=result.average_price,
-            fills=list(result.fills),
-            reason=report.reason or result.reason,
-            symbol=result.symbol,
-            side=result.side,
-            price=result.price,
-            timestamp=report.ts_event,
-            latency_ns=result.latency_ns,
-        )
-        if report.fill is not None:
-            fill = report.fill
-            if fill.exchange_id != venue:
-                fill = dataclasses.replace(fill, exchange_id=venue)
-            updated.fills.append(fill)
-            notional = sum(f.price * f.quantity for f in updated.fills)
-            qty = sum(f.quantity for f in updated.fills)
-            updated.average_price = notional / qty if qty else None
-            slot = self._slots.get(venue)
-            if slot is not None:
-                slot.stats.fills += 1
-        if report.status.is_final:
-            slot = self._slots.get(venue)
-            if slot is not None and result.quantity:
-                stats = slot.stats
-                stats.fill_ratio += _EWMA * (report.filled_quantity / result.quantity - stats.fill_ratio)
+        """A venue pushed news of an order: merge it into the router's record (see the
+        module rules) and tell listeners."""
+        cid = report.client_order_id
+        with self._lock:
+            orders = self._orders
+            tracked = orders.live_record(cid)
+            if tracked is None:
+                flight = self._inflight.get(cid)
+                if flight is not None:
+                    if flight.venue == venue:  # applied after the send's answer
+                        if flight.reports is None:
+                            flight.reports = [report]
+                        else:
+                            flight.reports.append(report)
+                    return
+                if cid not in orders.history:
+                    return
+                tracked = orders.history.get(cid)
+                if tracked is None or tracked.venue != venue:
+                    return
+                if self._apply_report_locked(tracked, cid, venue, report):
+                    orders.revive(cid, tracked)
+            elif tracked.venue != venue or not self._apply_report_locked(tracked, cid, venue, report):
+                return
+        if threading.get_ident() not in self._calling:
+            self._deliver()
+
+    def _apply_report_locked(self, tracked: _Tracked, cid: str, venue: str, report: ExecutionReport) -> bool:
+        cur = tracked.result
+        fill = report.fill
+        if fill is not None and fill.exchange_id != venue:
+            fill = dataclasses.replace(fill, exchange_id=venue)
+        news = _merged(cur, report.status, report.filled_quantity, (fill,) if fill is not None else (),
+                       report.reason, report.ts_event)
+        if news is None:
+            return False
+        updated, new_fills = news
+        was_final = cur.status.is_final
         tracked.result = updated
+        self._orders.changed(cid, tracked, was_final)
+        status = updated.status
+        ended = status.is_final and not was_final
+        slot = self._slots.get(venue)
+        if slot is not None:
+            stats = slot.stats
+            stats.fills += len(new_fills)
+            if ended and updated.quantity:
+                stats.fill_ratio += _EWMA * (updated.filled_quantity / updated.quantity - stats.fill_ratio)
         if self.risk is not None:
             self.risk.update(updated)
+        events: list[Event] | None = None
         if self.on_event is not None:
             now = self.clock.now()
             parent = tracked.order.parent_id
-            if report.fill is not None:
-                self.on_event(OrderFilled(report.ts_event, now, result.order_id, venue, report.status,
-                                          parent, report.fill, report.filled_quantity,
-                                          report.leaves_quantity))
-            elif report.status is OrderStatus.EXPIRED:
-                self.on_event(OrderExpired(report.ts_event, now, result.order_id, venue, report.status,
-                                           parent, report.filled_quantity, report.reason or ""))
-            elif report.status is OrderStatus.CANCELED:
-                self.on_event(OrderCanceled(report.ts_event, now, result.order_id, venue, report.status,
-                                            parent, report.filled_quantity, report.reason or ""))
-        self._notify(updated)
+            ts = report.ts_event
+            filled = updated.filled_quantity
+            if new_fills or (ended and status is _FILLED):
+                leaves = 0.0 if status.is_final else max(updated.quantity - filled, 0.0)
+                events = [OrderFilled(ts, now, cid, venue, status, parent, f, filled, leaves)
+                          for f in new_fills] or [OrderFilled(ts, now, cid, venue, status, parent, None,
+                                                              filled, leaves)]
+            elif ended and status is _EXPIRED:
+                events = [OrderExpired(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
+            elif ended and status is _CANCELED:
+                events = [OrderCanceled(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
+        self._post_locked(events, updated)
+        return True
 
     # -- the shared decision loop ------------------------------------------------
     def _retry_loop(
@@ -655,33 +1085,26 @@ class _RouterCore:
                 return self._denied(order, slot.id, f"{slot.id}: {action.reason}")
             yield _Call("sleep", action.after_s)
             if action.kind == "reconcile":
-                slot.stats.reconciled += 1
+                with self._lock:
+                    slot.stats.reconciled += 1
                 found = yield from self._reconcile(slot, order, state)
                 if isinstance(found, OrderResult):
                     return self._on_success(slot, order, found, None)
                 if found == "unknown":
                     # Still no answer: keep the order PENDING_NEW; reconcile_pending() finishes it.
-                    self._unreconciled[order.client_order_id] = slot.id  # type: ignore[index]
-                    result = OrderResult(
-                        order_id=order.client_order_id,  # type: ignore[arg-type]
-                        exchange_id=slot.id,
-                        status=OrderStatus.PENDING_NEW,
-                        quantity=order.quantity,
-                        reason=f"{slot.id} timed out; outcome unknown until the venue answers a status query",
-                        symbol=order.symbol,
-                        side=order.side,
-                        price=order.price,
-                        timestamp=self.clock.now(),
+                    result = self._pending_result(
+                        order, slot.id,
+                        f"{slot.id} timed out; outcome unknown until the venue answers a status query",
                     )
-                    self._track(order, slot.id, result)
-                    self._notify(result)
-                    return result
+                    with self._lock:
+                        self._unreconciled[order.client_order_id] = slot.id  # type: ignore[index]
+                        answer, waiters = self._settle_locked(order, slot.id, result, None)
+                    return self._settled(answer, waiters)
                 # "absent": the venue never saw it; resending is safe (and counts as a retry).
                 action = state.not_found()
                 if action.kind == "give_up":
                     return self._denied(order, slot.id, f"{slot.id}: {action.reason}")
-                slot.stats.retried += 1
-            else:
+            with self._lock:
                 slot.stats.retried += 1
             if self.halted_reason is not None:
                 return self._denied(order, slot.id, f"trading halted: {self.halted_reason}")
@@ -716,36 +1139,39 @@ class _RouterCore:
     def _reconcile_only(self, slot: _Slot, order: Order) -> Generator[_Call, Any, OrderResult | None]:
         state = RetryState(self.retry_policy, self._rng)
         found = yield from self._reconcile(slot, order, state)
+        if found == "unknown":
+            return None
+        with self._lock:
+            self._unreconciled.pop(order.client_order_id, None)  # type: ignore[arg-type]
         if isinstance(found, OrderResult):
-            del self._unreconciled[order.client_order_id]  # type: ignore[arg-type]
             return self._on_success(slot, order, found, None)
-        if found == "absent":
-            del self._unreconciled[order.client_order_id]  # type: ignore[arg-type]
-            return self._denied(
-                order, slot.id, f"{slot.id} never received the order (confirmed by status query)"
-            )
-        return None
+        return self._denied(
+            order, slot.id, f"{slot.id} never received the order (confirmed by status query)"
+        )
 
     def _to_reconcile(self) -> list[tuple[_Slot, Order]]:
         """Orders whose outcome is still unknown, with their venue (forgetting the orphans)."""
         pending = []
-        for cid, venue in list(self._unreconciled.items()):
-            slot, tracked = self._slots.get(venue), self._lookup(cid)
-            if slot is None or tracked is None:
-                self._unreconciled.pop(cid, None)
-            else:
-                pending.append((slot, tracked.order))
+        slots = self._slots
+        with self._lock:
+            for cid, venue in list(self._unreconciled.items()):
+                slot, tracked = slots.get(venue), self._orders.get(cid)
+                if slot is None or tracked is None:
+                    del self._unreconciled[cid]
+                else:
+                    pending.append((slot, tracked.order))
         return pending
 
     @property
     def unreconciled(self) -> list[str]:
-        return list(self._unreconciled)
+        with self._lock:
+            return list(self._unreconciled)
 
     def _cancel_result(self, tracked: _Tracked | None, cid: str, reason: str) -> OrderResult:
         return OrderResult(
             order_id=cid,
             exchange_id=tracked.venue if tracked else None,
-            status=OrderStatus.REJECTED,
+            status=_REJECTED,
             quantity=tracked.order.quantity if tracked else 0.0,
             filled_quantity=tracked.result.filled_quantity if tracked else 0.0,
             reason=reason,
@@ -753,43 +1179,72 @@ class _RouterCore:
         )
 
     def _tracked_for(self, order_id: str) -> _Tracked | None:
-        return self._lookup(order_id)
+        with self._lock:
+            return self._orders.get(order_id)
 
-    def _after_request(self, tracked: _Tracked, result: OrderResult) -> OrderResult:
-        """A cancel/amend/status answer replaces our copy of the order."""
-        if result.status is not OrderStatus.REJECTED or tracked.result.status is OrderStatus.PENDING_NEW:
-            if result.fills == [] and tracked.result.fills and result.filled_quantity:
-                result.fills = list(tracked.result.fills)
-            tracked.result = result
+    def _archived(self, cid: str) -> bool:
+        """Finished and moved to history (cheap: nothing is unpickled)."""
+        with self._lock:
+            return self._orders.archived(cid)
+
+    def _after_request(
+        self, tracked: _Tracked, result: OrderResult, changes: dict[str, float] | None = None
+    ) -> OrderResult:
+        """A cancel/amend answer: merged into the order's record (see the module rules).
+        `changes`: an amend's new quantity and price, which the order takes on when the
+        venue accepted them. A refusal leaves the order as it was (and is only returned),
+        unless the router had no answer about the order yet."""
+        if result.status is _REJECTED and tracked.result.status is not _PENDING_NEW:
+            return result
+        cid = tracked.result.order_id
+        venue = tracked.venue
+        with self._lock:
+            orders = self._orders
+            record = orders.live_record(cid)
+            revived = False
+            if record is None and cid in orders.history:
+                record, revived = orders.history.get(cid), True
+            if record is None:
+                return result  # forgotten meanwhile: nothing left to update
+            if changes:
+                record.order = record.order.model_copy(update=changes)
+            cur = record.result
+            if result.status is _REJECTED:  # no answer about it before: the refusal is its state
+                news: tuple[OrderResult, list[Fill]] | None = (result, [])
+            else:
+                news = _merged(cur, result.status, result.filled_quantity, result.fills, result.reason,
+                               result.timestamp, quantity=result.quantity, price=result.price)
+            if news is None:
+                return cur
+            updated = news[0]
+            was_final = cur.status.is_final
+            record.result = updated
+            if revived:
+                orders.revive(cid, record)
+            else:
+                orders.changed(cid, record, was_final)
             if self.risk is not None:
-                self.risk.update(result)
-        if self.on_event is not None and result.status is OrderStatus.CANCELED:
-            now = self.clock.now()
-            self.on_event(OrderCanceled(result.timestamp, now, result.order_id, tracked.venue,
-                                        result.status, tracked.order.parent_id,
-                                        result.filled_quantity, result.reason or "canceled"))
-        self._notify(result)
-        return result
+                self.risk.update(updated)
+            events: list[Event] | None = None
+            if self.on_event is not None and updated.status is _CANCELED and not was_final:
+                now = self.clock.now()
+                events = [OrderCanceled(result.timestamp, now, cid, venue, _CANCELED, record.order.parent_id,
+                                        updated.filled_quantity, updated.reason or "canceled")]
+            self._post_locked(events, updated)
+        self._deliver()
+        return updated
 
     def get_order_status(self, order_id: str) -> OrderResult:
-        """The router's latest knowledge of an order (results and pushed reports)."""
-        tracked = self._tracked_for(order_id)
-        if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
-        return tracked.result
-
-    def _admit(self, order: Order, exchange_id: str | None) -> _Slot | OrderResult:
-        """Everything decided before a venue call: the slot to use, or the answer already known."""
-        slot = self._resolve(order, exchange_id)
-        if isinstance(slot, str):
-            return self._denied(order, None, slot)
-        known = self._known(order)
-        if known is not None:
-            return known
-        refusal = self._pre_trade(order, slot)
-        if refusal is not None:
-            return self._denied(order, slot.id, refusal)
-        return slot
+        """The router's latest knowledge of an order (results and pushed reports); an
+        order still being sent is PENDING_NEW."""
+        with self._lock:
+            tracked = self._orders.get(order_id)
+            flight = self._inflight.get(order_id) if tracked is None else None
+        if tracked is not None:
+            return tracked.result
+        if flight is not None:
+            return self._pending_result(flight.order, flight.venue, f"sent to {flight.venue}; no answer yet")
+        return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
 
     def _target(self, order_id: str, action: str) -> tuple[_Tracked, _Slot] | OrderResult:
         """The order and venue a cancel or amend goes to, or why it cannot go."""
@@ -807,20 +1262,26 @@ class _RouterCore:
             return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
         return tracked, slot
 
+    def _amend_changes(self, quantity: float | None, price: float | None) -> dict[str, float] | None:
+        """An amend's changes as the order's new fields; None when one is not a size at
+        all (the venue refuses it with its own reason) or nothing changes."""
+        changes = {}
+        for name, value in (("quantity", quantity), ("price", price)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return None
+            changes[name] = float(value)
+        return changes or None
+
     def _amend_refusal(self, tracked: _Tracked, slot: _Slot, quantity: float | None,
                        price: float | None) -> OrderResult | None:
         """The risk limits' verdict on the order an amend would make (None: it may go)."""
         risk = self.risk
         if risk is None:
             return None
-        changes = {}
-        for name, value in (("quantity", quantity), ("price", price)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return None  # not a size at all: the venue refuses it with its own reason
-            changes[name] = float(value)
-        if not changes:
+        changes = self._amend_changes(quantity, price)
+        if changes is None:
             return None
         order = tracked.order.model_copy(update=changes)
         reason = risk.check_replace(order, lambda depth: self.read_book(slot.id, order.symbol, depth))
@@ -831,14 +1292,12 @@ class _RouterCore:
 
     def _amended(self, tracked: _Tracked, result: OrderResult, quantity: float | None,
                  price: float | None) -> OrderResult:
-        if result.status is not OrderStatus.REJECTED:
-            tracked.order = tracked.order.model_copy(
-                update={k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
-            )
-        return self._after_request(tracked, result)
+        changes = {k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
+        return self._after_request(tracked, result, changes if result.status is not _REJECTED else None)
 
     def working_orders(self) -> list[OrderResult]:
-        return [t.result for t in self._orders.values() if not t.result.status.is_final]
+        with self._lock:
+            return self._orders.working_results()
 
 
 class OrderRouter(_RouterCore):
@@ -849,22 +1308,33 @@ class OrderRouter(_RouterCore):
     """
 
     def submit_order(self, order: Order, exchange_id: str | None = None) -> OrderResult:
-        t_in = self.clock.now_ns()
-        slot = self._admit(order, exchange_id)
-        if isinstance(slot, OrderResult):
-            return slot
         clock = self.clock
-        t0 = clock.now_ns()
+        t_in = clock.now_ns()
+        slot = self._admit(order, exchange_id)
+        if not isinstance(slot, _Slot):
+            return slot if isinstance(slot, OrderResult) else self._wait(slot)
+        calling, me = self._calling, threading.get_ident()
         try:
-            result = slot.client.submit(order)
-        except VenueError as exc:
-            return self._drive(slot, self._retry_loop(slot, order, exc, clock.now_ns() - t0))
-        except BaseException:
-            # Not the venue's answer (a bug below): hand back the breaker's admission,
-            # or a HALF_OPEN breaker would wait for this trial forever.
-            self._give_back(slot, order)
+            calling.add(me)
+            t0 = clock.now_ns()
+            try:
+                result = slot.client.submit(order)
+                elapsed = clock.now_ns() - t0
+            except VenueError as exc:
+                elapsed = clock.now_ns() - t0
+                calling.discard(me)
+                return self._drive(slot, self._retry_loop(slot, order, exc, elapsed))
+            except BaseException:
+                # Not the venue's answer (a bug below): hand back the breaker's admission,
+                # or a HALF_OPEN breaker would wait for this trial forever.
+                calling.discard(me)
+                self._give_back(slot, order)
+                raise
+            calling.discard(me)
+            return self._on_success(slot, order, result, elapsed, t0 - t_in)
+        except BaseException as exc:
+            self._abandon(order, exc)  # resends of it must not wait for ever
             raise
-        return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
 
     def submit_orders(self, orders: Iterable[Order], exchange_id: str | None = None) -> list[OrderResult]:
         """A result per order, in order; one bad order never sinks the rest."""
@@ -880,7 +1350,10 @@ class OrderRouter(_RouterCore):
     def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
         reply: Any = None
         error: VenueError | UnknownOrderError | None = None
+        calling, me = self._calling, threading.get_ident()
         while True:
+            if self._outbox:
+                self._deliver()  # what reports raised during the last venue call
             try:
                 call = loop.send(reply) if error is None else loop.throw(error)
             except StopIteration as stop:
@@ -889,10 +1362,15 @@ class OrderRouter(_RouterCore):
             try:
                 if call.op == "sleep":
                     self.clock.sleep(call.arg)
-                elif call.op == "submit":
-                    reply = slot.client.submit(call.arg)
                 else:
-                    reply = slot.client.status(call.arg)
+                    calling.add(me)
+                    try:
+                        if call.op == "submit":
+                            reply = slot.client.submit(call.arg)
+                        else:
+                            reply = slot.client.status(call.arg)
+                    finally:
+                        calling.discard(me)
             except (VenueError, UnknownOrderError) as exc:
                 # A status query's "not found" is an answer the loop needs, not a failure.
                 error = exc
@@ -915,10 +1393,16 @@ class OrderRouter(_RouterCore):
         if isinstance(target, OrderResult):
             return target
         tracked, slot = target
+        calling, me = self._calling, threading.get_ident()
+        calling.add(me)
         try:
             result = slot.client.cancel(order_id)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"cancel failed at {slot.id}: {exc}")
+        finally:
+            calling.discard(me)
+            if self._outbox:
+                self._deliver()  # what reports raised during the call
         return self._after_request(tracked, result)
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
@@ -929,10 +1413,16 @@ class OrderRouter(_RouterCore):
         refused = self._amend_refusal(tracked, slot, quantity, price)
         if refused is not None:
             return refused
+        calling, me = self._calling, threading.get_ident()
+        calling.add(me)
         try:
             result = slot.client.amend(order_id, quantity=quantity, price=price)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
+        finally:
+            calling.discard(me)
+            if self._outbox:
+                self._deliver()  # what reports raised during the call
         return self._amended(tracked, result, quantity, price)
 
 
@@ -971,13 +1461,21 @@ class AsyncOrderRouter(_RouterCore):
 
     async def submit_order_async(self, order: Order, exchange_id: str | None = None) -> OrderResult:
         t_in = self.clock.now_ns()
-        slot = self._admit(order, exchange_id)
-        if isinstance(slot, OrderResult):
-            return slot
+        admitted = self._admit(order, exchange_id)
+        if not isinstance(admitted, _Slot):
+            return admitted if isinstance(admitted, OrderResult) else await self._wait_async(admitted)
+        try:
+            return await self._send(admitted, order, t_in)
+        except BaseException as exc:
+            self._abandon(order, exc)
+            raise
+
+    async def _send(self, slot: _Slot, order: Order, t_in: int) -> OrderResult:
         clock = self.clock
         t0 = clock.now_ns()
         try:
             result = await self._call(slot, "submit", order)
+            elapsed = clock.now_ns() - t0
         except VenueError as exc:
             return await self._drive(slot, self._retry_loop(slot, order, exc, clock.now_ns() - t0))
         except BaseException:
@@ -985,7 +1483,7 @@ class AsyncOrderRouter(_RouterCore):
             # breaker's admission, or a HALF_OPEN breaker would wait for it forever.
             self._give_back(slot, order)
             raise
-        return self._on_success(slot, order, result, clock.now_ns() - t0, t0 - t_in)
+        return self._on_success(slot, order, result, elapsed, t0 - t_in)
 
     async def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
         reply: Any = None

@@ -308,12 +308,17 @@ def test_the_router_forgets_the_oldest_finished_orders_but_never_a_working_one(
     for i in range(6):
         router.submit_order(market(f"f{i}", side="BUY" if i % 2 else "SELL"))
     assert router.get_order_status("w").status is OrderStatus.NEW
+    assert [r.order_id for r in router.working_orders()] == ["w"]
     assert [router.get_order_status(f"f{i}").status for i in range(3, 6)] == [OrderStatus.FILLED] * 3
     for i in range(3):
         forgotten = router.get_order_status(f"f{i}")
         assert forgotten.status is OrderStatus.REJECTED and "expired from memory" in forgotten.reason
-    assert len(router._orders) == 4  # the bound, plus the working order it may not forget
     assert router.cancel_order("w").status is OrderStatus.CANCELED
-    router.submit_order(market("f6"))
+    # Finished just now, it is the newest finished order: the oldest one makes room.
+    assert "expired from memory" in router.get_order_status("f3").reason
+    for i in range(6, 8):
+        router.submit_order(market(f"f{i}"))
+    assert router.get_order_status("w").status is OrderStatus.CANCELED
+    router.submit_order(market("f8"))
     assert "expired from memory" in router.get_order_status("w").reason
-    assert len(router._orders) == 3
+    assert router.working_orders() == []
