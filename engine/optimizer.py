@@ -5,11 +5,20 @@
 router or the order router, parents to the scheduler), the status store
 (one answer for a plain order, a split order and a parent), waiting for a
 final state and the bound on remembered orders. They differ only in who
-does the work: one daemon thread, or N worker tasks fed by a bounded stream
-(back-pressure when full).
+does the work: one daemon thread, or N worker tasks.
 
 Rules:
 
+* The hand-off is a deque the workers drain: a submit appends and wakes an
+  idle worker only when there is one; a worker takes orders one after the
+  other without a loop round trip per order, and yields to the loop once
+  every `HANDOFF_BATCH` orders so the rest of the loop (the desk) keeps its
+  turns. The async queue is bounded (`max_queue`): a submit waits while it
+  is full (back-pressure), and one that gives up leaves no trace.
+* An order a worker holds is finished, never abandoned: stopping (with or
+  without drain, with or without a timeout) lets the order in hand reach
+  its venues and come back. Abandoning it mid-call could leave a piece
+  working or filled at a venue while this optimizer says CANCELED.
 * What an optimizer answers it also publishes: an order canceled before any
   router saw it is CANCELED in the status store and an `OrderCanceled` on
   the router's event stream (`on_event`), never a REJECTED denial.
@@ -26,7 +35,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .algos.base import ParentState
 from .bus import EventBus
@@ -45,6 +53,10 @@ log = logging.getLogger("execdesk.optimizer")
 
 __all__ = ["ExecutionOptimizer", "AsyncExecutionOptimizer", "OptimizerStoppedError"]
 
+# Orders a worker routes before it yields to the event loop once. Routing an order to an
+# instant venue never suspends, so without a yield one worker could hold the loop (and the
+# desk's screen) for a whole queue; one yield per batch costs a loop turn per 32 orders.
+HANDOFF_BATCH = 32
 STOPPED_REASON = "optimizer stopped"
 
 
@@ -406,9 +418,8 @@ class ExecutionOptimizer(_OptimizerCore):
         Orders still queued when the worker stops (not draining, or the
         timeout, in the clock's seconds, passed) end CANCELED with reason
         "optimizer stopped"; parent orders still working are canceled the same
-        way. The order the worker holds is always finished (abandoning it
-        mid-call could leave it at a venue while this optimizer says CANCELED),
-        so `stop` may return after `timeout` by that order's routing.
+        way. The order the worker holds is always finished (see the module
+        rules), so `stop` may return after `timeout` by that order's routing.
         Submissions are refused from the call on, until `start()`.
         """
         with self._lock:
@@ -478,7 +489,7 @@ class ExecutionOptimizer(_OptimizerCore):
 
 
 class AsyncExecutionOptimizer(_OptimizerCore):
-    """The async optimizer: N worker tasks fed by a bounded queue.
+    """The async optimizer: N worker tasks draining a bounded queue.
 
     `await start(num_workers=10)`, `await submit_order_async(order)`,
     `await get_order_status_async(order_id)`, `await stop()`. `start` and
@@ -490,57 +501,117 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         self, order_router: Any, latency_profiler: LatencyProfiler | None = None, *,
         max_queue: int = 10_000, **kwargs: Any,
     ) -> None:
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ConfigurationError(f"max_queue must be a whole number >= 1, got {max_queue!r}")
         super().__init__(order_router, latency_profiler, **kwargs)
         self.max_queue = max_queue
-        self._send: MemoryObjectSendStream[tuple[Order, str | None]] | None = None
-        self._receive: MemoryObjectReceiveStream[tuple[Order, str | None]] | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._busy = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._taking_work = False  # False after stop(drain=False): workers take nothing new
+        # Idle workers, each waiting on its own future: a queued order wakes one of them,
+        # not all (an Event would wake 1,000 idle workers for every order).
+        self._sleepers: deque[asyncio.Future[None]] = deque()
+        # The loop's events, made by start(): room in the queue, and no worker holding an
+        # order (once stop() told them to take nothing new).
+        self._room = asyncio.Event()
+        self._hands_free = asyncio.Event()
+        self._held_back = 0  # submitters waiting for room
+        self._busy = 0  # workers holding an order
+        self._closing = False  # stop() called: no submission is taken
+        self._taking_work = False  # False after stop(drain=False) or its timeout
 
     @property
     def running(self) -> bool:
-        return self._runner is not None and not self._runner.done() and self._send is not None
+        return self._runner is not None and not self._runner.done() and not self._closing
 
     async def start(self, num_workers: int = 10) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ConfigurationError(f"num_workers must be a whole number >= 1, got {num_workers!r}")
         if self.running:
             raise ConfigurationError("the optimizer is already running")
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[Order, str | None]](self.max_queue)
-        self._loop = asyncio.get_running_loop()
+        if self._runner is not None:
+            raise ConfigurationError("the optimizer is stopping: await stop() before start()")
+        self._loop = loop = asyncio.get_running_loop()
+        self._room, self._hands_free = asyncio.Event(), asyncio.Event()
+        self._sleepers.clear()  # a stop canceled the last run's idle workers
+        self._closing = False
         self._taking_work = True
         started = asyncio.Event()
-        self._runner = self._loop.create_task(self._run(num_workers, started), name="execdesk-optimizer")
+        self._runner = loop.create_task(self._run(num_workers, started), name="execdesk-optimizer")
         await started.wait()
 
     async def _run(self, num_workers: int, started: asyncio.Event) -> None:
-        assert self._receive is not None
-        receive = self._receive
         async with anyio.create_task_group() as tg:
             for i in range(num_workers):
-                tg.start_soon(self._worker, receive.clone(), name=f"execdesk-worker-{i}")
-            receive.close()
+                tg.start_soon(self._worker, name=f"execdesk-worker-{i}")
             started.set()
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[tuple[Order, str | None]]) -> None:
+    async def _worker(self) -> None:
+        work = self._work
         bus = self.bus
-        async with receive:
-            async for order, exchange_id in receive:
-                if not self._taking_work:
-                    break  # stop(drain=False): it stays queued and stop() cancels it
-                if order.id not in self._queued:
-                    continue  # canceled while it waited in the queue
-                self._busy += 1
-                self._in_hand.add(order.id)
-                try:
-                    if bus is not None and not bus.has_capacity():
-                        await bus.wait_for_capacity()
-                    await self._process(order, exchange_id)
-                finally:
-                    self._busy -= 1
-                    self._in_hand.discard(order.id)
+        taken = 0
+        while self._taking_work:
+            if not work:
+                if self._closing:
+                    return  # drained
+                await self._wait_for_work()
+                continue
+            if bus is not None and not bus.has_capacity():
+                # Before taking an order: a worker waiting here holds nothing, so a stop
+                # may cancel it.
+                await bus.wait_for_capacity()
+                continue
+            order, exchange_id = work.popleft()
+            if self._held_back:
+                self._room.set()
+            if order.id not in self._queued:
+                continue  # canceled while it waited in the queue
+            self._busy += 1
+            self._in_hand.add(order.id)
+            try:
+                await self._process(order, exchange_id)
+            finally:
+                self._busy -= 1
+                self._in_hand.discard(order.id)
+                if not self._busy and not self._taking_work:
+                    self._hands_free.set()
+            taken += 1
+            if taken == HANDOFF_BATCH:
+                taken = 0
+                await asyncio.sleep(0)
+
+    async def _wait_for_work(self) -> None:
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        self._sleepers.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken and canceled at once: the next sleeper takes the order
+            raise
+
+    def _wake_one(self) -> None:
+        """On the loop's thread: wake one idle worker, if any."""
+        sleepers = self._sleepers
+        while sleepers:
+            waiter = sleepers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_worker(self) -> None:
+        """A worker for an order just queued, from whichever thread queued it."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            if self._sleepers:
+                self._wake_one()
+        elif loop is not None and not loop.is_closed():
+            # From elsewhere, always: a worker may be about to sleep without seeing the order.
+            loop.call_soon_threadsafe(self._wake_one)
 
     async def _process(self, order: Order, exchange_id: str | None = None) -> None:
         try:
@@ -566,20 +637,64 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         `exchange_id` sends a plain order to that venue instead of smart routing.
         """
         if not self.running:
-            raise OptimizerStoppedError("the optimizer is not running: await start() first")
+            raise OptimizerStoppedError(self._not_running())
         refused = self._accept(order)
         if refused is not None:
             raise ConfigurationError(refused.reason)
-        assert self._send is not None
-        try:
-            await self._send.send((order, exchange_id))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._queued.pop(order.id, None)
-            raise OptimizerStoppedError("the optimizer is stopping: order not accepted") from None
+        work = self._work
+        if len(work) >= self.max_queue:
+            await self._wait_for_room(order)
+        work.append((order, exchange_id))
+        self._wake_worker()
         return order.id
 
     async def submit_orders_async(self, orders: Iterable[Order]) -> list[str]:
-        return [await self.submit_order_async(order) for order in orders]
+        """Queue many orders in one pass and return the ids queued, in order. An id already
+        in use is skipped with a log line (as `ExecutionOptimizer.submit_orders`); while the
+        queue is full the batch waits for room. Should the optimizer stop meanwhile, the
+        orders already queued keep their course and OptimizerStoppedError is raised."""
+        if not self.running:
+            raise OptimizerStoppedError(self._not_running())
+        ids = []
+        work = self._work
+        accept = self._accept
+        for order in orders:
+            refused = accept(order)
+            if refused is not None:
+                log.warning("order %s refused: %s", order.id, refused.reason)
+                continue
+            if len(work) >= self.max_queue:
+                await self._wait_for_room(order)
+            work.append((order, None))
+            ids.append(order.id)
+            self._wake_worker()
+        return ids
+
+    def _not_running(self) -> str:
+        if self._runner is None:
+            return "the optimizer is not running: await start() first"
+        return "the optimizer is not running: it is stopping"
+
+    async def _wait_for_room(self, order: Order) -> None:
+        """Wait until the queue has room for `order` (already accepted). If the optimizer
+        stops or the caller gives up meanwhile, the order was never queued: its id is free."""
+        self._held_back += 1
+        try:
+            while True:
+                if self._closing:
+                    raise OptimizerStoppedError("the optimizer is stopping: order not accepted")
+                if len(self._work) < self.max_queue:
+                    return
+                room = self._room
+                room.clear()
+                if len(self._work) < self.max_queue:
+                    continue
+                await room.wait()
+        except BaseException:
+            self._queued.pop(order.id, None)
+            raise
+        finally:
+            self._held_back -= 1
 
     async def get_order_status_async(self, order_id: str) -> OrderResult:
         return self._status(order_id)
@@ -624,33 +739,44 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         return await self.smart.cancel_async(order_id)
 
     async def stop(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop the workers: finish queued orders first (drain) or refuse them.
+        """Stop the workers: finish queued orders first (drain) or cancel them.
 
         Orders still queued when the workers stop (not draining, or the
         timeout passed) end CANCELED with reason "optimizer stopped"; parent
-        orders still working are canceled the same way.
+        orders still working are canceled the same way. An order a worker
+        holds is always finished (see the module rules), so `stop` may return
+        after `timeout` by that order's routing. Submitters waiting for room
+        are refused with OptimizerStoppedError.
         """
-        if self._runner is None:
-            return
-        send, self._send = self._send, None
-        if send is not None:
-            await send.aclose()  # workers finish what is queued, then their loops end
         runner = self._runner
+        if runner is None:
+            return
+        self._closing = True
         if not drain:
-            # Workers take nothing new, but finish the order in hand: canceling a
-            # venue call in flight could leave an order working at the venue that
-            # this optimizer would report CANCELED.
             self._taking_work = False
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
-            try:
-                await asyncio.shield(runner)
-            except asyncio.CancelledError:
-                pass
+        self._wake_all()
+        if drain:
+            await asyncio.wait({runner}, timeout=timeout)
         if not runner.done():
+            # Take nothing new; the orders in hand reach their venues and come back.
+            self._taking_work = False
+            self._wake_all()
+            hands_free = self._hands_free
+            while self._busy:
+                hands_free.clear()
+                if self._busy:
+                    await hands_free.wait()
+            # What is left holds nothing: idle, or waiting for a lossless subscriber.
             runner.cancel()
-            try:
-                await runner
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({runner})
+        if not runner.cancelled() and runner.exception() is not None:
+            log.error("optimizer workers failed", exc_info=runner.exception())
         self._runner = None
         self._cancel_leftovers()
+
+    def _wake_all(self) -> None:
+        """Idle workers and held-back submitters look again (at a stop)."""
+        sleepers = self._sleepers
+        while sleepers:
+            self._wake_one()
+        set_event(self._loop, self._room)
