@@ -1246,9 +1246,21 @@ class _RouterCore:
             return self._pending_result(flight.order, flight.venue, f"sent to {flight.venue}; no answer yet")
         return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
 
-    def _target(self, order_id: str, action: str) -> tuple[_Tracked, _Slot] | OrderResult:
-        """The order and venue a cancel or amend goes to, or why it cannot go."""
-        tracked = self._tracked_for(order_id)
+    def _target(
+        self, order_id: str, action: str, *, waited: bool = False
+    ) -> tuple[_Tracked, _Slot] | OrderResult | _Flight:
+        """The order and venue a cancel or amend goes to, why it cannot go, or the flight
+        of an order still being sent (the caller waits for its answer, then asks again
+        with `waited`: a cancel, a cancel-all or a halt must not miss it)."""
+        with self._lock:
+            tracked = self._orders.get(order_id)
+            flight = self._inflight.get(order_id) if tracked is None else None
+        if flight is not None:
+            if not waited:
+                return flight
+            return self._cancel_result(
+                None, order_id, f"order {order_id!r} is still being sent to {flight.venue}; no answer yet"
+            )
         if tracked is None:
             return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
         if action == "cancel" and tracked.result.status.is_final:
@@ -1296,8 +1308,13 @@ class _RouterCore:
         return self._after_request(tracked, result, changes if result.status is not _REJECTED else None)
 
     def working_orders(self) -> list[OrderResult]:
+        """Orders not final, those still being sent (PENDING_NEW) included."""
         with self._lock:
-            return self._orders.working_results()
+            working = self._orders.working_results()
+            flights = list(self._inflight.values())
+        working.extend(self._pending_result(f.order, f.venue, f"sent to {f.venue}; no answer yet")
+                       for f in flights)
+        return working
 
 
 class OrderRouter(_RouterCore):
@@ -1390,8 +1407,11 @@ class OrderRouter(_RouterCore):
 
     def cancel_order(self, order_id: str) -> OrderResult:
         target = self._target(order_id, "cancel")
-        if isinstance(target, OrderResult):
-            return target
+        if isinstance(target, _Flight):
+            self._wait(target)
+            target = self._target(order_id, "cancel", waited=True)
+        if not isinstance(target, tuple):
+            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
         calling, me = self._calling, threading.get_ident()
         calling.add(me)
@@ -1407,8 +1427,11 @@ class OrderRouter(_RouterCore):
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
         target = self._target(order_id, "amend")
-        if isinstance(target, OrderResult):
-            return target
+        if isinstance(target, _Flight):
+            self._wait(target)
+            target = self._target(order_id, "amend", waited=True)
+        if not isinstance(target, tuple):
+            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
         refused = self._amend_refusal(tracked, slot, quantity, price)
         if refused is not None:
@@ -1536,8 +1559,11 @@ class AsyncOrderRouter(_RouterCore):
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
         target = self._target(order_id, "cancel")
-        if isinstance(target, OrderResult):
-            return target
+        if isinstance(target, _Flight):
+            await self._wait_async(target)
+            target = self._target(order_id, "cancel", waited=True)
+        if not isinstance(target, tuple):
+            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
         try:
             result = await self._call(slot, "cancel", order_id)
@@ -1549,8 +1575,11 @@ class AsyncOrderRouter(_RouterCore):
         self, order_id: str, quantity: float | None = None, price: float | None = None
     ) -> OrderResult:
         target = self._target(order_id, "amend")
-        if isinstance(target, OrderResult):
-            return target
+        if isinstance(target, _Flight):
+            await self._wait_async(target)
+            target = self._target(order_id, "amend", waited=True)
+        if not isinstance(target, tuple):
+            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
         refused = self._amend_refusal(tracked, slot, quantity, price)
         if refused is not None:

@@ -123,6 +123,30 @@ async def test_a_different_order_under_an_id_in_flight_is_refused_and_changes_no
     assert venue.counters.submitted == 1
 
 
+@pytest.mark.anyio
+async def test_a_halt_cancels_an_order_still_in_flight_once_the_venue_has_it(
+    virtual_clock: VirtualClock,
+) -> None:
+    """What a halt does (Engine.halt): refuse new orders, then cancel every working order,
+    those still on their way to the venue included."""
+    venue = SimulatedExchange("sim", clock=virtual_clock, latency=LatencyModel(median_s=0.002))
+    router = AsyncOrderRouter(clock=virtual_clock)
+    router.register_exchange("sim", AsyncExchangeClient(venue))
+    sending = asyncio.ensure_future(router.submit_order_async(limit("h1", 40_000.0)))
+    await asyncio.sleep(0)  # admitted, now waiting for the venue's answer
+
+    router.halt("kill switch")
+    working = router.working_orders()
+    canceled = [await router.cancel_order_async(r.order_id) for r in working]
+
+    assert [(r.order_id, r.status) for r in working] == [("h1", OrderStatus.PENDING_NEW)]
+    assert [r.status for r in canceled] == [OrderStatus.CANCELED]
+    assert (await sending).status is OrderStatus.NEW  # the send's own answer
+    assert venue.status("h1").status is OrderStatus.CANCELED
+    assert router.get_order_status("h1").status is OrderStatus.CANCELED
+    assert router.working_orders() == []
+
+
 def test_a_resend_from_another_thread_waits_for_the_first_send(virtual_clock: VirtualClock) -> None:
     """Virtual time moves only when both threads wait, so whichever thread sends first,
     the other arrives while the order is in flight."""
