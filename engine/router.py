@@ -327,7 +327,7 @@ class _Orders:
         finished = self.finished
         finished[cid] = tracked
         if len(finished) > self.live:
-            self._evict()
+            self.evict()
 
     def changed(self, cid: str, tracked: _Tracked, was_final: bool) -> None:
         """`tracked.result` was replaced: a record that has just finished moves over."""
@@ -345,9 +345,9 @@ class _Orders:
         finished.pop(cid, None)  # a revived record becomes the newest
         finished[cid] = tracked
         if len(finished) > self.live:
-            self._evict()
+            self.evict()
 
-    def _evict(self) -> None:
+    def evict(self) -> None:
         """The oldest finished orders move to history (which forgets its oldest)."""
         finished, history = self.finished, self.history
         while len(finished) > self.live:
@@ -654,9 +654,12 @@ class _RouterCore:
             track=False,
         )
 
-    def _admit(self, order: Order, exchange_id: str | None) -> _Slot | OrderResult | _Flight:
+    def _admit(
+        self, order: Order, exchange_id: str | None, thread: int | None = None
+    ) -> _Slot | OrderResult | _Flight:
         """Everything decided before a venue call: the slot to use (the order is now in
-        flight), the answer already known, or the flight of the same order to wait for."""
+        flight), the answer already known, or the flight of the same order to wait for.
+        `thread`: the caller's thread id, when it has it at hand."""
         slot = self._resolve(order, exchange_id)
         if isinstance(slot, str):
             return self._denied(order, None, slot)
@@ -669,7 +672,7 @@ class _RouterCore:
             if tracked is None:
                 flight = self._inflight.get(cid)
                 if flight is None:
-                    self._inflight[cid] = _Flight(order, slot.id, threading.get_ident())
+                    self._inflight[cid] = _Flight(order, slot.id, thread or threading.get_ident())
                 elif flight.order == order:
                     return flight
         if tracked is not None:
@@ -777,7 +780,13 @@ class _RouterCore:
             # The first answer about an order in flight: nothing has a record of it yet.
             del inflight[cid]
             tracked = _Tracked(order, venue, result)
-            orders.add(cid, tracked)
+            if result.status.is_final:
+                finished = orders.finished
+                finished[cid] = tracked
+                if len(finished) > orders.live:
+                    orders.evict()
+            else:
+                orders.working[cid] = tracked
             if self.risk is not None:
                 self.risk.update(result)
             if events is not None or self._listeners:
@@ -1327,10 +1336,11 @@ class OrderRouter(_RouterCore):
     def submit_order(self, order: Order, exchange_id: str | None = None) -> OrderResult:
         clock = self.clock
         t_in = clock.now_ns()
-        slot = self._admit(order, exchange_id)
+        me = threading.get_ident()
+        slot = self._admit(order, exchange_id, me)
         if not isinstance(slot, _Slot):
             return slot if isinstance(slot, OrderResult) else self._wait(slot)
-        calling, me = self._calling, threading.get_ident()
+        calling = self._calling
         try:
             calling.add(me)
             t0 = clock.now_ns()
