@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 import threading
 import tomllib
@@ -645,14 +646,62 @@ def _from_mapping(data: Mapping[str, Any]) -> RiskLimits:
     return RiskLimits(**kwargs)
 
 
-def load(path: str | os.PathLike[str]) -> RiskLimits:
-    """Read limits from a TOML file; any problem is a ConfigurationError naming the
-    file and the key. Keys left out keep their defaults (the symbols table as a whole)."""
-    path = Path(path)
+# A limits file is a few hundred bytes; one this large is not a limits file, and reading
+# it whole (or a device that never ends) would hold the desk's start for seconds.
+MAX_FILE_BYTES = 1 << 20
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_limits_file(path: Path, st: os.stat_result) -> str | None:
+    """Why a file with this stat is refused before a byte of it is read (None: read it)."""
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+        return f"cannot read the risk limits file {path}: it is {kind}, not a regular file"
+    if st.st_size > MAX_FILE_BYTES:
+        return (
+            f"cannot read the risk limits file {path}: it is {st.st_size:,} bytes, over the "
+            f"{MAX_FILE_BYTES:,} (1 MiB) a limits file may be"
+        )
+    return None
+
+
+def _read_limits_file(path: Path) -> bytes:
+    """The file's bytes, once it is known to be a regular file of at most MAX_FILE_BYTES."""
     try:
-        raw = path.read_bytes()
+        problem = _not_a_limits_file(path, os.stat(path))
+        if problem is not None:
+            raise ConfigurationError(problem)
+        # Opened without blocking and judged again by what was opened: a FIFO put in the
+        # file's place after the stat must not hang the desk.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            problem = _not_a_limits_file(path, os.fstat(file.fileno()))
+            if problem is not None:
+                raise ConfigurationError(problem)
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigurationError(f"cannot read the risk limits file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:  # it grew after the stat
+        raise ConfigurationError(
+            f"cannot read the risk limits file {path}: it is over the {MAX_FILE_BYTES:,} (1 MiB) bytes "
+            "a limits file may be"
+        )
+    return raw
+
+
+def load(path: str | os.PathLike[str]) -> RiskLimits:
+    """Read limits from a TOML file; any problem is a ConfigurationError naming the
+    file and the key. Keys left out keep their defaults (the symbols table as a whole).
+    Only a regular file of at most MAX_FILE_BYTES is read."""
+    path = Path(path)
+    raw = _read_limits_file(path)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -462,9 +463,64 @@ def test_a_bad_file_is_one_clear_error_naming_the_file_and_the_key(tmp_path: Pat
     assert path.read_bytes() == (content if isinstance(content, bytes) else content.encode())
 
 
-def test_an_unreadable_path_is_an_error_not_a_traceback(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match=f"cannot read the risk limits file {tmp_path}"):
-        load(tmp_path)  # a directory
+def test_a_directory_is_refused_saying_what_it_is(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load(tmp_path)
+    assert str(caught.value) == f"cannot read the risk limits file {tmp_path}: it is a directory, not a regular file"
+
+
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "risk.toml"
+    # Valid TOML (a comment) one byte over the cap: the size alone refuses it.
+    path.write_bytes(b"#" * risk_module.MAX_FILE_BYTES + b"\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load(path)
+    assert str(caught.value) == (
+        f"cannot read the risk limits file {path}: it is 1,048,577 bytes, over the 1,048,576 (1 MiB) "
+        "a limits file may be"
+    )
+    limits, problem = load_or_create(path)
+    assert limits == RiskLimits()
+    assert problem == f"{caught.value}; using the built-in risk limits until it is fixed"
+    path.write_bytes(b"#" * (risk_module.MAX_FILE_BYTES - 1) + b"\n")  # the cap itself is read
+    assert load(path) == RiskLimits()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs a character device")
+def test_a_device_is_refused_not_read() -> None:
+    # /dev/zero would be read until memory ran out; /dev/null reads as an empty file.
+    for device in ("/dev/null", "/dev/zero"):
+        with pytest.raises(ConfigurationError) as caught:
+            load(device)
+        assert str(caught.value) == (
+            f"cannot read the risk limits file {device}: it is a character device, not a regular file"
+        )
+        limits, problem = load_or_create(device)
+        assert limits == RiskLimits() and problem is not None and problem.startswith(str(caught.value))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "risk.toml"
+    os.mkfifo(path)
+
+    def writer() -> None:  # would feed a reader a valid file, had it opened the pipe
+        with open(path, "w") as pipe:
+            pipe.write("max_open_orders = 3\n")
+
+    feeding = threading.Thread(target=writer, daemon=True)
+    feeding.start()
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            load(path)
+        assert str(caught.value) == (
+            f"cannot read the risk limits file {path}: it is a FIFO (named pipe), not a regular file"
+        )
+        assert load_or_create(path)[0] == RiskLimits()
+    finally:
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer finish
+        feeding.join()
+        os.close(reader)
 
 
 def test_a_failed_first_write_leaves_no_temporary_file_and_says_so(
