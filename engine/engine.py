@@ -84,6 +84,9 @@ class _EngineStats:
     errors: int = 0
 
 
+# How the layers below begin an amend's refusal; the Engine says it once, its own way.
+_AMEND_PREFIXES = ("amend refused: ",)
+
 # Client order ids each built-in venue remembers (to refuse a duplicate). A real venue
 # forgets them after a session; at the desk demo's ~600 orders a second a million per
 # venue kept memory growing for most of an hour, 200,000 is still hours of a busy desk.
@@ -230,12 +233,37 @@ class Engine:
         return await self.optimizer.cancel_order_async(order_id)
 
     async def amend(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
-        """Cancel/replace a working plain order at its venue (parents cannot be amended yet)."""
-        if self.scheduler.parent(order_id) is not None:
-            return OrderResult(order_id, None, OrderStatus.REJECTED,
-                               reason="amending a parent order is not supported: cancel it and send a new one",
-                               timestamp=self.clock.now())
-        return await self.router.amend_order_async(order_id, quantity=quantity, price=price)
+        """Cancel/replace a working plain order at its venue (parents cannot be amended).
+
+        A refusal, whoever refused (the risk limits, a halt, the venue), has one shape:
+        status REJECTED, the order's current quantity, price, symbol, side and venue (it
+        is unchanged), and a reason "amend of '<id>' refused: <why>"."""
+        parent = self.scheduler.parent(order_id)
+        if parent is not None:
+            return self._amend_refused(
+                order_id, f"it is an algorithm parent ({parent.order.type.value}), whose algorithm sends and "
+                          "prices the child orders; cancel it and send a new one")
+        result = await self.router.amend_order_async(order_id, quantity=quantity, price=price)
+        if result.status is not OrderStatus.REJECTED:
+            return result
+        why = result.reason or "no reason given"
+        for prefix in (f"amend of {order_id!r} refused: ", *_AMEND_PREFIXES):
+            if why.startswith(prefix):
+                why = why[len(prefix):]
+                break
+        return self._amend_refused(order_id, why)
+
+    def _amend_refused(self, order_id: str, why: str) -> OrderResult:
+        current = self.order_status_or_none(order_id)
+        reason = f"amend of {order_id!r} refused: {why}"
+        now = self.clock.now()
+        if current is None:
+            return OrderResult(order_id, None, OrderStatus.REJECTED, reason=reason, timestamp=now)
+        return OrderResult(
+            order_id, current.exchange_id, OrderStatus.REJECTED, quantity=current.quantity,
+            filled_quantity=current.filled_quantity, average_price=current.average_price, reason=reason,
+            symbol=current.symbol, side=current.side, price=current.price, timestamp=now,
+        )
 
     def working(self) -> list[str]:
         """Ids of orders (parents and plain orders) not final yet."""

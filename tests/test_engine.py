@@ -160,6 +160,44 @@ async def test_amend_changes_the_order_at_the_venue(engine: Engine) -> None:
     assert engine.status("am1").status is OrderStatus.NEW
 
 
+@pytest.mark.anyio
+async def test_every_amend_refusal_has_one_shape_whoever_refused(engine: Engine) -> None:
+    order = resting("am2", engine, "swift", qty=0.02)
+    await engine.submit(order, venue="swift")
+    await settle(engine, "am2")
+    bid = engine.venues["deep"].book(SYMBOL).best_bid
+    await engine.submit(Order(id="ice2", symbol=SYMBOL, side="BUY", type="ICEBERG", quantity=1.0,
+                              price=round(bid - 50, 2), metadata={"display_size": 0.1}))
+    await settle(engine, "ice2")
+
+    def shape(result: Any) -> tuple[Any, ...]:
+        return (result.order_id, result.status, result.quantity, result.price, result.symbol,
+                result.side, result.exchange_id)
+
+    unchanged = ("am2", OrderStatus.REJECTED, 0.02, order.price, SYMBOL, order.side, "swift")
+    by_risk = await engine.amend("am2", quantity=49_100.0, price=0.2)
+    assert shape(by_risk) == unchanged
+    assert by_risk.reason == "amend of 'am2' refused: quantity 49,100 > max 50 (BTC/USD); the order is unchanged"
+    by_venue = await engine.amend("am2", price=order.price + 0.001)
+    assert shape(by_venue) == unchanged
+    assert by_venue.reason == (
+        f"amend of 'am2' refused: price {order.price + 0.001!r} is not a multiple of the tick 0.01 for "
+        "BTC/USD; the order is unchanged"
+    )
+    parent = await engine.amend("ice2", quantity=2.0)
+    assert (parent.status, parent.quantity, parent.price) == (OrderStatus.REJECTED, 1.0, round(bid - 50, 2))
+    assert parent.reason == (
+        "amend of 'ice2' refused: it is an algorithm parent (ICEBERG), whose algorithm sends and prices "
+        "the child orders; cancel it and send a new one"
+    )
+    unknown = await engine.amend("nope", quantity=1.0)
+    assert (unknown.status, unknown.reason) == (OrderStatus.REJECTED, "amend of 'nope' refused: unknown order 'nope'")
+    await engine.halt("test")
+    halted = await engine.amend("am2", quantity=0.03)
+    assert halted.reason == "amend of 'am2' refused: trading halted: test"
+    assert (halted.quantity, halted.price) == (0.02, order.price)
+
+
 # -- the event stream -----------------------------------------------------------------------
 
 
