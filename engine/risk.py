@@ -3,11 +3,11 @@
 `RiskLimits` says what is allowed; `RiskChecker` judges orders against it and
 keeps the little state the flow limits need. The order router calls
 `RiskChecker.admit` in its pre-trade step for every order and child it is
-about to send to a venue; the scheduler (through the smart router) calls
-`check_whole` once for an algorithm parent when it is accepted, and for an
-order the smart router splits, so a size is judged as the operator typed it,
-not piece by piece. `preview` is the same judgement for the ticket, without
-counting or recording anything.
+about to send to a venue; the scheduler calls `accept_parent` once for an
+algorithm parent when it is accepted, and the smart router `check_whole` for
+an order it splits, so a size is judged as the operator typed it, not piece
+by piece. `preview` is the same judgement for the ticket, without counting
+or recording anything.
 
 Rules of this module:
 
@@ -30,6 +30,13 @@ Rules of this module:
 * A refusal is one line naming the limit and both values, formatted for
   people: "notional 226,000,000 > max 2,500,000 USD (BTC/USD)". Each refusal
   by `admit` or `check_whole` is counted per limit in `refusals`.
+* An accepted parent reserves what it has yet to send: it counts as working on
+  its side (so a second parent, or any order, meets the position limit with
+  the first one's whole quantity in it) until `end_parent`. Its children draw
+  on that reservation when they are admitted (a child's `parent_id` names the
+  parent; the pieces of a split child are tied to it by `placing_child`), and
+  what a child leaves unfilled returns to it. So the parent's exposure is its
+  unfilled quantity throughout, as its children come and go.
 * State changes are O(1) per order: the router reports each new state of an
   order it admitted (`update`); nothing scans the working orders.
 * Thread-safe: one lock around the state; no call out of this module is made
@@ -255,6 +262,21 @@ class _Record:
     quantity: float
     filled: float = 0.0
     leaves: float = 0.0
+    owner: str | None = None  # the parent whose reservation it drew on
+
+
+@dataclass(slots=True)
+class _Reservation:
+    """An accepted parent: `left` is its quantity not filled by its children yet, `out`
+    its children's leaves at the venues; `reserved` = left - out (>= 0) is what it has yet
+    to send, and is counted in the working quantity of its side."""
+
+    symbol: str
+    side: OrderSide
+    left: float
+    out: float = 0.0
+    reserved: float = 0.0
+    placing: str | None = None  # the child being placed (its split pieces name it)
 
 
 @dataclass(slots=True)
@@ -279,6 +301,8 @@ class RiskChecker:
         self._finished: OrderedDict[str, _Record] = OrderedDict()
         self._working: dict[tuple[str, OrderSide], float] = {}
         self._working_count: dict[tuple[str, OrderSide], int] = {}
+        self._parents: dict[str, _Reservation] = {}
+        self._placing: dict[str, str] = {}  # a child being placed -> its parent
         self._net: dict[str, float] = {}
         self._last_mid: dict[str, float] = {}
         self._refusals = dict.fromkeys(LIMIT_NAMES, 0)
@@ -311,13 +335,20 @@ class RiskChecker:
         """Net filled quantity of orders this checker admitted (> 0 long)."""
         return self._net.get(symbol, 0.0)
 
+    def reserved_quantity(self, parent_id: str) -> float:
+        """What an accepted parent has yet to send (0 for one not accepted or ended)."""
+        res = self._parents.get(parent_id)
+        return res.reserved if res is not None else 0.0
+
     # -- judging ----------------------------------------------------------------------------
     def admit(self, order: Order, read_book: BookReader, now: float) -> str | None:
         """The router's pre-trade check of one venue order: None and the order is counted
         as sent and working, or the reason it is refused (counted in `refusals`)."""
         pricing = self._pricing(order, read_book)
         with self._lock:
-            limit, reason = self._judge(order, pricing, flow=True, now=now)
+            owner = self._owner(order)
+            draw = min(order.quantity, owner[1].reserved) if owner is not None else 0.0
+            limit, reason = self._judge(order, pricing, flow=True, now=now, draw=draw)
             if reason is not None:
                 self._refusals[limit] += 1  # type: ignore[index]
                 return reason
@@ -325,17 +356,74 @@ class RiskChecker:
             sent.append(now)
             cid = order.client_order_id or order.id
             key = (order.symbol, order.side)
-            self._orders[cid] = _Record(order.symbol, order.side, order.quantity, 0.0, order.quantity)
+            rec = _Record(order.symbol, order.side, order.quantity, 0.0, order.quantity)
+            self._orders[cid] = rec
             self._working[key] = self._working.get(key, 0.0) + order.quantity
             self._working_count[key] = self._working_count.get(key, 0) + 1
+            if owner is not None:
+                rec.owner, res = owner
+                res.out += order.quantity
+                self._rebalance(res)
         return None
 
-    def check_whole(self, order: Order, read_book: BookReader) -> str | None:
-        """An algorithm parent, or an order about to be split, judged once as a whole
-        (per-order limits and position; its pieces meet the flow limits when sent)."""
+    def accept_parent(self, order: Order, read_book: BookReader) -> str | None:
+        """An algorithm parent judged once as a whole, as `check_whole` does; accepted (None),
+        its quantity is reserved as working on its side until `end_parent`."""
         pricing = self._pricing(order, read_book)
         with self._lock:
             limit, reason = self._judge(order, pricing, flow=False, now=0.0)
+            if reason is not None:
+                self._refusals[limit] += 1  # type: ignore[index]
+                return reason
+            if order.id not in self._parents:
+                key = (order.symbol, order.side)
+                res = _Reservation(order.symbol, order.side, order.quantity)
+                self._parents[order.id] = res
+                self._working_count[key] = self._working_count.get(key, 0) + 1
+                self._rebalance(res)
+        return None
+
+    def end_parent(self, parent_id: str) -> None:
+        """The parent is final: what it had yet to send is no longer reserved (its children
+        still working stay counted as orders of their own)."""
+        with self._lock:
+            res = self._parents.pop(parent_id, None)
+            if res is None:
+                return
+            if res.placing is not None:
+                self._placing.pop(res.placing, None)
+            res.left = res.out = 0.0
+            self._rebalance(res)
+            self._uncount((res.symbol, res.side))
+
+    def placing_child(self, parent_id: str, child_id: str) -> None:
+        """A parent's child is about to be placed: orders whose `parent_id` is `child_id` (the
+        pieces of a split) draw on the parent's reservation too, until `placed_child`."""
+        with self._lock:
+            res = self._parents.get(parent_id)
+            if res is None:
+                return
+            if res.placing is not None:
+                self._placing.pop(res.placing, None)
+            res.placing = child_id
+            self._placing[child_id] = parent_id
+
+    def placed_child(self, child_id: str) -> None:
+        with self._lock:
+            parent_id = self._placing.pop(child_id, None)
+            res = self._parents.get(parent_id) if parent_id is not None else None
+            if res is not None and res.placing == child_id:
+                res.placing = None
+
+    def check_whole(self, order: Order, read_book: BookReader) -> str | None:
+        """An order about to be split judged once as a whole (per-order limits and
+        position; its pieces meet the flow limits when sent). Nothing is reserved: a
+        parent is accepted with `accept_parent`."""
+        pricing = self._pricing(order, read_book)
+        with self._lock:
+            owner = self._owner(order)
+            draw = min(order.quantity, owner[1].reserved) if owner is not None else 0.0
+            limit, reason = self._judge(order, pricing, flow=False, now=0.0, draw=draw)
             if reason is not None:
                 self._refusals[limit] += 1  # type: ignore[index]
         return reason
@@ -387,13 +475,18 @@ class RiskChecker:
                 if rec is None:
                     return
             filled = result.filled_quantity
+            res = self._parents.get(rec.owner) if rec.owner is not None else None
             if filled > rec.filled:
                 delta = filled - rec.filled
                 self._net[rec.symbol] = self._net.get(rec.symbol, 0.0) + (
                     delta if rec.side is OrderSide.BUY else -delta
                 )
                 rec.filled = filled
+                if res is not None:
+                    res.left -= delta
             if not live:
+                if res is not None:
+                    self._rebalance(res)
                 return
             if result.quantity > 0:
                 rec.quantity = result.quantity  # an amend may change it
@@ -408,11 +501,25 @@ class RiskChecker:
             leaves = max(rec.quantity - rec.filled, 0.0)
             key = (rec.symbol, rec.side)
             self._working[key] = self._working.get(key, 0.0) + leaves - rec.leaves
+            if res is not None:
+                res.out += leaves - rec.leaves
+                self._rebalance(res)
             rec.leaves = leaves
 
     # -- inside (lock held unless said) -----------------------------------------------------
     def _unwork(self, rec: _Record) -> None:
         key = (rec.symbol, rec.side)
+        self._working[key] = self._working.get(key, 0.0) - rec.leaves
+        res = self._parents.get(rec.owner) if rec.owner is not None else None
+        if res is not None:
+            # What the child leaves unfilled, its parent has yet to send again.
+            res.out -= rec.leaves
+            self._rebalance(res)
+        rec.leaves = 0.0
+        self._uncount(key)
+
+    def _uncount(self, key: tuple[str, OrderSide]) -> None:
+        """One order or parent less working on a side."""
         count = self._working_count.get(key, 0) - 1
         if count <= 0:
             # Exactly 0 once nothing works: float sums of many orders would drift.
@@ -420,8 +527,27 @@ class RiskChecker:
             self._working.pop(key, None)
         else:
             self._working_count[key] = count
-            self._working[key] = self._working.get(key, 0.0) - rec.leaves
-        rec.leaves = 0.0
+
+    def _rebalance(self, res: _Reservation) -> None:
+        """The parent's reservation follows left - out; the side's working quantity with it."""
+        reserved = max(res.left - res.out, 0.0)
+        if reserved != res.reserved:
+            key = (res.symbol, res.side)
+            self._working[key] = self._working.get(key, 0.0) + reserved - res.reserved
+            res.reserved = reserved
+
+    def _owner(self, order: Order) -> tuple[str, _Reservation] | None:
+        """The accepted parent a child (or a split child's piece) draws on, if any."""
+        pid = order.parent_id
+        if pid is None:
+            return None
+        res = self._parents.get(pid)
+        if res is None:
+            pid = self._placing.get(pid)  # type: ignore[assignment]
+            res = self._parents.get(pid) if pid is not None else None
+        if res is None or res.symbol != order.symbol or res.side is not order.side:
+            return None
+        return pid, res  # type: ignore[return-value]
 
     def _pricing(self, order: Order, read_book: BookReader) -> _Pricing:
         """The prices the limits need (lock not held: reading a book may call `update`).
@@ -477,11 +603,13 @@ class RiskChecker:
         now: float,
         replacing: _Record | None = None,
         shares: dict[str, tuple[float, str]] | None = None,
+        draw: float = 0.0,
     ) -> tuple[str | None, str | None]:
         """(limit, reason) of the first breach, or (None, None). Given `shares`, every
         per-order limit's share of use goes there with a line about it, and the judging
         goes on past a breach (the ticket shows the notional of a refused order too);
-        without, nothing is formatted unless refused: this runs for every order."""
+        without, nothing is formatted unless refused: this runs for every order. `draw`:
+        how much of the order its parent's reservation, counted as working, already holds."""
         limits = self._limits
         symbol, qty, side = order.symbol, order.quantity, order.side
         max_qty, max_notional, max_position = limits.for_symbol(symbol)
@@ -525,7 +653,7 @@ class RiskChecker:
                     return found
         net = self._net.get(symbol, 0.0)
         held = net if side is OrderSide.BUY else -net
-        working = self._working.get((symbol, side), 0.0)
+        working = max(self._working.get((symbol, side), 0.0) - draw, 0.0)
         this = qty
         if replacing is not None:
             working -= replacing.leaves

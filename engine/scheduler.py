@@ -162,12 +162,18 @@ class Scheduler:
                 order, None, f"no registered venue lists {order.symbol}", track=False
             )
         # Judged once as a whole: a TWAP for 1e6 BTC is refused here, not child by child.
-        refusal = self.smart.risk_refusal(order)
-        if refusal is not None:
-            return self.smart.order_router._denied(order, None, refusal, track=False)
+        # Accepted, it reserves its quantity against the position limit until it ends.
+        risk = self.smart.order_router.risk
+        if risk is not None:
+            symbol = order.symbol
+            refusal = risk.accept_parent(order, lambda depth: self.smart.merged_book(symbol, depth))
+            if refusal is not None:
+                return self.smart.order_router._denied(order, None, refusal, track=False)
         try:
             algo = make_algorithm(state, self.seed)
         except ValueError as exc:
+            if risk is not None:
+                risk.end_parent(order.id)
             return self.smart.order_router._denied(order, None, str(exc), track=False)
         parent = _Parent(state, algo)
         self._active[order.id] = parent
@@ -294,7 +300,15 @@ class Scheduler:
             )
             state.child_reasons[cid] = action.reason
             state.last_reason = action.reason
-            results: list[OrderResult] = yield ("place", action)
+            risk = self.smart.order_router.risk
+            if risk is not None:
+                # The pieces of a split child name the child, not the parent: tie them to it.
+                risk.placing_child(state.order.id, cid)
+            try:
+                results: list[OrderResult] = yield ("place", action)
+            finally:
+                if risk is not None:
+                    risk.placed_child(cid)
             for result in results:
                 if result.order_id not in state.children:  # a split piece of this child
                     self._child_parent[result.order_id] = state.order.id
@@ -356,6 +370,9 @@ class Scheduler:
         if state.status.is_final:
             parent.retry_cancel_at = None
             state.done_at = self.clock.now()
+            risk = self.smart.order_router.risk
+            if risk is not None:
+                risk.end_parent(state.order.id)
             # Into history before out of the active set: a reader on another thread
             # finds the parent in one or the other, never in neither.
             self._finished.put(state.order.id, state)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine import Engine, Order, OrderStatus, VirtualClock
+from engine import Engine, Order, OrderStatus, RiskLimits, VirtualClock
 from engine.algos.vwap import SUBSTEPS, u_shape
 from tests.algo_support import BTC, ScriptedVenue, one_venue_engine, parent_fills, quiet_venue, run_virtual
 from tests.conftest import VIRTUAL_START, virtual_anyio_backend
@@ -190,3 +190,24 @@ async def test_a_started_parent_is_new_before_its_first_child(virtual_clock: Vir
     await engine.cancel(oid)
     assert (await engine.wait(oid, timeout=10)).status is OrderStatus.CANCELED
     await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_a_vwap_whose_children_are_refused_ends_naming_the_refusal(virtual_clock: VirtualClock) -> None:
+    engine = Engine.default(seed=1, clock=virtual_clock, risk=RiskLimits(max_position_notional=60_000))
+    await engine.start()
+    oid = await engine.submit(vwap_order(1.0, duration_s=40, buckets=4))
+    with anyio.fail_after(60):
+        while engine.status(oid).filled_quantity <= 0:
+            await anyio.sleep(0.1)
+    # The operator tightens the limit under the working parent: its next children are refused.
+    engine.set_risk_limits(RiskLimits(max_position_notional=1_000))
+    result = await engine.wait(oid, timeout=600)
+    await engine.stop()
+    refused = [c for c in result.children if c.status is OrderStatus.REJECTED]
+    assert refused and all(c.reason.startswith("position ") for c in refused)
+    assert result.status is OrderStatus.EXPIRED
+    left = 1.0 - result.filled_quantity
+    assert result.reason == (
+        f"window ended with {left:g} of 1 unfilled; children refused: {refused[-1].reason}"
+    )

@@ -29,8 +29,11 @@ from engine import (
     ExecutionOptimizer,
     MarketConfig,
     Order,
+    OrderResult,
     OrderRouter,
+    OrderSide,
     OrderStatus,
+    RiskChecker,
     RiskLimits,
     RiskPreview,
     SimulatedExchange,
@@ -323,8 +326,82 @@ async def test_an_order_the_smart_router_splits_is_judged_as_a_whole(virtual_clo
     assert all(v.counters.submitted == 0 for v in venues.values())
 
 
+def _child(oid: str, parent: str, qty: float) -> Order:
+    return Order(id=oid, symbol=BTC, side="BUY", type="LIMIT", quantity=qty, price=50_000.0, parent_id=parent)
+
+
+def _report(oid: str, status: OrderStatus, qty: float, filled: float) -> OrderResult:
+    return OrderResult(oid, "sim", status, quantity=qty, filled_quantity=filled, symbol=BTC, side=OrderSide.BUY)
+
+
+def test_a_parent_reserves_what_it_has_yet_to_send_and_its_children_draw_on_it() -> None:
+    checker = RiskChecker(RiskLimits(max_position_notional=1_000_000))
+    no_book = lambda depth: None  # noqa: E731  (the orders' own prices are judged)
+    parent = Order(id="P", symbol=BTC, side="BUY", type="ICEBERG", quantity=19.0, price=50_000.0,
+                   metadata={"display_size": 5.0})
+    assert checker.accept_parent(parent, no_book) is None
+    assert (checker.working_quantity(BTC, "BUY"), checker.reserved_quantity("P")) == (19.0, 19.0)
+    # Another parent, or any order, meets the limit with the first parent's quantity in it.
+    second = parent.model_copy(update={"id": "Q", "quantity": 2.0})
+    assert checker.accept_parent(second, no_book) == (
+        "position 1,050,000 > max 1,000,000 USD (BTC/USD BUY: 0 filled, 19 working, 2 this order)"
+    )
+    assert checker.admit(limit("plain", 1.5, 50_000.0), no_book, 0.0) == (
+        "position 1,025,000 > max 1,000,000 USD (BTC/USD BUY: 0 filled, 19 working, 1.5 this order)"
+    )
+    # A child draws on its parent: it is not counted twice.
+    assert checker.admit(_child("c1", "P", 5.0), no_book, 0.0) is None
+    assert (checker.working_quantity(BTC, "BUY"), checker.reserved_quantity("P")) == (19.0, 14.0)
+    checker.update(_report("c1", OrderStatus.PARTIALLY_FILLED, 5.0, 2.0))
+    assert (checker.position(BTC), checker.working_quantity(BTC, "BUY")) == (2.0, 17.0)
+    # What a child leaves unfilled, its parent has yet to send again.
+    checker.update(_report("c1", OrderStatus.EXPIRED, 5.0, 2.0))
+    assert (checker.working_quantity(BTC, "BUY"), checker.reserved_quantity("P")) == (17.0, 17.0)
+    # The pieces of a split child name the child: placing_child ties them to the parent.
+    checker.placing_child("P", "c2")
+    assert checker.admit(_child("c2.1", "c2", 4.0), no_book, 0.0) is None
+    checker.placed_child("c2")
+    assert (checker.working_quantity(BTC, "BUY"), checker.reserved_quantity("P")) == (17.0, 13.0)
+    # Ended, the parent holds nothing more; its piece still working is counted on its own.
+    checker.end_parent("P")
+    assert (checker.working_quantity(BTC, "BUY"), checker.reserved_quantity("P")) == (4.0, 0.0)
+    checker.update(_report("c2.1", OrderStatus.FILLED, 4.0, 4.0))
+    assert (checker.position(BTC), checker.working_quantity(BTC, "BUY")) == (6.0, 0.0)
+    assert checker.refusals["position"] == 2
+
+
 @pytest.mark.anyio
-async def test_a_twap_child_is_refused_when_the_position_fills_up(virtual_clock: VirtualClock) -> None:
+async def test_parents_accepted_one_after_another_are_held_to_the_position_limit_together(
+    virtual_clock: VirtualClock,
+) -> None:
+    # The probe's case: three TWAPs of 19 BTC (~950,000 USD each) under a 1,000,000 limit were
+    # all accepted, and their children refused 29 times.
+    engine = Engine.default(seed=5, clock=virtual_clock, risk=RiskLimits(max_position_notional=1_000_000))
+    await engine.start(num_workers=4)
+    try:
+        ids = [
+            await engine.submit(Order(id=f"T{i}", symbol=BTC, side="BUY", type="TWAP", quantity=19.0,
+                                      metadata={"duration_s": 5, "slices": 5}))
+            for i in range(3)
+        ]
+        results = [await engine.wait(oid, timeout=60) for oid in ids]
+    finally:
+        await engine.stop()
+    first, *others = results
+    assert (first.status, first.filled_quantity) == (OrderStatus.FILLED, 19.0)
+    assert all(c.status is not OrderStatus.REJECTED for c in first.children), first.children
+    for result in others:
+        assert result.status is OrderStatus.REJECTED and result.children == []
+        assert result.reason.startswith("position ")
+        assert result.reason.endswith("> max 1,000,000 USD (BTC/USD BUY: 0 filled, 19 working, 19 this order)")
+    risk = engine.risk
+    assert risk is not None
+    assert risk.refusals == {n: 2 if n == "position" else 0 for n in LIMIT_NAMES}
+    assert (risk.position(BTC), risk.working_quantity(BTC, "BUY")) == (pytest.approx(19.0), 0.0)
+
+
+@pytest.mark.anyio
+async def test_a_working_twap_holds_its_unfilled_quantity_against_other_orders(virtual_clock: VirtualClock) -> None:
     limits = RiskLimits(max_position_notional=60_000)  # about 1.2 BTC
     engine = Engine.default(seed=1, clock=virtual_clock, risk=limits)
     await engine.start(num_workers=2)
@@ -335,17 +412,41 @@ async def test_a_twap_child_is_refused_when_the_position_fills_up(virtual_clock:
         with anyio.fail_after(60):
             while engine.status("tw").filled_quantity < 0.25:
                 await anyio.sleep(0.1)
-        # Filled elsewhere meanwhile: the parent was fine when accepted, its next child is not.
-        assert (await engine.wait(await engine.submit(market("other", 0.9)), timeout=5)).status is OrderStatus.FILLED
+        other = await engine.wait(await engine.submit(market("other", 0.9)), timeout=5)
+        parent = await engine.wait("tw", timeout=600)
+        after = await engine.wait(await engine.submit(market("after", 0.1)), timeout=5)
+    finally:
+        await engine.stop()
+    assert other.status is OrderStatus.REJECTED
+    assert other.reason.startswith("position ")
+    assert other.reason.endswith("> max 60,000 USD (BTC/USD BUY: 0.25 filled, 0.75 working, 0.9 this order)")
+    assert (parent.status, parent.filled_quantity) == (OrderStatus.FILLED, 1.0)
+    assert all(c.status is not OrderStatus.REJECTED for c in parent.children)
+    assert after.status is OrderStatus.FILLED  # the TWAP ended: nothing is reserved for it now
+
+
+@pytest.mark.anyio
+async def test_a_parent_whose_children_are_refused_ends_naming_the_refusal(virtual_clock: VirtualClock) -> None:
+    engine = Engine.default(seed=1, clock=virtual_clock, risk=RiskLimits(max_position_notional=60_000))
+    await engine.start(num_workers=2)
+    try:
+        twap = Order(id="tw", symbol=BTC, side="BUY", type="TWAP", quantity=1.0,
+                     metadata={"duration_s": 40, "slices": 4})
+        await engine.submit(twap)
+        with anyio.fail_after(60):
+            while engine.status("tw").filled_quantity < 0.25:
+                await anyio.sleep(0.1)
+        # The operator tightens the limit under the working parent: its next children are refused.
+        engine.set_risk_limits(RiskLimits(max_position_notional=20_000))
         parent = await engine.wait("tw", timeout=600)
     finally:
         await engine.stop()
     refused = [c for c in parent.children if c.status is OrderStatus.REJECTED]
-    assert refused, parent.children
-    assert refused[0].reason.startswith("position ")
-    assert "> max 60,000 USD (BTC/USD BUY: 1.15 filled, 0 working, 0.25 this order)" in refused[0].reason
-    assert parent.filled_quantity == pytest.approx(0.25)
-    assert engine.risk is not None and engine.risk.refusals["position"] >= 1
+    assert refused and all(c.reason.startswith("position ") for c in refused)
+    assert parent.status is OrderStatus.EXPIRED
+    assert parent.reason == (
+        f"window ended with 0.75 of 1 unfilled after 3 tries to complete; children refused: {refused[-1].reason}"
+    )
 
 
 @pytest.mark.anyio

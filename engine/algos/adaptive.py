@@ -50,6 +50,7 @@ from .base import (
     decides,
     limit_child,
     marketable_child,
+    refusal_note,
     refused_child,
     snap_price,
     tick_size,
@@ -236,7 +237,9 @@ class AdaptiveAlgorithm:
         left = state.lots_to_quantity(state.remaining_lots)
         state.status = OrderStatus.EXPIRED
         limit = f" at the limit {state.order.price:g}" if state.order.price is not None else ""
-        state.reason = f"deadline passed with {left:g} of {state.order.quantity:g} unfilled{limit}"
+        state.reason = (
+            f"deadline passed with {left:g} of {state.order.quantity:g} unfilled{limit}{refusal_note(state)}"
+        )
         return []
 
     # -- the contract ------------------------------------------------------------------------------

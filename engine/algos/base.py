@@ -113,11 +113,14 @@ class Children(dict[str, OrderResult]):
 
     `watch(fn)` calls `fn(old, new)` after every change (None for a child that was not
     there, or is gone), so an algorithm keeps its own figures (fills per bucket) alike.
+
+    `last_refusal` is the reason of the latest child refused (REJECTED), until a child
+    is accepted after it: what to tell the operator when a parent ends short.
     """
 
     __slots__ = (
         "instrument", "filled_lots", "working_lots", "filled_sum", "fill_quantity",
-        "fill_notional", "fees", "venues", "_working", "_watchers",
+        "fill_notional", "fees", "venues", "last_refusal", "_working", "_watchers",
     )
 
     def __init__(self, instrument: Instrument | None = None,
@@ -131,6 +134,7 @@ class Children(dict[str, OrderResult]):
         self.fill_notional = 0.0
         self.fees = 0.0
         self.venues: Counter[str] = Counter()  # children per venue
+        self.last_refusal: str | None = None
         self._working: dict[str, None] = {}  # ids of working children, in the order they started
         self._watchers: list[ChildWatcher] = []
         for key, value in items:
@@ -170,6 +174,11 @@ class Children(dict[str, OrderResult]):
         if new is not None:
             if new.exchange_id:
                 venues[new.exchange_id] += 1
+            status = new.status
+            if status is OrderStatus.REJECTED:
+                self.last_refusal = new.reason or "no reason given"
+            elif status is not OrderStatus.PENDING_NEW and (old is None or old.status is OrderStatus.PENDING_NEW):
+                self.last_refusal = None  # a child got through since
             filled += new.filled_quantity
             lots += _to_lots(inst, new.filled_quantity)
             if not new.status.is_final:
@@ -689,6 +698,13 @@ def check_parent(state: ParentState) -> None:
         raise AlgorithmParameterError(
             f"price {plain(order.price)} is not on the tick {inst.tick_size} of {symbol}"
         )
+
+
+def refusal_note(state: ParentState) -> str:
+    """"; children refused: <why>" when the parent's latest child was refused (its end
+    reason then says why it fell short, not only by how much), else ""."""
+    why = state.children.last_refusal
+    return f"; children refused: {why}" if why is not None else ""
 
 
 MAX_REFUSALS = 5  # refused children in a row before a parent gives up

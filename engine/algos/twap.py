@@ -50,6 +50,7 @@ from .base import (
     limit_child,
     marketable_child,
     plain,
+    refusal_note,
     resolve_window,
 )
 
@@ -271,6 +272,7 @@ class TwapAlgorithm:
                 f"window ended with {left:g} of {state.order.quantity:g} unfilled after "
                 f"{FINAL_TRIES} tries to complete"
                 + (f" (limit {state.order.price:g})" if state.order.price is not None else "")
+                + refusal_note(state)
             )
             return []
         self._final_tries += 1

@@ -47,6 +47,7 @@ from .base import (
     PlaceChild,
     decides,
     marketable_child,
+    refusal_note,
     resolve_window,
 )
 
@@ -291,9 +292,11 @@ class VwapAlgorithm:
         if state.order.price is not None:
             why.append(f"limit {state.order.price:g}")
         state.status = OrderStatus.EXPIRED
+        refused = refusal_note(state)
         state.reason = (
             f"window ended with {left:g} of {state.order.quantity:g} unfilled"
-            + (f" ({', '.join(why)})" if why else " (not enough liquidity)")
+            + (f" ({', '.join(why)})" if why else "" if refused else " (not enough liquidity)")
+            + refused
         )
         return []
 
