@@ -38,7 +38,7 @@ from .algos.registry import make_algorithm
 from .clock import Clock, ClockEvent
 from .history import History
 from .loops import set_event
-from .models import Order, OrderResult, OrderStatus
+from .models import Instrument, Order, OrderResult, OrderStatus
 
 if TYPE_CHECKING:
     from .smart import SmartOrderRouter
@@ -170,7 +170,8 @@ class Scheduler:
             if refusal is not None:
                 return self.smart.order_router._denied(order, None, refusal, track=False)
         try:
-            algo = make_algorithm(state, self.seed)
+            algo = make_algorithm(state, self.seed, listings=self._listings(order.symbol),
+                                  price=order.price if order.price is not None else self._mid(order.symbol))
         except ValueError as exc:
             if risk is not None:
                 risk.end_parent(order.id)
@@ -178,6 +179,20 @@ class Scheduler:
         parent = _Parent(state, algo)
         self._active[order.id] = parent
         return parent
+
+    def _listings(self, symbol: str) -> dict[str, Instrument]:
+        """Each registered venue's instrument for `symbol` (the filters a parent must suit)."""
+        router = self.smart.order_router
+        out = {}
+        for venue in router.exchanges:
+            inst = router.client(venue).instruments().get(symbol)
+            if inst is not None:
+                out[venue] = inst
+        return out
+
+    def _mid(self, symbol: str) -> float | None:
+        book = self.smart.merged_book(symbol, depth=1)
+        return book.mid if book is not None else None
 
     def submit(self, order: Order) -> list[OrderResult]:
         """Start a parent from sync code; returns the children of its first step."""

@@ -9,6 +9,9 @@
 * Algorithms: a parent whose children would be under the lot or minimum is refused
   when it is built; a large schedule runs without holding the loop (the cost of a
   decision does not grow with the number of children).
+* Algorithm parents against the venues' filters: a parent over 4 times what the
+  venues take in one order each, or whose planned children (display, slice, SMART's
+  one child) some venue would refuse, is refused when built, naming the filter.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pydantic import ValidationError
 from engine import (
     BookLevel,
     BookSnapshot,
+    Engine,
     ExchangeClient,
     Fill,
     Instrument,
@@ -754,6 +758,107 @@ def test_a_parent_under_the_minimum_says_so_rather_than_off_the_lot() -> None:
     )
 
 
+# -- algorithm parents against the venues' per-order filters -------------------------------------
+
+
+def test_seed_classes_refuse_a_parent_far_over_what_the_venue_takes_at_once() -> None:
+    # The probe's case: an ICEBERG of 999 BTC at 50,000 (~50M USD) was accepted by a venue that
+    # takes at most 10M in one order. A parent may work up to 4 times that, not 5.
+    router, exchange = seed_classes()
+    smart = SmartOrderRouter(order_router=router)
+    iceberg = parent("ICEBERG", 999.0, 50_000.0, display_size=1.0)
+    (result,) = smart.route_order(iceberg)
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == (
+        "notional 49,950,000.00 (999 at 50000) is over 4 times the maximum notional 10,000,000 of BTC/USD "
+        "per order at exchange_name: send a parent of at most 800"
+    )
+    assert exchange.counters.submitted == 0
+    (fits,) = smart.route_order(iceberg.model_copy(update={"id": "p-800", "quantity": 800.0}))
+    assert fits.status is OrderStatus.NEW
+
+
+def test_a_parent_over_four_times_the_maximum_quantity_is_refused() -> None:
+    assert refused_when_built(parent("TWAP", 4_000.5, duration_s=600, slices=100)) == (
+        "quantity 4000.5 is over 4 times the maximum quantity 1,000 of BTC/USD per order at the venue: "
+        "send a parent of at most 4000"
+    )
+    built(parent("TWAP", 4_000.0, duration_s=600, slices=100))
+
+
+@pytest.mark.anyio
+async def test_several_venues_carry_a_parent_together(virtual_clock: VirtualClock) -> None:
+    engine = Engine.default(seed=1, clock=virtual_clock, risk=None)
+    await engine.start()
+    try:
+        big = parent("TWAP", 13_000.0, duration_s=600, slices=100)
+        result = await engine.wait(await engine.submit(big), timeout=5)
+    finally:
+        await engine.stop()
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == (
+        "quantity 13000 is over 4 times the maximum quantity of BTC/USD per order at deep, swift and thrift "
+        "together (3,000): send a parent of at most 12000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        (parent("ICEBERG", 400.0, 50_000.0, display_size=300.0),
+         "display_size 300 at 50000 is a notional of 15,000,000.00, over the maximum notional 10,000,000 of "
+         "BTC/USD per order at the venue: show at most 200"),
+        (parent("ICEBERG", 2_000.0, display_size=1_500.0, price=1.0),
+         "display_size 1500 is over the maximum quantity 1,000 of BTC/USD per order at the venue: show at most 1000"),
+        (parent("ICEBERG", 1.0, 5.0, display_size=0.0001),
+         "display_size 0.0001 at 5 is a notional of 0.0005, under the minimum notional 1 of BTC/USD per order at "
+         "the venue"),
+        (parent("TWAP", 300.0, 50_000.0, duration_s=60, slices=1),
+         "TWAP slice 300 (300 in 1 slice) at 50000 is a notional of 15,000,000.00, over the maximum notional "
+         "10,000,000 of BTC/USD per order at the venue: use at least 2 slices"),
+        # 175 each if even; randomized, a slice may be up to 25% larger.
+        (parent("TWAP", 700.0, 50_000.0, duration_s=60, slices=4, randomize=True),
+         "TWAP slice 218.75 (700 in 4 slices, randomized) at 50000 is a notional of 10,937,500.00, over the "
+         "maximum notional 10,000,000 of BTC/USD per order at the venue: use at least 5 slices"),
+        (parent("SMART", 300.0, 50_000.0),
+         "SMART child 300 (it rests all that is left as one order) at 50000 is a notional of 15,000,000.00, "
+         "over the maximum notional 10,000,000 of BTC/USD per order at the venue: send at most 200, or use a TWAP"),
+    ],
+    ids=["iceberg-notional", "iceberg-quantity", "iceberg-min-notional", "twap", "twap-randomized", "smart"],
+)
+def test_a_parent_whose_children_no_venue_takes_is_refused_naming_the_filter(order: Order, reason: str) -> None:
+    assert refused_when_built(order) == reason
+
+
+def test_children_within_the_filters_build_and_vwap_children_follow_the_market() -> None:
+    built(parent("ICEBERG", 400.0, 50_000.0, display_size=200.0))
+    built(parent("TWAP", 300.0, 50_000.0, duration_s=60, slices=2))
+    built(parent("TWAP", 700.0, 50_000.0, duration_s=60, slices=4))
+    built(parent("TWAP", 700.0, 50_000.0, duration_s=60, slices=5, randomize=True))
+    built(parent("SMART", 200.0, 50_000.0))
+    built(parent("VWAP", 300.0, 50_000.0, duration_s=60))  # sized by the volume, split across venues
+
+
+@pytest.mark.anyio
+async def test_the_engine_refuses_a_parent_the_venues_cannot_carry_when_it_is_built(
+    virtual_clock: VirtualClock,
+) -> None:
+    venue = quiet_venue(virtual_clock)
+    engine = Engine({venue.name: venue}, clock=virtual_clock, risk=None)  # the filters alone
+    await engine.start()
+    try:
+        iceberg = parent("ICEBERG", 400.0, 50_000.0, display_size=300.0)
+        result = await engine.wait(await engine.submit(iceberg), timeout=5)
+    finally:
+        await engine.stop()
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == (
+        "display_size 300 at 50000 is a notional of 15,000,000.00, over the maximum notional 10,000,000 of "
+        "BTC/USD per order at sim: show at most 200"
+    )
+    assert virtual_clock.now() == START
+
+
 def test_sizes_in_messages_are_plain_when_small_and_short_when_large() -> None:
     assert plain(0.00001) == "0.00001"
     assert plain(0.5) == "0.5"
@@ -792,6 +897,8 @@ def test_the_demo_flow_passes_the_default_filters() -> None:
         display = order.metadata.get("display_size")
         if display is not None:
             assert inst.filter_refusal(display, order.price) is None
+        if order.type.is_algorithm:  # and its children (display, slices) as the scheduler judges them
+            make_algorithm(ParentState(order, inst, created_at=START), listings={"sim": inst}, price=order.price or mid)
 
 
 def test_rounding_helpers_never_raise() -> None:

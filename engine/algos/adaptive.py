@@ -47,9 +47,11 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    PlannedChild,
     decides,
     limit_child,
     marketable_child,
+    plain,
     refusal_note,
     refused_child,
     snap_price,
@@ -231,6 +233,14 @@ class AdaptiveAlgorithm:
         return [PlaceChild(
             child, None, f"{u} {trigger}: rest {child.quantity:g} at {price:.10g}{book_txt}{slow}; {self._why}"
         )]
+
+    def largest_child(self) -> PlannedChild:
+        """Everything left rests as one child at one venue."""
+        quantity = self.state.order.quantity
+        return PlannedChild(
+            quantity, f"SMART child {plain(quantity)} (it rests all that is left as one order)",
+            lambda most: f"send at most {plain(most)}, or use a TWAP",
+        )
 
     def _expire(self) -> list[Action]:
         state = self.state

@@ -446,6 +446,9 @@ class Algorithm(Protocol):
     def describe(self) -> str:
         """One line for the desk: what the parent is doing now."""
 
+    def largest_child(self) -> PlannedChild | None:
+        """The largest child it plans to send (None: sized by the market, as VWAP's are)."""
+
 
 def limit_child(
     state: ParentState, quantity_lots: int, price: float | None, *, tif: TimeInForce = TimeInForce.GTC
@@ -705,6 +708,111 @@ def refusal_note(state: ParentState) -> str:
     reason then says why it fell short, not only by how much), else ""."""
     why = state.children.last_refusal
     return f"; children refused: {why}" if why is not None else ""
+
+
+# What a parent may be against the venues' per-order filters. An algorithm exists to work
+# more than one order's maximum, and IB and Nautilus let it; but a parent over this many
+# times what the venues listing the symbol take at once (one order of the largest size at
+# each) is a slip, not a plan. Four is the ratio of the desk's default position limit to
+# its default order limit (10,000,000 to 2,500,000 USD).
+PARENT_MAX_MULTIPLE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChild:
+    """The largest child an algorithm plans to send, for the venues' per-order filters.
+
+    what: how the operator calls it ("display_size 5", "TWAP slice 2.5 (10 in 4 slices)").
+    advise: given the largest child every venue takes, what to change ("show at most 2").
+    """
+
+    quantity: float
+    what: str
+    advise: Callable[[float], str]
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.2f}" if value >= 1 else plain(value)
+
+
+def _at(venues: list[str], one: str, total: str) -> str:
+    """'<one> of X per order at a' for one venue, '... at a, b and c together (<total>)' for more."""
+    if len(venues) == 1:
+        return f"{one} per order at {venues[0]}"
+    return f"per order at {', '.join(venues[:-1])} and {venues[-1]} together ({total})"
+
+
+def check_filters(
+    state: ParentState, listings: Mapping[str, Instrument], price: float | None, child: PlannedChild | None
+) -> None:
+    """Refuse, when the algorithm is built, a parent the venues' per-order filters cannot carry:
+    its total over PARENT_MAX_MULTIPLE times what the venues listing its symbol take at once,
+    or its largest planned child over (or, in notional, under) what some venue takes in one
+    order. Every such child would be refused at a venue, and the parent would give up later.
+
+    `listings`: each venue's instrument for the parent's symbol; `price`: the parent's limit,
+    else the market's mid (None: notionals are not judged)."""
+    if not listings:
+        return
+    order = state.order
+    symbol, qty = order.symbol, order.quantity
+    names = sorted(listings)
+    insts = [listings[n] for n in names]
+    inst = state.instrument or insts[0]
+    k = PARENT_MAX_MULTIPLE
+
+    def at_most(quantity: float) -> str:
+        return plain(inst.lots_to_quantity(inst.lots_at_most(quantity)))
+
+    # The total, against what the venues take at once.
+    if all(i.max_quantity is not None for i in insts):
+        cap = float(sum(i.max_quantity for i in insts))  # type: ignore[misc]
+        if qty > k * cap:
+            where = _at(names, f"{insts[0].max_quantity:,} of {symbol}", f"{cap:,g}")
+            raise AlgorithmParameterError(
+                f"quantity {plain(qty)} is over {k} times the maximum quantity"
+                + ("" if len(names) == 1 else f" of {symbol}")
+                + f" {where}: send a parent of at most {at_most(k * cap)}"
+            )
+    if price is not None and all(i.max_notional is not None for i in insts):
+        cap = float(sum(i.max_notional for i in insts))  # type: ignore[misc]
+        if qty * price > k * cap:
+            where = _at(names, f"{insts[0].max_notional:,} of {symbol}", _amount(cap))
+            raise AlgorithmParameterError(
+                f"notional {_amount(qty * price)} ({show(qty)} at {show(price)}) is over {k} times the "
+                "maximum notional" + ("" if len(names) == 1 else f" of {symbol}")
+                + f" {where}: send a parent of at most {at_most(k * cap / price)}"
+            )
+    if child is None:
+        return
+    # The largest child: it must suit every venue, since any of them may be chosen for it.
+    size = child.quantity
+    for name, i in zip(names, insts):
+        max_quantity, min_notional, max_notional = (
+            math.inf if i.max_quantity is None else float(i.max_quantity),
+            0.0 if i.min_notional is None else float(i.min_notional),
+            math.inf if i.max_notional is None else float(i.max_notional),
+        )
+        largest = max_quantity if price is None else min(max_quantity, max_notional / price)
+        advice = f": {child.advise(i.lots_to_quantity(i.lots_at_most(largest)))}" if largest < math.inf else ""
+        if size > max_quantity:
+            raise AlgorithmParameterError(
+                f"{child.what} is over the maximum quantity {i.max_quantity:,} of {symbol} per order "
+                f"at {name}{advice}"
+            )
+        if price is None:
+            continue
+        notional = size * price
+        if notional > max_notional:
+            raise AlgorithmParameterError(
+                f"{child.what} at {show(price)} is a notional of {_amount(notional)}, over the maximum "
+                f"notional {i.max_notional:,} of {symbol} per order at {name}{advice}"
+            )
+        if notional < min_notional:
+            raise AlgorithmParameterError(
+                f"{child.what} at {show(price)} is a notional of {_amount(notional)}, under the minimum "
+                f"notional {i.min_notional:,} of {symbol} per order at {name}"
+            )
 
 
 MAX_REFUSALS = 5  # refused children in a row before a parent gives up

@@ -33,6 +33,7 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    PlannedChild,
     decides,
     limit_child,
     plain,
@@ -155,6 +156,12 @@ class IcebergAlgorithm:
     def next_wake(self) -> float | None:
         wakes = [w for w in (self._refill_at, self._retry_at, self._observe_at) if w is not None]
         return min(wakes) if wakes else None
+
+    def largest_child(self) -> PlannedChild:
+        return PlannedChild(
+            min(self.display, self.state.order.quantity), f"display_size {plain(self.display)}",
+            lambda most: f"show at most {plain(most)}",
+        )
 
     def describe(self) -> str:
         s = self.state

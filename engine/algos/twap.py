@@ -46,6 +46,7 @@ from .base import (
     MarketWatch,
     ParentState,
     PlaceChild,
+    PlannedChild,
     decides,
     limit_child,
     marketable_child,
@@ -134,12 +135,14 @@ class TwapAlgorithm:
         self.state = state
         meta = state.order.metadata
         start, end = resolve_window(meta, state.created_at)
+        self._planned_slices: int | None = None
         if end > start:
             inst = state.instrument
             n, asked = slice_count(meta, end - start, state.quantity_lots, inst.min_lots if inst else 1)
             problem = slices_problem(state, n, end - start) if asked else None
             if problem is not None:
                 raise AlgorithmParameterError(problem)
+            self._planned_slices = n
         self.randomize = bool(meta.get("randomize", False))
         self.allow_past_end = bool(meta.get("allow_past_end", False))
         self._rng = random.Random(f"{seed}:{state.order.id}")
@@ -318,6 +321,21 @@ class TwapAlgorithm:
         elif not self.allow_past_end and self._final_tries == 0:
             wakes.append(self.end_at)
         return min(wakes) if wakes else None
+
+    def largest_child(self) -> PlannedChild | None:
+        """The largest planned slice (a randomized one up to SIZE_JITTER over the even size).
+        Catching up sends up to CATCHUP_FACTOR slices, split across venues as the books allow."""
+        n = self._planned_slices
+        if n is None:
+            return None  # the window is refused when the parent starts
+        state = self.state
+        stretch = 1.0 + (SIZE_JITTER if self.randomize else 0.0)
+        total = state.quantity_lots
+        size = state.lots_to_quantity(min(math.ceil(total / n * stretch), total))
+        quantity = state.order.quantity
+        what = f"TWAP slice {plain(size)} ({plain(quantity)} in {n:,} slice{'s' if n != 1 else ''}"
+        what += ", randomized)" if self.randomize else ")"
+        return PlannedChild(size, what, lambda most: f"use at least {math.ceil(quantity * stretch / most):,} slices")
 
     def describe(self) -> str:
         s = self.state

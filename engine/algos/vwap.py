@@ -283,6 +283,10 @@ class VwapAlgorithm:
         )
         return [PlaceChild(child, None, reason, split=True)]
 
+    def largest_child(self) -> None:
+        """None: each child is sized to the volume the market traded, and may be split."""
+        return None
+
     def _expire(self) -> list[Action]:
         state = self.state
         left = state.lots_to_quantity(state.remaining_lots)
