@@ -1054,3 +1054,75 @@ async def test_the_palette_reaches_panels_and_the_orders_views(tmp_path: Path) -
             await pilot.press("enter")
             await until(pilot, check)
         await app.shutdown_engine()
+
+
+# -- one ticket or dialog at a time -------------------------------------------------------------
+
+
+async def run_from_palette(pilot, query: str) -> None:
+    """Open the palette over whatever is on top, find `query` and run it."""
+    from textual.command import CommandList, CommandPalette
+
+    app = pilot.app
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+    await pilot.press(*query)
+    # The palette searches in a worker: wait for its list, then run the first hit.
+    await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, CommandPalette))
+    await pilot.pause()
+
+
+def screen_names(app: DeskApp) -> list[str]:
+    return [type(screen).__name__ for screen in app.screen_stack]
+
+
+@pytest.mark.anyio
+async def test_the_palettes_other_side_inside_an_open_ticket_opens_no_second_ticket(tmp_path: Path) -> None:
+    # The probe's case: "Place sell order" inside a buy ticket pushed the same ticket again;
+    # Enter then sent the order and left a ticket up, and a second Enter reused the id.
+    app = make_app(tmp_path)
+    notices = record_notices(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        await run_from_palette(pilot, "place sell order")
+        assert screen_names(app) == ["Screen", "TicketScreen"]
+        assert ("sell ticket not opened: a ticket is open (Enter sends it, Esc closes it, ctrl+f flips its side)"
+                in notices), notices
+        await pilot.press("enter")
+        await until(pilot, lambda: "T-1" in app.engine.working() or "T-1" in app.blotter.keys)
+        await until(pilot, lambda: screen_names(app) == ["Screen"])
+        assert app.engine.status("T-1").side.value == "BUY"  # the ticket as it was, sent once
+        assert not any("already in use" in n for n in notices), notices
+        await app.shutdown_engine()
+
+
+OPEN_A_DIALOG = {
+    "AmendScreen": ["b", "enter", "a"],  # a resting limit buy, then amend it
+    "OrderScreen": ["b", "enter", "enter"],
+    "ConfirmScreen": ["b", "enter", "x"],
+    "HelpScreen": ["question_mark"],
+}
+
+
+@pytest.mark.parametrize("dialog", list(OPEN_A_DIALOG))
+@pytest.mark.anyio
+async def test_the_palette_opens_no_ticket_or_dialog_over_an_open_dialog(tmp_path: Path, dialog: str) -> None:
+    app = make_app(tmp_path)
+    notices = record_notices(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        for key in OPEN_A_DIALOG[dialog]:
+            await pilot.press(key)
+            if key == "b":
+                await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+            elif key == "enter" and "T-1" not in app.blotter.keys:
+                await until(pilot, lambda: "T-1" in app.engine.working())
+        await until(pilot, lambda: type(app.screen).__name__ == dialog)
+        for command in ("place buy order", "place sell order", "order detail", "show keys",
+                        "cancel all working orders", "fault drill on deep"):
+            await run_from_palette(pilot, command)
+            assert screen_names(app) == ["Screen", dialog], command
+        assert sum("not opened:" in n for n in notices) == 6, notices
+        await app.shutdown_engine()

@@ -31,6 +31,7 @@ import anyio
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.events import Event as TextualEvent
 from textual.events import Key, Resize
@@ -136,6 +137,16 @@ TAPE_ROWS = 200
 TABBED_BELOW = (120, 40)  # columns, rows
 PANELS = {"market": "Market", "venues": "Venues", "fills": "Fills", "positions": "Positions",
           "latency": "Latency", "events": "Events"}
+
+# The screens the desk opens over itself, as the operator knows them, and how each is left.
+OPEN_SCREENS: dict[type, tuple[str, str]] = {
+    TicketScreen: ("a ticket", "Enter sends it, Esc closes it, ctrl+f flips its side"),
+    AmendScreen: ("the amend dialog", "Enter amends, Esc closes it"),
+    ConfirmScreen: ("a question", "y or n answers it"),
+    DrillScreen: ("the drill dialog", "Esc closes it"),
+    HelpScreen: ("the key list", "Esc closes it"),
+    OrderScreen: ("the order detail", "Esc closes it"),
+}
 
 
 class DeskApp(App[None]):
@@ -477,6 +488,8 @@ class DeskApp(App[None]):
         self.blotter.border_title = title
 
     def action_order_detail(self) -> None:
+        if self._already_open("order detail"):
+            return
         order_id = self._selected_order()
         if order_id is None:
             return
@@ -676,6 +689,22 @@ class DeskApp(App[None]):
         """A ticket, dialog, help or the palette is on top of the desk."""
         return len(self.screen_stack) > 1
 
+    def _already_open(self, what: str) -> bool:
+        """True, and the operator told why `what` does not open, while a ticket or dialog is open.
+
+        Tickets and dialogs open one at a time, over the desk. The palette reaches every
+        desk action from inside any of them (it runs its command once it has closed
+        itself), and a ticket over the ticket would be the same installed screen twice:
+        its Enter sends one order and leaves a ticket up. Quitting is the exception: it
+        asks over anything (action_quit_desk).
+        """
+        screen = next((s for s in reversed(self.screen_stack[1:]) if not isinstance(s, CommandPalette)), None)
+        if screen is None:
+            return False
+        name, how = OPEN_SCREENS.get(type(screen), ("a dialog", "Esc closes it"))
+        self.notify(f"{what} not opened: {name} is open ({how})", severity="warning", timeout=4)
+        return True
+
     def _slow_panels(self) -> None:
         if self.desk_covered:
             return
@@ -734,6 +763,8 @@ class DeskApp(App[None]):
         return f"{self.order_prefix}-{self._order_seq}"
 
     def action_ticket(self, side: str) -> None:
+        if self._already_open(f"{side.lower()} ticket"):
+            return
         if self.engine.halted_reason:
             self.notify(f"trading is halted ({self.engine.halted_reason}): press r to resume first",
                         severity="error")
@@ -846,6 +877,8 @@ class DeskApp(App[None]):
         self._frame()
 
     def action_amend_selected(self) -> None:
+        if self._already_open("amend"):
+            return
         order_id = self._selected_order()
         if order_id is None:
             return
@@ -878,6 +911,8 @@ class DeskApp(App[None]):
         self._frame()
 
     def action_cancel_all(self) -> None:
+        if self._already_open("cancel all"):
+            return
         working = [oid for oid in self.orders.working if self._is_working(oid)]
         self.push_screen(ConfirmScreen(f"Cancel all working orders ({len(working)} of the desk's)?"),
                          self._cancel_all_confirmed)
@@ -902,6 +937,8 @@ class DeskApp(App[None]):
         if not self.engine.halted_reason:
             self.notify("trading is not halted", timeout=2)
             return
+        if self._already_open("resume"):
+            return
         self.push_screen(ConfirmScreen("Resume trading?"), self._resume_confirmed)
 
     def _resume_confirmed(self, yes: bool | None) -> None:
@@ -925,6 +962,8 @@ class DeskApp(App[None]):
         self._slow_panels()
 
     def action_drill(self, venue: str | None = None) -> None:
+        if self._already_open("fault drill"):
+            return
         venue = venue or self.selected_venue()
         if venue is None:
             return
@@ -1005,6 +1044,8 @@ class DeskApp(App[None]):
         panel.refresh_from(self.engine)
 
     def action_help(self) -> None:
+        if self._already_open("key list"):
+            return
         self.push_screen(HelpScreen(self.key_map()))
 
     def key_map(self) -> list[tuple[str, str, str]]:
@@ -1033,7 +1074,10 @@ class DeskApp(App[None]):
         self._demo_task = self.run_worker(run_demo(self), group="demo", exclusive=True)
 
     def action_quit_desk(self) -> None:
-        """Every way out (q, ctrl+q, ctrl+c, the palette's Quit) asks first while orders work."""
+        """Every way out (q, ctrl+q, ctrl+c, the palette's Quit) asks first while orders work.
+
+        It asks over an open ticket or dialog too: the way out is never blocked, and its
+        question is a new screen each time, never pushed twice."""
         if self._quit_question is not None and self._quit_question in self.screen_stack:
             return  # already asking: a second press neither stacks a question nor skips it
         # The engine's own list, not the desk's bounded bookkeeping: an order the blotter
