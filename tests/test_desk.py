@@ -1012,6 +1012,46 @@ async def test_the_desk_runs_under_its_risk_file_written_with_the_defaults_on_fi
 
 
 @pytest.mark.anyio
+async def test_a_refused_risk_file_is_said_lastingly_and_the_log_names_the_limits_in_force(tmp_path: Path) -> None:
+    # The notice alone went after 8 s, and the Events log named the refused file as the
+    # limits' source although the built-in ones were in force.
+    from engine.risk import DEFAULT_RISK_LIMITS
+
+    risk_file = tmp_path / "risk.toml"
+    risk_file.write_text("max_order_notional = 'lots'\n")
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert app.engine.risk.limits == DEFAULT_RISK_LIMITS
+        await until(pilot, lambda: "RISK limits" in log_text(app))
+        log = " ".join(log_text(app).split())  # the log wraps long lines
+        assert (f"RISK limits: the built-in ones are in force, risk.toml was refused (risk limits file {risk_file}:"
+                " max_order_notional must be a number, got 'lots'") in log, log
+        assert "They allow per order at most 2,500,000 notional" in log
+        assert f"from {risk_file}" not in log
+        await until(pilot, lambda: "RISK: built-in limits (risk.toml refused)" in str(app.topbar.render()))
+        app.clear_notifications()
+        await pilot.press("2")  # the top bar is drawn again (ETH): the marker stays
+        await until(pilot, lambda: "ETH/USD" in str(app.topbar.render()))
+        assert "RISK: built-in limits (risk.toml refused)" in str(app.topbar.render())
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: app.tabbed)
+        await pilot.press("1")
+        await until(pilot, lambda: "RISK: built-in, file refused" in str(app.topbar.render()))
+        app.demo = True  # the longest top bar an 80-column desk has, halts aside
+        await pilot.press("1")
+        await until(pilot, lambda: "DEMO" in str(app.topbar.render()))
+        assert len(str(app.topbar.render())) <= 78, str(app.topbar.render())  # within 80 with its padding
+        await app.shutdown_engine()
+    # A good file: no marker, and the log names the file.
+    risk_file.unlink()
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: f"RISK limits (from {risk_file}):" in log_text(app))
+        assert "RISK" not in str(app.topbar.render())
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
 async def test_a_refusal_by_the_limits_shows_its_reason_on_the_row_in_events_and_is_counted(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:

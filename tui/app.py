@@ -203,14 +203,21 @@ class DeskApp(App[None]):
         self._startup_notices: list[str] = [settings_problem] if settings_problem else []
         # Where the limits came from, for the welcome line (None: the engine was given).
         self.risk_path: Path | None = None
+        # Why the built-in limits run instead of the file's (None: the file's run). Said in
+        # the Events log and, for as long as the desk runs, on the top bar: a notice alone
+        # goes, and the operator would take the file's limits to be in force.
+        self.risk_problem: str | None = None
+        self._risk_file_refused = False
         if engine is None:
             profiler_path = self.settings_path.parent / "latency.json"
             # The operator's limits file (written with the defaults on the first run, so
             # it can be edited); a bad one gives the built-in limits and a notice.
             self.risk_path = risk_path or self.settings_path.parent / "risk.toml"
-            limits, risk_problem = load_risk_limits(self.risk_path)
-            if risk_problem:
-                self._startup_notices.append(risk_problem)
+            limits, self.risk_problem = load_risk_limits(self.risk_path)
+            # A file that is there was refused; one that is not could not be written.
+            self._risk_file_refused = self.risk_path.exists()
+            if self.risk_problem:
+                self._startup_notices.append(self.risk_problem)
             engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
                                     remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits)
             engine.profiler.autosave_path = profiler_path
@@ -461,11 +468,30 @@ class DeskApp(App[None]):
         limits = risk.limits
         per_symbol = ", ".join(f"{symbol} {lim.max_quantity:g}" for symbol, lim in limits.symbols.items()
                                if lim.max_quantity is not None)
-        where = f" (from {self.risk_path})" if self.risk_path else ""
-        return (f"RISK limits{where}: per order at most {limits.max_order_notional:,.0f} notional"
+        if self.risk_problem:
+            where = f": the built-in ones are in force, {self._risk_file_fate()} ({self.risk_problem}). They allow"
+        else:
+            where = f" (from {self.risk_path}):" if self.risk_path else ":"
+        return (f"RISK limits{where} per order at most {limits.max_order_notional:,.0f} notional"
                 + (f" and {per_symbol}" if per_symbol else "")
                 + f", within {limits.price_band_pct:g}% of the mid; {limits.max_open_orders:,} open orders,"
                 f" {limits.max_orders_per_s:,} orders/s, position {limits.max_position_notional:,.0f} per symbol.")
+
+    def _risk_file_fate(self, *, short: bool = False) -> str:
+        """What became of the limits file the built-in limits stand in for."""
+        name = self.risk_path.name if self.risk_path else "the limits file"
+        if self._risk_file_refused:
+            return f"{name} refused" if short else f"{name} was refused"
+        return f"{name} not written" if short else f"{name} could not be written"
+
+    def _risk_marker(self) -> str:
+        """The top bar's lasting word that the built-in limits stand in for the operator's file."""
+        if not self.risk_problem:
+            return ""
+        if self.tabbed:  # 80 columns: the file's name could push it off the line
+            fate = "file refused" if self._risk_file_refused else "file not written"
+            return f"  [b $warning]RISK: built-in, {fate}[/]"
+        return f"  [b $warning]RISK: built-in limits ({escape(self._risk_file_fate(short=True))})[/]"
 
     # -- the Orders panel: everyone's, or only the operator's --------------------------------------
     def action_mine_only(self) -> None:
@@ -650,6 +676,7 @@ class DeskApp(App[None]):
             f"[b]execdesk[/]  {self._clock_text(engine.clock.now())}  [b]{self.symbol}[/]  seed {self.seed}"
             + ("  [b $warning]DEMO[/]" if self.demo else "")
             + ("   [b reverse $halted] ■ HALTED: press r to resume [/]" if halted else "")
+            + self._risk_marker()
         )
         self.topbar.set_class(bool(halted), "halted")
 
