@@ -173,6 +173,9 @@ async def test_amend_to_a_far_price_needs_a_second_enter() -> None:
     ("", "0", "Limit price must be > 0, got 0"),
     ("0.5", "49100", "nothing changed: type a new quantity or price"),
     ("", "", "nothing changed: type a new quantity or price"),
+    ("1,5", "", "Quantity: use . for decimals: got '1,5'"),
+    ("", "49100,5", "Limit price: use . for decimals: got '49100,5'"),
+    ("\u0661", "", "Quantity takes the digits 0-9 only, got '\u0661'"),
 ])
 @pytest.mark.anyio
 async def test_amend_refuses_what_the_ticket_refuses_in_our_words(quantity: str, price: str, error: str) -> None:
@@ -195,6 +198,11 @@ def test_amend_plan_keeps_a_blank_field_and_every_digit() -> None:
     plan = plan_amend("", "49100.55", quantity=0.5, price=49_100.0)
     assert (plan.quantity, plan.price, plan.errors, plan.warnings) == (None, 49_100.55, {}, [])
     assert plan.summary == "quantity unchanged 0.5, price 49,100 -> 49,100.55"
+
+
+def test_amend_reads_commas_as_thousands_groups_only() -> None:
+    plan = plan_amend("", "49,100.5", quantity=0.5, price=49_100.0)
+    assert (plan.quantity, plan.price, plan.errors) == (None, 49_100.5, {})
 
 
 @pytest.mark.parametrize(("quantity", "price", "error"), [

@@ -11,7 +11,7 @@ from textual.widgets import Input
 
 from tests.desk_support import make_app, make_engine
 from tui.screens.ticket import TicketScreen
-from tui.ticket_model import FIELDS_BY_TYPE
+from tui.ticket_model import FIELDS_BY_TYPE, build_order
 
 from engine import OrderType, RiskPreview
 
@@ -392,3 +392,49 @@ async def test_a_market_orders_notional_is_said_once() -> None:
         assert preview.limit == "notional"
         assert text(app.ticket, "#ticket-risk") == (
             f"Notional {preview.notional:,.2f} USD · 0% of max 2,500,000 USD (BTC/USD)")
+
+
+@pytest.mark.anyio
+async def test_a_decimal_comma_is_refused_not_read_as_thousands() -> None:
+    app = Host(btc_ticket("0.1"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        await pilot.press("1", "comma", "5")  # typed over the selected quantity
+        assert value(ticket, "quantity") == "1,5"
+        assert text(ticket, "#error-quantity") == "Quantity: use . for decimals: got '1,5'"
+        await pilot.press("enter", "enter")
+        await pilot.pause()
+        assert app.results == [] and app.screen is ticket
+        # Commas that group thousands are what an operator means by them.
+        ticket.query_one("#field-quantity", Input).value = "1,000"
+        ticket.query_one("#field-price", Input).value = "12,345.5"
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        [(order, _)] = app.results
+        assert (order.quantity, order.price) == (1000.0, 12_345.5)
+
+
+@pytest.mark.parametrize(("typed", "error"), [
+    ("1,5", "Quantity: use . for decimals: got '1,5'"),
+    ("0,25", "Quantity: use . for decimals: got '0,25'"),
+    ("1,0000", "Quantity: use . for decimals: got '1,0000'"),
+    ("1,5abc", "Quantity must be a number, got '1,5abc'"),
+    ("\u0661\u0662", "Quantity takes the digits 0-9 only, got '\u0661\u0662'"),  # Arabic-Indic 12
+    ("\uff11\uff12", "Quantity takes the digits 0-9 only, got '\uff11\uff12'"),  # full-width 12
+    ("1_5", "Quantity must be a number, got '1_5'"),
+    ("1 000", "Quantity must be a number, got '1 000'"),
+])
+def test_the_ticket_reads_only_plain_ascii_numbers(typed: str, error: str) -> None:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": typed, "price": "49995"}
+    result = build_order(values, "T-1")
+    assert result.order is None and result.errors == {"quantity": error}
+
+
+@pytest.mark.parametrize(("typed", "quantity"), [
+    ("1,000", 1000.0), ("12,345.5", 12_345.5), ("1,000,000", 1e6), (" 2.5 ", 2.5), (".5", 0.5), ("1e3", 1000.0),
+])
+def test_the_ticket_reads_thousands_groups_and_plain_forms(typed: str, quantity: float) -> None:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": typed, "price": "49995"}
+    result = build_order(values, "T-1")
+    assert result.errors == {} and result.order.quantity == quantity

@@ -132,16 +132,39 @@ class TicketResult:
         return self.order is not None
 
 
+# What a number field accepts: ASCII digits, an optional sign, a decimal point and an
+# exponent, and commas only as thousands grouping (1,000 or 12,345.5). Python's float()
+# alone is too kind for a ticket: it reads Arabic-Indic and full-width digits ("١٢",
+# "１２") and underscores ("1_5") as numbers, and dropping every comma would read a
+# decimal comma (1,5) as 15, an order ten times the size meant. The words inf and nan
+# pass through so that their error names the real rule (a finite number).
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_GROUPED_NUMBER = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
+_NOT_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
 def _number(name: str, text: str, *, whole: bool = False) -> Any:
-    text = text.strip().replace(",", "")
-    if not text:
+    typed = text.strip()
+    label = LABELS.get(name, name)
+    if not typed:
         hint = HINTS.get(name)
-        raise ValueError(f"{LABELS.get(name, name)} is required" + (f" ({hint})" if hint else ""))
+        raise ValueError(f"{label} is required" + (f" ({hint})" if hint else ""))
+    if not typed.isascii():
+        raise ValueError(f"{label} takes the digits 0-9 only, got {typed!r}")
+    kind = "a whole number" if whole else "a number"
+    text = typed
+    if "," in typed:
+        text = typed.replace(",", "")
+        if not _GROUPED_NUMBER.fullmatch(typed):
+            if _PLAIN_NUMBER.fullmatch(text):  # 1,5 or 1,0000: a decimal comma, or a slip
+                raise ValueError(f"{label}: use . for decimals: got {typed!r}")
+            raise ValueError(f"{label} must be {kind}, got {typed!r}")
+    if not (_PLAIN_NUMBER.fullmatch(text) or _NOT_FINITE.fullmatch(text)):
+        raise ValueError(f"{label} must be {kind}, got {typed!r}")
     try:
         return int(text) if whole else float(text)
     except ValueError:
-        kind = "a whole number" if whole else "a number"
-        raise ValueError(f"{LABELS.get(name, name)} must be {kind}, got {text!r}") from None
+        raise ValueError(f"{label} must be {kind}, got {typed!r}") from None
 
 
 def build_order(values: dict[str, str], order_id: str) -> TicketResult:
