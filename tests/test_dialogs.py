@@ -129,38 +129,47 @@ async def test_amend_starts_in_quantity_names_units_and_says_what_it_sends() -> 
 
 
 @pytest.mark.anyio
-async def test_amend_that_looks_like_a_swap_needs_a_second_enter() -> None:
+async def test_amend_that_looks_like_a_swap_goes_only_on_ctrl_s() -> None:
     app = Host(amend())
     async with app.run_test(size=(80, 24)) as pilot:
         dialog = app.dialog
-        await pilot.press(*"49100", "tab", *"0.2", "enter")
+        await pilot.press(*"49100", "tab", *"0.2", "enter", "enter", "enter")
         await pilot.pause()
-        assert app.results == [], "a swapped-looking amend is not sent on the first Enter"
+        assert app.results == [], "repeated Enters are no confirmation"
         summary = text(dialog, "#amend-summary")
         assert "the new quantity 49,100 is nearer the current price 49,100 than the current quantity 0.5" in summary
         assert "the new price 0.2 is nearer the current quantity 0.5 than the current price 49,100" in summary
-        assert "Enter once more sends quantity 0.5 -> 49,100, price 49,100 -> 0.2" in summary
-        # An edit after the warning asks again: the confirmation was for the values shown.
-        await pilot.press("backspace", "3", "enter")
-        await pilot.pause()
-        assert app.results == []
-        await pilot.press("enter")
+        assert "Ctrl+S sends quantity 0.5 -> 49,100, price 49,100 -> 0.2; Enter does not, Esc closes." in summary
+        # Ctrl+S sends what the dialog shows now.
+        await pilot.press("backspace", "3")
+        assert "Ctrl+S sends quantity 0.5 -> 49,100, price 49,100 -> 0.3" in text(dialog, "#amend-summary")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         assert app.results == [(49_100.0, 0.3)]
 
 
 @pytest.mark.anyio
-async def test_amend_to_a_far_price_needs_a_second_enter() -> None:
+async def test_amend_to_a_far_price_goes_only_on_ctrl_s() -> None:
     app = Host(amend())
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("tab", *"60000", "enter")
+        await pilot.press("tab", *"60000", "enter", "enter")
         await pilot.pause()
         assert app.results == []
         assert "the new price 60,000 is 22% from the current 49,100 (more than 10%)" in text(
             app.dialog, "#amend-summary")
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         assert app.results == [(None, 60_000.0)]
+
+
+@pytest.mark.anyio
+async def test_ctrl_s_sends_no_amend_with_an_error() -> None:
+    app = Host(amend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"abc", "ctrl+s")
+        await pilot.pause()
+        assert app.results == [] and app.screen is app.dialog
+        assert text(app.dialog, "#amend-error") == "Quantity must be a number, got 'abc'"
 
 
 @pytest.mark.parametrize(("quantity", "price", "error"), [

@@ -316,25 +316,37 @@ async def test_the_ticket_refuses_what_the_engines_limits_refuse_with_the_reason
 
 
 @pytest.mark.anyio
-async def test_a_large_order_needs_enter_twice_and_an_edit_asks_again() -> None:
+async def test_a_large_order_goes_only_on_its_own_key_never_on_repeated_enters() -> None:
     engine = make_engine()
     app = Host(btc_ticket("30", risk=engine.check_risk))  # 60% of the 50 BTC limit; confirm above 50%
     async with app.run_test(size=(80, 24)) as pilot:
         ticket = app.ticket
         assert text(ticket, "#ticket-risk").endswith("quantity 30 is 60% of max 50 (BTC/USD)")
-        assert text(ticket, "#ticket-summary").startswith("Large order: Enter twice to send BUY 30 BTC/USD LIMIT")
-        await pilot.press("enter")
+        assert text(ticket, "#ticket-summary") == (
+            "Large order: Ctrl+S sends BUY 30 BTC/USD LIMIT @ 49995 → smart routing  (Enter does not)")
+        # A bounced or auto-repeated Enter (the probe's: 150 ms apart) is no confirmation.
+        await pilot.press(*["enter"] * 5)
         await pilot.pause()
-        assert app.results == []
-        assert text(ticket, "#ticket-summary").startswith("Large order: Enter once more sends BUY 30 BTC/USD")
-        await pilot.press("3", "1")  # another order: the confirmation was for 30
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.results == []
-        await pilot.press("enter")
+        assert app.results == [] and app.screen is ticket
+        await pilot.press("3", "1")  # what Ctrl+S sends is the order shown, as it stands now
+        assert text(ticket, "#ticket-summary").startswith("Large order: Ctrl+S sends BUY 31 BTC/USD")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         [(order, _)] = app.results
         assert order.quantity == 31
+
+
+@pytest.mark.anyio
+async def test_ctrl_s_sends_nothing_the_ticket_refuses() -> None:
+    engine = make_engine()
+    app = Host(btc_ticket("60", risk=engine.check_risk))  # over the 50 BTC limit
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+s")
+        app.ticket.query_one("#field-quantity", Input).value = "abc"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.results == [] and app.screen is app.ticket
 
 
 @pytest.mark.anyio

@@ -70,7 +70,7 @@ class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
     The cursor starts in the first field shown (quantity), each field names its unit and
     shows the current value beside it, and the line above the keys says exactly what
     Enter sends. A change that looks like the two fields swapped, or a price far from
-    the current one, needs Enter a second time with the same values.
+    the current one, goes only on Ctrl+S: a second Enter can be a bounce or a repeat.
     """
 
     DEFAULT_CSS = """
@@ -101,6 +101,8 @@ class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
     BINDINGS = [
         Binding("escape", "close", "Close", id="amend.close", tooltip="Close without amending"),
         Binding("enter", "send", "Amend", id="amend.send", tooltip="Send the amendment", priority=True),
+        Binding("ctrl+s", "send(True)", "Amend anyway", id="amend.send_checked", priority=True,
+                tooltip="Send an amendment the dialog asks you to check; Enter does not"),
     ]
 
     def __init__(self, order_id: str, quantity: float, price: float | None, *, symbol: str = "",
@@ -109,8 +111,6 @@ class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
         self.order_id, self.quantity, self.price = order_id, quantity, price
         self.symbol = symbol
         self.side = side.value if isinstance(side, OrderSide) else (side or "")
-        # The field texts a warning was shown for: Enter with the same texts sends anyway.
-        self.confirmed_texts: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         base, _, quote = self.symbol.partition("/")
@@ -149,14 +149,11 @@ class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
         summary = self.query_one("#amend-summary", Static)
         if plan.errors:
             summary.update("")
-        elif plan.warnings and self.confirmed_texts == self._texts():
+        elif plan.warnings:
             summary.update(Text.assemble(
                 ("Check: ", "bold"), "; ".join(plan.warnings) + ".\n",
-                ("Enter once more sends ", "bold"), plan.summary, ("; Esc closes.", "bold"),
+                ("Ctrl+S sends ", "bold"), plan.summary, ("; Enter does not, Esc closes.", "bold"),
             ))
-        elif plan.warnings:
-            summary.update(Text.assemble(("Check: ", "bold"), "; ".join(plan.warnings) + ".\n",
-                                         ("Sends: ", "bold"), plan.summary))
         else:
             summary.update(Text.assemble(("Sends: ", "bold"), plan.summary))
         summary.set_class(bool(plan.warnings), "-warning")
@@ -165,14 +162,10 @@ class AmendScreen(ModalScreen[tuple[float | None, float | None] | None]):
     def _edited(self) -> None:
         self._show(self._plan())
 
-    def action_send(self) -> None:
+    def action_send(self, checked: bool = False) -> None:
+        """Enter amends; an amendment with warnings only on Ctrl+S (`checked`)."""
         plan = self._plan()
-        if not plan.ok:
-            self._show(plan)
-            self.app.bell()
-            return
-        if plan.warnings and self.confirmed_texts != self._texts():
-            self.confirmed_texts = self._texts()
+        if not plan.ok or (plan.warnings and not checked):
             self._show(plan)
             self.app.bell()
             return

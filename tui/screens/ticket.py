@@ -1,7 +1,8 @@
 """The order ticket: every order type by keyboard, validated as the operator types.
 
 Opened with `b` / `s` on the selected symbol, its fields remembered from the
-last ticket; Enter sends, Escape closes. Only the fields of the chosen type
+last ticket; Enter sends (an order above the risk limits' confirmation share only
+goes on Ctrl+S), Escape closes. Only the fields of the chosen type
 are shown. Ctrl+T cycles the type, Ctrl+Y the symbol, Ctrl+R the route,
 Ctrl+F flips the side (both move the price to the new touch), so the common
 orders need no mouse and few keys.
@@ -131,6 +132,10 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         Binding("ctrl+r", "cycle('venue')", "Route", id="ticket.route", tooltip="Next route (smart or a venue)"),
         Binding("ctrl+f", "flip_side", "Flip side", id="ticket.side", tooltip="Switch BUY and SELL"),
         Binding("enter", "send", "Send", id="ticket.send", tooltip="Send the order", priority=True),
+        # A large order goes out on this key only: a second Enter can be a bounce or an
+        # auto-repeat (150 ms apart), and no number field takes a Ctrl key.
+        Binding("ctrl+s", "send(True)", "Send large", id="ticket.send_large", priority=True,
+                tooltip="Send a large order (above the confirmation share of a limit); Enter does not"),
     ]
 
     def __init__(
@@ -141,10 +146,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     ) -> None:
         super().__init__()
         # The engine's pre-trade check as the operator types (Engine.check_risk): the
-        # notional, a refusal with its reason, or a large order that needs Enter twice.
+        # notional, a refusal with its reason, or a large order that only Ctrl+S sends.
         self.risk = risk
         self.preview: RiskPreview | None = None
-        self._confirmed: tuple[Order, str | None] | None = None  # the large order a first Enter asked about
         self.blink = blink
         # (symbol, side) -> the price a new symbol or side starts at (the desk gives the touch:
         # the best bid for a buy, the best ask for a sell), or None when there is no market.
@@ -213,7 +217,6 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         if self.values["venue"] not in self.routes:
             self.values["venue"] = SMART_ROUTE
         self.order_id = order_id
-        self._confirmed = None
         for name in ALL_FIELDS:
             field = self.query_one(f"#field-{name}")
             value = self.values.get(name, "")
@@ -341,11 +344,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         elif preview is not None and preview.reason is not None:
             line = Content.from_markup("[b $error]Refused by the risk limits:[/] $reason", reason=preview.reason)
         elif preview is not None and preview.needs_confirmation:
-            if self._confirmed == (result.order, result.venue):
-                line = Content.from_markup(
-                    "[b $warning]Large order: Enter once more sends[/] $order  [dim](Esc closes)[/]", order=order)
-            else:
-                line = Content.from_markup("[b $warning]Large order: Enter twice to send[/] $order", order=order)
+            line = Content.from_markup(
+                "[b $warning]Large order: Ctrl+S sends[/] $order  [dim](Enter does not)[/]", order=order)
         else:
             line = Content.from_markup("[b $success]Ready:[/] $order  [dim](Enter)[/]", order=order)
         summary.update(line)
@@ -403,7 +403,8 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         field.value = self.values["price"]
         field.select_all()
 
-    def action_send(self) -> None:
+    def action_send(self, large: bool = False) -> None:
+        """Enter sends an order; a large one (`RiskPreview.needs_confirmation`) only on Ctrl+S."""
         result = self._validate()  # the market moves: judge the order as it stands now
         if result.ok and self._refuses:
             self.app.bell()
@@ -418,15 +419,10 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         if preview is not None and preview.reason is not None:
             self.app.bell()
             return
-        sent = (result.order, result.venue)
-        if preview is not None and preview.needs_confirmation and self._confirmed != sent:
-            # The first Enter on a large order only asks; the second sends this very order.
-            self._confirmed = sent
-            self._show_summary()
-            self.app.bell()
+        if preview is not None and preview.needs_confirmation and not large:
+            self.app.bell()  # the summary line says which key sends it
             return
-        self._confirmed = None
-        self.dismiss(sent)
+        self.dismiss((result.order, result.venue))
 
     def action_close(self) -> None:
         self.dismiss(None)
