@@ -61,7 +61,8 @@ class History(Generic[V]):
     """An insertion-ordered, bounded map of finished records (the oldest leave first).
 
     The newest `live` records are kept as they are (the ones still read soon after they
-    finish: no pickling for them); older ones are pickled.
+    finish: no pickling for them); older ones are pickled. Not thread-safe: its owner
+    guards it (a router with its lock).
     """
 
     __slots__ = ("_data", "_pack", "_recent", "_unpack", "limit", "live")
