@@ -1166,3 +1166,71 @@ async def test_the_palette_opens_no_ticket_or_dialog_over_an_open_dialog(tmp_pat
             assert screen_names(app) == ["Screen", dialog], command
         assert sum("not opened:" in n for n in notices) == 6, notices
         await app.shutdown_engine()
+
+
+# -- under a flow of orders the selected row stays in view, and rows stay in time order ----------
+
+
+def rows_on_screen(app: DeskApp) -> list[str]:
+    """The Orders rows the operator sees, top to bottom (each line as drawn)."""
+    blotter = app.blotter
+    lines = [blotter.render_line(y).text for y in range(1, blotter.scrollable_content_region.height)]
+    return [line.split()[0] for line in lines if line.strip()]
+
+
+def shown_id(order_id: str, width: int = 10) -> str:
+    """An id as the narrow Orders column shows it: cut from the left."""
+    return order_id if len(order_id) <= width else "…" + order_id[-(width - 1):]
+
+
+async def demo_flow(pilot, first: int, count: int) -> list[str]:
+    """`count` --demo orders, tracked and sent as the demo does; their ids, oldest first."""
+    app: DeskApp = pilot.app
+    ids = [f"demo-{first + i}" for i in range(count)]
+    for i, order_id in enumerate(ids):
+        order = Order(id=order_id, symbol="BTC/USD", side="BUY" if i % 2 else "SELL", type="MARKET", quantity=0.01)
+        app.track_order(order, mine=False)
+        await app.engine.submit(order)
+    await until(pilot, lambda: all(oid in app.blotter.keys for oid in ids))
+    await pilot.pause()
+    return ids
+
+
+@pytest.mark.anyio
+async def test_under_a_flow_of_orders_the_selected_row_stays_in_view_and_rows_keep_time_order(
+    tmp_path: Path,
+) -> None:
+    # Under --demo the selected order scrolled out of view, so c, a and Enter acted on a
+    # row the operator could not see; and rows landed in the order their events were
+    # drawn (a set's order), not the order they were sent.
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        blotter = app.blotter
+        rows = blotter.rows_shown
+        # Nobody has selected anything: the newest rows show on top as they come.
+        flow = await demo_flow(pilot, 0, rows + 5)
+        assert blotter.selected_key() is None
+        assert rows_on_screen(app) == [shown_id(oid) for oid in reversed(flow)][:rows]
+        # The operator's order is selected when sent; newer orders push in above it...
+        await send_ticket(pilot, ["enter"])  # a limit buy at the bid: it rests
+        await until(pilot, lambda: "T-1" in app.engine.working())
+        flow += await demo_flow(pilot, 100, 2)
+        assert blotter.selected_key() == "T-1"
+        assert rows_on_screen(app)[:3] == ["demo-101", "demo-100", "T-1"]
+        # ...until they would push it out: from then on the view follows it.
+        for start in (200, 300):
+            flow += await demo_flow(pilot, start, 3 * rows)
+            assert blotter.selected_key() == "T-1"
+            assert rows_on_screen(app)[-1] == "T-1", rows_on_screen(app)
+        # Every row in the order it was sent, newest on top.
+        sent = [*flow[: rows + 5], "T-1", *flow[rows + 5:]]
+        assert blotter.keys == list(reversed(sent))
+        # What c cancels is the row in view.
+        await pilot.press("c")
+        await until(pilot, lambda: status_of(app, "T-1") is OrderStatus.CANCELED)
+        # Down from nothing selected starts at the newest row (the top).
+        blotter.clear()
+        await demo_flow(pilot, 900, 3)
+        await pilot.press("down")
+        assert blotter.selected_key() == "demo-902"
+        await app.shutdown_engine()

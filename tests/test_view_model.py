@@ -42,6 +42,23 @@ def test_working_orders_are_never_forgotten_and_finished_ones_go_oldest_first() 
     assert orders.rows_touched([event("twap.c.9", parent_id="twap")]) == {"twap"}
 
 
+def test_each_tracked_order_keeps_its_place_in_time_and_a_forgotten_one_has_none() -> None:
+    # The Orders panel's time order: when the desk tracked (sent) an order, not when its
+    # first event happened to be drawn.
+    orders = DeskOrders(max_finished=2)
+    for order_id in ("a", "b", "c"):
+        orders.track(order_id, "MARKET", mine=False)
+    assert orders.sequence("a") < orders.sequence("b") < orders.sequence("c")
+    for order_id in ("a", "b", "c"):
+        orders.set_working(order_id, False)
+    assert orders.sequence("a") is None and "a" not in orders  # forgotten, oldest first
+    assert orders.sequence("b") < orders.sequence("c")
+    assert orders.sequence("unknown") is None
+    before = orders.sequence("b")
+    orders.track("b", "MARKET", mine=True)  # tracked again: still where it was sent
+    assert orders.sequence("b") == before
+
+
 def test_an_old_order_thought_working_is_asked_about_once_the_bound_is_reached() -> None:
     asked: list[str] = []
     really_working = {"alive"}

@@ -497,10 +497,13 @@ class DeskApp(App[None]):
     def action_mine_only(self) -> None:
         self.mine_only = not self.mine_only
         blotter = self.blotter
+        selected = blotter.selected_key()
         blotter.clear()
         orders = self.orders
         shown = [oid for oid in orders if orders.is_mine(oid)] if self.mine_only else list(orders)
-        self._update_orders(shown[-blotter.max_rows:])  # oldest first: the newest ends on top
+        self._update_orders(shown[-blotter.max_rows:])  # each row lands by its rank
+        if selected is not None:
+            blotter.select(selected)  # still the operator's choice, if it is still shown
         self._title_orders()
         self.notify("Orders: only yours" if self.mine_only else "Orders: yours and the demo flow's (dimmed)",
                     timeout=2)
@@ -652,7 +655,7 @@ class DeskApp(App[None]):
         )
         if result.status is OrderStatus.REJECTED and result.reason:
             reason = result.reason
-        self.blotter.show(result, orders.type_of(order_id), str(reason), mine=mine)
+        self.blotter.show(result, orders.type_of(order_id), str(reason), mine=mine, rank=orders.sequence(order_id))
 
     def _update_status(self) -> None:
         engine = self.engine
@@ -872,7 +875,7 @@ class DeskApp(App[None]):
         blotter = self.blotter
         blotter.show(OrderResult(order.id, venue, OrderStatus.PENDING_NEW, order.quantity, symbol=order.symbol,
                                  side=order.side, price=order.price), order.type.value,
-                     f"sent to {venue or 'smart routing'}")
+                     f"sent to {venue or 'smart routing'}", rank=self.orders.sequence(order.id))
         blotter.select(order.id)
         try:
             await self.engine.submit(order, venue)
@@ -880,7 +883,8 @@ class DeskApp(App[None]):
             self.notify(f"{order.id} not sent: {exc}", severity="error")
             self.event_log.write(f"NOT SENT {order.id}: {exc}")
             blotter.show(OrderResult(order.id, venue, OrderStatus.REJECTED, order.quantity, symbol=order.symbol,
-                                     side=order.side, reason=str(exc)), order.type.value, str(exc))
+                                     side=order.side, reason=str(exc)), order.type.value, str(exc),
+                         rank=self.orders.sequence(order.id))
             self.orders.set_working(order.id, False)
             return
         self._dirty.add(order.id)

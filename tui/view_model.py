@@ -70,10 +70,15 @@ class DeskOrders:
         self._types: OrderedDict[str, str] = OrderedDict()  # every tracked id -> order type, oldest first
         self._working: set[str] = set()
         self._mine: set[str] = set()
+        self._sequence: dict[str, int] = {}  # every tracked id -> when it was tracked (its rank)
+        self._tracked = 0
 
     # -- what is tracked -----------------------------------------------------------------
     def track(self, order_id: str, order_type: str, *, mine: bool) -> None:
         """Start showing this order (it works until an event or the engine says otherwise)."""
+        if order_id not in self._sequence:
+            self._tracked += 1
+            self._sequence[order_id] = self._tracked
         self._types[order_id] = order_type
         self._types.move_to_end(order_id)
         self._working.add(order_id)
@@ -94,6 +99,11 @@ class DeskOrders:
 
     def type_of(self, order_id: str) -> str:
         return self._types.get(order_id, "")
+
+    def sequence(self, order_id: str) -> int | None:
+        """When the order was tracked, as a count (larger is newer): the Orders panel's
+        time order, whichever of its events reaches the desk first. None: not tracked."""
+        return self._sequence.get(order_id)
 
     def is_mine(self, order_id: str) -> bool:
         return order_id in self._mine
@@ -155,6 +165,7 @@ class DeskOrders:
                     continue
                 self._working.discard(order_id)  # its final event never reached the desk
             del self._types[order_id]
+            del self._sequence[order_id]
             self._mine.discard(order_id)
             over -= 1
 

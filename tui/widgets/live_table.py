@@ -4,14 +4,29 @@ DataTable re-renders through Rich for every change, which under `--demo`
 (hundreds of orders a second) cost more than the engine itself. LiveTable
 renders only the lines on screen (Textual's Line API, as toolong does),
 from a strip cached per row until that row changes, so a frame costs what
-is visible, not what happened. Newest rows go on top; the cursor follows
-its row's key, not its position, so new rows never move the selection.
+is visible, not what happened.
+
+Rules:
+
+* Rows are kept in rank order (by default the order they came in; a caller may
+  give each row its own rank, such as when its order was sent), newest at one
+  end, so a row drawn late still lands where its time puts it.
+* The cursor follows its row's key, not its position, so new rows never move
+  the selection; and the selected row never leaves the view by itself. At the
+  top of the table newer rows push in while the selection stays in view; once
+  they would push it out, the view follows the selected row. A view the
+  operator scrolled keeps its selected row on its line (or, with the selection
+  out of view, its top row).
+* Only `select_first` tables select their first row by themselves: in a table
+  that fills faster than the operator reads, a selection nobody made would
+  drag the view away from the newest rows.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -32,6 +47,15 @@ class Column:
     keep_end: bool = False  # cut from the left ("…-9355"): for ids that differ at the end
     narrow: int | None = None  # width in a narrow table (None: the same; 0: not shown)
     crop: bool = False  # cut without an ellipsis (a cell whose start says it all: "45% ███")
+
+
+class _View(NamedTuple):
+    """Where the view stood before a batch of changes (LiveTable's rules)."""
+
+    top: int  # index of the first row shown
+    top_key: str | None
+    cursor_key: str | None
+    cursor_line: int | None  # the selected row's line in the view; None: not in view
 
 
 class LiveTable(ScrollView, can_focus=True):
@@ -58,28 +82,35 @@ class LiveTable(ScrollView, can_focus=True):
             self.table = table
             self.key = key
 
-    def __init__(self, columns: list[Column], *, newest_first: bool = True, **kwargs: Any) -> None:
+    def __init__(self, columns: list[Column], *, newest_first: bool = True, select_first: bool | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.columns = columns
         self.newest_first = newest_first
+        # A table of a few fixed rows selects its first; a flowing one waits for the operator.
+        self.select_first = not newest_first if select_first is None else select_first
         self._cells: dict[str, tuple[Any, ...]] = {}
-        self._order: list[str] = []  # display order, newest first
+        self._order: list[str] = []  # display order: by rank, newest first when newest_first
+        self._ranks: dict[str, float] = {}
+        self._next_rank = 0.0
         self._strips: dict[tuple[str, int, bool], Strip] = {}
         self._cursor_key: str | None = None
         self._resize_pending = False
+        self._view_before: _View | None = None  # set by a batch's first change
+        self._reveal_cursor = False  # the batch moved the cursor: bring it into view
         self._layouts: dict[int, list[tuple[int, Column, int]]] = {}  # width -> (index, column, cells)
 
     # -- data ------------------------------------------------------------------------------
-    def upsert(self, key: str, cells: tuple[Any, ...]) -> bool:
+    def upsert(self, key: str, cells: tuple[Any, ...], *, rank: float | None = None) -> bool:
+        """Show `cells` in row `key`; a new row goes where its `rank` puts it (larger is
+        newer; by default after every row so far). A row keeps its first rank."""
         old = self._cells.get(key)
         if old == cells:
             return False
         if old is None:
-            if self.newest_first:
-                self._order.insert(0, key)
-            else:
-                self._order.append(key)
-            if self._cursor_key is None:
+            self._note_view()
+            self._insert(key, self._next_rank if rank is None else rank)
+            if self._cursor_key is None and self.select_first:
                 self._cursor_key = key
             self._resize()
         self._cells[key] = cells
@@ -87,15 +118,32 @@ class LiveTable(ScrollView, can_focus=True):
         self.refresh()
         return True
 
+    def _insert(self, key: str, rank: float) -> None:
+        self._ranks[key] = rank
+        self._next_rank = max(self._next_rank, rank + 1)
+        order, ranks = self._order, self._ranks
+        if self.newest_first:
+            if not order or rank >= ranks[order[0]]:
+                order.insert(0, key)  # the usual case: the newest row
+            else:
+                order.insert(bisect.bisect_left(order, -rank, key=lambda k: -ranks[k]), key)
+        elif not order or rank >= ranks[order[-1]]:
+            order.append(key)
+        else:
+            order.insert(bisect.bisect_right(order, rank, key=ranks.__getitem__), key)
+
     def drop(self, key: str) -> None:
         if key not in self._cells:
             return
+        self._note_view()
         index = self._order.index(key)
         del self._cells[key]
-        self._order.remove(key)
+        del self._ranks[key]
+        self._order.pop(index)
         self._uncache(key)
         if key == self._cursor_key:
             self._cursor_key = self._order[min(index, len(self._order) - 1)] if self._order else None
+            self._reveal_cursor = True
             self.post_message(self.Highlighted(self, self._cursor_key))
         self._resize()
         self.refresh()
@@ -111,8 +159,11 @@ class LiveTable(ScrollView, can_focus=True):
         had_cursor = self._cursor_key is not None
         self._cells.clear()
         self._order.clear()
+        self._ranks.clear()
         self._strips.clear()
         self._cursor_key = None
+        self._view_before = None
+        self._reveal_cursor = False
         if had_cursor:
             self.post_message(self.Highlighted(self, None))
         self._resize()
@@ -136,6 +187,58 @@ class LiveTable(ScrollView, can_focus=True):
         size = Size(0, len(self._order) + 1)
         if size != self.virtual_size:
             self.virtual_size = size
+        self._settle_view()
+
+    # -- the view: the selected row stays in it (the module's rules) ---------------------------
+    @property
+    def rows_shown(self) -> int:
+        """How many rows the view has room for (under the header)."""
+        return max(self.scrollable_content_region.height - 1, 1)
+
+    def _note_view(self) -> None:
+        """Before a batch's first change to the rows: where the view stands."""
+        if self._view_before is not None:
+            return
+        top = self.scroll_offset.y
+        order = self._order
+        line = None
+        if self._cursor_key is not None:
+            index = order.index(self._cursor_key)
+            if 0 <= index - top < self.rows_shown:
+                line = index - top
+        self._view_before = _View(top, order[top] if top < len(order) else None, self._cursor_key, line)
+
+    def _settle_view(self) -> None:
+        """After a batch: scroll so the view keeps what the rules say it keeps."""
+        before, self._view_before = self._view_before, None
+        reveal, self._reveal_cursor = self._reveal_cursor, False
+        order = self._order
+        if not order:
+            return
+        rows = self.rows_shown
+        top = self.scroll_offset.y
+        cursor = self._cursor_key
+        index = order.index(cursor) if cursor is not None else None
+        target: int | None = None
+        if reveal and index is not None:
+            if index < top:
+                target = index
+            elif index >= top + rows:
+                target = index - rows + 1
+        elif before is not None and before.cursor_line is not None and index is not None:
+            if before.top == 0:
+                # At the top newer rows push in; once they would push the selection out,
+                # the view follows it (it stays on the last line).
+                target = 0 if index < rows else index - rows + 1
+            else:
+                target = index - before.cursor_line
+        elif before is not None and before.top > 0 and before.top_key in self._cells:
+            target = order.index(before.top_key)
+        if target is None:
+            return
+        target = max(0, min(target, len(order) - rows))
+        if target != top:
+            self.scroll_to(y=target, animate=False, immediate=True, force=True)
 
     @property
     def keys(self) -> list[str]:
@@ -166,7 +269,10 @@ class LiveTable(ScrollView, can_focus=True):
     def action_move(self, delta: int) -> None:
         if not self._order:
             return
-        index = self._order.index(self._cursor_key) if self._cursor_key in self._order else 0
+        if self._cursor_key is None:  # nothing selected yet: Down (or End) starts at the top
+            index = -1 if delta > 0 else 0
+        else:
+            index = self._order.index(self._cursor_key)
         index = max(0, min(len(self._order) - 1, index + delta))
         self.select(self._order[index])
 
@@ -178,13 +284,9 @@ class LiveTable(ScrollView, can_focus=True):
         for k in (old, key):
             if k is not None:
                 self._uncache(k)
-        index = self._order.index(key) + 1  # + header
-        top = self.scroll_offset.y
-        height = max(self.size.height, 2)
-        if index - 1 < top:
-            self.scroll_to(y=index - 1, animate=False)
-        elif index >= top + height:
-            self.scroll_to(y=index - height + 1, animate=False)
+        # Scrolled into view once this batch's rows are in (_settle_view).
+        self._reveal_cursor = True
+        self._resize()
         self.refresh()
         self.post_message(self.Highlighted(self, key))
 
@@ -195,6 +297,7 @@ class LiveTable(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._strips.clear()
+        self._reveal_cursor = True  # a shorter view must still show the selected row
         self._resize()
 
     # -- rendering (only what is on screen) ----------------------------------------------------

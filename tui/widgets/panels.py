@@ -9,7 +9,7 @@ words, and the colour only repeats them.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 from rich.text import Text
@@ -143,7 +143,8 @@ class MarketPanel(KeyedTable):
 
 
 class Blotter(LiveTable):
-    """Parents and plain orders, newest on top; at most `max_rows` rows.
+    """Parents and plain orders, newest on top, in the order they were sent (each row's
+    rank); at most `max_rows` rows.
 
     Finished rows leave, oldest first, to make room; a working order never does, nor
     the selected row. So under load the row count stays put: a new order's row and
@@ -177,14 +178,16 @@ class Blotter(LiveTable):
             **kwargs,
         )
         self.max_rows = max_rows
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished: set[str] = set()
 
     def clear(self) -> None:
         self._finished.clear()
         super().clear()
 
-    def show(self, result: OrderResult, order_type: str, reason: str, *, mine: bool = True) -> None:
-        """Draw an order's row; the --demo flow's ids (not `mine`) are dimmed."""
+    def show(self, result: OrderResult, order_type: str, reason: str, *, mine: bool = True,
+             rank: float | None = None) -> None:
+        """Draw an order's row; the --demo flow's ids (not `mine`) are dimmed. `rank`: its
+        place in time (larger is newer), so a row first drawn late still lands in order."""
         status = result.status
         slip = result.detail.get("slippage_bps") if result.detail else None
         cells = (
@@ -201,17 +204,24 @@ class Blotter(LiveTable):
             result.exchange_id or "",
             reason,
         )
-        self.upsert(result.order_id, cells)
+        self.upsert(result.order_id, cells, rank=rank)
         if status.is_final:
-            self._finished[result.order_id] = None
+            self._finished.add(result.order_id)
+        over = self.row_count - self.max_rows
+        if over <= 0:
+            return
         selected = self.selected_key()  # never dropped here, so it stays the same
-        while self.row_count > self.max_rows:
-            # The oldest finished row leaves, unless the operator has it selected.
-            old = next((key for key in self._finished if key != selected), None)
-            if old is None:
+        # The oldest finished rows leave (the rows are in time order: from the far end),
+        # unless the operator has one selected.
+        rows = self.keys
+        oldest_first = rows if not self.newest_first else reversed(rows)
+        for key in oldest_first:
+            if over <= 0:
                 break
-            del self._finished[old]
-            self.drop(old)
+            if key in self._finished and key != selected:
+                self._finished.discard(key)
+                self.drop(key)
+                over -= 1
 
 
 class FillsTape(LiveTable):
