@@ -696,6 +696,8 @@ def test_requests_sleep_their_sampled_latency_on_the_clock(clock: VirtualClock) 
         r = x.submit(market(f"l{i}", 0.0001))
         gaps.append(clock.now() - t)
         assert r.timestamp == clock.now()  # the order reached the book after the latency
+        # ...and says how long it took, so a router times the venue, not its own waits
+        assert r.ack_latency_ns == pytest.approx(gaps[-1] * 1e9, abs=1_000)
     gaps.sort()
     assert gaps[1000] == pytest.approx(0.01, rel=0.1)
     assert gaps[1980] == pytest.approx(0.05, rel=0.25)
