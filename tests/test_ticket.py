@@ -191,10 +191,6 @@ async def test_a_ticket_opens_on_any_values_each_field_falling_back_on_its_own(o
     app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False))
     async with app.run_test(size=(80, 24)) as pilot:
         ticket = app.ticket
-        # Every type's fields can be shown with these values.
-        for _ in range(len(OrderType)):
-            await pilot.press("ctrl+t")
-        assert app.screen is ticket
         defaults = {"type": "LIMIT", "tif": "GTC", "profile": "u_shape", "urgency": "normal", "quantity": "0.1",
                     "side": "BUY", "venue": "SMART", "symbol": "BTC/USD", "price": "", "display_variance": "0",
                     "slices": "10"}
@@ -204,6 +200,10 @@ async def test_a_ticket_opens_on_any_values_each_field_falling_back_on_its_own(o
         # What was good in the same values is kept.
         kept = {k: v for k, v in values.items() if k not in odd}
         assert {k: ticket.values[k] for k in kept} == kept
+        # Every type's fields can be shown with these values.
+        for _ in range(len(OrderType)):
+            await pilot.press("ctrl+t")
+        assert app.screen is ticket and ticket.values["type"] == "LIMIT"
 
 
 @pytest.mark.anyio
@@ -450,3 +450,70 @@ def test_the_ticket_reads_thousands_groups_and_plain_forms(typed: str, quantity:
     values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": typed, "price": "49995"}
     result = build_order(values, "T-1")
     assert result.errors == {} and result.order.quantity == quantity
+
+
+SWITCHES = [pytest.param(k, id=k) for k in ("f5", "alt+t", "ctrl+t")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("switch", SWITCHES)
+async def test_typing_after_a_change_of_type_replaces_the_field(switch: str) -> None:
+    app = Host(eth_ticket(touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        await pilot.press("2")
+        await pilot.press(switch)  # to TWAP (ctrl+t: to ICEBERG)
+        await pilot.press("3")
+        assert value(ticket, "quantity") == "3", "the type's key left the quantity unselected"
+
+
+@pytest.mark.anyio
+async def test_a_field_the_new_type_hides_gives_the_focus_to_the_quantity() -> None:
+    app = Host(eth_ticket())
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        ticket.query_one("#field-tif").focus()
+        await pilot.press("f5")  # TWAP has no time in force
+        await pilot.press("7")
+        assert app.focused is ticket.query_one("#field-quantity")
+        assert value(ticket, "quantity") == "7"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("algo", ["TWAP", "VWAP", "SMART"])
+async def test_an_optional_limit_is_never_one_the_operator_did_not_type(algo: str) -> None:
+    app = Host(eth_ticket(touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert value(ticket, "price") == "3004"  # the desk's touch, not typed
+        ticket.action_order_type(algo)
+        await pilot.pause()
+        assert value(ticket, "price") == ""
+        assert ticket.query_one("#field-price", Input).placeholder == "blank: no limit"
+        assert ticket.result.order.price is None
+        assert f"BUY 2 ETH/USD {algo} no limit" in text(ticket, "#ticket-summary")
+        ticket.action_order_type("LIMIT")  # a type that needs a price starts at the touch again
+        await pilot.pause()
+        assert value(ticket, "price") == "3004"
+        # A price the operator typed is kept through the change.
+        await pilot.press("tab", *"2990")
+        ticket.action_order_type(algo)
+        await pilot.pause()
+        assert value(ticket, "price") == "2990"
+        assert f"BUY 2 ETH/USD {algo} @ 2990" in text(ticket, "#ticket-summary")
+        await pilot.press("enter")
+        await pilot.pause()
+        [(order, _)] = app.results
+        assert (order.type.value, order.price) == (algo, 2990.0)
+
+
+@pytest.mark.anyio
+async def test_an_algorithm_ticket_opens_without_the_desks_price() -> None:
+    values = {"symbol": "ETH/USD", "side": "BUY", "type": "VWAP", "quantity": "2", "price": "3004"}
+    app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False,
+                            touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert value(ticket, "price") == "" and ticket.result.order.price is None
+        await pilot.press("tab", *"3001", "ctrl+y")  # a typed limit does not follow to another symbol
+        assert (ticket.values["symbol"], value(ticket, "price")) == ("SOL/USD", "")

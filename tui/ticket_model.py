@@ -281,6 +281,8 @@ def describe(order: Order, venue: str | None) -> str:
     parts = [order.side.value, f"{order.quantity:g}", order.symbol, order.type.value]
     if order.price is not None:
         parts.append(f"@ {order.price:g}")
+    elif order.type in OPTIONAL_PRICE:
+        parts.append("no limit")
     if order.type in (OrderType.LIMIT,) and order.time_in_force is not TimeInForce.GTC:
         parts.append(order.time_in_force.value)
     meta = ", ".join(f"{k}={v}" for k, v in order.metadata.items())

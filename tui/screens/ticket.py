@@ -166,10 +166,14 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self.routes = [SMART_ROUTE, *venues]
         self.order_id = order_id
         self.result: TicketResult | None = None
+        # The price text the ticket (or the desk opening it) put in the field: a price the
+        # operator did not type. Where the price is optional it never goes out on its own.
+        self.auto_price = ""
         if self.values["symbol"] not in symbols and symbols:
             self.values["symbol"] = symbols[0]
         if self.values["venue"] not in self.routes:
             self.values["venue"] = SMART_ROUTE
+        self._opening_price()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ticket"):
@@ -217,6 +221,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         if self.values["venue"] not in self.routes:
             self.values["venue"] = SMART_ROUTE
         self.order_id = order_id
+        self._opening_price()
         for name in ALL_FIELDS:
             field = self.query_one(f"#field-{name}")
             value = self.values.get(name, "")
@@ -227,6 +232,36 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         self._layout()
         self._validate()
         self._start_in_quantity()
+
+    def _opening_price(self) -> None:
+        """The price a ticket opens with is the desk's (the touch, or the last one sent), not
+        typed in this ticket: a type whose price is optional opens without a limit."""
+        if OrderType(self.values["type"]) in OPTIONAL_PRICE:
+            self.values["price"] = ""
+        self.auto_price = self.values["price"]
+
+    @property
+    def price_typed(self) -> bool:
+        """The operator typed the price in this ticket (it is not the one the ticket put there)."""
+        text = self.values.get("price", "")
+        return bool(text.strip()) and text != self.auto_price
+
+    def _put_price(self, text: str) -> None:
+        """A price the ticket chose: shown selected, so typing replaces it."""
+        self.values["price"] = self.auto_price = text
+        field = self.query_one("#field-price", Input)
+        field.value = text
+        field.select_all()
+
+    def _select_for_typing(self) -> None:
+        """After a change of type, typing replaces a field's text, as after Ctrl+F or Ctrl+Y
+        (a quantity of 2, F5, 3 is 3, not 23); a focused field the new type hides gives the
+        focus to the quantity."""
+        for field in self.query(".tk-field").results(Input):
+            field.select_all()
+        focused = self.focused
+        if focused is None or not focused.display:
+            self.query_one("#field-quantity", Input).focus()
 
     def _start_in_quantity(self) -> None:
         """Focus quantity with every field's text selected, so typing replaces, never appends.
@@ -240,12 +275,15 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
 
     # -- what is shown -----------------------------------------------------------------
     def _layout(self) -> None:
-        shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
+        order_type = OrderType(self.values["type"])
+        shown = FIELDS_BY_TYPE[order_type]
         for name in ALL_FIELDS:
             visible = name in shown
             for prefix in ("row", "label", "field", "error", "help"):
                 for widget in self.query(f"#{prefix}-{name}"):
                     widget.display = visible
+        self.query_one("#field-price", Input).placeholder = (
+            "blank: no limit" if order_type in OPTIONAL_PRICE else HINTS["price"])
         side = self.values["side"]
         self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
         self._show_title()
@@ -375,13 +413,32 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             self.query_one("#field-venue", Select).value = self.values["venue"]
         if name == "symbol":
             self._follow_market()
+        if name == "type":
+            self._price_for_type()
         self._layout()
         self._validate()
+        if name == "type":
+            self._select_for_typing()
 
     def action_order_type(self, order_type: str) -> None:
         self.values["type"] = OrderType(order_type).value
+        self._price_for_type()
         self._layout()
         self._validate()
+        self._select_for_typing()
+
+    def _price_for_type(self) -> None:
+        """A price the operator typed stays through a change of type. One the ticket chose
+        does not: a type whose price is optional gets no limit (the touch would be a limit
+        nobody set), one that needs a price starts at the touch as it is now."""
+        if self.price_typed:
+            return
+        order_type = OrderType(self.values["type"])
+        if order_type in OPTIONAL_PRICE:
+            self._put_price("")
+        elif "price" in FIELDS_BY_TYPE[order_type] and self.touch is not None:
+            touch = self.touch(self.values["symbol"], self.values["side"])
+            self._put_price(plain(touch) if touch is not None and math.isfinite(touch) and touch > 0 else "")
 
     def action_flip_side(self) -> None:
         self.values["side"] = "SELL" if self.values["side"] == "BUY" else "BUY"
@@ -393,15 +450,13 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         """A new symbol or side starts at its own touch: a price typed for ETH (3,004) must never
         go out on a SOL ticket (~150), and a buy's bid is a sell's crossing price.
 
-        A blank price on a type where it is optional (no limit) stays blank.
+        Where the price is optional, a new symbol or side has no limit until one is typed.
         """
-        if not self.values.get("price", "").strip() and OrderType(self.values["type"]) in OPTIONAL_PRICE:
+        if OrderType(self.values["type"]) in OPTIONAL_PRICE:
+            self._put_price("")
             return
         touch = self.touch(self.values["symbol"], self.values["side"]) if self.touch is not None else None
-        self.values["price"] = plain(touch) if touch is not None and math.isfinite(touch) and touch > 0 else ""
-        field = self.query_one("#field-price", Input)
-        field.value = self.values["price"]
-        field.select_all()
+        self._put_price(plain(touch) if touch is not None and math.isfinite(touch) and touch > 0 else "")
 
     def action_send(self, large: bool = False) -> None:
         """Enter sends an order; a large one (`RiskPreview.needs_confirmation`) only on Ctrl+S."""
