@@ -1234,3 +1234,23 @@ async def test_under_a_flow_of_orders_the_selected_row_stays_in_view_and_rows_ke
         await pilot.press("down")
         assert blotter.selected_key() == "demo-902"
         await app.shutdown_engine()
+
+
+# -- small answers: nothing to cancel, which venue, a failed save, a reason said once -------------
+
+
+@pytest.mark.anyio
+async def test_cancel_all_with_nothing_working_says_so_instead_of_asking(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    notices = record_notices(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("x")
+        await pilot.pause()
+        assert not app.desk_covered and notices == ["cancel all: nothing is working"]
+        await _resting_order(pilot)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert str(app.screen.query_one("#confirm-question").render()) == "Cancel the 1 working order?"
+        await pilot.press("y")
+        await until(pilot, lambda: open_orders(app) == [])
+        await app.shutdown_engine()

@@ -944,9 +944,14 @@ class DeskApp(App[None]):
     def action_cancel_all(self) -> None:
         if self._already_open("cancel all"):
             return
-        working = [oid for oid in self.orders.working if self._is_working(oid)]
-        self.push_screen(ConfirmScreen(f"Cancel all working orders ({len(working)} of the desk's)?"),
-                         self._cancel_all_confirmed)
+        # The engine's own list: cancel all cancels every order it works, the ones the
+        # blotter has forgotten too.
+        n = len(self.engine.working())
+        if not n:
+            self.notify("cancel all: nothing is working", timeout=3)
+            return
+        what = "the 1 working order" if n == 1 else f"all {n} working orders"
+        self.push_screen(ConfirmScreen(f"Cancel {what}?"), self._cancel_all_confirmed)
 
     @work(group="orders")
     async def _cancel_all_confirmed(self, yes: bool | None) -> None:
