@@ -1254,3 +1254,35 @@ async def test_cancel_all_with_nothing_working_says_so_instead_of_asking(tmp_pat
         await pilot.press("y")
         await until(pilot, lambda: open_orders(app) == [])
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_venue_keys_with_the_orders_focused_act_on_the_venue_in_view_or_say_to_pick_one(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    notices = record_notices(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert app.focused is app.blotter
+        chosen = app.venues_panel.selected_key()  # the row the Venues panel shows selected
+        await pilot.press("v")
+        await until(pilot, lambda: not app.engine.router.is_enabled(chosen))
+        assert f"{chosen} disabled: no new orders go there" in notices
+        await pilot.press("d")
+        await until(pilot, lambda: type(app.screen).__name__ == "DrillScreen")
+        assert app.screen.venue == chosen
+        await pilot.press("escape")
+        # A small terminal showing another tab: which venue is selected is not in view.
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: app.tabbed)
+        app.show_panel("market")
+        app.blotter.focus()
+        await pilot.press("v")
+        await until(pilot, lambda: app.panel == "venues")
+        assert not app.engine.router.is_enabled(chosen)  # nothing toggled unseen
+        assert "v: select a venue first (Venues is shown now: ↑/↓, then v)" in notices
+        await pilot.pause()
+        assert app.focused is app.venues_panel
+        await pilot.press("v")  # now in view: it acts
+        await until(pilot, lambda: app.engine.router.is_enabled(chosen))
+        await app.shutdown_engine()

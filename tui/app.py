@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import gc
 import logging
 import math
@@ -181,6 +182,9 @@ class DeskApp(App[None]):
                 tooltip="Orders: only yours, or the --demo flow's too (shown dimmed)", show=False),
         Binding("question_mark", "help", "Keys", id="help", tooltip="Show every key"),
         Binding("q", "quit_desk", "Quit", id="quit", tooltip="Quit (asks first while orders work)"),
+        # The Venues panel's keys, from wherever the focus is: they act on the venue it
+        # has selected (the footer shows them when it has the focus).
+        *(dataclasses.replace(binding, show=False) for binding in VenuesPanel.BINDINGS),
     ]
 
     def __init__(
@@ -987,8 +991,19 @@ class DeskApp(App[None]):
     def selected_venue(self) -> str | None:
         return self.venues_panel.selected_key() or next(iter(self.engine.venues), None)
 
+    def _venue_in_view(self, key: str) -> str | None:
+        """The venue `key` (v, d) acts on: the one selected in the Venues panel, when the
+        panel is in view. On a small terminal with another tab shown the operator cannot
+        see which that is: the Venues tab comes into view, and the key waits for a choice."""
+        if self.tabbed and self.panel != "venues":
+            self.show_panel("venues")
+            self.notify(f"{key}: select a venue first (Venues is shown now: ↑/↓, then {key})",
+                        severity="warning", timeout=4)
+            return None
+        return self.selected_venue()
+
     def action_toggle_venue(self, venue: str | None = None) -> None:
-        venue = venue or self.selected_venue()
+        venue = venue or self._venue_in_view("v")
         if venue is None:
             return
         enabled = self.engine.toggle_venue(venue)
@@ -1000,7 +1015,7 @@ class DeskApp(App[None]):
     def action_drill(self, venue: str | None = None) -> None:
         if self._already_open("fault drill"):
             return
-        venue = venue or self.selected_venue()
+        venue = venue or self._venue_in_view("d")
         if venue is None:
             return
         self.push_screen(DrillScreen(venue), lambda choice, v=venue: self._drill(v, choice))
