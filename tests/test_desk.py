@@ -1286,3 +1286,21 @@ async def test_venue_keys_with_the_orders_focused_act_on_the_venue_in_view_or_sa
         await pilot.press("v")  # now in view: it acts
         await until(pilot, lambda: app.engine.router.is_enabled(chosen))
         await app.shutdown_engine()
+
+
+def test_a_latency_history_that_cannot_be_saved_at_quit_is_said_on_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tui.cli import run_desk
+
+    app = make_app(tmp_path)
+    history = tmp_path / "latency.json"
+    history.mkdir()  # where the file should go, a directory: the save fails
+    app.engine.profiler.autosave_path = history
+
+    async def operator(pilot) -> None:
+        await pilot.press("q")
+
+    assert run_desk(app, headless=True, size=(80, 24), auto_pilot=operator) == 0
+    err = capsys.readouterr().err
+    assert f"execdesk: latency history not saved to {history}: Is a directory" in err, err

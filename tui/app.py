@@ -259,6 +259,9 @@ class DeskApp(App[None]):
         self._startup_notices.extend(loaded.problems)
         self._demo_task: Any = None
         self._engine_stopped = False
+        # What went wrong while the desk closed (a save that failed): the command prints
+        # it on the terminal after the screen is gone, where the operator still sees it.
+        self.exit_problems: list[str] = []
         self._quit_question: ConfirmScreen | None = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -1174,6 +1177,15 @@ class DeskApp(App[None]):
             if self.engine.working():
                 await self.engine.cancel_all("desk closing")
             await self.engine.stop(drain=False, timeout=2.0)
-        except Exception as exc:
+        except Exception as exc:  # the desk is closing whatever failed: say what did
             log.exception("engine stop failed")
-            self.notify(f"engine stop: {exc}", severity="error")
+            problem = self._stop_problem(exc)
+            self.exit_problems.append(problem)
+            self.notify(problem, severity="error")
+
+    def _stop_problem(self, exc: Exception) -> str:
+        """What a failure while the engine stopped means to the operator."""
+        path = self.engine.profiler.autosave_path
+        if isinstance(exc, OSError) and path is not None and str(path) in (str(exc.filename), str(exc.filename2)):
+            return f"latency history not saved to {path}: {exc.strerror or exc}"
+        return f"engine stop failed: {type(exc).__name__}: {exc}"

@@ -72,6 +72,10 @@ def run_desk(app: Any, **run_options: Any) -> int:
         error = getattr(app, "_exception", None)  # Textual keeps the first crash here
         log.error("the desk ended on an unhandled exception (exit status %d)", code,
                   exc_info=(type(error), error, error.__traceback__) if error else None)
+    # A notice shown while the desk closes goes with its screen: what failed on the way
+    # out (a save) is said on the terminal, where it stays.
+    for problem in getattr(app, "exit_problems", ()):
+        print(f"execdesk: {problem}", file=sys.stderr)
     return code
 
 
