@@ -1304,3 +1304,16 @@ def test_a_latency_history_that_cannot_be_saved_at_quit_is_said_on_the_terminal(
     assert run_desk(app, headless=True, size=(80, 24), auto_pilot=operator) == 0
     err = capsys.readouterr().err
     assert f"execdesk: latency history not saved to {history}: Is a directory" in err, err
+
+
+@pytest.mark.anyio
+async def test_a_breaker_forced_from_the_palette_says_its_reason_once(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await run_from_palette(pilot, "force breaker open on swift")
+        await until(pilot, lambda: app.engine.router.breaker("swift").state.value == "OPEN")
+        await until(pilot, lambda: "BREAKER swift" in log_text(app))
+        log = " ".join(log_text(app).split())
+        assert "BREAKER swift: CLOSED → OPEN (forced open by operator: from the desk's palette)" in log, log
+        assert log.count("forced open by operator") == 1
+        await app.shutdown_engine()

@@ -1055,9 +1055,11 @@ class DeskApp(App[None]):
 
     def action_breaker(self, venue: str, how: str) -> None:
         breaker = self.engine.router.breaker(venue)
-        {"open": lambda: breaker.force_open("forced open by operator"),
-         "closed": lambda: breaker.force_closed("forced closed by operator"),
-         "release": lambda: breaker.release_force("operator released the override")}[how]()
+        # The breaker says "forced open by operator" itself: the desk adds where from.
+        source = "from the desk's palette"
+        {"open": lambda: breaker.force_open(source),
+         "closed": lambda: breaker.force_closed(source),
+         "release": lambda: breaker.release_force(source)}[how]()
         self._slow_panels()
 
     # -- view ------------------------------------------------------------------------------------------
