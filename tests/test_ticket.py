@@ -11,7 +11,7 @@ from textual.widgets import Input
 
 from tests.desk_support import make_app, make_engine
 from tui.screens.ticket import TicketScreen
-from tui.ticket_model import FIELDS_BY_TYPE, build_order
+from tui.ticket_model import FIELDS_BY_TYPE, build_order, describe
 
 from engine import OrderType, RiskPreview
 
@@ -517,3 +517,9 @@ async def test_an_algorithm_ticket_opens_without_the_desks_price() -> None:
         assert value(ticket, "price") == "" and ticket.result.order.price is None
         await pilot.press("tab", *"3001", "ctrl+y")  # a typed limit does not follow to another symbol
         assert (ticket.values["symbol"], value(ticket, "price")) == ("SOL/USD", "")
+
+
+def test_the_summary_shows_every_digit_of_what_enter_sends() -> None:
+    values = {"symbol": "BTC/USD", "side": "SELL", "type": "LIMIT", "quantity": "1234567", "price": "49100.55"}
+    result = build_order(values, "T-1")
+    assert describe(result.order, None) == "SELL 1234567 BTC/USD LIMIT @ 49100.55 → smart routing"

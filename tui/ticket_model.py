@@ -278,9 +278,10 @@ def _message(err: dict[str, Any]) -> str:
 
 def describe(order: Order, venue: str | None) -> str:
     """One line an operator reads before pressing Enter."""
-    parts = [order.side.value, f"{order.quantity:g}", order.symbol, order.type.value]
+    # Every digit: `:g` keeps six, so 49,100.55 read 49100.6 and 1,234,567 read 1.23457e+06.
+    parts = [order.side.value, plain(order.quantity), order.symbol, order.type.value]
     if order.price is not None:
-        parts.append(f"@ {order.price:g}")
+        parts.append(f"@ {plain(order.price)}")
     elif order.type in OPTIONAL_PRICE:
         parts.append("no limit")
     if order.type in (OrderType.LIMIT,) and order.time_in_force is not TimeInForce.GTC:
