@@ -13,7 +13,7 @@ from tests.desk_support import make_app, make_engine
 from tui.screens.ticket import TicketScreen
 from tui.ticket_model import FIELDS_BY_TYPE, build_order, describe
 
-from engine import OrderType, RiskPreview
+from engine import OrderStatus, OrderType, RiskPreview
 
 
 @pytest.fixture
@@ -523,3 +523,113 @@ def test_the_summary_shows_every_digit_of_what_enter_sends() -> None:
     values = {"symbol": "BTC/USD", "side": "SELL", "type": "LIMIT", "quantity": "1234567", "price": "49100.55"}
     result = build_order(values, "T-1")
     assert describe(result.order, None) == "SELL 1234567 BTC/USD LIMIT @ 49100.55 → smart routing"
+
+
+# -- what a venue refuses for certain, refused as the operator types ---------------------------
+
+VENUE_REFUSES = [
+    # (quantity, price, the field that says it, the ticket's words)
+    ("0.00015", "50000", "quantity", "quantity 0.00015 is not a multiple of the lot 0.0001 for BTC/USD"),
+    ("0.1", "50000.001", "price", "price 50000.001 is not a multiple of the tick 0.01 for BTC/USD"),
+    ("2000", "50000", "quantity", "quantity 2000 over the maximum 1,000 of BTC/USD"),
+    ("0.0001", "1", "notional", "notional 0.00 (0.0001 at 1) under the minimum 1 of BTC/USD"),
+]
+
+
+@pytest.mark.parametrize(("quantity", "price", "name", "words"), VENUE_REFUSES)
+def test_the_ticket_refuses_what_the_venue_refuses_in_the_venues_words(
+        quantity: str, price: str, name: str, words: str) -> None:
+    venue = make_engine().venues["swift"]
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": quantity, "price": price}
+    result = build_order(values, "T-1", instrument=venue.instruments()["BTC/USD"])
+    assert result.order is None and result.errors == {name: words}
+    answer = venue.submit(build_order(values, "T-1").order)  # the same order, sent
+    assert (answer.status, answer.reason) == (OrderStatus.REJECTED, words)
+
+
+def test_a_size_under_the_minimum_is_written_as_typed() -> None:
+    venue = make_engine().venues["swift"]
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": "0.00001", "price": "50000"}
+    result = build_order(values, "T-1", instrument=venue.instruments()["BTC/USD"])
+    assert result.errors == {"quantity": "quantity 0.00001 is under the minimum 0.0001 for BTC/USD"}
+    answer = venue.submit(build_order(values, "T-1").order)
+    assert answer.status is OrderStatus.REJECTED and answer.reason.endswith("is under the minimum 0.0001 for BTC/USD")
+
+
+def test_what_the_venue_takes_the_ticket_takes() -> None:
+    venue = make_engine().venues["swift"]
+    for quantity, price in [("0.1", "50000"), ("0.0001", "50000"), ("1000", "5000.01"), ("0.02", "50")]:
+        values = {"symbol": "BTC/USD", "side": "BUY", "type": "LIMIT", "quantity": quantity, "price": price}
+        result = build_order(values, f"T-{quantity}", instrument=venue.instruments()["BTC/USD"])
+        assert result.errors == {}, (quantity, price)
+        assert venue.submit(result.order).status is not OrderStatus.REJECTED, (quantity, price)
+
+
+@pytest.mark.anyio
+async def test_a_twap_whose_slices_are_under_the_minimum_is_refused_as_the_engine_refuses_it(
+        tmp_path: Path) -> None:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "TWAP", "quantity": "0.0005", "price": "",
+              "duration_s": "60", "slices": "10"}
+    words = ("TWAP slice 0.00005 (0.0005 in 10 slices) is under the minimum quantity 0.0001 of BTC/USD: "
+             "use at most 5 slices, or a larger quantity")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        engine = app.engine
+        result = build_order(values, "T-1", instrument=engine.smart.instrument("BTC/USD"))
+        assert result.errors == {"slices": words}
+        oid = await engine.submit(build_order(values, "T-1").order)
+        await until(pilot, lambda: engine.status(oid).status.is_final)
+        answer = engine.status(oid)
+        assert answer.status is OrderStatus.REJECTED and words in answer.reason
+        await app.shutdown_engine()
+
+
+def btc_instrument(symbol: str):
+    return make_engine().smart.instrument(symbol) if symbol == "BTC/USD" else None
+
+
+@pytest.mark.anyio
+async def test_the_ticket_says_a_venue_would_refuse_before_enter_is_pressed() -> None:
+    app = Host(btc_ticket("0.1", instrument=btc_instrument))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#ticket-summary").startswith("Ready:")
+        assert ticket.query_one("#field-quantity", Input).placeholder == "a multiple of 0.0001"
+        assert ticket.query_one("#field-price", Input).placeholder == "> 0, a multiple of the tick 0.01"
+        await pilot.press(*"0.00001")
+        assert text(ticket, "#error-quantity") == "quantity 0.00001 is under the minimum 0.0001 for BTC/USD"
+        assert text(ticket, "#ticket-summary") == "Fix the fields marked above to send."
+        await pilot.press("enter", "ctrl+s")
+        await pilot.pause()
+        assert app.results == [] and app.screen is ticket
+
+
+@pytest.mark.anyio
+async def test_an_iceberg_off_the_tick_or_under_the_minimum_notional_is_not_ready() -> None:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "ICEBERG", "quantity": "0.1", "price": "0.00001",
+              "display_size": "0.05"}
+    app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False, instrument=btc_instrument))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#error-price") == "price 0.00001 is not a multiple of the tick 0.01 for BTC/USD"
+        ticket.query_one("#field-price", Input).value = "0.01"
+        await pilot.pause()
+        assert text(ticket, "#ticket-summary") == (
+            "each child shows the display size: notional 0.00 (0.05 at 0.01) under the minimum 1 of BTC/USD")
+        await pilot.press("enter", "ctrl+s")
+        await pilot.pause()
+        assert app.results == []
+
+
+@pytest.mark.anyio
+async def test_a_market_orders_notional_filter_is_judged_at_the_far_touch() -> None:
+    values = {"symbol": "BTC/USD", "side": "BUY", "type": "MARKET", "quantity": "500"}
+    app = Host(TicketScreen(values, SYMBOLS, ["swift"], "T-1", blink=False, instrument=btc_instrument,
+                            touch=lambda symbol, side: TOUCH[symbol, side]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        ticket = app.ticket
+        assert text(ticket, "#ticket-summary") == (
+            "notional 24,550,750.00 (500 at 49101.5) over the maximum 10,000,000 of BTC/USD "
+            "(a market order is judged at the touch)")  # a buy trades at the ask: 49,101.5
+        await pilot.press(*"100")
+        assert text(ticket, "#ticket-summary").startswith("Ready: BUY 100 BTC/USD MARKET")

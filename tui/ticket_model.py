@@ -11,11 +11,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
-from engine import Order, OrderSide, OrderType, TimeInForce
+from engine import Instrument, Order, OrderSide, OrderType, TimeInForce
 from engine.models import URGENCIES, VWAP_PROFILES
 
 SMART_ROUTE = "SMART"
@@ -143,11 +144,11 @@ _GROUPED_NUMBER = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?(?:[eE]
 _NOT_FINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 
 
-def _number(name: str, text: str, *, whole: bool = False) -> Any:
+def _number(name: str, text: str, *, whole: bool = False, hint: str | None = None) -> Any:
     typed = text.strip()
     label = LABELS.get(name, name)
     if not typed:
-        hint = HINTS.get(name)
+        hint = hint or HINTS.get(name)
         raise ValueError(f"{label} is required" + (f" ({hint})" if hint else ""))
     if not typed.isascii():
         raise ValueError(f"{label} takes the digits 0-9 only, got {typed!r}")
@@ -167,9 +168,27 @@ def _number(name: str, text: str, *, whole: bool = False) -> Any:
         raise ValueError(f"{label} must be {kind}, got {typed!r}") from None
 
 
-def build_order(values: dict[str, str], order_id: str) -> TicketResult:
-    """Build the Order the ticket describes, or say what is wrong with which field."""
+def field_hints(instrument: Instrument | None) -> dict[str, str]:
+    """Each field's hint, with the instrument's own lot, minimum and tick when it is known."""
+    hints = dict(HINTS)
+    if instrument is not None:
+        lot, least = instrument.lot_size, instrument.min_quantity
+        hints["quantity"] = f"a multiple of {lot}" + ("" if least <= lot else f", at least {least}")
+        hints["price"] = f"> 0, a multiple of the tick {instrument.tick_size}"
+    return hints
+
+
+def build_order(values: dict[str, str], order_id: str, *, instrument: Instrument | None = None,
+                market_price: float | None = None) -> TicketResult:
+    """Build the Order the ticket describes, or say what is wrong with which field.
+
+    With the symbol's `instrument`, what a venue listing it would refuse for certain
+    (off the lot or the tick, under the minimum quantity, outside its notional filters)
+    is an error too, in the venue's words; `market_price` is where a market order would
+    trade (the far touch), for its notional.
+    """
     errors: dict[str, str] = {}
+    hints = field_hints(instrument)
     try:
         order_type = OrderType(values.get("type", "LIMIT"))
         side = OrderSide(values.get("side", "BUY"))
@@ -186,7 +205,7 @@ def build_order(values: dict[str, str], order_id: str) -> TicketResult:
 
     def parse(name: str, whole: bool = False) -> Any:
         try:
-            return _number(name, values.get(name, ""), whole=whole)
+            return _number(name, values.get(name, ""), whole=whole, hint=hints.get(name))
         except ValueError as exc:
             errors[name] = str(exc)
             return None
@@ -220,7 +239,71 @@ def build_order(values: dict[str, str], order_id: str) -> TicketResult:
             name = _field_of(err)
             errors.setdefault(name, _message(err))
         return TicketResult(None, None, errors)
+    if instrument is not None:
+        errors = venue_problems(order, instrument, market_price=market_price)
+        if errors:
+            return TicketResult(None, None, errors)
     return TicketResult(order, None if venue == SMART_ROUTE else venue, {})
+
+
+def _small(value: float) -> str:
+    """A size or price as a venue's message writes it, but a small one as typed (0.00001, not 1e-05)."""
+    text = plain(value)
+    return format(Decimal(repr(value)), "f") if "e-" in text else text
+
+
+def _size_problem(what: str, quantity: float, inst: Instrument) -> str | None:
+    """A venue's refusal of a size: under the minimum quantity, or off the lot (its words)."""
+    lots = inst.quantity_to_lots(quantity)
+    if (lots is not None and lots < inst.min_lots) or quantity < float(inst.min_quantity):
+        return f"{what} {_small(quantity)} is under the minimum {inst.min_quantity} for {inst.symbol}"
+    if lots is None:
+        return f"{what} {_small(quantity)} is not a multiple of the lot {inst.lot_size} for {inst.symbol}"
+    return None
+
+
+def venue_problems(order: Order, inst: Instrument, *, market_price: float | None = None) -> dict[str, str]:
+    """What a venue listing `inst` refuses in `order` for certain, by ticket field, in the
+    venue's words; a notional outside the filters is keyed "notional" (no field of its own).
+
+    What a venue sees of an algorithm is its children: an ICEBERG's display size is
+    judged as an order of its own; TWAP, VWAP and SMART children are sized by their
+    algorithm, so only their parent's lot, minimum, tick and slices are judged.
+    """
+    problems: dict[str, str] = {}
+    size = _size_problem("quantity", order.quantity, inst)
+    if size is not None:
+        problems["quantity"] = size
+    if order.price is not None and inst.price_to_ticks(order.price) is None:
+        problems["price"] = (f"price {_small(order.price)} is not a multiple of the tick {inst.tick_size} "
+                             f"for {inst.symbol}")
+    if problems:
+        return problems  # the filters judge an order that is on the lot and the tick
+    if order.type is OrderType.ICEBERG:
+        # Its algorithm shows the display size rounded down to the lot.
+        display = float(order.metadata["display_size"])
+        lots = inst.lots_at_most(display)
+        if lots < max(inst.min_lots, 1):
+            problems["display_size"] = (f"display size {_small(display)} is under the minimum "
+                                        f"{inst.min_quantity} for {inst.symbol}")
+        elif (refusal := inst.filter_refusal(inst.lots_to_quantity(lots), order.price)) is not None:
+            problems["display_size" if refusal.startswith("quantity") else "notional"] = (
+                f"each child shows the display size: {refusal}")
+    elif order.type is OrderType.TWAP:
+        slices = int(order.metadata.get("slices", 1))
+        lots = inst.quantity_to_lots(order.quantity) or 0
+        if lots < slices * inst.min_lots:
+            most = max(lots // max(inst.min_lots, 1), 1)
+            problems["slices"] = (
+                f"TWAP slice {_small(order.quantity / slices)} ({_small(order.quantity)} in {slices:,} slices) "
+                f"is under the minimum quantity {inst.min_quantity} of {inst.symbol}: use at most {most:,} "
+                "slices, or a larger quantity")
+    elif order.type in (OrderType.LIMIT, OrderType.MARKET):
+        market = order.type is OrderType.MARKET
+        refusal = inst.filter_refusal(order.quantity, market_price if market else order.price, market=market)
+        if refusal is not None:
+            problems["quantity" if refusal.startswith("quantity") else "notional"] = refusal
+    return problems
 
 
 # pydantic's numeric bound errors, in the ticket's words: (operator, key of the bound in ctx).

@@ -23,7 +23,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from engine import Order, OrderType, RiskPreview
+from engine import Instrument, Order, OrderType, RiskPreview
 
 from ..ticket_model import (
     CHOICES,
@@ -37,6 +37,7 @@ from ..ticket_model import (
     build_order,
     clean_values,
     describe,
+    field_hints,
     plain,
 )
 
@@ -143,8 +144,12 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         quote: Callable[[str], str | None] | None = None, alert: Callable[[], TicketAlert | None] | None = None,
         touch: Callable[[str, str], float | None] | None = None,
         risk: Callable[[Order], RiskPreview] | None = None,
+        instrument: Callable[[str], Instrument | None] | None = None,
     ) -> None:
         super().__init__()
+        # The symbol's instrument (tick, lot, minimum quantity, notional filters): what a
+        # venue would refuse for certain is refused here, in its words, as the operator types.
+        self.instrument = instrument
         # The engine's pre-trade check as the operator types (Engine.check_risk): the
         # notional, a refusal with its reason, or a large order that only Ctrl+S sends.
         self.risk = risk
@@ -282,8 +287,10 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             for prefix in ("row", "label", "field", "error", "help"):
                 for widget in self.query(f"#{prefix}-{name}"):
                     widget.display = visible
+        hints = field_hints(self.instrument(self.values["symbol"]) if self.instrument is not None else None)
+        self.query_one("#field-quantity", Input).placeholder = hints["quantity"]
         self.query_one("#field-price", Input).placeholder = (
-            "blank: no limit" if order_type in OPTIONAL_PRICE else HINTS["price"])
+            "blank: no limit" if order_type in OPTIONAL_PRICE else hints["price"])
         side = self.values["side"]
         self._quote_text = self.quote(self.values["symbol"]) if self.quote is not None else None
         self._show_title()
@@ -336,7 +343,12 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
     _refresh_header = refresh_header  # the name tests/test_desk.py calls
 
     def _validate(self) -> TicketResult:
-        result = build_order(self.values, self.order_id)
+        symbol, side = self.values["symbol"], self.values["side"]
+        instrument = self.instrument(symbol) if self.instrument is not None else None
+        market_price = None  # a market order's notional is judged where it would trade: the far touch
+        if instrument is not None and self.values["type"] == OrderType.MARKET.value and self.touch is not None:
+            market_price = self.touch(symbol, "SELL" if side == "BUY" else "BUY")
+        result = build_order(self.values, self.order_id, instrument=instrument, market_price=market_price)
         self.result = result
         for name in ALL_FIELDS:
             # Errors quote what was typed: plain text, never read as markup.
