@@ -633,3 +633,35 @@ async def test_a_market_orders_notional_filter_is_judged_at_the_far_touch() -> N
             "(a market order is judged at the touch)")  # a buy trades at the ask: 49,101.5
         await pilot.press(*"100")
         assert text(ticket, "#ticket-summary").startswith("Ready: BUY 100 BTC/USD MARKET")
+
+
+@pytest.mark.anyio
+async def test_at_80x24_every_error_shows_its_value_and_the_summary_stays_in_view(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        await pilot.press("f6")  # VWAP: the tallest ticket
+        ticket = app.screen
+        typed = {"quantity": "1,5000", "price": "12abcdefghijklmnop", "duration_s": "1e120.1abcdefghijklmn",
+                 "max_participation": "0.5x"}
+        for name, text_typed in typed.items():
+            ticket.query_one(f"#field-{name}", Input).value = text_typed
+        await app.engine.halt("operator kill switch")  # and the alert line the ticket then shows
+        ticket.refresh_header()
+        await pilot.pause()
+        box = ticket.query_one("#ticket").content_region
+        assert "HALTED" in text(ticket, "#ticket-alert")
+        for name, text_typed in typed.items():
+            error = ticket.query_one(f"#error-{name}")
+            assert repr(text_typed) in text(ticket, f"#error-{name}"), name
+            assert box.contains_region(error.region), f"the {name} error is cut at 80x24"
+        summary = ticket.query_one("#ticket-summary")
+        assert text(ticket, "#ticket-summary") == "Fix the fields marked above to send."
+        assert box.contains_region(summary.region), "the summary is cut at 80x24"
+        # Each on a line of its own under its field, as wide as the ticket.
+        assert text(ticket, "#error-quantity") == "Quantity: use . for decimals: got '1,5000'"
+        assert [ticket.query_one(f"#error-{n}").region.height for n in typed] == [1, 1, 1, 1]
+        assert ticket.query_one("#error-quantity").region.y == ticket.query_one("#field-quantity").region.y + 1
+        await pilot.press("escape")
+        await app.shutdown_engine()

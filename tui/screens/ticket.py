@@ -99,7 +99,9 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
         background-tint: $error 35%;
     }
     TicketScreen .tk-error {
-        width: 1fr;
+        /* Under its field across the whole form: at 80 columns a column beside the field
+           was 28 wide and an error with its value took three lines. */
+        padding: 0 0 0 2;
         color: $error;
     }
     TicketScreen .tk-help {
@@ -205,7 +207,7 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
                                           id=f"field-{name}", classes="tk-field", select_on_focus=True, compact=True)
                             field.cursor_blink = self.blink
                             yield field
-                        yield Static("", id=f"error-{name}", classes="tk-error")
+                    yield Static("", id=f"error-{name}", classes="tk-error")
                     if name in FIELD_HELP:
                         yield Static(FIELD_HELP[name], id=f"help-{name}", classes="tk-help")
             yield Static(id="ticket-summary")
@@ -350,11 +352,18 @@ class TicketScreen(ModalScreen[tuple[Any, str | None] | None]):
             market_price = self.touch(symbol, "SELL" if side == "BUY" else "BUY")
         result = build_order(self.values, self.order_id, instrument=instrument, market_price=market_price)
         self.result = result
+        shown = FIELDS_BY_TYPE[OrderType(self.values["type"])]
         for name in ALL_FIELDS:
             # Errors quote what was typed: plain text, never read as markup.
-            self.query_one(f"#error-{name}", Static).update(Text(result.errors.get(name, "")))
+            error = self.query_one(f"#error-{name}", Static)
+            error.update(Text(result.errors.get(name, "")))
+            error.display = name in shown and name in result.errors
             field = self.query_one(f"#field-{name}")
             field.set_class(name in result.errors, "-tk-invalid")
+            # A field in error shows its error instead of its help line: at 80x24 the tallest
+            # ticket with every field wrong must still show the summary line.
+            for help_line in self.query(f"#help-{name}"):
+                help_line.display = name in shown and name not in result.errors
         self.preview = self.risk(result.order) if self.risk is not None and result.order is not None else None
         self._show_risk()
         self._show_summary()
