@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input
 
 from tests.desk_support import make_app
-from tui.screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
+from tui.screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen, key_label
 from tui.screens.ticket import TicketScreen
 from tui.ticket_model import plan_amend
 
@@ -221,3 +221,52 @@ def test_amend_reads_commas_as_thousands_groups_only() -> None:
 def test_amend_is_bounded_as_the_ticket_is(quantity: str, price: str, error: str) -> None:
     plan = plan_amend(quantity, price, quantity=0.5, price=49_100.0, symbol="BTC/USD")
     assert not plan.ok and list(plan.errors.values()) == [error]
+
+
+@pytest.mark.parametrize(("keys", "shown"), [
+    ("plus,equals_sign", "+ / ="),
+    ("ctrl+t", "Ctrl+T"),
+    ("question_mark", "?"),
+    ("escape,question_mark,q", "Esc / ? / q"),
+    ("enter", "Enter"),
+    ("shift+tab", "Shift+Tab"),
+    ("alt+m", "Alt+M"),
+    ("f2,alt+m", "F2 / Alt+M"),
+    ("F2", "F2"),  # a binding's key_display, already for people
+    ("right_square_bracket", "]"),
+    ("minus", "-"),
+    ("ctrl+p", "Ctrl+P"),
+])
+def test_keys_are_shown_as_an_operator_reads_them(keys: str, shown: str) -> None:
+    assert key_label(keys) == shown
+
+
+def table_text(table) -> str:
+    """What the key table draws, as one line of words (wrapped descriptions joined)."""
+    lines = table.render_lines(table.size.region)
+    return " ".join(" ".join(strip.text.split()) for strip in lines)
+
+
+@pytest.mark.anyio
+async def test_the_help_screen_is_readable_at_80x24(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause()
+        table = app.screen.query_one("#help-table")
+        assert app.screen.query_one("#help").region.right <= 80
+        drawn = table_text(table)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        # The rows on the first screenful, each whole: key, action and every word of what it does.
+        on_screen = [row for row in rows if f"{row[0]} {row[1]}" in drawn]
+        assert len(on_screen) >= 8, drawn
+        for key, action, tip in on_screen:
+            assert f"{key} {action} {tip}" in drawn, tip
+        assert any("Kill switch: refuse new orders and cancel everything" in tip for *_, tip in on_screen)
+        # No raw key names anywhere in the list.
+        keys = [key for key, *_ in rows]
+        assert "+ / =" in keys and "Ctrl+T" in keys and "Esc" in keys
+        assert not [key for key in keys if "_" in key or key.islower() and len(key) > 1], keys
+        await pilot.press("escape")
+        await app.shutdown_engine()

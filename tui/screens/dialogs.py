@@ -7,11 +7,14 @@ on every key: a list in `_bindings` makes the next key press crash the app.
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
@@ -20,8 +23,75 @@ from engine import OrderSide
 from ..ticket_model import AmendPlan, exact, plain, plan_amend
 
 
+_KEY_NAMES = {
+    "escape": "Esc", "enter": "Enter", "tab": "Tab", "space": "Space", "backspace": "Backspace",
+    "delete": "Del", "insert": "Ins", "home": "Home", "end": "End", "pageup": "PgUp", "pagedown": "PgDn",
+}
+_MODIFIERS = {"ctrl": "Ctrl", "alt": "Alt", "shift": "Shift", "super": "Super", "meta": "Meta"}
+
+
+def key_label(keys: str) -> str:
+    """Keys as an operator reads them: "plus,equals_sign" is "+ / =", "ctrl+t" is "Ctrl+T",
+    "escape" is "Esc". A binding's own `key_display` ("F2", "]") passes through."""
+    if " " in keys:
+        return keys  # already written for people
+    return " / ".join(_one_key(key) for key in keys.split(",") if key)
+
+
+def _one_key(key: str) -> str:
+    if len(key) == 1:
+        return key
+    *modifiers, name = key.split("+")
+    if re.fullmatch(r"f[0-9]{1,2}", name, re.IGNORECASE):
+        name = name.upper()
+    else:
+        name = _KEY_NAMES.get(name) or format_key(name)
+    if modifiers and len(name) == 1:
+        name = name.upper()  # Ctrl+T, as printed on the key
+    return "+".join([*(_MODIFIERS.get(m, m.title()) for m in modifiers), name])
+
+
+class KeyTable(DataTable[str]):
+    """The key list: its descriptions wrap within the width there is (at 80 columns too)."""
+
+    KEY_WIDTH, ACTION_WIDTH, MIN_TEXT_WIDTH = 12, 14, 20
+
+    def __init__(self, rows: list[tuple[str, str, str]], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.key_rows = [(key_label(key), action, tip) for key, action, tip in rows]
+        self.shown_width = 0
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.show_rows(event.size.width)
+
+    def show_rows(self, width: int) -> None:
+        """Lay the rows out for `width` columns: keys and actions as wide as the longest (up to
+        a cap), the description in the rest, wrapped to as many lines as it takes."""
+        if width == self.shown_width or width <= 0:
+            return
+        self.shown_width = width
+        key_width = min(max((len(k) for k, _, _ in self.key_rows), default=3), self.KEY_WIDTH)
+        action_width = min(max((len(a) for _, a, _ in self.key_rows), default=6), self.ACTION_WIDTH)
+        # Each column pads a cell by one on both sides; the vertical scrollbar takes two.
+        text_width = max(width - key_width - action_width - 3 * 2 - 2, self.MIN_TEXT_WIDTH)
+        row = self.cursor_row
+        self.clear(columns=True)
+        self.add_column("Key", width=key_width)
+        self.add_column("Action", width=action_width)
+        self.add_column("What it does", width=text_width)
+        for key, action, tip in self.key_rows:
+            self.add_row(key, action, tip, height=None)
+        self.move_cursor(row=row)
+
+
 class HelpScreen(ModalScreen[None]):
     """Every key the desk knows, from the bindings themselves (never a stale list)."""
+
+    DEFAULT_CSS = """
+    HelpScreen #help {
+        max-width: 100%;
+    }
+    """
 
     BINDINGS = [
         Binding("escape,question_mark,q", "dismiss", "Close", id="help.close", tooltip="Close help"),
@@ -34,15 +104,10 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
             yield Static("[b]execdesk keys[/]   (Esc closes; Ctrl+P finds any action by name)", id="help-title")
-            table: DataTable[str] = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
-            yield table
+            yield KeyTable(self.rows, id="help-table")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("Key", "Action", "What it does")
-        for key, desc, tip in self.rows:
-            table.add_row(key, desc, tip)
-        table.focus()
+        self.query_one(KeyTable).focus()
 
 
 class ConfirmScreen(ModalScreen[bool]):
