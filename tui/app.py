@@ -819,7 +819,8 @@ class DeskApp(App[None]):
         if screen is None:
             screen = self._ticket = TicketScreen(values, self.symbols, list(self.engine.venues), order_id,
                                                  blink=self.live, quote=self._quote, alert=self._ticket_alert,
-                                                 touch=self._touch, risk=self.engine.check_risk)
+                                                 touch=self._touch, risk=self.engine.check_risk,
+                                                 instrument=self.engine.smart.instrument)
             self.install_screen(screen, name="ticket")
         else:
             screen.prepare(values, order_id)
