@@ -27,3 +27,15 @@ async def test_the_desks_ticket_knows_the_symbols_minimum_quantity(tmp_path: Pat
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
         await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_the_ticket_opens_at_every_digit_of_the_touch(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app._touch = lambda symbol, side: 49_995.25  # a touch of seven significant digits
+        await send_ticket(pilot, [])
+        assert app.screen.query_one("#field-price").value == "49995.25"  # ':g' read 49995.2
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
+        await app.shutdown_engine()

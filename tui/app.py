@@ -48,6 +48,7 @@ from .commands import DeskCommands
 from .order_detail import OrderScreen
 from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
 from .screens.ticket import TicketAlert, TicketScreen
+from .ticket_model import plain
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
 from .view_model import DeskOrders, EventDigest, fmt_price
@@ -813,7 +814,7 @@ class DeskApp(App[None]):
             # A price remembered for another symbol or side is a trap (a sell at the
             # bid crosses): start at this side's touch instead.
             touch = self._touch(self.symbol, side)
-            values["price"] = f"{touch:g}" if touch else ""
+            values["price"] = plain(touch) if touch else ""
         order_id = self.next_order_id()
         screen = self._ticket
         if screen is None:
