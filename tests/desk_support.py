@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine import DEFAULT_VENUES, Engine, LatencyModel, VirtualClock
 from engine.engine import VenueSpec
@@ -34,3 +36,12 @@ def make_app(
         settings_path=tmp_path / "settings.json",
         order_prefix="T",
     )
+
+
+async def until(pilot: Any, condition: Callable[[], bool], tries: int = 100) -> None:
+    """Let the app run until `condition` holds (a few frames at most); fail otherwise."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the desk never reached the expected state")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine import Engine, Order, OrderStatus
-from tests.desk_support import instant_specs, make_app
+from tests.desk_support import instant_specs, make_app, until
 from tui.app import DeskApp
 from tui.screens.dialogs import AmendScreen, ConfirmScreen
 from tui.screens.ticket import TicketScreen
@@ -21,13 +20,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
-    """Let the app run until `condition` holds (a few frames at most); fail otherwise."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the desk never reached the expected state")
 
 
 def cell(app: DeskApp, order_id: str, column: str) -> str:

@@ -10,7 +10,7 @@ from textual.app import App
 from textual.screen import ModalScreen
 from textual.widgets import Input
 
-from tests.desk_support import make_app
+from tests.desk_support import make_app, until
 from tui.screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen, key_label
 from tui.screens.ticket import TicketScreen
 from tui.ticket_model import plan_amend
@@ -21,12 +21,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the desk never reached the expected state")
 
 
 SCREENS: list[Callable[[], ModalScreen]] = [

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine import LatencyProfiler
-from tests.desk_support import make_app, make_engine
+from tests.desk_support import make_app, make_engine, until
 from tui.screens.ticket import TicketScreen
 from tui.widgets.latency_chart import LatencyChart
 
@@ -62,12 +61,6 @@ def test_a_good_history_file_toggles_history_on_and_off(tmp_path: Path) -> None:
     assert chart.history is None
 
 
-async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the desk never reached the expected state")
 
 
 @pytest.mark.anyio

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.desk_support import make_app
+from tests.desk_support import make_app, until
 from tui.screens.ticket import TicketScreen
 from tui.settings import MAX_FILE_BYTES, STALE_TEMP_S, Settings, remove_stale_temps
 from tui.ticket_model import DEFAULTS
@@ -210,12 +209,6 @@ def test_load_removes_temporary_files_a_killed_save_left_but_not_a_save_in_progr
 
 
 # -- the desk: a bad file on disk never costs the operator a crash ----------------------------------
-async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the desk never reached the expected state")
 
 
 @pytest.mark.anyio

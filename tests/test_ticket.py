@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.app import App
 from textual.widgets import Input
 
-from tests.desk_support import make_app, make_engine
+from tests.desk_support import make_app, make_engine, until
 from tui.screens.ticket import TicketScreen
 from tui.ticket_model import FIELDS_BY_TYPE, build_order, describe
 
@@ -21,12 +20,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def until(pilot, condition: Callable[[], bool], tries: int = 100) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the desk never reached the expected state")
 
 
 def value(screen: TicketScreen, name: str) -> str:

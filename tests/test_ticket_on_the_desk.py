@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.desk_support import make_app
-from tests.test_desk import send_ticket, until
+from tests.desk_support import make_app, until
+from tests.test_desk import send_ticket
 from tui.screens.ticket import TicketScreen
 
 
