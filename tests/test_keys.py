@@ -157,24 +157,23 @@ async def open_ticket(pilot) -> None:
     await press_and_wait(pilot, "b", "TicketScreen")
 
 
-async def open_amend(pilot) -> None:
+async def on_a_working_order(pilot, key: str, screen: str) -> None:
+    """Select a working order in the Orders panel and press `key`, which opens `screen`."""
     order_id = await working_order(pilot)
     await back_to_the_desk(pilot)
     app = pilot.app
     await until(pilot, lambda: order_id in app.blotter.keys)
     app.blotter.select(order_id)
     app.blotter.focus()
-    await press_and_wait(pilot, "a", "AmendScreen")
+    await press_and_wait(pilot, key, screen)
+
+
+async def open_amend(pilot) -> None:
+    await on_a_working_order(pilot, "a", "AmendScreen")
 
 
 async def open_detail(pilot) -> None:
-    order_id = await working_order(pilot)
-    await back_to_the_desk(pilot)
-    app = pilot.app
-    await until(pilot, lambda: order_id in app.blotter.keys)
-    app.blotter.select(order_id)
-    app.blotter.focus()
-    await press_and_wait(pilot, "enter", "OrderScreen")
+    await on_a_working_order(pilot, "enter", "OrderScreen")
 
 
 async def open_confirm(pilot) -> None:
