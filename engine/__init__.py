@@ -3,7 +3,7 @@
 The names of the component document are imported from here.
 """
 
-from .breaker import BreakerConfig, BreakerState, CircuitBreaker
+from .resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock, VirtualClock
 from .engine import DEFAULT_VENUES, Engine, VenueSpec
@@ -29,23 +29,19 @@ from .models import (
     OrderType,
     TimeInForce,
 )
-from .exchange import (
-    AsyncExchangeClient,
-    ExchangeClient,
-    FaultConfig,
-    LatencyModel,
-    MarketConfig,
-    SimulatedExchange,
-)
+from .venues.clients import AsyncExchangeClient, ExchangeClient
+from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
+from .venues.sim.exchange import SimulatedExchange
 from .optimizer import AsyncExecutionOptimizer, ExecutionOptimizer, OptimizerStoppedError
 from .positions import Position, PositionBook
 from .profiler import LatencyProfiler, LatencyStats, ProfilerFileError
-from .retry import RetryPolicy
+from .resilience.retry import RetryPolicy
 from .risk import RiskChecker, RiskLimits, RiskPreview, SymbolLimits
-from .router import AsyncOrderRouter, OrderRouter
-from .scheduler import Scheduler
-from .smart import SmartOrderRouter
-from .venue import AsyncVenue, BookLevel, BookSnapshot, ExecutionReport, PublicTrade, Venue
+from .routing.router import AsyncOrderRouter, OrderRouter
+from .scheduling.scheduler import Scheduler
+from .routing.smart import SmartOrderRouter
+from .venues.base import AsyncVenue, Venue
+from .market_data import BookLevel, BookSnapshot, ExecutionReport, PublicTrade
 
 __all__ = [
     "AsyncExchangeClient",

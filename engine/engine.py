@@ -18,21 +18,23 @@ from typing import Any
 
 import anyio
 
-from .algos.base import ParentState
-from .breaker import BreakerConfig
+from .scheduling.algos.base import ParentState
+from .resilience.breaker import BreakerConfig
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
 from .events import EngineError, Halted, OrderUpdated, Resumed
-from .exchange import FaultConfig, LatencyModel, MarketConfig, ReferenceMarket, SimulatedExchange
+from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
+from .venues.sim.market import ReferenceMarket
+from .venues.sim.exchange import SimulatedExchange
 from .models import FeeSchedule, Order, OrderResult, OrderStatus
 from .optimizer import AsyncExecutionOptimizer
 from .positions import Position, PositionBook
 from .profiler import LatencyProfiler
-from .retry import RetryPolicy
+from .resilience.retry import RetryPolicy
 from .risk import DEFAULT_RISK_LIMITS, RiskChecker, RiskLimits, RiskPreview
-from .router import AsyncOrderRouter
-from .smart import SmartOrderRouter
+from .routing.router import AsyncOrderRouter
+from .routing.smart import SmartOrderRouter
 
 log = logging.getLogger("execdesk.engine")
 
@@ -219,7 +221,7 @@ class Engine:
 
     def supported_types(self) -> set[str]:
         """Order types this engine can work (plain ones and the registered algorithms)."""
-        from .algos.registry import ALGORITHMS
+        from .scheduling.algos.registry import ALGORITHMS
 
         return {"MARKET", "LIMIT", *(t.value for t in ALGORITHMS)}
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import anyio
 
-from .algos.base import ParentState
+from .scheduling.algos.base import ParentState
 from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
@@ -46,8 +46,8 @@ from .loops import set_event
 from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
 from .profiler import LatencyProfiler
 from .risk import RiskLimits
-from .router import AsyncOrderRouter, OrderRouter, _RouterCore
-from .smart import SmartOrderRouter
+from .routing.router import AsyncOrderRouter, OrderRouter, _RouterCore
+from .routing.smart import SmartOrderRouter
 
 log = logging.getLogger("execdesk.optimizer")
 

@@ -61,7 +61,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .models import Order, OrderResult, OrderSide, OrderType
-from .venue import BookLevel, BookSnapshot
+from .market_data import BookLevel, BookSnapshot
 
 __all__ = [
     "DEFAULT_RISK_LIMITS",

@@ -1,7 +1,7 @@
 """Transaction cost analysis: how a parent order did against its benchmarks.
 
 Pure functions of fills, a benchmark price and the market tape; no clock,
-no venue. The parent's state (`engine.algos.base.ParentState`) feeds them
+no venue. The parent's state (`engine.scheduling.algos.base.ParentState`) feeds them
 and the optimizer shows the result in `get_order_status(...).detail`.
 
 Sign convention (all figures): a positive cost is money lost. A buy that

@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 
 from engine import Engine, FeeSchedule, Instrument, MarketConfig, Order, SimulatedExchange, VirtualClock
-from engine.exchange import DEFAULT_INSTRUMENTS
+from engine.venues.sim.config import DEFAULT_INSTRUMENTS
 from engine.models import Fill, Liquidity, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
-from engine.venue import BookLevel, BookSnapshot, ExecutionReport, PublicTrade
+from engine.market_data import BookLevel, BookSnapshot, ExecutionReport, PublicTrade
 
 BTC = "BTC/USD"
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine import Engine, Order, OrderStatus, TransientVenueError, VirtualClock
-from engine.algos.adaptive import URGENCY
+from engine.scheduling.algos.adaptive import URGENCY
 from tests.algo_support import BTC, one_venue_engine, parent_fills, quiet_venue, run_virtual
 from tests.conftest import VIRTUAL_START, virtual_anyio_backend
 

@@ -9,9 +9,10 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from engine import Engine, Order, OrderStatus, VirtualClock, scheduler
-from engine.algos import twap
-from engine.algos.twap import split_lots
+from engine import Engine, Order, OrderStatus, VirtualClock
+from engine.scheduling import scheduler
+from engine.scheduling.algos import twap
+from engine.scheduling.algos.twap import split_lots
 from tests.algo_support import BTC, one_venue_engine, parent_fills, quiet_venue
 from tests.conftest import virtual_anyio_backend
 

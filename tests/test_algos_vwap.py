@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from engine import Engine, Order, OrderStatus, RiskLimits, VirtualClock
-from engine.algos.vwap import SUBSTEPS, u_shape
+from engine.scheduling.algos.vwap import SUBSTEPS, u_shape
 from tests.algo_support import BTC, ScriptedVenue, one_venue_engine, parent_fills, quiet_venue, run_virtual
 from tests.conftest import VIRTUAL_START, virtual_anyio_backend
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.book import BookError, OrderBook, Remainder
+from engine.venues.book import BookError, OrderBook, Remainder
 from engine.models import OrderSide
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL

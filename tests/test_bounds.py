@@ -49,10 +49,10 @@ from engine import (
     TimeInForce,
     VirtualClock,
 )
-from engine.algos.base import Children, ParentState, PlaceChild, plain
-from engine.algos.registry import make_algorithm
+from engine.scheduling.algos.base import Children, ParentState, PlaceChild, plain
+from engine.scheduling.algos.registry import make_algorithm
 from engine.errors import AlgorithmParameterError
-from engine.exchange import DEFAULT_INSTRUMENTS, DEFAULT_START_PRICES
+from engine.venues.sim.config import DEFAULT_INSTRUMENTS, DEFAULT_START_PRICES
 from engine.models import (
     MAX_BUCKETS,
     MAX_PRICE,

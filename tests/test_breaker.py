@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.breaker import (
+from engine.resilience.breaker import (
     ALLOWED_EDGES,
     AUTOMATIC_TRIGGERS,
     TRANSITIONS,

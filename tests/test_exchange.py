@@ -24,17 +24,16 @@ from engine.errors import (
     UnknownOutcomeError,
     VenueUnavailableError,
 )
-from engine.exchange import (
+from engine.venues.sim.config import (
     DEFAULT_FEES,
     VENUE_PRESETS,
-    AsyncExchangeClient,
-    ExchangeClient,
     FaultConfig,
     LatencyModel,
     MarketConfig,
-    SimulatedExchange,
     UnknownSymbolError,
 )
+from engine.venues.clients import AsyncExchangeClient, ExchangeClient
+from engine.venues.sim.exchange import SimulatedExchange
 from engine.models import (
     Instrument,
     Liquidity,
@@ -44,7 +43,8 @@ from engine.models import (
     OrderType,
     TimeInForce,
 )
-from engine.venue import AsyncVenue, ExecutionReport, PublicTrade, Venue
+from engine.venues.base import AsyncVenue, Venue
+from engine.market_data import ExecutionReport, PublicTrade
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -279,7 +279,7 @@ def test_a_finished_id_is_refused_inside_the_window_and_forgotten_beyond_it() ->
 
 
 def test_status_keeps_fills_of_recent_orders_and_a_summary_of_older_ones(monkeypatch) -> None:
-    import engine.exchange as ex
+    import engine.venues.sim.exchange as ex
 
     monkeypatch.setattr(ex, "_FILLS_KEPT", 2)
     x = venue()
@@ -910,14 +910,14 @@ def test_the_engine_does_not_import_textual() -> None:
     import subprocess
     import sys
 
-    code = "import engine.exchange, engine.book, sys; print('textual' in sys.modules)"
+    code = "import engine.venues.sim.exchange, engine.venues.book, sys; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_venues_sharing_a_reference_price_stay_together_and_apart_ones_drift() -> None:
     """Mids of venues on one ReferenceMarket differ by little over hours; without it they wander apart."""
-    from engine.exchange import ReferenceMarket
+    from engine.venues.sim.market import ReferenceMarket
 
     def spread_over_time(reference: ReferenceMarket | None) -> float:
         clock = VirtualClock(start=0.0)

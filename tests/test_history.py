@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine.history as history_module
-import engine.router as router_module
-import engine.smart as smart_module
+import engine.routing.router as router_module
+import engine.routing.smart as smart_module
 from engine import Order, OrderResult, OrderRouter, OrderStatus, SimulatedExchange, SmartOrderRouter, VirtualClock
 from engine.history import History
 from engine.models import (

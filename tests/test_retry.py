@@ -22,7 +22,7 @@ from engine.errors import (
     VenueError,
     VenueUnavailableError,
 )
-from engine.retry import Action, ActionKind, RetryPolicy, RetryState
+from engine.resilience.retry import Action, ActionKind, RetryPolicy, RetryState
 
 RETRY, RECONCILE, GIVE_UP = ActionKind.RETRY, ActionKind.RECONCILE, ActionKind.GIVE_UP
 NO_JITTER = RetryPolicy(jitter=0.0)

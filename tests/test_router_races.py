@@ -37,7 +37,7 @@ from engine import (
 )
 from engine.events import Event, OrderFilled
 from engine.models import Fill, Liquidity, OrderSide
-from engine.venue import ExecutionReport
+from engine.market_data import ExecutionReport
 from tests.conftest import VIRTUAL_START, virtual_anyio_backend
 
 SYMBOL = "BTC/USD"

@@ -28,7 +28,7 @@ from engine import (
     SmartOrderRouter,
     VirtualClock,
 )
-from engine.smart import VenueView, plan_split, rank_venues
+from engine.routing.smart import VenueView, plan_split, rank_venues
 
 SYMBOL = "BTC/USD"
 INST = Instrument(SYMBOL, Decimal("0.01"), Decimal("0.001"), Decimal("0.001"))

@@ -35,13 +35,13 @@ import anyio.lowlevel
 
 from .algos.base import Action, Algorithm, CancelChild, ParentState
 from .algos.registry import make_algorithm
-from .clock import Clock, ClockEvent
-from .history import History
-from .loops import set_event
-from .models import Instrument, Order, OrderResult, OrderStatus
+from ..clock import Clock, ClockEvent
+from ..history import History
+from ..loops import set_event
+from ..models import Instrument, Order, OrderResult, OrderStatus
 
 if TYPE_CHECKING:
-    from .smart import SmartOrderRouter
+    from ..routing.smart import SmartOrderRouter
 
 log = logging.getLogger("execdesk.scheduler")
 

@@ -4,7 +4,7 @@ Rules of this module:
 
 * Everything is an integer: prices in ticks, sizes in lots, so every sum is
   exact and quantity is conserved. The book knows no clock, no fees, no
-  floats and does no I/O; `engine.exchange` turns its matches into fills.
+  floats and does no I/O; `engine.venues.sim.exchange` turns its matches into fills.
 * Price-time priority: a better price always fills first; at one price the
   order that arrived first fills first. An incoming order that crosses
   fills at the *resting* orders' prices, level by level, partially when a
@@ -41,8 +41,8 @@ from collections.abc import Hashable, Iterator
 from enum import Enum
 from typing import Any
 
-from .errors import ExecdeskError
-from .models import OrderSide
+from ..errors import ExecdeskError
+from ..models import OrderSide
 
 __all__ = ["BookError", "BookOrder", "Execution", "OrderBook", "Remainder"]
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import math
 
-from ..models import MAX_BUCKETS, OrderResult, OrderStatus
-from ..venue import PublicTrade
+from ...models import MAX_BUCKETS, OrderResult, OrderStatus
+from ...market_data import PublicTrade
 from .base import (
     Action,
     AlgoContext,

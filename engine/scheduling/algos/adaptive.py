@@ -38,8 +38,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from ..models import OrderResult, OrderSide, OrderStatus
-from ..venue import BookSnapshot
+from ...models import OrderResult, OrderSide, OrderStatus
+from ...market_data import BookSnapshot
 from .base import (
     Action,
     AlgoContext,

@@ -24,8 +24,8 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any, Protocol
 
-from ..errors import AlgorithmParameterError, ExecdeskError
-from ..models import (
+from ...errors import AlgorithmParameterError, ExecdeskError
+from ...models import (
     Fill,
     Instrument,
     Liquidity,
@@ -37,8 +37,8 @@ from ..models import (
     TimeInForce,
     show,
 )
-from ..tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
-from ..venue import BookLevel, BookSnapshot, PublicTrade
+from ...tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
+from ...market_data import BookLevel, BookSnapshot, PublicTrade
 
 
 def child_id(parent_id: str, seq: int) -> str:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import random
 
-from ..errors import AlgorithmParameterError
-from ..models import OrderResult, OrderStatus
+from ...errors import AlgorithmParameterError
+from ...models import OrderResult, OrderStatus
 from .base import (
     Action,
     AlgoContext,

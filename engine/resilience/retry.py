@@ -59,7 +59,7 @@ import random
 from collections.abc import Iterator
 from enum import Enum
 
-from .errors import ConfigurationError, PermanentVenueError, TransientVenueError, UnknownOutcomeError
+from ..errors import ConfigurationError, PermanentVenueError, TransientVenueError, UnknownOutcomeError
 
 __all__ = ["Action", "ActionKind", "RetryPolicy", "RetryState"]
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from .algos.base import child_id
-from .clock import Clock
-from .errors import ExecdeskError, VenueError
-from .history import History
-from .models import (
+from ..scheduling.algos.base import child_id
+from ..clock import Clock
+from ..errors import ExecdeskError, VenueError
+from ..history import History
+from ..models import (
     FeeSchedule,
     Instrument,
     Order,
@@ -39,10 +39,10 @@ from .models import (
     compact_order,
     order_from_compact,
 )
-from .profiler import LatencyProfiler
-from .risk import RiskLimits, RiskPreview
+from ..profiler import LatencyProfiler
+from ..risk import RiskLimits, RiskPreview
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
-from .venue import BookLevel, BookSnapshot, PublicTrade
+from ..market_data import BookLevel, BookSnapshot, PublicTrade
 
 log = logging.getLogger("execdesk.smart")
 
@@ -233,7 +233,7 @@ class SmartOrderRouter:
             max(self.order_router._remember, 0), pack=_pack_split, unpack=_unpack_split
         )
         if scheduler is None:
-            from .scheduler import Scheduler
+            from ..scheduling.scheduler import Scheduler
 
             # Finished parents are remembered as long as finished orders are.
             scheduler = Scheduler(self, clock=self.clock, seed=seed,
@@ -388,7 +388,7 @@ class SmartOrderRouter:
             return self.order_router._denied(order, None, f"trading halted: {halted}")
         if order.type in (OrderType.MARKET, OrderType.LIMIT, OrderType.ICEBERG):
             return None
-        from .algos import registry
+        from ..scheduling.algos import registry
 
         if order.type in registry.ALGORITHMS:
             return None

@@ -38,8 +38,8 @@ import heapq
 import math
 import random
 
-from ..errors import AlgorithmParameterError
-from ..models import MAX_SLICES, OrderResult, OrderStatus, show
+from ...errors import AlgorithmParameterError
+from ...models import MAX_SLICES, OrderResult, OrderStatus, show
 from .base import (
     Action,
     AlgoContext,

@@ -1,8 +1,8 @@
 """The simulated exchange, and the clients that wrap any venue.
 
 `SimulatedExchange` is a venue in-process: per symbol a real order book
-(`engine.book`, price-time priority) that matches, surrounded by a seeded
-simulated market. It implements both `engine.venue.Venue` (sync) and
+(`engine.venues.book`, price-time priority) that matches, surrounded by a seeded
+simulated market. It implements both `engine.venues.base.Venue` (sync) and
 `AsyncVenue` (the `_async` methods).
 
 Rules of this module:
@@ -49,30 +49,23 @@ Rules of this module:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import heapq
 import logging
+import heapq
 import math
 import random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal
-from functools import partial
+from collections.abc import Callable, Generator, Iterable, Mapping
 from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
-import anyio.to_thread
 
-from .book import BookOrder, OrderBook, Remainder
-from .clock import Clock, RealClock
-from .errors import (
+from ..book import BookOrder, Remainder
+from ...clock import Clock, RealClock
+from ...errors import (
     ConfigurationError,
-    ExecdeskError,
     PermanentVenueError,
     RateLimitedError,
     TransientVenueError,
@@ -80,7 +73,7 @@ from .errors import (
     UnknownOutcomeError,
     VenueUnavailableError,
 )
-from .models import (
+from ...models import (
     FeeSchedule,
     Fill,
     Instrument,
@@ -92,7 +85,7 @@ from .models import (
     OrderType,
     TimeInForce,
 )
-from .venue import (
+from ...market_data import (
     BookLevel,
     BookSnapshot,
     ExecutionReport,
@@ -100,51 +93,25 @@ from .venue import (
     ReportListener,
     TradeListener,
 )
+from .config import (
+    DEFAULT_FEES,
+    DEFAULT_INSTRUMENTS,
+    DEFAULT_START_PRICES,
+    VENUE_PRESETS,
+    FaultConfig,
+    LatencyModel,
+    MarketConfig,
+    UnknownSymbolError,
+    VenueCounters,
+    positive,
+    utc_text,
+    whole,
+)
+from .market import ReferenceMarket, SymbolMarket
 
-__all__ = [
-    "AsyncExchangeClient",
-    "DEFAULT_FEES",
-    "DEFAULT_INSTRUMENTS",
-    "DEFAULT_START_PRICES",
-    "ExchangeClient",
-    "FaultConfig",
-    "LatencyModel",
-    "MarketConfig",
-    "SimulatedExchange",
-    "UnknownSymbolError",
-    "VENUE_PRESETS",
-    "ReferenceMarket",
-    "VenueCounters",
-]
+__all__ = ["SimulatedExchange"]
 
 log = logging.getLogger(__name__)
-
-# Filters of the kind spot exchanges put on each order (maximum quantity, a notional of a
-# few dollars at least and some millions at most). The maximum notional is above the
-# engine's default risk limit per order, so an operator with risk on reads the risk
-# reason; these are the backstop for code without risk limits (the bare seed classes).
-# The minimum notional is under what the minimum quantity costs at these prices, so it
-# refuses only a limit far below the market, never an ordinary small order.
-_MAX_NOTIONAL = Decimal("10000000")
-_MIN_NOTIONAL = Decimal("1")
-DEFAULT_INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType(
-    {
-        i.symbol: i
-        for i in (
-            Instrument("BTC/USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"),
-                       Decimal("1000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
-            Instrument("ETH/USD", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"),
-                       Decimal("10000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
-            Instrument("SOL/USD", Decimal("0.001"), Decimal("0.01"), Decimal("0.01"),
-                       Decimal("100000"), _MIN_NOTIONAL, _MAX_NOTIONAL),
-        )
-    }
-)
-DEFAULT_START_PRICES: Mapping[str, float] = MappingProxyType(
-    {"BTC/USD": 50_000.0, "ETH/USD": 3_000.0, "SOL/USD": 150.0}
-)
-# A common crypto tier: makers pay less than takers.
-DEFAULT_FEES = FeeSchedule(maker_bps=2.0, taker_bps=5.0)
 
 _BUY, _SELL = OrderSide.BUY, OrderSide.SELL
 _MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
@@ -158,13 +125,10 @@ _EXPIRED = OrderStatus.EXPIRED
 _IOC, _FOK, _DAY, _GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY, TimeInForce.GTD
 _REST, _EXPIRE, _ALL_OR_NONE = Remainder.REST, Remainder.EXPIRE, Remainder.ALL_OR_NONE
 
-# z such that P(N(0,1) < z) = 0.99: the lognormal's p99 is median * exp(z * sigma).
-_Z99 = 2.3263478740408408
 _DAY_S = 86_400.0
 # Finished orders keep their fills (for status()) among this many most recent;
 # older ones keep only their summary, so memory per remembered id stays small.
 _FILLS_KEPT = 10_000
-_CACHE_MAX = 4096  # float -> ticks/lots memo per symbol; cleared when full
 # With a shared reference price, a venue's own offset keeps this much of itself
 # per step, and its spread settles at _OFFSET_SHARE times one step's volatility
 # (about half a basis point with the defaults): venues disagree a little, never for long.
@@ -175,349 +139,6 @@ _MISS = object()
 _ORDER_OPS = frozenset({"submit", "cancel", "amend"})
 
 
-class UnknownSymbolError(ExecdeskError, KeyError):
-    """A symbol the venue does not list (book() and trades() of an unknown symbol)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown symbol"
-
-
-def _fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigurationError(f"{name} must be a fraction in [0, 1], got {value!r}")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _positive(name: str, value: float) -> None:
-    _non_negative(name, value)
-    if value == 0:
-        raise ConfigurationError(f"{name} must be > 0, got {value!r}")
-
-
-def _whole(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyModel:
-    """Request latency: lognormal with the given median and 99th percentile.
-
-    Zero median is instant (the default). A p99 of 0 or equal to the median
-    gives a constant latency.
-    """
-
-    median_s: float = 0.0
-    p99_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        _non_negative("median_s", self.median_s)
-        _non_negative("p99_s", self.p99_s)
-        if self.p99_s and self.p99_s < self.median_s:
-            raise ConfigurationError(
-                f"p99_s must be >= median_s ({self.median_s!r}) or 0, got {self.p99_s!r}"
-            )
-        if self.p99_s and not self.median_s:
-            raise ConfigurationError(
-                f"median_s must be > 0 when p99_s is set, got median_s 0 and p99_s {self.p99_s!r}"
-            )
-
-    @property
-    def sigma(self) -> float:
-        """The lognormal's shape: ln(p99 / median) / z(0.99)."""
-        if not self.p99_s or not self.median_s:
-            return 0.0
-        return math.log(self.p99_s / self.median_s) / _Z99
-
-    def sample(self, rng: random.Random) -> float:
-        """One latency in seconds."""
-        if not self.median_s:
-            return 0.0
-        sigma = self.sigma
-        if not sigma:
-            return self.median_s
-        return rng.lognormvariate(math.log(self.median_s), sigma)
-
-
-@dataclass(frozen=True, slots=True)
-class FaultConfig:
-    """Faults injected into requests, each drawn per request from the seeded RNG.
-
-    One draw decides among error (`TransientVenueError`, nothing happened),
-    reject (`PermanentVenueError`) and timeout (`UnknownOutcomeError` after
-    `timeout_s`; the request reached the book or not, half and half), so the
-    three rates must sum to at most 1. Status and open-orders requests only
-    get errors (and outages). `rate_limit_per_s` refuses order requests
-    beyond that many in the trailing second (`RateLimitedError`).
-    """
-
-    error_rate: float = 0.0
-    reject_rate: float = 0.0
-    timeout_rate: float = 0.0
-    timeout_s: float = 2.0
-    rate_limit_per_s: int | None = None
-
-    def __post_init__(self) -> None:
-        _fraction("error_rate", self.error_rate)
-        _fraction("reject_rate", self.reject_rate)
-        _fraction("timeout_rate", self.timeout_rate)
-        total = self.error_rate + self.reject_rate + self.timeout_rate
-        if total > 1 + 1e-12:
-            raise ConfigurationError(
-                f"error_rate + reject_rate + timeout_rate must be <= 1, got {total!r}"
-            )
-        _positive("timeout_s", self.timeout_s)
-        if self.rate_limit_per_s is not None:
-            _whole("rate_limit_per_s", self.rate_limit_per_s)
-
-    @property
-    def active(self) -> bool:
-        return bool(
-            self.error_rate
-            or self.reject_rate
-            or self.timeout_rate
-            or self.rate_limit_per_s is not None
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MarketConfig:
-    """The simulated market around each book (sizes are scaled by each symbol's price).
-
-    step_s: market time per catch-up step. max_catchup_steps: steps simulated
-    at most after a long gap. levels: maker price levels per side.
-    level_notional: quote-currency size of the best level (deeper levels grow
-    by a quarter each). level_spacing_bps / half_spread_bps: distance between
-    levels and from the mid to the first level. volatility_bps: standard
-    deviation of the mid per sqrt(second). taker_rate_per_s /
-    taker_mean_notional: simulated market orders per second per symbol and
-    their mean size. refill_fraction: makers top a level up once it lost this
-    share of its size. trade_history: public trades kept per symbol.
-    """
-
-    step_s: float = 0.2
-    max_catchup_steps: int = 50
-    levels: int = 10
-    level_notional: float = 50_000.0
-    level_spacing_bps: float = 1.0
-    half_spread_bps: float = 0.5
-    volatility_bps: float = 1.0
-    taker_rate_per_s: float = 4.0
-    taker_mean_notional: float = 10_000.0
-    refill_fraction: float = 0.1
-    trade_history: int = 10_000
-
-    def __post_init__(self) -> None:
-        _positive("step_s", self.step_s)
-        _whole("max_catchup_steps", self.max_catchup_steps)
-        _whole("levels", self.levels)
-        _positive("level_notional", self.level_notional)
-        _positive("level_spacing_bps", self.level_spacing_bps)
-        _non_negative("half_spread_bps", self.half_spread_bps)
-        _non_negative("volatility_bps", self.volatility_bps)
-        _non_negative("taker_rate_per_s", self.taker_rate_per_s)
-        _positive("taker_mean_notional", self.taker_mean_notional)
-        _fraction("refill_fraction", self.refill_fraction)
-        _whole("trade_history", self.trade_history)
-
-
-# Three venues for `Engine.default()`: different fees, latency and depth, so
-# routing has something to choose. Keyword arguments of SimulatedExchange.
-VENUE_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        "sim-fast": {
-            "fees": FeeSchedule(maker_bps=2.0, taker_bps=6.0),
-            "latency": LatencyModel(median_s=0.001, p99_s=0.005),
-            "market": MarketConfig(level_notional=40_000.0),
-        },
-        "sim-cheap": {
-            "fees": FeeSchedule(maker_bps=0.0, taker_bps=3.0),
-            "latency": LatencyModel(median_s=0.006, p99_s=0.040),
-            "market": MarketConfig(level_notional=25_000.0, half_spread_bps=0.8),
-        },
-        "sim-deep": {
-            "fees": FeeSchedule(maker_bps=1.0, taker_bps=5.0),
-            "latency": LatencyModel(median_s=0.003, p99_s=0.015),
-            "market": MarketConfig(level_notional=150_000.0, level_spacing_bps=0.6),
-        },
-    }
-)
-
-
-@dataclass(slots=True)
-class VenueCounters:
-    """What the venue has seen (for tests and the desk). `errors` counts raised
-    exceptions by class name; `rejected` counts orders refused by venue rules;
-    `market_steps` the simulated market steps run (bounded after long gaps)."""
-
-    submitted: int = 0
-    filled: int = 0
-    rejected: int = 0
-    canceled: int = 0
-    expired: int = 0
-    amended: int = 0
-    fills: int = 0
-    market_steps: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def copy(self) -> VenueCounters:
-        return dataclasses.replace(self, errors=dict(self.errors))
-
-
-class ReferenceMarket:
-    """One fair price per symbol that several simulated venues follow.
-
-    Independent random walks drift apart (within minutes one venue's ask sits
-    under another's bid, which no real market allows for long). A shared
-    reference is a seeded walk per symbol in fixed steps, computed lazily
-    and only forward, so any venue asking at time t gets the same price
-    whoever asked first; each venue adds its own small mean-reverting offset.
-    """
-
-    def __init__(
-        self,
-        seed: int = 0,
-        *,
-        volatility_bps: float = 1.0,
-        step_s: float = 0.2,
-        start_prices: Mapping[str, float] | None = None,
-    ) -> None:
-        _non_negative("volatility_bps", volatility_bps)
-        _positive("step_s", step_s)
-        self.seed = seed
-        self.step_s = step_s
-        self._sigma = volatility_bps / 1e4 * math.sqrt(step_s)
-        self._start = dict(DEFAULT_START_PRICES)
-        self._start.update(start_prices or {})
-        self._t0: float | None = None
-        self._walks: dict[str, list[Any]] = {}  # symbol -> [step index, price, rng]
-        self._lock = threading.Lock()
-
-    def mid(self, symbol: str, t: float) -> float:
-        """The reference price of `symbol` at time `t` (never earlier than the last asked)."""
-        with self._lock:
-            if self._t0 is None:
-                self._t0 = t
-            walk = self._walks.get(symbol)
-            if walk is None:
-                start = self._start.get(symbol)
-                if start is None:
-                    raise ConfigurationError(f"no reference start price for {symbol}")
-                walk = self._walks[symbol] = [0, float(start), random.Random(f"{self.seed}/ref/{symbol}")]
-            index = int((t - self._t0) / self.step_s)
-            steps = index - walk[0]
-            if steps > 0:
-                # n steps at once: one draw with sqrt(n) the spread, so gaps cost nothing.
-                price = walk[1] * math.exp(walk[2].gauss(0.0, self._sigma * math.sqrt(steps)))
-                walk[0], walk[1] = index, price
-            return walk[1]
-
-
-class _Market:
-    """One symbol: its book, the simulated mid and makers, and its tape."""
-
-    __slots__ = (
-        "symbol", "instrument", "book", "tick_num", "tick_den", "min_lots", "mid", "floor",
-        "spacing", "half", "bid_lots", "ask_lots", "taker_lots", "sigma", "bid_quotes", "ask_quotes",
-        "tape", "lot_cache", "tick_cache", "snapshots", "offset", "traded", "prints", "printed",
-        "filtered", "notional_filtered",
-    )
-
-    def __init__(
-        self, inst: Instrument, start: float, cfg: MarketConfig, rng: random.Random
-    ) -> None:
-        self.symbol = inst.symbol
-        self.instrument = inst
-        self.book = OrderBook(inst.symbol)
-        self.tick_num, self.tick_den = inst.tick_size.as_integer_ratio()
-        self.min_lots = inst.min_lots
-        self.notional_filtered = inst.min_notional is not None or inst.max_notional is not None
-        self.filtered = inst.has_filters
-        tick, lot = float(inst.tick_size), float(inst.lot_size)
-        self.mid = start / tick  # in ticks, a float: the walk is continuous, quotes round it
-        self.offset = 0.0  # relative distance from a shared reference price, if any
-        self.spacing = max(1, round(self.mid * cfg.level_spacing_bps / 1e4))
-        self.half = self.mid * cfg.half_spread_bps / 1e4
-        # Never let the walk take the deepest bid to zero.
-        self.floor = float(self.spacing * (cfg.levels + 2))
-        base = cfg.level_notional / start / lot
-        # Deeper levels hold more; each level's size is jittered once, per side.
-        self.bid_lots, self.ask_lots = (
-            [
-                max(self.min_lots, round(base * (1 + 0.25 * k) * (0.75 + 0.5 * rng.random())))
-                for k in range(cfg.levels)
-            ]
-            for _ in range(2)
-        )
-        self.taker_lots = max(self.min_lots, round(cfg.taker_mean_notional / start / lot))
-        self.sigma = cfg.volatility_bps / 1e4 * math.sqrt(cfg.step_s)  # relative, per step
-        self.bid_quotes: dict[int, list[BookOrder]] = {}
-        self.ask_quotes: dict[int, list[BookOrder]] = {}
-        # (ts, price ticks, lots, aggressor): PublicTrade objects are made only when asked.
-        self.tape: deque[tuple[float, int, int, OrderSide]] = deque(maxlen=cfg.trade_history)
-        self.traded = 0  # trades ever put on the tape
-        # The tape as PublicTrade objects, made once per trade on the first read that
-        # needs them (`printed` of the `traded` are made): every running algorithm reads
-        # the tape since its last look, and converting the same trades once for each of
-        # them cost more than their decisions (~10k trades a look under --demo).
-        self.prints: deque[PublicTrade] = deque(maxlen=cfg.trade_history)
-        self.printed = 0
-        self.lot_cache: dict[float, Any] = {}
-        self.tick_cache: dict[float, Any] = {}
-        # Snapshots are read for every routing decision: per depth, the levels
-        # are reused while the book's version is unchanged, and a level whose
-        # size and count did not change keeps its BookLevel object.
-        # depth -> [bid version, bids, bids by price, ask version, asks, asks by price]
-        self.snapshots: dict[int, list[Any]] = {}
-
-    def lots(self, quantity: float) -> int | None:
-        v = self.lot_cache.get(quantity, _MISS)
-        if v is _MISS:
-            if len(self.lot_cache) >= _CACHE_MAX:
-                self.lot_cache.clear()
-            v = self.lot_cache[quantity] = self.instrument.quantity_to_lots(quantity)
-        return v  # type: ignore[return-value]
-
-    def ticks(self, price: float) -> int | None:
-        v = self.tick_cache.get(price, _MISS)
-        if v is _MISS:
-            if len(self.tick_cache) >= _CACHE_MAX:
-                self.tick_cache.clear()
-            v = self.tick_cache[price] = self.instrument.price_to_ticks(price)
-        return v  # type: ignore[return-value]
-
-    def reference_price(self, side: OrderSide) -> float:
-        """Where a market order of `side` would start trading: the far touch, else the mid."""
-        book = self.book
-        ticks = book.best_ask() if side is _BUY else book.best_bid()
-        if ticks is None:
-            return self.mid * self.tick_num / self.tick_den
-        return ticks * self.tick_num / self.tick_den
-
-    def filter_refusal(self, side: OrderSide, quantity: float, price: float | None) -> str | None:
-        """The instrument's filters on one order (`price` None: a market order)."""
-        if price is None and self.notional_filtered:
-            return self.instrument.filter_refusal(quantity, self.reference_price(side), market=True)
-        return self.instrument.filter_refusal(quantity, price)
-
-    def average(self, notional: int, lots: int) -> float | None:
-        """Average price from sum(ticks*lots): one correctly rounded division."""
-        if not lots:
-            return None
-        return notional * self.tick_num / (lots * self.tick_den)
 
 
 class _Working:
@@ -531,7 +152,7 @@ class _Working:
     def __init__(
         self,
         cid: str,
-        market: _Market,
+        market: SymbolMarket,
         side: OrderSide,
         quantity: float,
         lots: int,
@@ -611,7 +232,7 @@ class SimulatedExchange:
             raise ConfigurationError(f"name must be a non-empty string, got {name!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be a whole number, got {seed!r}")
-        _whole("remember_ids", remember_ids)
+        whole("remember_ids", remember_ids)
         if not isinstance(fees, FeeSchedule):
             raise ConfigurationError(f"fees must be a FeeSchedule, got {fees!r}")
         if not isinstance(market, MarketConfig):
@@ -644,7 +265,7 @@ class SimulatedExchange:
         self._fault_rng = random.Random(f"{seed}/faults")
         self._latency_rng = random.Random(f"{seed}/latency")
 
-        self._markets: dict[str, _Market] = {}
+        self._markets: dict[str, SymbolMarket] = {}
         for symbol, inst in insts.items():
             if symbol != inst.symbol:
                 raise ConfigurationError(
@@ -655,8 +276,8 @@ class SimulatedExchange:
                 raise ConfigurationError(
                     f"no start price for {symbol}: pass start_prices={{{symbol!r}: ...}}"
                 )
-            _positive(f"start price of {symbol}", start)
-            self._markets[symbol] = _Market(inst, float(start), market, self._market_rng)
+            positive(f"start price of {symbol}", start)
+            self._markets[symbol] = SymbolMarket(inst, float(start), market, self._market_rng)
         self._market_list = list(self._markets.values())
 
         self._live: dict[str, _Working] = {}
@@ -759,7 +380,7 @@ class SimulatedExchange:
 
     def start_outage(self, duration_s: float) -> None:
         """Every request (and book/trades) raises VenueUnavailableError for `duration_s`."""
-        _positive("duration_s", duration_s)
+        positive("duration_s", duration_s)
         with self._lock:
             self._outage_end = self._clock.now() + duration_s
             self._quiet = False
@@ -771,8 +392,8 @@ class SimulatedExchange:
 
     def start_latency_spike(self, extra_s: float, duration_s: float) -> None:
         """Add `extra_s` to every request's latency for `duration_s`."""
-        _positive("extra_s", extra_s)
-        _positive("duration_s", duration_s)
+        positive("extra_s", extra_s)
+        positive("duration_s", duration_s)
         with self._lock:
             self._spike_end = self._clock.now() + duration_s
             self._spike_extra = float(extra_s)
@@ -1005,7 +626,7 @@ class SimulatedExchange:
             if now < self._outage_end:
                 raise self._fail(
                     VenueUnavailableError,
-                    f"{self.name} is unavailable (outage until {_utc(self._outage_end)}, "
+                    f"{self.name} is unavailable (outage until {utc_text(self._outage_end)}, "
                     f"{self._outage_end - now:.3f} s left): {op} of {subject!r} was not done",
                 )
             f = self._faults
@@ -1123,7 +744,7 @@ class SimulatedExchange:
                     if expire_at <= now:  # type: ignore[operator]
                         return self._refuse(
                             order,
-                            f"expire_at {expire_at!r} ({_utc(expire_at)}) is not after the "  # type: ignore[arg-type]
+                            f"expire_at {expire_at!r} ({utc_text(expire_at)}) is not after the "  # type: ignore[arg-type]
                             f"venue's time {now!r}",
                             now,
                         )
@@ -1167,7 +788,7 @@ class SimulatedExchange:
                 m.symbol, side, order.price, now,
             )  # fmt: skip
 
-    def _size_problem(self, m: _Market, quantity: float, lots: int | None) -> str:
+    def _size_problem(self, m: SymbolMarket, quantity: float, lots: int | None) -> str:
         inst = m.instrument
         if (lots is not None and lots < m.min_lots) or quantity < float(inst.min_quantity):
             return f"quantity {quantity!r} is under the minimum {inst.min_quantity} for {m.symbol}"
@@ -1175,7 +796,7 @@ class SimulatedExchange:
 
     def _expiry_reason(
         self,
-        m: _Market,
+        m: SymbolMarket,
         order: Order,
         tif: TimeInForce,
         price: int | None,
@@ -1335,14 +956,14 @@ class SimulatedExchange:
         if now < self._outage_end:
             raise self._fail(
                 VenueUnavailableError,
-                f"{self.name} is unavailable (outage until {_utc(self._outage_end)}, "
+                f"{self.name} is unavailable (outage until {utc_text(self._outage_end)}, "
                 f"{self._outage_end - now:.3f} s left)",
             )
         if now >= self._next_due:
             self._advance(now)
         return now
 
-    def _market_of(self, symbol: str) -> _Market:
+    def _market_of(self, symbol: str) -> SymbolMarket:
         m = self._markets.get(symbol)
         if m is None:
             raise UnknownSymbolError(
@@ -1356,7 +977,7 @@ class SimulatedExchange:
             m = self._market_of(symbol)
             cached = m.snapshots.get(depth)
             if cached is None:
-                _whole("depth", depth, 0)
+                whole("depth", depth, 0)
                 if len(m.snapshots) >= 8:
                     m.snapshots.clear()  # bounded: readers use a few depths
                 cached = m.snapshots[depth] = [-1, (), {}, -1, (), {}]
@@ -1371,7 +992,7 @@ class SimulatedExchange:
 
     @staticmethod
     def _levels(
-        m: _Market, side: OrderSide, depth: int, shown: dict[int, tuple[int, int, BookLevel]]
+        m: SymbolMarket, side: OrderSide, depth: int, shown: dict[int, tuple[int, int, BookLevel]]
     ) -> tuple[tuple[BookLevel, ...], dict[int, tuple[int, int, BookLevel]]]:
         """The side's levels; a level unchanged since `shown` keeps its BookLevel."""
         inst = m.instrument
@@ -1494,7 +1115,7 @@ class SimulatedExchange:
     # -- fills -------------------------------------------------------------------------------
     def _trade(
         self,
-        m: _Market,
+        m: SymbolMarket,
         matches: list[tuple[BookOrder, int, int]],
         aggressor: OrderSide,
         ts: float,
@@ -1584,9 +1205,9 @@ class SimulatedExchange:
             return  # finished before its time
         rec.market.book.cancel(rec.cid)
         if rec.tif is _DAY:
-            reason = f"DAY order expired at the end of the UTC day ({_utc(t)})"
+            reason = f"DAY order expired at the end of the UTC day ({utc_text(t)})"
         else:
-            reason = f"GTD order expired at its expire_at {t!r} ({_utc(t)})"
+            reason = f"GTD order expired at its expire_at {t!r} ({utc_text(t)})"
         self._finish(rec, _EXPIRED, reason, t)
         self.counters.expired += 1
         if self._report_listeners:
@@ -1631,7 +1252,7 @@ class SimulatedExchange:
         t_step = t0 + k * step
         self._next_due = min(t_step, heap[0][0]) if heap else t_step
 
-    def _walk(self, m: _Market, t: float, steps: int = 1) -> None:
+    def _walk(self, m: SymbolMarket, t: float, steps: int = 1) -> None:
         reference = self._reference
         if reference is None:
             move = self._market_rng.gauss(0.0, m.mid * m.sigma * math.sqrt(steps))
@@ -1643,7 +1264,7 @@ class SimulatedExchange:
         ref_ticks = reference.mid(m.symbol, t) * m.tick_den / m.tick_num
         m.mid = max(ref_ticks * (1.0 + m.offset), m.floor)
 
-    def _step(self, m: _Market, t: float) -> None:
+    def _step(self, m: SymbolMarket, t: float) -> None:
         """One step of market time: the mid moves, makers re-quote, takers trade."""
         self._walk(m, t)
         self._requote(m, t)
@@ -1662,7 +1283,7 @@ class SimulatedExchange:
             if ex.fills:
                 self._trade(m, ex.fills, side, t)
 
-    def _requote(self, m: _Market, t: float) -> None:
+    def _requote(self, m: SymbolMarket, t: float) -> None:
         """Makers pull quotes that left their grid around the mid and top up the rest.
 
         The grid is aligned to multiples of the level spacing, so a small move
@@ -1692,7 +1313,7 @@ class SimulatedExchange:
 
     def _top_up(
         self,
-        m: _Market,
+        m: SymbolMarket,
         quotes: dict[int, list[BookOrder]],
         side: OrderSide,
         price: int,
@@ -1719,209 +1340,4 @@ class SimulatedExchange:
                 quotes[price] = [ex.resting]
             else:
                 orders.append(ex.resting)
-
-
-def _loop_for(clock: Clock | None) -> asyncio.AbstractEventLoop:
-    factory = (clock.backend_options() if clock is not None else {}).get("loop_factory")
-    return factory() if factory is not None else asyncio.new_event_loop()
-
-
-class _LoopThread:
-    """A daemon thread running an event loop, for an async-only venue under the sync client.
-
-    A daemon, so a client nobody closed never keeps the process alive at exit.
-    """
-
-    def __init__(self, clock: Clock | None) -> None:
-        self.loop = _loop_for(clock)
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="execdesk-venue-loop", daemon=True
-        )
-        self._thread.start()
-
-    def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
-
-
-class _VenueFace:
-    """What both clients say the same way: the venue's name, fees, instruments,
-    tape and listeners (the sync reads the smart router and the desk use)."""
-
-    venue: Any
-
-    @property
-    def name(self) -> str:
-        return self.venue.name
-
-    @property
-    def fees(self) -> FeeSchedule:
-        return self.venue.fees
-
-    def instruments(self) -> Mapping[str, Instrument]:
-        return self.venue.instruments()
-
-    def trades(self, symbol: str, since: float | None = None) -> list[PublicTrade]:
-        trades = getattr(self.venue, "trades", None)
-        return trades(symbol, since) if trades is not None else []
-
-    def tick(self) -> None:
-        tick = getattr(self.venue, "tick", None)
-        if tick is not None:
-            tick()
-
-    def add_report_listener(self, listener: ReportListener) -> None:
-        self.venue.add_report_listener(listener)
-
-    def remove_report_listener(self, listener: ReportListener) -> None:
-        remove = getattr(self.venue, "remove_report_listener", None)
-        if remove is not None:
-            remove(listener)
-
-    def add_trade_listener(self, listener: TradeListener) -> None:
-        self.venue.add_trade_listener(listener)
-
-    def remove_trade_listener(self, listener: TradeListener) -> None:
-        remove = getattr(self.venue, "remove_trade_listener", None)
-        if remove is not None:
-            remove(listener)
-
-
-class ExchangeClient(_VenueFace):
-    """The sync face of any venue: a `Venue` directly, an `AsyncVenue` on a loop thread.
-
-    With no venue it wraps a default `SimulatedExchange` (seed 0, no latency,
-    no faults) on `clock`.
-    """
-
-    def __init__(self, venue: Any = None, *, clock: Clock | None = None) -> None:
-        if venue is None:
-            venue = SimulatedExchange(clock=clock)
-        self.venue = venue
-        self._loop: _LoopThread | None = None
-        if callable(getattr(venue, "submit", None)):
-            self._submit = venue.submit
-            self._cancel = venue.cancel
-            self._amend = venue.amend
-            self._status = venue.status
-            self._open_orders = venue.open_orders
-            self._book = venue.book
-        elif callable(getattr(venue, "submit_async", None)):
-            self._loop = _LoopThread(clock if clock is not None else getattr(venue, "clock", None))
-            call = self._loop.call
-            self._submit = partial(call, venue.submit_async)
-            self._cancel = partial(call, venue.cancel_async)
-            self._amend = partial(call, venue.amend_async)
-            self._status = partial(call, venue.status_async)
-            self._open_orders = partial(call, venue.open_orders_async)
-            self._book = partial(call, venue.book_async)
-        else:
-            raise ConfigurationError(
-                f"{type(venue).__name__} is not a venue: it has neither submit() nor submit_async()"
-            )
-
-    def submit(self, order: Order) -> OrderResult:
-        return self._submit(order)
-
-    def cancel(self, client_order_id: str) -> OrderResult:
-        return self._cancel(client_order_id)
-
-    def amend(
-        self, client_order_id: str, quantity: float | None = None, price: float | None = None
-    ) -> OrderResult:
-        return self._amend(client_order_id, quantity, price)
-
-    def status(self, client_order_id: str) -> OrderResult:
-        return self._status(client_order_id)
-
-    def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        return self._open_orders(symbol)
-
-    def book(self, symbol: str, depth: int = 10) -> BookSnapshot:
-        return self._book(symbol, depth)
-
-    def close(self) -> None:
-        """Stop the loop thread of an async venue (nothing to do for a sync one)."""
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
-
-    def __enter__(self) -> ExchangeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """A sync venue call run in a worker thread, so it never blocks the event loop."""
-
-    async def call(*args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
-
-    return call
-
-
-class AsyncExchangeClient(_VenueFace):
-    """The async face of any venue: an `AsyncVenue` directly, a sync `Venue` in threads.
-
-    With no venue it wraps a default `SimulatedExchange` (seed 0, no latency,
-    no faults) on `clock`. The read-only sync calls (book, instruments,
-    trades, listeners) are there for ranking venues without awaiting.
-    """
-
-    def __init__(self, venue: Any = None, *, clock: Clock | None = None) -> None:
-        if venue is None:
-            venue = SimulatedExchange(clock=clock)
-        self.venue = venue
-        if callable(getattr(venue, "submit_async", None)):
-            self._submit = venue.submit_async
-            self._cancel = venue.cancel_async
-            self._amend = venue.amend_async
-            self._status = venue.status_async
-            self._open_orders = venue.open_orders_async
-            self._book = venue.book_async
-        elif callable(getattr(venue, "submit", None)):
-            self._submit = _in_thread(venue.submit)
-            self._cancel = _in_thread(venue.cancel)
-            self._amend = _in_thread(venue.amend)
-            self._status = _in_thread(venue.status)
-            self._open_orders = _in_thread(venue.open_orders)
-            self._book = _in_thread(venue.book)
-        else:
-            raise ConfigurationError(
-                f"{type(venue).__name__} is not a venue: it has neither submit_async() nor submit()"
-            )
-
-    async def submit_async(self, order: Order) -> OrderResult:
-        return await self._submit(order)
-
-    async def cancel_async(self, client_order_id: str) -> OrderResult:
-        return await self._cancel(client_order_id)
-
-    async def amend_async(
-        self, client_order_id: str, quantity: float | None = None, price: float | None = None
-    ) -> OrderResult:
-        return await self._amend(client_order_id, quantity, price)
-
-    async def status_async(self, client_order_id: str) -> OrderResult:
-        return await self._status(client_order_id)
-
-    async def open_orders_async(self, symbol: str | None = None) -> list[OrderResult]:
-        return await self._open_orders(symbol)
-
-    async def book_async(self, symbol: str, depth: int = 10) -> BookSnapshot:
-        return await self._book(symbol, depth)
-
-    def book(self, symbol: str, depth: int = 10) -> BookSnapshot:
-        book = getattr(self.venue, "book", None)
-        if book is None:
-            raise ConfigurationError(
-                f"{type(self.venue).__name__} has no sync book(); await book_async() instead"
-            )
-        return book(symbol, depth)
 

@@ -79,9 +79,9 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from .breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
-from .clock import Clock, ClockEvent, RealClock
-from .errors import (
+from ..resilience.breaker import BreakerConfig, BreakerState, BreakerTransition, CircuitBreaker
+from ..clock import Clock, ClockEvent, RealClock
+from ..errors import (
     ConfigurationError,
     ExecdeskError,
     PermanentVenueError,
@@ -89,7 +89,7 @@ from .errors import (
     UnknownVenueError,
     VenueError,
 )
-from .events import (
+from ..events import (
     BreakerStateChanged,
     Event,
     OrderAccepted,
@@ -102,8 +102,8 @@ from .events import (
     VenueDisabled,
     VenueEnabled,
 )
-from .history import History
-from .models import (
+from ..history import History
+from ..models import (
     Fill,
     Order,
     OrderResult,
@@ -113,10 +113,10 @@ from .models import (
     order_from_compact,
     result_from_compact,
 )
-from .profiler import LatencyProfiler
-from .retry import RetryPolicy, RetryState
-from .risk import RiskChecker, RiskLimits
-from .venue import BookSnapshot, ExecutionReport
+from ..profiler import LatencyProfiler
+from ..resilience.retry import RetryPolicy, RetryState
+from ..risk import RiskChecker, RiskLimits
+from ..market_data import BookSnapshot, ExecutionReport
 
 log = logging.getLogger("execdesk.router")
 

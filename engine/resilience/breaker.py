@@ -68,8 +68,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from .clock import Clock
-from .errors import ConfigurationError, ExecdeskError
+from ..clock import Clock
+from ..errors import ConfigurationError, ExecdeskError
 
 __all__ = [
     "ALLOWED_EDGES",

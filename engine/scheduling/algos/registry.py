@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ..models import Instrument, OrderType
+from ...models import Instrument, OrderType
 from .adaptive import AdaptiveAlgorithm
 from .base import Algorithm, ParentState, check_filters, check_parent
 from .iceberg import IcebergAlgorithm

@@ -1,0 +1,1 @@
+"""Routing: the per-venue OrderRouter and the SmartOrderRouter that chooses venues."""

@@ -1,0 +1,1 @@
+"""Parent orders: the Scheduler and the algorithms it drives."""

@@ -1,0 +1,1 @@
+"""Venues: the interface, the order book, the clients, and the venues themselves."""

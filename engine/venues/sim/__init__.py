@@ -1,0 +1,1 @@
+"""The simulated exchange: configuration, the market around its books, the venue."""
