@@ -39,9 +39,12 @@ from .resilience.retry import RetryPolicy
 from .risk import RiskChecker, RiskLimits, RiskPreview, SymbolLimits
 from .routing.router import AsyncOrderRouter, OrderRouter
 from .scheduling.scheduler import Scheduler
-from .routing.smart import SmartOrderRouter
+from .routing.smart import SmartOrderRouter, set_default_parents
 from .venues.base import AsyncVenue, Venue
 from .market_data import BookLevel, BookSnapshot, ExecutionReport, PublicTrade
+
+# The bare SmartOrderRouter(router) of the component document works parents with a Scheduler.
+set_default_parents(Scheduler.for_router)
 
 __all__ = [
     "AsyncExchangeClient",

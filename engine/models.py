@@ -20,6 +20,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 import re
@@ -154,6 +155,13 @@ MAX_SLICES = 1_000
 MAX_BUCKETS = 1_000  # also the most weights a listed VWAP profile may have
 # A slice a second already outpaces a venue round trip under load.
 MIN_INTERVAL_S = 1.0
+
+
+def child_id(parent_id: str, seq: int) -> str:
+    """A child order's id: `<parent prefix>.<hash>.<seq>`, at most 36 characters of the
+    id alphabet, the same after a restart (the parent's id and the sequence make it)."""
+    digest = hashlib.blake2b(parent_id.encode(), digest_size=5).hexdigest()
+    return f"{parent_id[:16]}.{digest}.{seq}"
 
 
 def show(value: float) -> str:

@@ -46,7 +46,7 @@ from .loops import set_event
 from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
 from .profiler import LatencyProfiler
 from .risk import RiskLimits
-from .routing.router import AsyncOrderRouter, OrderRouter, _RouterCore
+from .routing.router import AsyncOrderRouter, OrderRouter
 from .routing.smart import SmartOrderRouter
 
 log = logging.getLogger("execdesk.optimizer")
@@ -76,9 +76,9 @@ class _OptimizerCore:
     ) -> None:
         if isinstance(order_router, SmartOrderRouter):
             self.smart: SmartOrderRouter = order_router
-            self.router: _RouterCore = order_router.order_router
+            self.router: OrderRouter | AsyncOrderRouter = order_router.order_router
             self._use_smart = True
-        elif isinstance(order_router, _RouterCore):
+        elif isinstance(order_router, (OrderRouter, AsyncOrderRouter)):
             self.router = order_router
             self.smart = SmartOrderRouter(order_router, latency_profiler)
             self._use_smart = False
@@ -143,7 +143,7 @@ class _OptimizerCore:
         pieces = self._split.get(order_id)
         if pieces is not None:
             return self._split_done.get(order_id) or self._aggregate(order_id, pieces)
-        result = self.router._tracked_for(order_id)
+        result = self.router.store.record(order_id)
         if result is not None:
             return result.result
         refused = self._refused.get(order_id)
@@ -165,7 +165,7 @@ class _OptimizerCore:
         side = OrderSide(side_name)
         children = []
         for cid in pieces:
-            tracked = self.router._tracked_for(cid)
+            tracked = self.router.store.record(cid)
             if tracked is not None:
                 children.append(tracked.result)
         inst = self.smart.instrument(symbol)
@@ -209,7 +209,7 @@ class _OptimizerCore:
                 self._child_of[cid] = order.id
             self._keep_if_done(order.id)  # every piece may have finished while it was routed
         if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
-            if self.router._tracked_for(order.id) is None:
+            if self.router.store.record(order.id) is None:
                 self._refused_store(order.id, results[0])
         self._forget_oldest()
         self._wake(order.id)
@@ -236,9 +236,8 @@ class _OptimizerCore:
         self._refused_store(order.id, result)
         self._accepted[order.id] = None
         self._forget_oldest()
-        emit = self.router.on_event
-        if emit is not None:
-            emit(OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
+        self.router.store.publish(
+            OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
         self._wake(order.id)
         return result
 
@@ -294,10 +293,10 @@ class _OptimizerCore:
     def _is_final(self, order_id: str) -> bool:
         if order_id in self._split_done:
             return True
-        if self.scheduler.is_finished(order_id) or self.router._archived(order_id):
+        if self.scheduler.is_finished(order_id) or self.router.store.archived(order_id):
             return True  # in history: finished, known without building it back
         pieces = self._split.get(order_id)
-        if pieces is not None and all(self.router._archived(cid) for cid in pieces):
+        if pieces is not None and all(self.router.store.archived(cid) for cid in pieces):
             return True
         try:
             return self._status(order_id).status.is_final
@@ -449,7 +448,7 @@ class ExecutionOptimizer(_OptimizerCore):
                 results = self.smart.route_order(order)
         except Exception as exc:  # a bug below costs this order, not the worker
             log.exception("order %s failed", order.id)
-            results = [self.router._denied(order, None, f"internal error: {exc!r}")]
+            results = [self.router.refuse(order, None, f"internal error: {exc!r}")]
         self._outcome(order, results)
 
     def get_order_status(self, order_id: str) -> OrderResult:
@@ -628,7 +627,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                 results = await self.smart.route_order_async(order)
         except Exception as exc:  # a worker's exception never kills the pool
             log.exception("order %s failed", order.id)
-            results = [self.router._denied(order, None, f"internal error: {exc!r}")]
+            results = [self.router.refuse(order, None, f"internal error: {exc!r}")]
         self._outcome(order, results)
 
     async def submit_order_async(self, order: Order, exchange_id: str | None = None) -> str:

@@ -314,7 +314,7 @@ async def test_a_split_order_stays_final_after_the_router_forgets_its_pieces(vir
         await engine.wait(await engine.submit(
             Order(id=f"s{i}", symbol="BTC/USD", side="SELL" if i % 2 else "BUY", type="MARKET", quantity=0.01)
         ), timeout=30)
-    assert engine.router._tracked_for(first.children[0].order_id) is None  # the router forgot a piece
+    assert engine.router.store.record(first.children[0].order_id) is None  # the router forgot a piece
     later = engine.status(big)
     assert (later.status, later.filled_quantity, len(later.children)) == (OrderStatus.FILLED, 3.0, len(first.children))
     assert later.average_price == first.average_price

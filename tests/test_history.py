@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine.history as history_module
-import engine.routing.router as router_module
+import engine.store as store_module
 import engine.routing.smart as smart_module
 from engine import Order, OrderResult, OrderRouter, OrderStatus, SimulatedExchange, SmartOrderRouter, VirtualClock
 from engine.history import History
@@ -163,7 +163,7 @@ def one_venue_router(clock: VirtualClock, remember: int) -> tuple[OrderRouter, S
 
 @pytest.fixture
 def small_live_window(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(router_module, "LIVE_FINISHED_ORDERS", 2)
+    monkeypatch.setattr(store_module, "LIVE_FINISHED_ORDERS", 2)
     return 2
 
 

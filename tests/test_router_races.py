@@ -472,7 +472,7 @@ def test_a_fill_reported_after_the_cancel_still_counts_once_and_the_order_stays_
     brings the fill itself; a second copy of it changes nothing."""
     router, venue = scripted_router(virtual_clock, answer_fills=False)
     events: list[Event] = []
-    router.on_event = events.append
+    router.store.subscribe(events.append)
     router.submit_order(limit("c2", 40_000.0, qty=1.0))
     late = venue.fill("c2", 0.3, "T7")
 

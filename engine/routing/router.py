@@ -71,8 +71,7 @@ import math
 import random
 import threading
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,20 +101,11 @@ from ..events import (
     VenueDisabled,
     VenueEnabled,
 )
-from ..history import History
-from ..models import (
-    Fill,
-    Order,
-    OrderResult,
-    OrderStatus,
-    compact_order,
-    compact_result,
-    order_from_compact,
-    result_from_compact,
-)
+from ..models import Fill, Order, OrderResult, OrderStatus
 from ..profiler import LatencyProfiler
 from ..resilience.retry import RetryPolicy, RetryState
 from ..risk import RiskChecker, RiskLimits
+from ..store import OrderRecord, OrderStore, merge_result
 from ..market_data import BookSnapshot, ExecutionReport
 
 log = logging.getLogger("execdesk.router")
@@ -126,8 +116,6 @@ __all__ = ["OrderRouter", "AsyncOrderRouter", "PreTradeCheck", "VenueStats"]
 PreTradeCheck = Callable[[Order, str], "str | None"]
 OrderListener = Callable[[OrderResult], None]
 
-# Finished orders kept as live objects before they move to compact history.
-LIVE_FINISHED_ORDERS = 1_000
 _EWMA = 0.05  # weight of the newest order in the fill-ratio and error-rate averages
 
 _PENDING_NEW = OrderStatus.PENDING_NEW
@@ -136,8 +124,6 @@ _CANCELED = OrderStatus.CANCELED
 _EXPIRED = OrderStatus.EXPIRED
 _FILLED = OrderStatus.FILLED
 _PARTIAL = OrderStatus.PARTIALLY_FILLED
-# How far a working order has come; a report of an earlier stage is stale.
-_STAGE = {_PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CANCEL: 1, _PARTIAL: 2}
 
 
 @dataclass(slots=True)
@@ -167,22 +153,6 @@ class _Slot:
     gate_reason: str | None = None
     p95_ms: float = 0.0
     listener: Callable[[ExecutionReport], None] | None = None
-
-
-@dataclass(slots=True)
-class _Tracked:
-    order: Order
-    venue: str
-    result: OrderResult
-
-
-def _pack_tracked(tracked: _Tracked) -> tuple[Any, ...]:
-    return compact_order(tracked.order), tracked.venue, compact_result(tracked.result)
-
-
-def _unpack_tracked(values: tuple[Any, ...]) -> _Tracked:
-    order, venue, result = values
-    return _Tracked(order_from_compact(order), venue, result_from_compact(result))
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,147 +196,6 @@ def _resolve(future: asyncio.Future[OrderResult], result: OrderResult) -> None:
         future.set_result(result)
 
 
-def _fill_key(fill: Fill) -> tuple[Any, ...]:
-    """What makes a fill itself: the venue's trade id, else its time, price and size."""
-    if fill.trade_id:
-        return (fill.trade_id,)
-    return (fill.timestamp, fill.price, fill.quantity)
-
-
-def _merged(
-    cur: OrderResult,
-    status: OrderStatus,
-    filled: float,
-    fills: Sequence[Fill],
-    reason: str | None,
-    ts: float,
-    quantity: float | None = None,
-    price: float | None = None,
-) -> tuple[OrderResult, list[Fill]] | None:
-    """`cur` with news applied by the rules of the module docstring: the new result and
-    the fills it did not have, or None when the news changes nothing."""
-    new_fills: list[Fill] = []
-    if fills:
-        seen = {_fill_key(f) for f in cur.fills}
-        for fill in fills:
-            key = _fill_key(fill)
-            if key not in seen:
-                seen.add(key)
-                new_fills.append(fill)
-    old = cur.status
-    if old.is_final:
-        new = old
-    elif status.is_final:
-        new = status
-    elif filled < cur.filled_quantity or _STAGE.get(status, 1) < _STAGE.get(old, 1):
-        new = old  # stale: an earlier stage than the router already knows
-    else:
-        new = status
-    total = cur.filled_quantity if cur.filled_quantity >= filled else filled
-    qty = cur.quantity if quantity is None or not quantity > 0 else quantity
-    px = cur.price if price is None else price
-    if not new_fills and new is old and total == cur.filled_quantity and (qty, px) == (cur.quantity, cur.price):
-        return None
-    all_fills = cur.fills + new_fills if new_fills else list(cur.fills)
-    average = cur.average_price
-    if new_fills:
-        done = sum(f.quantity for f in all_fills)
-        average = sum(f.price * f.quantity for f in all_fills) / done if done else None
-    return OrderResult(
-        order_id=cur.order_id,
-        exchange_id=cur.exchange_id,
-        status=new,
-        quantity=qty,
-        filled_quantity=total,
-        average_price=average,
-        fills=all_fills,
-        reason=(reason or cur.reason) if new is not old else cur.reason,
-        symbol=cur.symbol,
-        side=cur.side,
-        price=px,
-        timestamp=ts if ts > cur.timestamp else cur.timestamp,
-        latency_ns=cur.latency_ns,
-        ack_latency_ns=cur.ack_latency_ns,
-    ), new_fills
-
-
-class _Orders:
-    """A router's orders (guarded by its lock): working ones; the newest finished ones
-    as they are; older finished ones compactly in `history`, which forgets its oldest.
-    Working and finished orders are kept apart so that nothing per order ever walks the
-    working ones: an order's cost never depends on how many rest."""
-
-    __slots__ = ("working", "finished", "history", "live")
-
-    def __init__(self, live: int, history: History[_Tracked]) -> None:
-        self.working: dict[str, _Tracked] = {}
-        self.finished: OrderedDict[str, _Tracked] = OrderedDict()
-        self.history = history
-        self.live = live
-
-    def live_record(self, cid: str) -> _Tracked | None:
-        tracked = self.working.get(cid)
-        return tracked if tracked is not None else self.finished.get(cid)
-
-    def get(self, cid: str) -> _Tracked | None:
-        """The live record, or a copy from history (reading changes nothing)."""
-        tracked = self.working.get(cid)
-        if tracked is None:
-            tracked = self.finished.get(cid)
-            if tracked is None and cid in self.history:
-                tracked = self.history.get(cid)
-        return tracked
-
-    def archived(self, cid: str) -> bool:
-        return cid in self.history and cid not in self.finished and cid not in self.working
-
-    def add(self, cid: str, tracked: _Tracked) -> None:
-        if not tracked.result.status.is_final:
-            self.working[cid] = tracked
-            return
-        finished = self.finished
-        finished[cid] = tracked
-        if len(finished) > self.live:
-            self.evict()
-
-    def changed(self, cid: str, tracked: _Tracked, was_final: bool) -> None:
-        """`tracked.result` was replaced: a record that has just finished moves over."""
-        if not was_final and tracked.result.status.is_final:
-            self.working.pop(cid, None)
-            self._finish(cid, tracked)
-
-    def revive(self, cid: str, tracked: _Tracked) -> None:
-        """A copy read from history changed (a late fill): it is the record again."""
-        self.history.pop(cid)
-        self._finish(cid, tracked)
-
-    def _finish(self, cid: str, tracked: _Tracked) -> None:
-        finished = self.finished
-        finished.pop(cid, None)  # a revived record becomes the newest
-        finished[cid] = tracked
-        if len(finished) > self.live:
-            self.evict()
-
-    def evict(self) -> None:
-        """The oldest finished orders move to history (which forgets its oldest)."""
-        finished, history = self.finished, self.history
-        while len(finished) > self.live:
-            old, record = finished.popitem(last=False)
-            history.put(old, record)
-
-    def working_results(self) -> list[OrderResult]:
-        return [t.result for t in self.working.values()]
-
-    def __len__(self) -> int:
-        return len(self.working) + len(self.finished)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([*self.working, *self.finished])
-
-    def __contains__(self, cid: object) -> bool:
-        return cid in self.working or cid in self.finished
-
-
 class _RouterCore:
     """State and decisions shared by the sync and async routers (no I/O here)."""
 
@@ -385,6 +214,7 @@ class _RouterCore:
         seed: int | None = 0,
         on_event: Callable[[Event], None] | None = None,
         risk: RiskLimits | None = None,
+        store: OrderStore | None = None,
     ) -> None:
         self.clock: Clock = clock or (latency_profiler.clock if latency_profiler else RealClock())
         self.profiler = latency_profiler if latency_profiler is not None else LatencyProfiler(clock=self.clock)
@@ -397,31 +227,22 @@ class _RouterCore:
         self.max_latency_s = max_latency_s
         self.latency_window_s = latency_window_s
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
         # Replaced whole on every change (copy on write): read without the lock.
         self._slots: dict[str, _Slot] = {}
         self._checks: tuple[PreTradeCheck, ...] = ()
-        self._listeners: tuple[OrderListener, ...] = ()
-        # Working orders and the newest finished ones as live objects; older finished
-        # ones in `_history`, compactly (see engine/history.py). Together they keep
-        # `remember_orders` finished orders.
-        self._remember = remember_orders
-        live = min(LIVE_FINISHED_ORDERS, remember_orders)
-        self._history: History[_Tracked] = History(
-            max(remember_orders - live, 0), pack=_pack_tracked, unpack=_unpack_tracked
-        )
-        self._orders = _Orders(live, self._history)
+        # Every order's state lives in the store (shared with the smart router, the
+        # scheduler and the optimizer when the Engine wires them); the router's lock is
+        # the store's, so its flights and the records change together.
+        self.store = store if store is not None else OrderStore(remember_orders)
+        self._lock = self.store.lock
+        if on_event is not None:
+            self.store.subscribe(on_event)
         self._inflight: dict[str, _Flight] = {}
         self._unreconciled: dict[str, str] = {}  # client order id -> venue
-        # Events and listener calls, in the order their changes were made (see the
-        # module docstring); `_delivering` lets one thread at a time empty it.
-        self._outbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._delivering = threading.Lock()
         # Threads inside a sync venue call: what reports make them raise is delivered
         # after the call, so the venue's time never includes the listeners'.
         self._calling: set[int] = set()
         self.halted_reason: str | None = None
-        self.on_event = on_event
         self.risk: RiskChecker | None = None
         if risk is not None:
             self.use_risk(risk)
@@ -636,10 +457,10 @@ class _RouterCore:
             self.risk.release(order.client_order_id)  # type: ignore[arg-type]
 
     # -- bookkeeping ------------------------------------------------------------
-    def _known(self, order: Order) -> OrderResult | None:
+    def known(self, order: Order) -> OrderResult | None:
         """The idempotency check: a client order id this router already sent."""
         with self._lock:
-            tracked = self._orders.get(order.client_order_id)  # type: ignore[arg-type]
+            tracked = self.store.record(order.client_order_id)  # type: ignore[arg-type]
         if tracked is None:
             return None
         if tracked.order == order:
@@ -647,7 +468,7 @@ class _RouterCore:
         return self._reused(order, tracked.venue)
 
     def _reused(self, order: Order, venue: str | None) -> OrderResult:
-        return self._denied(
+        return self.refuse(
             order,
             venue,
             f"client order id {order.client_order_id!r} was already used for a different order",
@@ -662,13 +483,10 @@ class _RouterCore:
         `thread`: the caller's thread id, when it has it at hand."""
         slot = self._resolve(order, exchange_id)
         if isinstance(slot, str):
-            return self._denied(order, None, slot)
+            return self.refuse(order, None, slot)
         cid: str = order.client_order_id  # type: ignore[assignment]
         with self._lock:
-            orders = self._orders
-            tracked = orders.working.get(cid) or orders.finished.get(cid)
-            if tracked is None and cid in orders.history:
-                tracked = orders.history.get(cid)
+            tracked = self.store.record(cid)
             if tracked is None:
                 flight = self._inflight.get(cid)
                 if flight is None:
@@ -687,7 +505,7 @@ class _RouterCore:
             self._abandon(order, exc)
             raise
         if refusal is not None:
-            return self._denied(order, slot.id, refusal)
+            return self.refuse(order, slot.id, refusal)
         return slot
 
     def _pending_result(self, order: Order, venue: str, reason: str) -> OrderResult:
@@ -763,8 +581,8 @@ class _RouterCore:
             waiters = flight.waiters
         if waiters:
             _wake(waiters, result)
-        if self._outbox:
-            self._deliver()
+        if self.store.pending:
+            self.store.deliver()
 
     def _settle_locked(
         self, order: Order, venue: str, result: OrderResult, events: list[Event] | None
@@ -773,60 +591,54 @@ class _RouterCore:
         one whose outcome was unknown), end its flight and apply the reports that came
         first. Returns what the sender and any waiting resend are told, and the waiters."""
         cid: str = result.order_id
-        orders = self._orders
+        store = self.store
         inflight = self._inflight
         flight = inflight.get(cid)
         if flight is not None and flight.order is order:
             # The first answer about an order in flight: nothing has a record of it yet.
             del inflight[cid]
-            tracked = _Tracked(order, venue, result)
-            if result.status.is_final:
-                finished = orders.finished
-                finished[cid] = tracked
-                if len(finished) > orders.live:
-                    orders.evict()
-            else:
-                orders.working[cid] = tracked
+            tracked = OrderRecord(order, venue, result)
+            store.add_record(cid, tracked)
             if self.risk is not None:
                 self.risk.update(result)
-            if events is not None or self._listeners:
-                self._post_locked(events, result)
+            if events is not None or self.store.has_order_listeners:
+                self.store.post_locked(events, result)
             if flight.reports:
                 for report in flight.reports:
                     self._apply_report_locked(tracked, cid, venue, report)
             flight.result = answer = tracked.result
             return answer, flight.waiters
         # News about an order already recorded (its outcome was unknown), or a refusal.
-        tracked = orders.live_record(cid)
+        tracked = store.live_record(cid)
         answer = result
         if tracked is None:
-            if cid not in orders.history:
-                tracked = _Tracked(order, venue, result)
-                orders.add(cid, tracked)
+            if not store.in_history(cid):
+                tracked = OrderRecord(order, venue, result)
+                store.add_record(cid, tracked)
                 if self.risk is not None:
                     self.risk.update(result)
         elif tracked.order == order and not tracked.result.status.is_final:
-            news = _merged(tracked.result, result.status, result.filled_quantity, result.fills,
+            news = merge_result(tracked.result, result.status, result.filled_quantity, result.fills,
                            result.reason, result.timestamp)
             if news is not None:
                 tracked.result = answer = news[0]
-                orders.changed(cid, tracked, False)
+                store.record_changed(cid, tracked, False)
                 if self.risk is not None:
                     self.risk.update(answer)
             else:
                 answer = tracked.result
-        self._post_locked(events, answer)
+        self.store.post_locked(events, answer)
         return answer, None
 
     def _settled(self, answer: OrderResult, waiters: list[Any] | None) -> OrderResult:
         """After `_settle_locked`, without the lock: wake resends, deliver what happened."""
         if waiters:
             _wake(waiters, answer)
-        if self._outbox:
-            self._deliver()
+        if self.store.pending:
+            self.store.deliver()
         return answer
 
-    def _denied(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
+    def refuse(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
         result = OrderResult(
             order_id=order.client_order_id,  # type: ignore[arg-type]
             exchange_id=venue,
@@ -839,14 +651,14 @@ class _RouterCore:
             timestamp=self.clock.now(),
         )
         events: list[Event] | None = None
-        if self.on_event is not None:
+        if self.store.has_subscribers:
             now = result.timestamp
             events = [OrderDenied(now, now, result.order_id, venue, _REJECTED, order.parent_id, reason)]
         with self._lock:
             if track and venue is not None:
                 answer, waiters = self._settle_locked(order, venue, result, events)
             else:
-                self._post_locked(events, result)
+                self.store.post_locked(events, result)
                 answer, waiters = result, None
         self._settled(answer, waiters)
         return result
@@ -874,7 +686,7 @@ class _RouterCore:
                 profiler.record("execution", venue_ns, slot.id)
             result.latency_ns = engine_ns + venue_ns
             result.ack_latency_ns = venue_ns
-        events = self._submission_events(order, result) if self.on_event is not None else None
+        events = self._submission_events(order, result) if self.store.has_subscribers else None
         status = result.status
         with self._lock:
             stats = slot.stats
@@ -890,8 +702,8 @@ class _RouterCore:
             answer, waiters = self._settle_locked(order, slot.id, result, events)
         if waiters:
             _wake(waiters, answer)
-        if self._outbox:
-            self._deliver()
+        if self.store.pending:
+            self.store.deliver()
         return answer
 
     def _on_failure(self, slot: _Slot, exc: VenueError, elapsed_ns: int) -> None:
@@ -935,83 +747,31 @@ class _RouterCore:
                                         result.filled_quantity, result.reason or ""))
         return events
 
-    # -- what leaves the router: events and listener calls, in order ---------------------
-    def _post_locked(self, events: list[Event] | None, result: OrderResult | None) -> None:
-        """With the lock held: queue events and a listener call in the order of the change."""
-        outbox = self._outbox
-        if events and self.on_event is not None:
-            emit = self._emit_one
-            for event in events:
-                outbox.append((emit, event))
-        if result is not None and self._listeners:
-            outbox.append((self._notify_one, result))
-
-    def _deliver(self) -> None:
-        """Empty the outbox, one thread at a time; a thread that finds another delivering
-        leaves its items to it (that thread looks again before it stops)."""
-        outbox = self._outbox
-        while outbox:
-            if not self._delivering.acquire(blocking=False):
-                return
-            try:
-                while True:
-                    try:
-                        deliver, item = outbox.popleft()
-                    except IndexError:
-                        break
-                    deliver(item)
-            finally:
-                self._delivering.release()
-
-    def _emit_one(self, event: Event) -> None:
-        emit = self.on_event
-        if emit is None:
-            return
-        try:
-            emit(event)
-        except Exception:  # a consumer's bug must not reach the caller of an order that went out
-            log.exception("event handler failed on %r", event)
-
-    def _notify_one(self, result: OrderResult) -> None:
-        for listener in self._listeners:
-            try:
-                listener(result)
-            except Exception:  # a listener's bug must not stop routing
-                log.exception("order listener failed for %s", result.order_id)
-
     def _emit_factory(self, make: Callable[[float], Event]) -> None:
-        if self.on_event is not None:
-            self._outbox.append((self._emit_one, make(self.clock.now())))
-            self._deliver()
+        if self.store.has_subscribers:
+            self.store.publish(make(self.clock.now()))
 
     def _on_breaker(self, t: BreakerTransition) -> None:
         level = logging.WARNING if t.new is BreakerState.OPEN else logging.INFO
         log.log(level, "breaker %s: %s -> %s (%s)", t.name, t.old.value, t.new.value, t.reason)
-        if self.on_event is not None:
+        if self.store.has_subscribers:
             now = self.clock.now()
-            self._outbox.append(
-                (self._emit_one, BreakerStateChanged(t.ts, now, t.name, t.old.value, t.new.value, t.reason))
-            )
-            self._deliver()
+            self.store.publish(BreakerStateChanged(t.ts, now, t.name, t.old.value, t.new.value, t.reason))
 
     def add_order_listener(self, listener: OrderListener) -> None:
         """Called with every new state of an order this router handles (results and reports)."""
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
+        self.store.add_order_listener(listener)
 
     def remove_order_listener(self, listener: OrderListener) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-            listeners.remove(listener)
-            self._listeners = tuple(listeners)
+        self.store.remove_order_listener(listener)
 
     def _on_report(self, venue: str, report: ExecutionReport) -> None:
         """A venue pushed news of an order: merge it into the router's record (see the
         module rules) and tell listeners."""
         cid = report.client_order_id
         with self._lock:
-            orders = self._orders
-            tracked = orders.live_record(cid)
+            store = self.store
+            tracked = store.live_record(cid)
             if tracked is None:
                 flight = self._inflight.get(cid)
                 if flight is not None:
@@ -1021,31 +781,31 @@ class _RouterCore:
                         else:
                             flight.reports.append(report)
                     return
-                if cid not in orders.history:
+                if not store.in_history(cid):
                     return
-                tracked = orders.history.get(cid)
+                tracked = store.record(cid)
                 if tracked is None or tracked.venue != venue:
                     return
                 if self._apply_report_locked(tracked, cid, venue, report):
-                    orders.revive(cid, tracked)
+                    store.revive(cid, tracked)
             elif tracked.venue != venue or not self._apply_report_locked(tracked, cid, venue, report):
                 return
         if threading.get_ident() not in self._calling:
-            self._deliver()
+            self.store.deliver()
 
-    def _apply_report_locked(self, tracked: _Tracked, cid: str, venue: str, report: ExecutionReport) -> bool:
+    def _apply_report_locked(self, tracked: OrderRecord, cid: str, venue: str, report: ExecutionReport) -> bool:
         cur = tracked.result
         fill = report.fill
         if fill is not None and fill.exchange_id != venue:
             fill = dataclasses.replace(fill, exchange_id=venue)
-        news = _merged(cur, report.status, report.filled_quantity, (fill,) if fill is not None else (),
+        news = merge_result(cur, report.status, report.filled_quantity, (fill,) if fill is not None else (),
                        report.reason, report.ts_event)
         if news is None:
             return False
         updated, new_fills = news
         was_final = cur.status.is_final
         tracked.result = updated
-        self._orders.changed(cid, tracked, was_final)
+        self.store.record_changed(cid, tracked, was_final)
         status = updated.status
         ended = status.is_final and not was_final
         slot = self._slots.get(venue)
@@ -1057,7 +817,7 @@ class _RouterCore:
         if self.risk is not None:
             self.risk.update(updated)
         events: list[Event] | None = None
-        if self.on_event is not None:
+        if self.store.has_subscribers:
             now = self.clock.now()
             parent = tracked.order.parent_id
             ts = report.ts_event
@@ -1071,7 +831,7 @@ class _RouterCore:
                 events = [OrderExpired(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
             elif ended and status is _CANCELED:
                 events = [OrderCanceled(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
-        self._post_locked(events, updated)
+        self.store.post_locked(events, updated)
         return True
 
     # -- the shared decision loop ------------------------------------------------
@@ -1091,7 +851,7 @@ class _RouterCore:
                         type(error).__name__, error)
             action = state.next_action(error)
             if action.kind == "give_up":
-                return self._denied(order, slot.id, f"{slot.id}: {action.reason}")
+                return self.refuse(order, slot.id, f"{slot.id}: {action.reason}")
             yield _Call("sleep", action.after_s)
             if action.kind == "reconcile":
                 with self._lock:
@@ -1112,13 +872,13 @@ class _RouterCore:
                 # "absent": the venue never saw it; resending is safe (and counts as a retry).
                 action = state.not_found()
                 if action.kind == "give_up":
-                    return self._denied(order, slot.id, f"{slot.id}: {action.reason}")
+                    return self.refuse(order, slot.id, f"{slot.id}: {action.reason}")
             with self._lock:
                 slot.stats.retried += 1
             if self.halted_reason is not None:
-                return self._denied(order, slot.id, f"trading halted: {self.halted_reason}")
+                return self.refuse(order, slot.id, f"trading halted: {self.halted_reason}")
             if not slot.breaker.allow_request():
-                return self._denied(
+                return self.refuse(
                     order, slot.id, f"{slot.id} circuit breaker opened while retrying: {error}"
                 )
             t0 = self.clock.now_ns()
@@ -1154,7 +914,7 @@ class _RouterCore:
             self._unreconciled.pop(order.client_order_id, None)  # type: ignore[arg-type]
         if isinstance(found, OrderResult):
             return self._on_success(slot, order, found, None)
-        return self._denied(
+        return self.refuse(
             order, slot.id, f"{slot.id} never received the order (confirmed by status query)"
         )
 
@@ -1164,7 +924,7 @@ class _RouterCore:
         slots = self._slots
         with self._lock:
             for cid, venue in list(self._unreconciled.items()):
-                slot, tracked = slots.get(venue), self._orders.get(cid)
+                slot, tracked = slots.get(venue), self.store.record(cid)
                 if slot is None or tracked is None:
                     del self._unreconciled[cid]
                 else:
@@ -1176,7 +936,7 @@ class _RouterCore:
         with self._lock:
             return list(self._unreconciled)
 
-    def _cancel_result(self, tracked: _Tracked | None, cid: str, reason: str) -> OrderResult:
+    def _cancel_result(self, tracked: OrderRecord | None, cid: str, reason: str) -> OrderResult:
         return OrderResult(
             order_id=cid,
             exchange_id=tracked.venue if tracked else None,
@@ -1187,17 +947,8 @@ class _RouterCore:
             timestamp=self.clock.now(),
         )
 
-    def _tracked_for(self, order_id: str) -> _Tracked | None:
-        with self._lock:
-            return self._orders.get(order_id)
-
-    def _archived(self, cid: str) -> bool:
-        """Finished and moved to history (cheap: nothing is unpickled)."""
-        with self._lock:
-            return self._orders.archived(cid)
-
     def _after_request(
-        self, tracked: _Tracked, result: OrderResult, changes: dict[str, float] | None = None
+        self, tracked: OrderRecord, result: OrderResult, changes: dict[str, float] | None = None
     ) -> OrderResult:
         """A cancel/amend answer: merged into the order's record (see the module rules).
         `changes`: an amend's new quantity and price, which the order takes on when the
@@ -1208,11 +959,11 @@ class _RouterCore:
         cid = tracked.result.order_id
         venue = tracked.venue
         with self._lock:
-            orders = self._orders
-            record = orders.live_record(cid)
+            store = self.store
+            record = store.live_record(cid)
             revived = False
-            if record is None and cid in orders.history:
-                record, revived = orders.history.get(cid), True
+            if record is None and store.in_history(cid):
+                record, revived = store.record(cid), True
             if record is None:
                 return result  # forgotten meanwhile: nothing left to update
             if changes:
@@ -1221,7 +972,7 @@ class _RouterCore:
             if result.status is _REJECTED:  # no answer about it before: the refusal is its state
                 news: tuple[OrderResult, list[Fill]] | None = (result, [])
             else:
-                news = _merged(cur, result.status, result.filled_quantity, result.fills, result.reason,
+                news = merge_result(cur, result.status, result.filled_quantity, result.fills, result.reason,
                                result.timestamp, quantity=result.quantity, price=result.price)
             if news is None:
                 return cur
@@ -1229,25 +980,25 @@ class _RouterCore:
             was_final = cur.status.is_final
             record.result = updated
             if revived:
-                orders.revive(cid, record)
+                store.revive(cid, record)
             else:
-                orders.changed(cid, record, was_final)
+                store.record_changed(cid, record, was_final)
             if self.risk is not None:
                 self.risk.update(updated)
             events: list[Event] | None = None
-            if self.on_event is not None and updated.status is _CANCELED and not was_final:
+            if self.store.has_subscribers and updated.status is _CANCELED and not was_final:
                 now = self.clock.now()
                 events = [OrderCanceled(result.timestamp, now, cid, venue, _CANCELED, record.order.parent_id,
                                         updated.filled_quantity, updated.reason or "canceled")]
-            self._post_locked(events, updated)
-        self._deliver()
+            self.store.post_locked(events, updated)
+        self.store.deliver()
         return updated
 
     def get_order_status(self, order_id: str) -> OrderResult:
         """The router's latest knowledge of an order (results and pushed reports); an
         order still being sent is PENDING_NEW."""
         with self._lock:
-            tracked = self._orders.get(order_id)
+            tracked = self.store.record(order_id)
             flight = self._inflight.get(order_id) if tracked is None else None
         if tracked is not None:
             return tracked.result
@@ -1257,12 +1008,12 @@ class _RouterCore:
 
     def _target(
         self, order_id: str, action: str, *, waited: bool = False
-    ) -> tuple[_Tracked, _Slot] | OrderResult | _Flight:
+    ) -> tuple[OrderRecord, _Slot] | OrderResult | _Flight:
         """The order and venue a cancel or amend goes to, why it cannot go, or the flight
         of an order still being sent (the caller waits for its answer, then asks again
         with `waited`: a cancel, a cancel-all or a halt must not miss it)."""
         with self._lock:
-            tracked = self._orders.get(order_id)
+            tracked = self.store.record(order_id)
             flight = self._inflight.get(order_id) if tracked is None else None
         if flight is not None:
             if not waited:
@@ -1295,7 +1046,7 @@ class _RouterCore:
             changes[name] = float(value)
         return changes or None
 
-    def _amend_refusal(self, tracked: _Tracked, slot: _Slot, quantity: float | None,
+    def _amend_refusal(self, tracked: OrderRecord, slot: _Slot, quantity: float | None,
                        price: float | None) -> OrderResult | None:
         """The risk limits' verdict on the order an amend would make (None: it may go)."""
         risk = self.risk
@@ -1311,7 +1062,7 @@ class _RouterCore:
         cid = order.client_order_id or order.id
         return self._cancel_result(tracked, cid, f"amend refused: {reason}; the order is unchanged")
 
-    def _amended(self, tracked: _Tracked, result: OrderResult, quantity: float | None,
+    def _amended(self, tracked: OrderRecord, result: OrderResult, quantity: float | None,
                  price: float | None) -> OrderResult:
         changes = {k: v for k, v in (("quantity", quantity), ("price", price)) if v is not None}
         return self._after_request(tracked, result, changes if result.status is not _REJECTED else None)
@@ -1319,7 +1070,7 @@ class _RouterCore:
     def working_orders(self) -> list[OrderResult]:
         """Orders not final, those still being sent (PENDING_NEW) included."""
         with self._lock:
-            working = self._orders.working_results()
+            working = self.store.working_results()
             flights = list(self._inflight.values())
         working.extend(self._pending_result(f.order, f.venue, f"sent to {f.venue}; no answer yet")
                        for f in flights)
@@ -1371,7 +1122,7 @@ class OrderRouter(_RouterCore):
                 results.append(self.submit_order(order, exchange_id))
             except Exception as exc:  # a bug below must cost one order, not the batch
                 log.exception("order %s failed in batch", getattr(order, "id", "?"))
-                results.append(self._denied(order, exchange_id, f"internal error: {exc}"))
+                results.append(self.refuse(order, exchange_id, f"internal error: {exc}"))
         return results
 
     def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
@@ -1379,8 +1130,8 @@ class OrderRouter(_RouterCore):
         error: VenueError | UnknownOrderError | None = None
         calling, me = self._calling, threading.get_ident()
         while True:
-            if self._outbox:
-                self._deliver()  # what reports raised during the last venue call
+            if self.store.pending:
+                self.store.deliver()  # what reports raised during the last venue call
             try:
                 call = loop.send(reply) if error is None else loop.throw(error)
             except StopIteration as stop:
@@ -1431,8 +1182,8 @@ class OrderRouter(_RouterCore):
             return self._cancel_result(tracked, order_id, f"cancel failed at {slot.id}: {exc}")
         finally:
             calling.discard(me)
-            if self._outbox:
-                self._deliver()  # what reports raised during the call
+            if self.store.pending:
+                self.store.deliver()  # what reports raised during the call
         return self._after_request(tracked, result)
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
@@ -1454,8 +1205,8 @@ class OrderRouter(_RouterCore):
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
         finally:
             calling.discard(me)
-            if self._outbox:
-                self._deliver()  # what reports raised during the call
+            if self.store.pending:
+                self.store.deliver()  # what reports raised during the call
         return self._amended(tracked, result, quantity, price)
 
 
@@ -1552,7 +1303,7 @@ class AsyncOrderRouter(_RouterCore):
                 results[i] = await self.submit_order_async(order, exchange_id)
             except Exception as exc:
                 log.exception("order %s failed in batch", getattr(order, "id", "?"))
-                results[i] = self._denied(order, exchange_id, f"internal error: {exc}")
+                results[i] = self.refuse(order, exchange_id, f"internal error: {exc}")
 
         async with anyio.create_task_group() as tg:
             for i, order in enumerate(orders):

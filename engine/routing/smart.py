@@ -20,16 +20,16 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
-from ..scheduling.algos.base import child_id
 from ..clock import Clock
-from ..errors import ExecdeskError, VenueError
+from ..errors import ConfigurationError, ExecdeskError, VenueError
 from ..history import History
 from ..models import (
+    child_id,
     FeeSchedule,
     Instrument,
     Order,
@@ -200,6 +200,31 @@ def _unpack_split(values: tuple[Any, ...]) -> tuple[Order, tuple[str, ...]]:
     return order_from_compact(values[0]), values[1]
 
 
+class ParentHandler(Protocol):
+    """What the smart router hands parent orders (ICEBERG, TWAP, VWAP, SMART) to: the
+    Scheduler. Routing defines it and never imports scheduling; the Engine wires one
+    in, and `engine/__init__.py` registers the Scheduler as the default for the bare
+    `SmartOrderRouter(router)` of the component document."""
+
+    def supports(self, order_type: OrderType) -> bool: ...
+
+    def submit(self, order: Order) -> list[OrderResult]: ...
+
+    async def submit_async(self, order: Order) -> list[OrderResult]: ...
+
+    def status(self, order_id: str) -> OrderResult | None: ...
+
+
+# Builds the default ParentHandler for a smart router made without one: (router, seed).
+_default_parents: Callable[[SmartOrderRouter, int], ParentHandler] | None = None
+
+
+def set_default_parents(factory: Callable[[SmartOrderRouter, int], ParentHandler] | None) -> None:
+    """Who works parent orders for a SmartOrderRouter made without a scheduler."""
+    global _default_parents
+    _default_parents = factory
+
+
 class SmartOrderRouter:
     """Ranks venues, splits orders, hands parent orders to the scheduler.
 
@@ -230,14 +255,15 @@ class SmartOrderRouter:
         self._lazy_reasons: deque[str] = deque()
         # A split order's id -> (the order, its children's ids), for idempotency (bounded).
         self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(
-            max(self.order_router._remember, 0), pack=_pack_split, unpack=_unpack_split
+            max(self.order_router.store.remember, 0), pack=_pack_split, unpack=_unpack_split
         )
         if scheduler is None:
-            from ..scheduling.scheduler import Scheduler
-
-            # Finished parents are remembered as long as finished orders are.
-            scheduler = Scheduler(self, clock=self.clock, seed=seed,
-                                  remember=max(self.order_router._remember, 1))
+            if _default_parents is None:
+                raise ConfigurationError(
+                    "no scheduler for parent orders: pass scheduler=..., or import the engine "
+                    "package (it registers its Scheduler)"
+                )
+            scheduler = _default_parents(self, seed)
         self.scheduler = scheduler
 
     # -- what the routers know about venues -------------------------------------
@@ -362,7 +388,7 @@ class SmartOrderRouter:
     def _no_venue(self, order: Order) -> OrderResult:
         _, skipped = self.venue_views(order.symbol)
         why = "; ".join(skipped) if skipped else "no exchange is registered"
-        return self.order_router._denied(order, None, f"no venue can take {order.symbol} now: {why}")
+        return self.order_router.refuse(order, None, f"no venue can take {order.symbol} now: {why}")
 
     def _remember(self, order_id: str, reason: str | Allocation) -> None:
         reasons = self.last_reasons
@@ -385,14 +411,10 @@ class SmartOrderRouter:
         if halted is not None and order.type.is_algorithm:
             # The order router refuses each child while halted, but the parent
             # would keep retrying them and start trading at resume(): refuse it now.
-            return self.order_router._denied(order, None, f"trading halted: {halted}")
-        if order.type in (OrderType.MARKET, OrderType.LIMIT, OrderType.ICEBERG):
+            return self.order_router.refuse(order, None, f"trading halted: {halted}")
+        if order.type in (OrderType.MARKET, OrderType.LIMIT) or self.scheduler.supports(order.type):
             return None
-        from ..scheduling.algos import registry
-
-        if order.type in registry.ALGORITHMS:
-            return None
-        return self.order_router._denied(
+        return self.order_router.refuse(
             order, None, f"{order.type.value} orders are not supported yet (supported: MARKET, LIMIT, ICEBERG)"
         )
 
@@ -412,7 +434,7 @@ class SmartOrderRouter:
         again could split it differently (the first pass moved the books) and send
         a second order under new child ids."""
         router = self.order_router
-        known = router._known(order)
+        known = router.known(order)
         if known is not None:
             return [known]
         split = self._split_orders.get(order.id)
@@ -420,7 +442,7 @@ class SmartOrderRouter:
             return None
         first, child_ids = split
         if first != order:
-            return [router._denied(
+            return [router.refuse(
                 order, None,
                 f"client order id {order.client_order_id!r} was already used for a different order",
                 track=False,
@@ -465,13 +487,13 @@ class SmartOrderRouter:
         stay in the order's answer, which then says what its venues did, and the pieces
         after it still go out."""
         log.exception("piece %s of order %s failed at %s", child.id, order.id, venue)
-        return self.order_router._denied(child, venue, f"internal error: {exc!r}")
+        return self.order_router.refuse(child, venue, f"internal error: {exc!r}")
 
     def _split_refusal(self, order: Order, pieces: list[tuple[Order, str, Any]]) -> OrderResult | None:
         if len(pieces) == 1 and pieces[0][0] is order:
             return None  # sent whole: the order router judges it
         reason = self.risk_refusal(order)
-        return self.order_router._denied(order, None, reason) if reason is not None else None
+        return self.order_router.refuse(order, None, reason) if reason is not None else None
 
     def cancel(self, order_id: str) -> OrderResult:
         return self.order_router.cancel_order(order_id)  # type: ignore[return-value]

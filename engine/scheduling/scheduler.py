@@ -34,11 +34,11 @@ import anyio
 import anyio.lowlevel
 
 from .algos.base import Action, Algorithm, CancelChild, ParentState
-from .algos.registry import make_algorithm
+from .algos.registry import ALGORITHMS, make_algorithm
 from ..clock import Clock, ClockEvent
 from ..history import History
 from ..loops import set_event
-from ..models import Instrument, Order, OrderResult, OrderStatus
+from ..models import Instrument, Order, OrderResult, OrderStatus, OrderType
 
 if TYPE_CHECKING:
     from ..routing.smart import SmartOrderRouter
@@ -122,6 +122,16 @@ class Scheduler:
         self._async_wakeup: anyio.Event | None = None
         smart_router.order_router.add_order_listener(self._on_child_update)
 
+    @classmethod
+    def for_router(cls, smart_router: SmartOrderRouter, seed: int = 0) -> Scheduler:
+        """The default scheduler of a smart router made without one: finished parents are
+        remembered as long as finished orders are."""
+        return cls(smart_router, clock=smart_router.clock, seed=seed,
+                   remember=max(smart_router.order_router.store.remember, 1))
+
+    def supports(self, order_type: OrderType) -> bool:
+        return order_type in ALGORITHMS
+
     # -- what others read ---------------------------------------------------------
     def add_listener(self, listener: ParentListener) -> None:
         """Called (on the driver) with a parent's state after each change."""
@@ -153,12 +163,12 @@ class Scheduler:
     # -- submitting and canceling -------------------------------------------------------
     def _new_parent(self, order: Order) -> _Parent | OrderResult:
         if order.id in self._active or order.id in self._finished:
-            return self.smart.order_router._denied(
+            return self.smart.order_router.refuse(
                 order, None, f"parent order id {order.id!r} is already in use", track=False
             )
         state = ParentState(order, self.smart.instrument(order.symbol), created_at=self.clock.now())
         if state.instrument is None:
-            return self.smart.order_router._denied(
+            return self.smart.order_router.refuse(
                 order, None, f"no registered venue lists {order.symbol}", track=False
             )
         # Judged once as a whole: a TWAP for 1e6 BTC is refused here, not child by child.
@@ -168,14 +178,14 @@ class Scheduler:
             symbol = order.symbol
             refusal = risk.accept_parent(order, lambda depth: self.smart.merged_book(symbol, depth))
             if refusal is not None:
-                return self.smart.order_router._denied(order, None, refusal, track=False)
+                return self.smart.order_router.refuse(order, None, refusal, track=False)
         try:
             algo = make_algorithm(state, self.seed, listings=self._listings(order.symbol),
                                   price=order.price if order.price is not None else self._mid(order.symbol))
         except ValueError as exc:
             if risk is not None:
                 risk.end_parent(order.id)
-            return self.smart.order_router._denied(order, None, str(exc), track=False)
+            return self.smart.order_router.refuse(order, None, str(exc), track=False)
         parent = _Parent(state, algo)
         self._active[order.id] = parent
         return parent

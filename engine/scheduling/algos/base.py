@@ -15,7 +15,6 @@ client-order-id alphabet, so a restart regenerates the same ids.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 
 from ...errors import AlgorithmParameterError, ExecdeskError
 from ...models import (
+    child_id,
     Fill,
     Instrument,
     Liquidity,
@@ -39,12 +39,6 @@ from ...models import (
 )
 from ...tca import IntervalVWAP, implementation_shortfall, schedule_target, slippage_bps
 from ...market_data import BookLevel, BookSnapshot, PublicTrade
-
-
-def child_id(parent_id: str, seq: int) -> str:
-    """`<parent prefix>.<hash>.<seq>`: at most 36 characters, stable across restarts."""
-    digest = hashlib.blake2b(parent_id.encode(), digest_size=5).hexdigest()
-    return f"{parent_id[:16]}.{digest}.{seq}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,510 @@
+"""The one order store: every order's and parent's state, working and finished.
+
+One `OrderStore` per engine. The routers, the smart router, the scheduler, the
+optimizers and the `Engine` read and write order state here, through the
+methods below, and keep no second copy. Every change of state leaves as an
+event on the store's one stream (`subscribe`), the stream the desk's view
+model and the journal read.
+
+What it holds, by who writes it:
+
+* **Records** (the routers): an order sent to a venue, with its venue and its
+  latest result. Working records and finished ones are kept apart, so nothing
+  per order walks the working ones (an order's cost never depends on how many
+  rest). The newest `live` finished records stay as objects; older ones move
+  to a compact `History` (pickled), which forgets its oldest past `remember`.
+* **Splits** (the smart router): an order sent as several pieces, with its
+  pieces' ids, so a resubmission is answered, not planned again.
+* **Queued orders and early answers** (the optimizers): orders waiting for a
+  worker, and the answer of an order that never reached a router (refused,
+  or canceled while queued).
+* **Parents** (the scheduler): each parent order's `ParentState`.
+
+Rules:
+
+* One re-entrant lock, `lock`, guards all of it. A writer that must change
+  several things at once (a router settling a venue's answer and the order's
+  flight) holds it across them; it is held for bookkeeping only, never across
+  a venue call, a wait or a subscriber.
+* Events and order listener calls are posted under the lock, in the order the
+  changes were made (`post_locked`), and delivered outside it, by one thread
+  at a time (`deliver`): a subscriber never sees an order's states out of
+  order. A subscriber's exception is logged, never handed to whoever changed
+  the order.
+* The merge rule (`merge_result`) is the only way a record's result changes:
+  a final state never changes; a fill counts once; filled quantity only grows;
+  a report of an earlier stage is stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from .history import History
+from .models import (
+    Fill,
+    Order,
+    OrderResult,
+    OrderStatus,
+    compact_order,
+    compact_result,
+    order_from_compact,
+    result_from_compact,
+)
+
+log = logging.getLogger("execdesk.store")
+
+__all__ = ["OrderRecord", "OrderStore", "merge_result", "LIVE_FINISHED_ORDERS"]
+
+# Finished orders kept as live objects before they move to compact history.
+LIVE_FINISHED_ORDERS = 1_000
+# Finished parents kept as objects (read again soon after they finish); older ones pickled.
+LIVE_FINISHED_PARENTS = 100
+
+_PENDING_NEW = OrderStatus.PENDING_NEW
+_PARTIAL = OrderStatus.PARTIALLY_FILLED
+# How far a working order has come; a report of an earlier stage is stale.
+_STAGE = {_PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CANCEL: 1, _PARTIAL: 2}
+
+EventListener = Callable[[Any], None]
+OrderListener = Callable[[OrderResult], None]
+K = TypeVar("K")
+
+
+class OrderRecord:
+    """An order a router sent: the order as it stands (amends change it), its venue and
+    its latest result. Changed only under the store's lock."""
+
+    __slots__ = ("order", "venue", "result")
+
+    def __init__(self, order: Order, venue: str, result: OrderResult) -> None:
+        self.order = order
+        self.venue = venue
+        self.result = result
+
+
+def _pack_record(record: OrderRecord) -> tuple[Any, ...]:
+    return compact_order(record.order), record.venue, compact_result(record.result)
+
+
+def _unpack_record(values: tuple[Any, ...]) -> OrderRecord:
+    order, venue, result = values
+    return OrderRecord(order_from_compact(order), venue, result_from_compact(result))
+
+
+def _pack_split(split: tuple[Order, tuple[str, ...]]) -> tuple[Any, ...]:
+    return compact_order(split[0]), split[1]
+
+
+def _unpack_split(values: tuple[Any, ...]) -> tuple[Order, tuple[str, ...]]:
+    return order_from_compact(values[0]), values[1]
+
+
+def fill_key(fill: Fill) -> tuple[Any, ...]:
+    """What makes a fill itself: the venue's trade id, else its time, price and size."""
+    if fill.trade_id:
+        return (fill.trade_id,)
+    return (fill.timestamp, fill.price, fill.quantity)
+
+
+def merge_result(
+    cur: OrderResult,
+    status: OrderStatus,
+    filled: float,
+    fills: Sequence[Fill],
+    reason: str | None,
+    ts: float,
+    quantity: float | None = None,
+    price: float | None = None,
+) -> tuple[OrderResult, list[Fill]] | None:
+    """`cur` with news applied by the store's merge rule: the new result and the fills it
+    did not have, or None when the news changes nothing."""
+    new_fills: list[Fill] = []
+    if fills:
+        seen = {fill_key(f) for f in cur.fills}
+        for fill in fills:
+            key = fill_key(fill)
+            if key not in seen:
+                seen.add(key)
+                new_fills.append(fill)
+    old = cur.status
+    if old.is_final:
+        new = old
+    elif status.is_final:
+        new = status
+    elif filled < cur.filled_quantity or _STAGE.get(status, 1) < _STAGE.get(old, 1):
+        new = old  # stale: an earlier stage than the store already knows
+    else:
+        new = status
+    total = cur.filled_quantity if cur.filled_quantity >= filled else filled
+    qty = cur.quantity if quantity is None or not quantity > 0 else quantity
+    px = cur.price if price is None else price
+    if not new_fills and new is old and total == cur.filled_quantity and (qty, px) == (cur.quantity, cur.price):
+        return None
+    all_fills = cur.fills + new_fills if new_fills else list(cur.fills)
+    average = cur.average_price
+    if new_fills:
+        done = sum(f.quantity for f in all_fills)
+        average = sum(f.price * f.quantity for f in all_fills) / done if done else None
+    return OrderResult(
+        order_id=cur.order_id,
+        exchange_id=cur.exchange_id,
+        status=new,
+        quantity=qty,
+        filled_quantity=total,
+        average_price=average,
+        fills=all_fills,
+        reason=(reason or cur.reason) if new is not old else cur.reason,
+        symbol=cur.symbol,
+        side=cur.side,
+        price=px,
+        timestamp=ts if ts > cur.timestamp else cur.timestamp,
+        latency_ns=cur.latency_ns,
+        ack_latency_ns=cur.ack_latency_ns,
+    ), new_fills
+
+
+class _Bounded(Generic[K]):
+    """Insertion-ordered keys -> values that forget their oldest past `limit`."""
+
+    __slots__ = ("items", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.limit = limit
+
+    def put(self, key: str, value: Any) -> list[str]:
+        items = self.items
+        items[key] = value
+        dropped = []
+        while len(items) > self.limit:
+            dropped.append(items.popitem(last=False)[0])
+        return dropped
+
+
+class OrderStore:
+    """The single owner of every order's and parent's state (see the module docstring).
+
+    `remember`: finished orders (and finished parents, splits, early answers) kept
+    for status queries and duplicate checks; `live`: how many of the newest
+    finished records stay as objects before they are kept compactly.
+    """
+
+    def __init__(self, remember: int = 100_000, *, live: int | None = None) -> None:
+        if isinstance(remember, bool) or not isinstance(remember, int) or remember < 0:
+            raise ValueError(f"remember must be a whole number >= 0, got {remember!r}")
+        self.remember = remember
+        self.lock = threading.RLock()
+        # Records (routers).
+        self._live = min(LIVE_FINISHED_ORDERS if live is None else live, remember)
+        self._working: dict[str, OrderRecord] = {}
+        self._finished: OrderedDict[str, OrderRecord] = OrderedDict()
+        self._history: History[OrderRecord] = History(
+            max(remember - self._live, 0), pack=_pack_record, unpack=_unpack_record
+        )
+        # Splits (smart router): order id -> (order, piece ids); piece id -> order id.
+        self._splits: History[tuple[Order, tuple[str, ...]]] = History(
+            remember, pack=_pack_split, unpack=_unpack_split
+        )
+        self._piece_of: dict[str, str] = {}
+        self._split_done: History[OrderResult] = History(
+            remember, pack=compact_result, unpack=result_from_compact
+        )
+        # Optimizers: orders waiting for a worker; every id taken; answers of orders no
+        # router recorded (refused before routing, canceled while queued).
+        self._queued: dict[str, Order] = {}
+        self._taken = _Bounded[None](max(remember, 1))
+        self._early: dict[str, OrderResult] = {}
+        # Parents (scheduler).
+        self._parents: dict[str, Any] = {}
+        self._parents_done: History[Any] = History(max(remember, 1), live=LIVE_FINISHED_PARENTS)
+        # The one stream: (deliver, item) in the order of the changes.
+        self._outbox: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._delivering = threading.Lock()
+        self._subscribers: tuple[EventListener, ...] = ()
+        self._order_listeners: tuple[OrderListener, ...] = ()
+
+    # -- records (routers) ---------------------------------------------------------------
+    def record(self, cid: str) -> OrderRecord | None:
+        """The record of a client order id: the live one, or a copy from history (reading
+        changes nothing; to change a copy, `revive` it)."""
+        with self.lock:
+            record = self._working.get(cid)
+            if record is None:
+                record = self._finished.get(cid)
+                if record is None and cid in self._history:
+                    record = self._history.get(cid)
+            return record
+
+    def result(self, cid: str) -> OrderResult | None:
+        record = self.record(cid)
+        return record.result if record is not None else None
+
+    def live_record(self, cid: str) -> OrderRecord | None:
+        """The record as an object the caller may change (under the lock), None when it
+        is only in history or unknown."""
+        record = self._working.get(cid)
+        return record if record is not None else self._finished.get(cid)
+
+    def in_history(self, cid: str) -> bool:
+        return cid in self._history
+
+    def archived(self, cid: str) -> bool:
+        """Finished and kept compactly (cheap: nothing is read back)."""
+        with self.lock:
+            return cid in self._history and cid not in self._finished and cid not in self._working
+
+    def has_record(self, cid: str) -> bool:
+        return cid in self._working or cid in self._finished or cid in self._history
+
+    def add_record(self, cid: str, record: OrderRecord) -> None:
+        """A new record (caller holds the lock)."""
+        if not record.result.status.is_final:
+            self._working[cid] = record
+            return
+        finished = self._finished
+        finished[cid] = record
+        if len(finished) > self._live:
+            self._evict()
+
+    def record_changed(self, cid: str, record: OrderRecord, was_final: bool) -> None:
+        """`record.result` was replaced (caller holds the lock): one that has just finished
+        moves to the finished records."""
+        if not was_final and record.result.status.is_final:
+            self._working.pop(cid, None)
+            self._finish(cid, record)
+
+    def revive(self, cid: str, record: OrderRecord) -> None:
+        """A copy read from history changed (a late fill): it is the record again."""
+        self._history.pop(cid)
+        self._finish(cid, record)
+
+    def _finish(self, cid: str, record: OrderRecord) -> None:
+        finished = self._finished
+        finished.pop(cid, None)  # a revived record becomes the newest
+        finished[cid] = record
+        if len(finished) > self._live:
+            self._evict()
+
+    def _evict(self) -> None:
+        finished, history = self._finished, self._history
+        while len(finished) > self._live:
+            old, record = finished.popitem(last=False)
+            history.put(old, record)
+
+    def working_results(self) -> list[OrderResult]:
+        with self.lock:
+            return [r.result for r in self._working.values()]
+
+    def working_records(self) -> list[OrderRecord]:
+        with self.lock:
+            return list(self._working.values())
+
+    def record_count(self) -> int:
+        """Records kept as objects (working and the newest finished)."""
+        return len(self._working) + len(self._finished)
+
+    def record_ids(self) -> Iterator[str]:
+        with self.lock:
+            return iter([*self._working, *self._finished])
+
+    # -- splits (smart router) ----------------------------------------------------------
+    def add_split(self, order: Order, pieces: Sequence[str]) -> None:
+        """`order` goes out as these pieces (recorded before any piece is sent)."""
+        with self.lock:
+            self._splits.put(order.id, (order, tuple(pieces)))
+            for cid in pieces:
+                self._piece_of[cid] = order.id
+
+    def split(self, order_id: str) -> tuple[Order, tuple[str, ...]] | None:
+        with self.lock:
+            return self._splits.get(order_id)
+
+    def split_pieces(self, order_id: str) -> tuple[str, ...] | None:
+        split = self.split(order_id)
+        return split[1] if split is not None else None
+
+    def is_split(self, order_id: str) -> bool:
+        return order_id in self._splits
+
+    def split_of(self, cid: str) -> str | None:
+        """The split order a piece belongs to."""
+        return self._piece_of.get(cid)
+
+    def keep_split_result(self, order_id: str, result: OrderResult) -> None:
+        """A split order's final answer, kept when its last piece finished (its pieces'
+        records are forgotten before it is)."""
+        with self.lock:
+            self._split_done.put(order_id, result)
+
+    def split_result(self, order_id: str) -> OrderResult | None:
+        with self.lock:
+            return self._split_done.get(order_id)
+
+    def split_done(self, order_id: str) -> bool:
+        return order_id in self._split_done
+
+    # -- optimizers ------------------------------------------------------------------------
+    def take(self, order: Order) -> str | None:
+        """Queue an order for a worker; the reason it cannot be (its id is in use), or None."""
+        with self.lock:
+            oid = order.id
+            if oid in self._queued or oid in self._taken.items:
+                return f"order id {oid!r} is already in use"
+            self._queued[oid] = order
+            return None
+
+    def queued(self, order_id: str) -> Order | None:
+        return self._queued.get(order_id)
+
+    def unqueue(self, order_id: str) -> Order | None:
+        """Take an order off the queue (a worker routes it, or it is canceled)."""
+        with self.lock:
+            return self._queued.pop(order_id, None)
+
+    def queued_ids(self) -> list[str]:
+        with self.lock:
+            return list(self._queued)
+
+    def routed(self, order_id: str) -> None:
+        """An order left the queue for good (routed, or answered without a router)."""
+        with self.lock:
+            self._queued.pop(order_id, None)
+            for old in self._taken.put(order_id, None):
+                self._early.pop(old, None)
+                self._forget_split(old)
+
+    def taken_ids(self) -> list[str]:
+        with self.lock:
+            return list(self._taken.items)
+
+    def put_early(self, order_id: str, result: OrderResult) -> None:
+        """The answer of an order no router recorded (refused before routing, canceled
+        while queued)."""
+        with self.lock:
+            self._early[order_id] = result
+
+    def early(self, order_id: str) -> OrderResult | None:
+        return self._early.get(order_id)
+
+    def _forget_split(self, order_id: str) -> None:
+        split = self._splits.pop(order_id)
+        if split is not None:
+            for cid in split[1]:
+                self._piece_of.pop(cid, None)
+
+    # -- parents (scheduler) ---------------------------------------------------------------
+    def add_parent(self, order_id: str, state: Any) -> None:
+        with self.lock:
+            self._parents[order_id] = state
+
+    def parent(self, order_id: str) -> Any:
+        """A parent's state: the live one while it works, a copy once it finished."""
+        with self.lock:
+            state = self._parents.get(order_id)
+            return state if state is not None else self._parents_done.get(order_id)
+
+    def has_parent(self, order_id: str) -> bool:
+        return order_id in self._parents or order_id in self._parents_done
+
+    def parent_finished(self, order_id: str) -> bool:
+        return order_id in self._parents_done
+
+    def finish_parent(self, order_id: str) -> None:
+        """A parent ended: it is kept compactly from now on."""
+        with self.lock:
+            state = self._parents.pop(order_id, None)
+            if state is not None:
+                self._parents_done.put(order_id, state)
+
+    def active_parents(self) -> list[str]:
+        with self.lock:
+            return list(self._parents)
+
+    # -- the one event stream ----------------------------------------------------------------
+    def subscribe(self, listener: EventListener) -> None:
+        """Called with every event, in order, outside the lock."""
+        with self.lock:
+            self._subscribers = (*self._subscribers, listener)
+
+    def unsubscribe(self, listener: EventListener) -> None:
+        with self.lock:
+            subscribers = list(self._subscribers)
+            subscribers.remove(listener)
+            self._subscribers = tuple(subscribers)
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
+
+    def add_order_listener(self, listener: OrderListener) -> None:
+        """Called with every new result of a recorded order (answers and reports)."""
+        with self.lock:
+            self._order_listeners = (*self._order_listeners, listener)
+
+    def remove_order_listener(self, listener: OrderListener) -> None:
+        with self.lock:
+            listeners = list(self._order_listeners)
+            listeners.remove(listener)
+            self._order_listeners = tuple(listeners)
+
+    @property
+    def has_order_listeners(self) -> bool:
+        return bool(self._order_listeners)
+
+    def post_locked(self, events: Sequence[Any] | None, result: OrderResult | None = None) -> None:
+        """With the lock held: queue events, then a listener call for `result`, in the
+        order of the change they report."""
+        outbox = self._outbox
+        if events and self._subscribers:
+            emit = self._emit_one
+            for event in events:
+                outbox.append((emit, event))
+        if result is not None and self._order_listeners:
+            outbox.append((self._notify_one, result))
+
+    def publish(self, event: Any) -> None:
+        """Post one event and deliver it (and whatever was waiting before it)."""
+        if self._subscribers:
+            with self.lock:
+                self._outbox.append((self._emit_one, event))
+            self.deliver()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._outbox)
+
+    def deliver(self) -> None:
+        """Empty the outbox, one thread at a time; a thread that finds another delivering
+        leaves its items to it (that thread looks again before it stops)."""
+        outbox = self._outbox
+        while outbox:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    try:
+                        deliver, item = outbox.popleft()
+                    except IndexError:
+                        break
+                    deliver(item)
+            finally:
+                self._delivering.release()
+
+    def _emit_one(self, event: Any) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a consumer's bug must not reach the caller of an order that went out
+                log.exception("event subscriber failed on %r", event)
+
+    def _notify_one(self, result: OrderResult) -> None:
+        for listener in self._order_listeners:
+            try:
+                listener(result)
+            except Exception:  # a listener's bug must not stop routing
+                log.exception("order listener failed for %s", result.order_id)
