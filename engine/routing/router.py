@@ -6,7 +6,7 @@ breaker, latency gate, risk limits and hooks), bookkeeping after each venue answ
 (breaker, profiler, fill ratio, events) and the retry/reconciliation decision
 loop. The fronts differ only in how they perform a venue call: the decision
 loop is a generator that yields the venue request it wants made
-(`_Call`) and receives the answer or the exception, h11-style, so the sync
+(`engine.sansio.Request`) and receives the answer or the exception, h11-style, so the sync
 and async drivers are a few lines each and the logic exists once.
 
 Rules:
@@ -71,7 +71,7 @@ import math
 import random
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,10 +105,15 @@ from ..models import Fill, Order, OrderResult, OrderStatus
 from ..profiler import LatencyProfiler
 from ..resilience.retry import RetryPolicy, RetryState
 from ..risk import RiskChecker, RiskLimits
+from ..sansio import Decision, Request, drive, drive_async
 from ..store import OrderRecord, OrderStore, merge_result
 from ..market_data import BookSnapshot, ExecutionReport
 
 log = logging.getLogger("execdesk.router")
+
+# What a venue raises that the retry decision reads as an answer (a status query's
+# "not found" included), not as a failure of the engine.
+_ANSWERS = (VenueError, UnknownOrderError)
 
 __all__ = ["OrderRouter", "AsyncOrderRouter", "PreTradeCheck", "VenueStats"]
 
@@ -153,14 +158,6 @@ class _Slot:
     gate_reason: str | None = None
     p95_ms: float = 0.0
     listener: Callable[[ExecutionReport], None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """A venue request the decision loop wants made (or a wait)."""
-
-    op: str  # "submit", "status", "sleep"
-    arg: Any = None
 
 
 class _Flight:
@@ -837,10 +834,10 @@ class _RouterCore:
     # -- the shared decision loop ------------------------------------------------
     def _retry_loop(
         self, slot: _Slot, order: Order, first_error: VenueError, elapsed_ns: int
-    ) -> Generator[_Call, Any, OrderResult]:
+    ) -> Decision[OrderResult]:
         """After a failed first attempt: retry, reconcile or give up (see module rules).
 
-        Yields `_Call`s; the driver performs each and sends back the answer, or
+        Yields `Request`s; the driver performs each and sends back the answer, or
         throws the VenueError it raised into the generator.
         """
         state = RetryState(self.retry_policy, self._rng)
@@ -852,7 +849,7 @@ class _RouterCore:
             action = state.next_action(error)
             if action.kind == "give_up":
                 return self.refuse(order, slot.id, f"{slot.id}: {action.reason}")
-            yield _Call("sleep", action.after_s)
+            yield Request("sleep", action.after_s)
             if action.kind == "reconcile":
                 with self._lock:
                     slot.stats.reconciled += 1
@@ -883,7 +880,7 @@ class _RouterCore:
                 )
             t0 = self.clock.now_ns()
             try:
-                result = yield _Call("submit", order)
+                result = yield Request("submit", order)
             except VenueError as exc:
                 error, elapsed_ns = exc, self.clock.now_ns() - t0
                 continue
@@ -891,21 +888,21 @@ class _RouterCore:
 
     def _reconcile(
         self, slot: _Slot, order: Order, state: RetryState
-    ) -> Generator[_Call, Any, OrderResult | str]:
+    ) -> Decision[OrderResult | str]:
         """Ask the venue for the order by client order id until it answers.
 
         Returns the venue's result, "absent" (safe to resend) or "unknown".
         """
         for delay in state.reconcile_delays():
             try:
-                return (yield _Call("status", order.client_order_id))
+                return (yield Request("status", order.client_order_id))
             except UnknownOrderError:
                 return "absent"
             except VenueError:
-                yield _Call("sleep", delay)
+                yield Request("sleep", delay)
         return "unknown"
 
-    def _reconcile_only(self, slot: _Slot, order: Order) -> Generator[_Call, Any, OrderResult | None]:
+    def _reconcile_only(self, slot: _Slot, order: Order) -> Decision[OrderResult | None]:
         state = RetryState(self.retry_policy, self._rng)
         found = yield from self._reconcile(slot, order, state)
         if found == "unknown":
@@ -1125,37 +1122,33 @@ class OrderRouter(_RouterCore):
                 results.append(self.refuse(order, exchange_id, f"internal error: {exc}"))
         return results
 
-    def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
-        reply: Any = None
-        error: VenueError | UnknownOrderError | None = None
-        calling, me = self._calling, threading.get_ident()
-        while True:
-            if self.store.pending:
-                self.store.deliver()  # what reports raised during the last venue call
+    def _drive(self, slot: _Slot, loop: Decision[Any]) -> Any:
+        calling, me, store = self._calling, threading.get_ident(), self.store
+
+        def perform(request: Request) -> Any:
+            if store.pending:
+                store.deliver()  # what reports raised during the last venue call
+            op = request.op
+            if op == "sleep":
+                return self.clock.sleep(request.arg)
+            calling.add(me)
             try:
-                call = loop.send(reply) if error is None else loop.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
-            try:
-                if call.op == "sleep":
-                    self.clock.sleep(call.arg)
-                else:
-                    calling.add(me)
-                    try:
-                        if call.op == "submit":
-                            reply = slot.client.submit(call.arg)
-                        else:
-                            reply = slot.client.status(call.arg)
-                    finally:
-                        calling.discard(me)
-            except (VenueError, UnknownOrderError) as exc:
-                # A status query's "not found" is an answer the loop needs, not a failure.
-                error = exc
+                if op == "submit":
+                    return slot.client.submit(request.arg)
+                return slot.client.status(request.arg)
+            except (VenueError, UnknownOrderError):
+                raise  # an answer the decision needs (a status query's "not found" too)
             except BaseException:
-                if call.op == "submit":
-                    self._give_back(slot, call.arg)  # see submit_order
+                if op == "submit":
+                    self._give_back(slot, request.arg)  # see submit_order
                 raise
+            finally:
+                calling.discard(me)
+
+        result = drive(loop, perform, _ANSWERS)
+        if store.pending:
+            store.deliver()
+        return result
 
     def reconcile_pending(self) -> list[OrderResult]:
         """Ask again about orders whose outcome is still unknown; returns those resolved."""
@@ -1269,27 +1262,21 @@ class AsyncOrderRouter(_RouterCore):
             raise
         return self._on_success(slot, order, result, elapsed, t0 - t_in)
 
-    async def _drive(self, slot: _Slot, loop: Generator[_Call, Any, Any]) -> Any:
-        reply: Any = None
-        error: VenueError | UnknownOrderError | None = None
-        while True:
+    async def _drive(self, slot: _Slot, loop: Decision[Any]) -> Any:
+        async def perform(request: Request) -> Any:
+            op = request.op
+            if op == "sleep":
+                return await self.clock.sleep_async(request.arg)
             try:
-                call = loop.send(reply) if error is None else loop.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
-            try:
-                if call.op == "sleep":
-                    await self.clock.sleep_async(call.arg)
-                else:
-                    reply = await self._call(slot, call.op, call.arg)
-            except (VenueError, UnknownOrderError) as exc:
-                # A status query's "not found" is an answer the loop needs, not a failure.
-                error = exc
+                return await self._call(slot, op, request.arg)
+            except (VenueError, UnknownOrderError):
+                raise  # an answer the decision needs (a status query's "not found" too)
             except BaseException:
-                if call.op == "submit":
-                    self._give_back(slot, call.arg)  # see submit_order
+                if op == "submit":
+                    self._give_back(slot, request.arg)  # see submit_order
                 raise
+
+        return await drive_async(loop, perform, _ANSWERS)
 
     async def submit_orders_async(
         self, orders: Iterable[Order], exchange_id: str | None = None
