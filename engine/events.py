@@ -141,3 +141,11 @@ class EngineError(Event):
 
     where: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelRejected(OrderEvent):
+    """A cancel the venue refused or could not take (FIX OrderCancelReject, 9): the order
+    is back in `status`, the state it had before the cancel was sent."""
+
+    reason: str = ""

@@ -92,10 +92,13 @@ from ..events import (
     BreakerStateChanged,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
+    OrderCancelRejected,
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderPendingCancel,
     OrderRejected,
     OrderSubmitted,
     VenueDisabled,
@@ -129,6 +132,7 @@ _CANCELED = OrderStatus.CANCELED
 _EXPIRED = OrderStatus.EXPIRED
 _FILLED = OrderStatus.FILLED
 _PARTIAL = OrderStatus.PARTIALLY_FILLED
+_PENDING_CANCEL = OrderStatus.PENDING_CANCEL
 
 
 @dataclass(slots=True)
@@ -983,13 +987,69 @@ class _RouterCore:
             if self.risk is not None:
                 self.risk.update(updated)
             events: list[Event] | None = None
-            if self.store.has_subscribers and updated.status is _CANCELED and not was_final:
+            if self.store.has_subscribers:
                 now = self.clock.now()
-                events = [OrderCanceled(result.timestamp, now, cid, venue, _CANCELED, record.order.parent_id,
-                                        updated.filled_quantity, updated.reason or "canceled")]
+                parent = record.order.parent_id
+                if changes and not updated.status.is_final:
+                    events = [OrderAmended(result.timestamp, now, cid, venue, updated.status, parent,
+                                           updated.quantity, updated.price)]
+                elif updated.status is _CANCELED and not was_final:
+                    events = [OrderCanceled(result.timestamp, now, cid, venue, _CANCELED, parent,
+                                            updated.filled_quantity, updated.reason or "canceled")]
             self.store.post_locked(events, updated)
         self.store.deliver()
         return updated
+
+    def _cancel_sent(self, tracked: OrderRecord) -> OrderStatus | None:
+        """A cancel is on its way: the order is PENDING_CANCEL (one `OrderPendingCancel`)
+        until the venue answers. Returns the status to go back to if the venue refuses,
+        None when nothing changed (the order is final, or a cancel is already pending)."""
+        cid = tracked.result.order_id
+        with self._lock:
+            store = self.store
+            record = store.live_record(cid)
+            if record is None:
+                return None
+            cur = record.result
+            before = cur.status
+            if before.is_final or before is _PENDING_CANCEL:
+                return None
+            record.result = updated = dataclasses.replace(cur, status=_PENDING_CANCEL)
+            events: list[Event] | None = None
+            if store.has_subscribers:
+                now = self.clock.now()
+                events = [OrderPendingCancel(now, now, cid, record.venue, _PENDING_CANCEL, record.order.parent_id)]
+            store.post_locked(events, updated)
+        self.store.deliver()
+        return before
+
+    def _cancel_refused(self, tracked: OrderRecord, before: OrderStatus | None, reason: str) -> OrderResult:
+        """The cancel failed or was refused: an order still PENDING_CANCEL goes back to the
+        state it had (one `OrderCancelRejected`); the answer says why."""
+        cid = tracked.result.order_id
+        if before is not None:
+            with self._lock:
+                store = self.store
+                record = store.live_record(cid)
+                if record is not None and record.result.status is _PENDING_CANCEL:
+                    restored = _PARTIAL if record.result.filled_quantity > 0 else before
+                    if restored is _PENDING_NEW:
+                        restored = OrderStatus.NEW  # it had an answer: the venue holds it
+                    record.result = updated = dataclasses.replace(record.result, status=restored)
+                    events: list[Event] | None = None
+                    if store.has_subscribers:
+                        now = self.clock.now()
+                        events = [OrderCancelRejected(now, now, cid, record.venue, restored,
+                                                      record.order.parent_id, reason)]
+                    store.post_locked(events, updated)
+            self.store.deliver()
+        return self._cancel_result(self.store.record(cid) or tracked, cid, reason)
+
+    def _after_cancel(self, tracked: OrderRecord, before: OrderStatus | None, result: OrderResult) -> OrderResult:
+        if result.status is _REJECTED and before is not None:
+            self._cancel_refused(tracked, before, result.reason or "cancel refused by the venue")
+            return result
+        return self._after_request(tracked, result)
 
     def get_order_status(self, order_id: str) -> OrderResult:
         """The router's latest knowledge of an order (results and pushed reports); an
@@ -1167,17 +1227,21 @@ class OrderRouter(_RouterCore):
         if not isinstance(target, tuple):
             return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
+        before = self._cancel_sent(tracked)
         calling, me = self._calling, threading.get_ident()
         calling.add(me)
         try:
             result = slot.client.cancel(order_id)
         except VenueError as exc:
-            return self._cancel_result(tracked, order_id, f"cancel failed at {slot.id}: {exc}")
+            return self._cancel_refused(tracked, before, f"cancel failed at {slot.id}: {exc}")
+        except BaseException:
+            self._cancel_refused(tracked, before, "the cancel did not reach the venue")
+            raise
         finally:
             calling.discard(me)
             if self.store.pending:
                 self.store.deliver()  # what reports raised during the call
-        return self._after_request(tracked, result)
+        return self._after_cancel(tracked, before, result)
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
         target = self._target(order_id, "amend")
@@ -1313,11 +1377,15 @@ class AsyncOrderRouter(_RouterCore):
         if not isinstance(target, tuple):
             return target  # type: ignore[return-value]  # a reason (waited: never a flight)
         tracked, slot = target
+        before = self._cancel_sent(tracked)
         try:
             result = await self._call(slot, "cancel", order_id)
         except VenueError as exc:
-            return self._cancel_result(tracked, order_id, f"cancel failed at {slot.id}: {exc}")
-        return self._after_request(tracked, result)
+            return self._cancel_refused(tracked, before, f"cancel failed at {slot.id}: {exc}")
+        except BaseException:
+            self._cancel_refused(tracked, before, "the cancel did not reach the venue")
+            raise
+        return self._after_cancel(tracked, before, result)
 
     async def amend_order_async(
         self, order_id: str, quantity: float | None = None, price: float | None = None
