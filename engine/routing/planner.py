@@ -46,7 +46,10 @@ FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
 _BUY = OrderSide.BUY
 
 
-@dataclass(frozen=True, slots=True)
+# Neither class is frozen: one of each is built per venue and per order on the hot
+# path, where a frozen slots dataclass builds three to four times slower; nobody
+# changes one once the planner has made it.
+@dataclass(slots=True)
 class VenueView:
     """What the planner knows of one eligible venue."""
 
@@ -64,7 +67,7 @@ class VenueView:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Allocation:
     """One venue's share of an order. The reason is formatted only when read:
     building the sentence for every order cost more than choosing the venue."""
