@@ -1,5 +1,6 @@
 """The venue planner, pure: the touch-first plan is the full merge's plan whenever
-the best touch covers the order, and says "read the books" otherwise.
+the best touch covers the order, and says "read the books" otherwise; a merged
+book's best levels need only each venue's best levels.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from hypothesis import strategies as st
 
 from engine import BookLevel, BookSnapshot, FeeSchedule, Instrument, Order, OrderSide
 from engine.routing.planner import (
+    MERGE_DEPTH,
     Allocation,
     VenueView,
+    merge_books,
     plan_split,
     plan_touch,
     rank_venues,
@@ -202,3 +205,11 @@ def test_touch_first_is_the_full_plan_whenever_the_touch_covers(
         event("left to the full merge")
         assert first is None
 
+
+@given(venue_views(), st.integers(1, MERGE_DEPTH))
+def test_a_merged_books_best_levels_need_only_each_venues_best_levels(
+    views: list[VenueView], depth: int
+) -> None:
+    books = [v.book for v in views]
+    shallow = [BookSnapshot(b.venue, b.symbol, b.bids[:depth], b.asks[:depth], b.ts_event) for b in books]
+    assert merge_books(SYMBOL, shallow, depth, 1.0) == merge_books(SYMBOL, books, depth, 1.0)

@@ -241,6 +241,19 @@ def test_an_order_no_touch_covers_reads_the_full_books_and_is_swept(virtual_cloc
     assert [venue for _, venue, _ in pieces] == ["thin", "deep"]
 
 
+def test_a_merged_touch_reads_only_the_venues_touches(virtual_clock: VirtualClock) -> None:
+    smart, venues = _counted_venues(virtual_clock)
+    deep = smart.merged_book(SYMBOL)
+    _reads(venues)
+    touch = smart.merged_book(SYMBOL, depth=1)
+    assert _reads(venues) == {name: {1: 1} for name in venues}
+    assert (touch.bids, touch.asks) == (deep.bids[:1], deep.asks[:1])
+    # Three venues on one market seed quote the same touch: its sizes are summed.
+    assert touch.asks[0].quantity == pytest.approx(
+        sum(v.book(SYMBOL, 1).asks[0].quantity for v in venues.values())
+    )
+
+
 def test_disabled_and_open_breaker_venues_are_skipped(virtual_clock: VirtualClock) -> None:
     router, smart, venues = _venues(virtual_clock)
     router.disable_exchange("thin", "maintenance")

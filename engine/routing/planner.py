@@ -21,6 +21,10 @@ Rules:
   per venue instead of a merged book. Otherwise it says None and the caller
   reads the full books for `plan_split`. Most orders are smaller than a
   touch, so most never pay for the merge.
+* `merge_books` sums the venues' levels by price. Its best `depth` levels
+  need only each venue's best `depth` levels: a price among the merged best
+  `depth` has fewer than `depth` better merged prices, so fewer than `depth`
+  better prices at any one venue.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from ..models import FeeSchedule, Instrument, Order, OrderSide
 
 __all__ = [
     "Allocation",
+    "MERGE_DEPTH",
     "VenueView",
+    "merge_books",
     "plan_split",
     "plan_touch",
     "rank_venues",
@@ -42,6 +48,7 @@ __all__ = [
 
 LATENCY_PENALTY_BPS_PER_MS = 0.05  # 10 ms of p95 costs as much as half a basis point
 FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
+MERGE_DEPTH = 10  # levels per venue the full merge reads (the Venue interface's default)
 
 _BUY = OrderSide.BUY
 
@@ -234,3 +241,20 @@ def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> l
         ))
     return allocations
 
+
+def merge_books(symbol: str, books: Iterable[BookSnapshot], depth: int, ts_event: float) -> BookSnapshot:
+    """The books' levels summed by price, best `depth` per side, as venue "merged"."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for book in books:
+        for level in book.bids:
+            bids[level.price] = bids.get(level.price, 0.0) + level.quantity
+        for level in book.asks:
+            asks[level.price] = asks.get(level.price, 0.0) + level.quantity
+    return BookSnapshot(
+        "merged",
+        symbol,
+        tuple(BookLevel(p, q) for p, q in sorted(bids.items(), reverse=True)[:depth]),
+        tuple(BookLevel(p, q) for p, q in sorted(asks.items())[:depth]),
+        ts_event,
+    )

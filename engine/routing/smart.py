@@ -36,9 +36,9 @@ from ..models import (
 )
 from ..profiler import LatencyProfiler
 from ..risk import RiskLimits, RiskPreview
-from .planner import Allocation, VenueView, plan_split, plan_touch, rank_venues
+from .planner import MERGE_DEPTH, Allocation, VenueView, merge_books, plan_split, plan_touch, rank_venues
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
-from ..market_data import BookLevel, BookSnapshot, PublicTrade
+from ..market_data import BookSnapshot, PublicTrade
 
 log = logging.getLogger("execdesk.smart")
 
@@ -111,7 +111,7 @@ class SmartOrderRouter:
         return None
 
     def venue_views(
-        self, symbol: str, exclude: Iterable[str] = (), *, depth: int = 10
+        self, symbol: str, exclude: Iterable[str] = (), *, depth: int = MERGE_DEPTH
     ) -> tuple[list[VenueView], list[str]]:
         """Eligible venues with their best `depth` levels, and why the others were skipped."""
         router = self.order_router
@@ -140,24 +140,13 @@ class SmartOrderRouter:
         return views, skipped
 
     def merged_book(self, symbol: str, depth: int = 10) -> BookSnapshot | None:
-        """All eligible venues' levels merged by price (quantities summed)."""
-        views, _ = self.venue_views(symbol)
+        """All eligible venues' levels merged by price (quantities summed), best `depth`
+        per side; each venue contributes at most its best MERGE_DEPTH levels."""
+        # The merged best `depth` need only each venue's best `depth` (see planner).
+        views, _ = self.venue_views(symbol, depth=min(depth, MERGE_DEPTH))
         if not views:
             return None
-        bids: dict[float, float] = {}
-        asks: dict[float, float] = {}
-        for view in views:
-            for level in view.book.bids:
-                bids[level.price] = bids.get(level.price, 0.0) + level.quantity
-            for level in view.book.asks:
-                asks[level.price] = asks.get(level.price, 0.0) + level.quantity
-        return BookSnapshot(
-            "merged",
-            symbol,
-            tuple(BookLevel(p, q) for p, q in sorted(bids.items(), reverse=True)[:depth]),
-            tuple(BookLevel(p, q) for p, q in sorted(asks.items())[:depth]),
-            self.clock.now(),
-        )
+        return merge_books(symbol, [view.book for view in views], depth, self.clock.now())
 
     def trades(self, symbol: str, since: float) -> list[PublicTrade]:
         """Public trades of every venue after `since`, oldest first. A venue that cannot
