@@ -7,6 +7,7 @@ the rest runs against real simulated venues in virtual time.
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -179,6 +180,78 @@ def test_a_small_order_goes_whole_to_the_best_venue_with_its_reason(virtual_cloc
     assert result.order_id == "small" and result.exchange_id == "thin"
     assert result.status is OrderStatus.FILLED
     assert smart.routing_reason("small").startswith("thin #1: 0.1 of 0.1")
+
+
+class _CountsBookReads:
+    """A simulated venue that counts its book reads by depth."""
+
+    def __init__(self, inner: SimulatedExchange) -> None:
+        self.inner, self.name, self.fees = inner, inner.name, inner.fees
+        self.reads: Counter[int] = Counter()
+
+    def book(self, symbol: str, depth: int = 10) -> BookSnapshot:
+        self.reads[depth] += 1
+        return self.inner.book(symbol, depth)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _counted_venues(clock: VirtualClock) -> tuple[SmartOrderRouter, dict[str, _CountsBookReads]]:
+    router, _, venues = _venues(clock)
+    counted = {name: _CountsBookReads(venue) for name, venue in venues.items()}
+    plain = OrderRouter(clock=clock)
+    for name, venue in counted.items():
+        plain.register_exchange(name, venue)
+    return SmartOrderRouter(order_router=plain), counted
+
+
+def _reads(venues: dict[str, _CountsBookReads]) -> dict[str, dict[int, int]]:
+    out = {name: dict(v.reads) for name, v in venues.items()}
+    for v in venues.values():
+        v.reads.clear()
+    return out
+
+
+def test_an_order_the_best_touch_covers_reads_only_each_venues_touch(virtual_clock: VirtualClock) -> None:
+    smart, venues = _counted_venues(virtual_clock)
+    order = Order(id="small", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.1)
+    full, _ = smart.venue_views(SYMBOL)
+    [expected] = plan_split(order, full)
+    _reads(venues)
+    [(child, venue, allocation)] = smart.plan(order)
+    assert _reads(venues) == {"thin": {1: 1}, "deep": {1: 1}, "other": {1: 1}}
+    # The same decision, and the same words, as the sweep of the full books.
+    assert (child, venue) == (order, "thin")
+    assert allocation.reason == expected.reason
+    assert allocation.reason.startswith("thin #1: 0.1 of 0.1, fee-adjusted ")
+
+
+def test_an_order_no_touch_covers_reads_the_full_books_and_is_swept(virtual_clock: VirtualClock) -> None:
+    smart, venues = _counted_venues(virtual_clock)
+    order = Order(id="big", symbol=SYMBOL, side="BUY", type="MARKET", quantity=3.0)
+    full, _ = smart.venue_views(SYMBOL)
+    expected = plan_split(order, full)
+    _reads(venues)
+    pieces = smart.plan(order)
+    assert _reads(venues) == {name: {1: 1, 10: 1} for name in venues}
+    assert [(venue, a.quantity, a.reason) for _, venue, a in pieces] == [
+        (a.venue, a.quantity, a.reason) for a in expected
+    ]
+    assert [venue for _, venue, _ in pieces] == ["thin", "deep"]
+
+
+def test_a_merged_touch_reads_only_the_venues_touches(virtual_clock: VirtualClock) -> None:
+    smart, venues = _counted_venues(virtual_clock)
+    deep = smart.merged_book(SYMBOL)
+    _reads(venues)
+    touch = smart.merged_book(SYMBOL, depth=1)
+    assert _reads(venues) == {name: {1: 1} for name in venues}
+    assert (touch.bids, touch.asks) == (deep.bids[:1], deep.asks[:1])
+    # Three venues on one market seed quote the same touch: its sizes are summed.
+    assert touch.asks[0].quantity == pytest.approx(
+        sum(v.book(SYMBOL, 1).asks[0].quantity for v in venues.values())
+    )
 
 
 def test_disabled_and_open_breaker_venues_are_skipped(virtual_clock: VirtualClock) -> None:

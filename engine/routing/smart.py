@@ -1,11 +1,10 @@
 """Smart order routing: which venues get an order, and how much each.
 
-The decision is a pure function of the books, fees and venue health
-(`plan_split`): sweep the merged book across eligible venues in order of
-fee-adjusted price (plus a small penalty for measured latency and poor fill
-ratio), taking displayed liquidity until the order is covered, so a large
-order splits. What the books cannot cover within the limit goes to the
-best-ranked venue. Every allocation carries a one-line reason for the desk.
+The decision is a pure function of the books, fees and venue health, in
+`planner.py`: the best venue's touch when it covers the order (`plan_touch`),
+else a sweep of the merged book by fee-adjusted price (`plan_split`). Each
+order reads every eligible venue's touch; only an order no touch covers
+reads the full books.
 
 `SmartOrderRouter` gathers the inputs from an `OrderRouter` (or
 `AsyncOrderRouter`) and sends the children through it, so every child passes
@@ -17,11 +16,9 @@ the merged book; so is a parent, when the scheduler accepts it.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -30,19 +27,18 @@ from ..errors import ConfigurationError, ExecdeskError, VenueError
 from ..history import History
 from ..models import (
     child_id,
-    FeeSchedule,
     Instrument,
     Order,
     OrderResult,
-    OrderSide,
     OrderType,
     compact_order,
     order_from_compact,
 )
 from ..profiler import LatencyProfiler
 from ..risk import RiskLimits, RiskPreview
+from .planner import MERGE_DEPTH, Allocation, VenueView, merge_books, plan_split, plan_touch, rank_venues
 from .router import AsyncOrderRouter, OrderRouter, VenueStats
-from ..market_data import BookLevel, BookSnapshot, PublicTrade
+from ..market_data import BookSnapshot, PublicTrade
 
 log = logging.getLogger("execdesk.smart")
 
@@ -51,145 +47,6 @@ __all__ = ["SmartOrderRouter", "VenueView", "Allocation", "plan_split", "rank_ve
 REMEMBER_REASONS = 10_000  # routing reasons kept, newest first
 LAZY_REASONS = 1_000  # of those, kept unformatted (cheap to keep, costly to hold many)
 _TS_EVENT = attrgetter("ts_event")
-LATENCY_PENALTY_BPS_PER_MS = 0.05  # 10 ms of p95 costs as much as half a basis point
-FILL_RATIO_PENALTY_BPS = 2.0  # a venue that fills nothing costs 2 bps more
-
-
-@dataclass(frozen=True, slots=True)
-class VenueView:
-    """What the planner knows of one eligible venue."""
-
-    venue: str
-    book: BookSnapshot
-    fees: FeeSchedule
-    instrument: Instrument
-    latency_p95_ms: float = 0.0
-    fill_ratio: float = 1.0
-
-    def penalty_bps(self) -> float:
-        return (
-            self.latency_p95_ms * LATENCY_PENALTY_BPS_PER_MS
-            + (1.0 - self.fill_ratio) * FILL_RATIO_PENALTY_BPS
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """One venue's share of an order. The reason is formatted only when read:
-    building the sentence for every order cost more than choosing the venue."""
-
-    venue: str
-    lots: int
-    quantity: float
-    note: str = ""  # a fixed reason, when there is nothing to compute
-    rank: int = 0
-    effective: float = 0.0
-    of_quantity: float = 0.0
-    view: VenueView | None = None
-    shown: float = 0.0
-    beyond: float = 0.0
-
-    @property
-    def reason(self) -> str:
-        view = self.view
-        if view is None:
-            return self.note
-        text = (
-            f"{self.venue} #{self.rank}: {self.quantity:g} of {self.of_quantity:g}, "
-            f"fee-adjusted {self.effective:,.6g} (taker {view.fees.taker_bps:g} bps), "
-            f"shows {self.shown:g}, p95 {view.latency_p95_ms:.1f} ms, fill ratio {view.fill_ratio:.0%}"
-        )
-        if self.beyond:
-            text += f"; {self.beyond:g} beyond displayed liquidity"
-        return text
-
-
-def _effective(price: float, side: OrderSide, view: VenueView) -> float:
-    """Fee- and health-adjusted price: what a unit really costs (buy) or yields (sell)."""
-    bps = view.fees.taker_bps + view.penalty_bps()
-    return price * (1 + side.sign * bps / 10_000)
-
-
-def rank_venues(side: OrderSide, views: Iterable[VenueView]) -> list[tuple[float, VenueView]]:
-    """Venues best first by fee-adjusted touch price; venues with an empty far side last."""
-    ranked = []
-    for view in views:
-        levels = view.book.asks if side is OrderSide.BUY else view.book.bids
-        if levels:
-            ranked.append((_effective(levels[0].price, side, view), view))
-    ranked.sort(key=lambda item: side.sign * item[0])
-    return ranked
-
-
-def _first(item: tuple[float, BookLevel, VenueView]) -> float:
-    return item[0]
-
-
-def plan_split(order: Order, views: list[VenueView], *, split: bool = True) -> list[Allocation]:
-    """Allocate the order across venues by sweeping the merged book (see module docstring)."""
-    if not views:
-        return []
-    side = order.side
-    inst = views[0].instrument
-    total = inst.quantity_to_lots(order.quantity)
-    if total is None or total <= 0:
-        # Off the lot: let the venue say so with its own reason.
-        return [Allocation(views[0].venue, 0, order.quantity, note="sent as is: quantity is not on the lot")]
-    ranked = rank_venues(side, views)
-    if not ranked:
-        best = views[0]
-        return [Allocation(best.venue, total, order.quantity,
-                           note=f"{best.venue}: no venue shows liquidity; sent to the first eligible")]
-    limit = order.price
-    sign = side.sign
-    buying = side is OrderSide.BUY
-
-    def priced(view: VenueView) -> Iterator[tuple[float, BookLevel, VenueView]]:
-        # A venue's levels are best first and its fee factor is constant, so its
-        # effective prices come out already sorted: merge the venues lazily and
-        # stop as soon as the order is covered (most orders need one level).
-        factor = 1 + sign * (view.fees.taker_bps + view.penalty_bps()) / 10_000
-        for level in view.book.asks if buying else view.book.bids:
-            if limit is not None and sign * (level.price - limit) > 0:
-                return
-            yield sign * level.price * factor, level, view
-
-    streams = [priced(view) for _, view in (ranked if split else ranked[:1])]
-    taken: dict[str, int] = {}
-    shown: dict[str, int] = {}
-    left = total
-    for _, level, view in heapq.merge(*streams, key=_first):
-        lots = view.instrument.quantity_to_lots(level.quantity) or 0
-        take = min(lots, left)
-        if take > 0:
-            taken[view.venue] = taken.get(view.venue, 0) + take
-            left -= take
-        shown[view.venue] = shown.get(view.venue, 0) + lots
-        if left <= 0:
-            break
-    best_view = ranked[0][1]
-    if left > 0:
-        taken[best_view.venue] = taken.get(best_view.venue, 0) + left
-    # A child under the venue's minimum would be refused: fold it into the biggest.
-    by_venue = {v.venue: v for _, v in ranked}
-    for venue in list(taken):
-        if len(taken) > 1 and taken[venue] < by_venue[venue].instrument.min_lots:
-            lots = taken.pop(venue)
-            biggest = max(taken, key=taken.__getitem__)
-            taken[biggest] += lots
-    allocations = []
-    touch_rank = {v.venue: (i + 1, eff) for i, (eff, v) in enumerate(ranked)}
-    for venue, lots in sorted(taken.items(), key=lambda kv: touch_rank[kv[0]][0]):
-        view = by_venue[venue]
-        rank, eff = touch_rank[venue]
-        inst = view.instrument
-        beyond = inst.lots_to_quantity(left) if venue == best_view.venue and left > 0 else 0.0
-        allocations.append(Allocation(
-            venue, lots, inst.lots_to_quantity(lots), rank=rank, effective=eff,
-            of_quantity=order.quantity, view=view, shown=inst.lots_to_quantity(shown.get(venue, 0)),
-            beyond=beyond,
-        ))
-    return allocations
 
 
 def _pack_split(split: tuple[Order, tuple[str, ...]]) -> tuple[Any, ...]:
@@ -279,10 +136,13 @@ class SmartOrderRouter:
                 return inst
         return None
 
-    def venue_views(self, symbol: str, exclude: Iterable[str] = ()) -> tuple[list[VenueView], list[str]]:
-        """Eligible venues with their books, and why the others were skipped."""
+    def venue_views(
+        self, symbol: str, exclude: Iterable[str] = (), *, depth: int = MERGE_DEPTH
+    ) -> tuple[list[VenueView], list[str]]:
+        """Eligible venues with their best `depth` levels, and why the others were skipped."""
         router = self.order_router
-        views, skipped = [], []
+        views: list[VenueView] = []
+        skipped: list[str] = []
         excluded = set(exclude)
         for venue in router.exchanges:
             if venue in excluded:
@@ -297,7 +157,7 @@ class SmartOrderRouter:
                 skipped.append(f"{venue} does not list {symbol}")
                 continue
             try:
-                book = client.book(symbol)
+                book = client.book(symbol, depth)
             except VenueError as exc:
                 skipped.append(f"{venue} book unavailable: {exc}")
                 continue
@@ -306,24 +166,13 @@ class SmartOrderRouter:
         return views, skipped
 
     def merged_book(self, symbol: str, depth: int = 10) -> BookSnapshot | None:
-        """All eligible venues' levels merged by price (quantities summed)."""
-        views, _ = self.venue_views(symbol)
+        """All eligible venues' levels merged by price (quantities summed), best `depth`
+        per side; each venue contributes at most its best MERGE_DEPTH levels."""
+        # The merged best `depth` need only each venue's best `depth` (see planner).
+        views, _ = self.venue_views(symbol, depth=min(depth, MERGE_DEPTH))
         if not views:
             return None
-        bids: dict[float, float] = {}
-        asks: dict[float, float] = {}
-        for view in views:
-            for level in view.book.bids:
-                bids[level.price] = bids.get(level.price, 0.0) + level.quantity
-            for level in view.book.asks:
-                asks[level.price] = asks.get(level.price, 0.0) + level.quantity
-        return BookSnapshot(
-            "merged",
-            symbol,
-            tuple(BookLevel(p, q) for p, q in sorted(bids.items(), reverse=True)[:depth]),
-            tuple(BookLevel(p, q) for p, q in sorted(asks.items())[:depth]),
-            self.clock.now(),
-        )
+        return merge_books(symbol, [view.book for view in views], depth, self.clock.now())
 
     def trades(self, symbol: str, since: float) -> list[PublicTrade]:
         """Public trades of every venue after `since`, oldest first. A venue that cannot
@@ -367,8 +216,12 @@ class SmartOrderRouter:
         """(child order, venue, reason or the Allocation that says it) per piece; empty when no venue fits."""
         if venue is not None:
             return [(order, venue, f"{venue}: chosen by the caller")]
-        views, skipped = self.venue_views(order.symbol)
-        allocations = plan_split(order, views, split=split)
+        views, _ = self.venue_views(order.symbol, depth=1)
+        allocations = plan_touch(order, views, split=split)
+        if allocations is None:
+            # No touch covers the order: the full books, and the merge across them.
+            views, _ = self.venue_views(order.symbol)
+            allocations = plan_split(order, views, split=split)
         if not allocations:
             return []
         if len(allocations) == 1:
