@@ -665,7 +665,8 @@ class _RouterCore:
         return result
 
     def _on_success(
-        self, slot: _Slot, order: Order, result: OrderResult, elapsed_ns: int | None, engine_ns: int = 0
+        self, slot: _Slot, order: Order, result: OrderResult, elapsed_ns: int | None, engine_ns: int = 0,
+        *, deliver: bool = True,
     ) -> OrderResult:
         """Bookkeeping after a venue answered. `elapsed_ns` is the venue round trip as
         the router timed it (acknowledgment), `engine_ns` the router's own time before
@@ -703,7 +704,7 @@ class _RouterCore:
             answer, waiters = self._settle_locked(order, slot.id, result, events)
         if waiters:
             _wake(waiters, answer)
-        if self.store.pending:
+        if deliver and self.store.pending:
             self.store.deliver()
         return answer
 
@@ -1172,15 +1173,81 @@ class OrderRouter(_RouterCore):
             raise
 
     def submit_orders(self, orders: Iterable[Order], exchange_id: str | None = None) -> list[OrderResult]:
-        """A result per order, in order; one bad order never sinks the rest."""
-        results = []
-        for order in orders:
+        """A result per order, in order; one bad order never sinks the rest.
+
+        One admission pass over the batch, then one venue request per venue for the
+        orders it admitted (`submit_many` where the venue takes batches), then each
+        answer's bookkeeping; what the orders' changes publish is delivered once, at
+        the end. An order whose id appears twice in the batch is sent once; the second
+        gets the first's answer, as a resend would."""
+        orders = list(orders)
+        results: list[OrderResult | None] = [None] * len(orders)
+        me = threading.get_ident()
+        batches: dict[str, tuple[_Slot, list[int]]] = {}
+        repeats: list[tuple[int, _Flight]] = []
+        for i, order in enumerate(orders):
             try:
-                results.append(self.submit_order(order, exchange_id))
-            except Exception as exc:  # a bug below must cost one order, not the batch
+                admitted = self._admit(order, exchange_id, me)
+            except Exception as exc:  # a check's bug costs this order, not the batch
                 log.exception("order %s failed in batch", getattr(order, "id", "?"))
-                results.append(self.refuse(order, exchange_id, f"internal error: {exc}"))
-        return results
+                results[i] = self.refuse(order, exchange_id, f"internal error: {exc}")
+                continue
+            if isinstance(admitted, _Slot):
+                batch = batches.get(admitted.id)
+                if batch is None:
+                    batches[admitted.id] = (admitted, [i])
+                else:
+                    batch[1].append(i)
+            elif isinstance(admitted, OrderResult):
+                results[i] = admitted
+            else:
+                repeats.append((i, admitted))
+        for slot, indexes in batches.values():
+            self._send_batch(slot, [orders[i] for i in indexes], indexes, results)
+        for i, flight in repeats:
+            results[i] = self._wait(flight) if flight.result is None else flight.result
+        if self.store.pending:
+            self.store.deliver()
+        return results  # type: ignore[return-value]
+
+    def _send_batch(self, slot: _Slot, batch: list[Order], indexes: list[int],
+                    results: list[OrderResult | None]) -> None:
+        """The admitted orders of one venue, in one request; each answer's bookkeeping."""
+        clock = self.clock
+        calling, me = self._calling, threading.get_ident()
+        calling.add(me)  # reports the call raises are delivered after it
+        t0 = clock.now_ns()
+        try:
+            answers = slot.client.submit_many(batch) if len(batch) > 1 else [self._one(slot, batch[0])]
+        except Exception as exc:  # not a venue's answer: none of these went out
+            calling.discard(me)
+            log.exception("batch of %d orders failed at %s", len(batch), slot.id)
+            for i, order in zip(indexes, batch):
+                self._give_back(slot, order)
+                self._abandon(order, exc)
+                results[i] = self.refuse(order, slot.id, f"internal error: {exc}")
+            return
+        calling.discard(me)
+        # The venue's time for each order: its own stamp when it gives one, else a share
+        # of the batch's round trip.
+        each = (clock.now_ns() - t0) // len(batch)
+        for i, order, answer in zip(indexes, batch, answers):
+            try:
+                if isinstance(answer, VenueError):
+                    results[i] = self._drive(slot, self._retry_loop(slot, order, answer, each))
+                else:
+                    results[i] = self._on_success(slot, order, answer, each, 0, deliver=False)
+            except Exception as exc:  # a bug below costs this order, not the batch
+                log.exception("order %s failed in batch", order.id)
+                self._abandon(order, exc)
+                results[i] = self.refuse(order, slot.id, f"internal error: {exc}")
+
+    @staticmethod
+    def _one(slot: _Slot, order: Order) -> OrderResult | VenueError:
+        try:
+            return slot.client.submit(order)  # type: ignore[no-any-return]
+        except VenueError as exc:
+            return exc
 
     def _drive(self, slot: _Slot, loop: Decision[Any]) -> Any:
         calling, me, store = self._calling, threading.get_ident(), self.store

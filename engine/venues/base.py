@@ -42,6 +42,10 @@ class Venue(Protocol):
         """Send a new order. The result says what happened at once: NEW, (partly)
         FILLED with the fills, EXPIRED (IOC/FOK remainder) or REJECTED."""
 
+    # Optional: `submit_many(orders) -> list[OrderResult | VenueError]`, a batch in one
+    # request (per order its answer or the error its request raised). The simulator has
+    # it; a venue without it is sent one `submit` after another.
+
     def cancel(self, client_order_id: str) -> OrderResult: ...
 
     def amend(

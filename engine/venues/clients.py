@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -13,6 +13,7 @@ import anyio.to_thread
 from ..clock import Clock
 from ..errors import (
     ConfigurationError,
+    VenueError,
 )
 from ..models import (
     FeeSchedule,
@@ -137,6 +138,20 @@ class ExchangeClient(_VenueFace):
 
     def submit(self, order: Order) -> OrderResult:
         return self._submit(order)
+
+    def submit_many(self, orders: Sequence[Order]) -> list[OrderResult | VenueError]:
+        """Per order its answer or the error its request raised, in order: in one request
+        where the venue takes batches (`submit_many`), else one `submit` after another."""
+        many = getattr(self.venue, "submit_many", None)
+        if many is not None:
+            return many(orders)  # type: ignore[no-any-return]
+        answers: list[OrderResult | VenueError] = []
+        for order in orders:
+            try:
+                answers.append(self._submit(order))
+            except VenueError as exc:
+                answers.append(exc)
+        return answers
 
     def cancel(self, client_order_id: str) -> OrderResult:
         return self._cancel(client_order_id)

@@ -10,10 +10,11 @@ Rules of this module:
 * Sans-IO core, thin edges. `_begin` decides faults, rate limit and latency
   for a request from the seeded RNGs and may raise; `_do_submit`,
   `_do_cancel`, ... apply a request. `_flow` strings them together as a
-  generator that *yields the seconds to sleep*; the sync edge sleeps them
-  with `clock.sleep`, the async edge with `await clock.sleep_async`. The
-  edges are the only code that sleeps, and nothing is written twice. A quiet
-  venue (no latency, no faults) skips the generator altogether.
+  decision in the engine's one sans-IO shape (`engine.sansio`) that yields
+  its waits; `drive` sleeps them with `clock.sleep`, `drive_async` with
+  `await clock.sleep_async`. The edges are the only code that sleeps, and
+  nothing is written twice. A quiet venue (no latency, no faults) skips the
+  decision altogether. `submit_many` takes a batch in one request.
 * The market lives in the clock's time, without a thread: on every call the
   venue first catches up to `clock.now()` in steps of `MarketConfig.step_s`
   (the random-walk mid moves, simulated takers trade against whatever rests
@@ -56,7 +57,7 @@ import math
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 from types import MappingProxyType
 from typing import Any
@@ -64,6 +65,7 @@ from typing import Any
 
 from ..book import BookOrder, Remainder
 from ...clock import Clock, RealClock
+from ...sansio import Decision, Request, drive, drive_async
 from ...errors import (
     ConfigurationError,
     PermanentVenueError,
@@ -71,6 +73,7 @@ from ...errors import (
     TransientVenueError,
     UnknownOrderError,
     UnknownOutcomeError,
+    VenueError,
     VenueUnavailableError,
 )
 from ...models import (
@@ -456,31 +459,25 @@ class SimulatedExchange:
                 self._dispatching.release()
 
     # -- the edges: the only code that sleeps ----------------------------------------------
-    def _run(self, flow: Generator[float, None, Any]) -> Any:
-        sleep = self._clock.sleep
+    def _run(self, flow: Decision[Any]) -> Any:
         try:
-            while True:
-                try:
-                    delay = next(flow)
-                except StopIteration as done:
-                    return done.value
-                sleep(delay)
+            return drive(flow, self._sleep)
         finally:
             if self._outbox:
                 self._dispatch()
 
-    async def _run_async(self, flow: Generator[float, None, Any]) -> Any:
-        sleep = self._clock.sleep_async
+    async def _run_async(self, flow: Decision[Any]) -> Any:
         try:
-            while True:
-                try:
-                    delay = next(flow)
-                except StopIteration as done:
-                    return done.value
-                await sleep(delay)
+            return await drive_async(flow, self._sleep_async)
         finally:
             if self._outbox:
                 self._dispatch()
+
+    def _sleep(self, request: Request) -> None:
+        self._clock.sleep(request.arg)  # the flow's only request: a wait
+
+    async def _sleep_async(self, request: Request) -> None:
+        await self._clock.sleep_async(request.arg)
 
     def submit(self, order: Order) -> OrderResult:
         """NEW, PARTIALLY_FILLED (the rest rests), FILLED, EXPIRED (IOC/FOK/market
@@ -491,6 +488,23 @@ class SimulatedExchange:
                 self._dispatch()
             return result
         return self._run(self._flow("submit", order.client_order_id, self._do_submit, order))
+
+    def submit_many(self, orders: Sequence[Order]) -> list[OrderResult | VenueError]:
+        """Each order as `submit` would take it, in order, in one request: per order its
+        answer, or the error its request raised (a fault hits one order, not the batch)."""
+        answers: list[OrderResult | VenueError] = []
+        if self._quiet:
+            do_submit = self._do_submit
+            answers = [do_submit(order) for order in orders]
+            if self._outbox:
+                self._dispatch()
+            return answers
+        for order in orders:
+            try:
+                answers.append(self.submit(order))
+            except VenueError as exc:
+                answers.append(exc)
+        return answers
 
     async def submit_async(self, order: Order) -> OrderResult:
         if self._quiet:
@@ -583,16 +597,14 @@ class SimulatedExchange:
             self._dispatch()
 
     # -- the core: faults and latency ----------------------------------------------------
-    def _flow(
-        self, op: str, subject: str, apply: Callable[..., Any], *args: Any
-    ) -> Generator[float, None, Any]:
-        """One request as a sans-IO generator: yields seconds to sleep, returns the answer."""
+    def _flow(self, op: str, subject: str, apply: Callable[..., Any], *args: Any) -> Decision[Any]:
+        """One request as a sans-IO decision (engine.sansio): yields the waits, returns the answer."""
         plan = self._begin(op, subject)
         timeout = plan.timeout_s
         if timeout is None:
             if plan.delay <= 0:
                 return apply(*args)
-            yield plan.delay
+            yield Request("sleep", plan.delay)
             answer = apply(*args)
             if isinstance(answer, OrderResult):
                 # The simulated round trip, stamped on the answer: the router's breaker and
@@ -603,11 +615,11 @@ class SimulatedExchange:
         # The request may reach the book before the answer is lost.
         first = min(plan.delay, timeout)
         if first > 0:
-            yield first
+            yield Request("sleep", first)
         if plan.reached:
             apply(*args)
         if timeout - first > 0:
-            yield timeout - first
+            yield Request("sleep", timeout - first)
         raise UnknownOutcomeError(
             f"{op} of {subject!r} at {self.name} timed out after {timeout:g} s: it may or may "
             f"not have reached the book; ask status({subject!r}) before resending",
