@@ -80,3 +80,48 @@ def test_the_probe_would_notice_textual() -> None:
     assert offender is not None
     assert offender["module"] == "textual.app"
     assert "textual" in offender["loaded"]
+
+
+# -- the layering contracts (pyproject.toml, [tool.importlinter]) ---------------------------
+
+_LINT = """
+import sys
+from importlinter.cli import lint_imports
+sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))
+"""
+
+
+def lint(config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", _LINT, str(config)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_layering_contracts_are_kept() -> None:
+    proc = lint(ROOT / "pyproject.toml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "5 kept, 0 broken" in proc.stdout
+
+
+def test_the_contracts_would_notice_a_broken_layer(tmp_path: Path) -> None:
+    # Routing importing the scheduler is exactly what a contract forbids: a config that
+    # demands the reverse (scheduling imports no routing, which it does) must fail.
+    config = tmp_path / "contracts.toml"
+    config.write_text(
+        '[tool.importlinter]\nroot_packages = ["engine"]\n\n'
+        '[[tool.importlinter.contracts]]\nname = "probe"\ntype = "forbidden"\n'
+        'source_modules = ["engine.engine"]\nforbidden_modules = ["engine.routing"]\n'
+    )
+    proc = lint(config)
+    assert proc.returncode != 0 and "BROKEN" in proc.stdout
+
+
+def test_no_string_imports_get_round_the_contracts() -> None:
+    """importlib / __import__ in the engine would hide an import from the contracts."""
+    offenders = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        text = path.read_text()
+        for needle in ("importlib", "__import__(", "import_module("):
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert offenders == []
