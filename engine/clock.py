@@ -171,6 +171,12 @@ class VirtualClock:
     def now_ns(self) -> int:
         return round(self._now * 1e9)
 
+    def is_waiting(self, thread_ident: int) -> bool:
+        """Whether that thread is parked in this clock now (in `sleep_until` or
+        `wait_event`): how a test knows, without a timing guess, that a thread waits."""
+        with self._cond:
+            return thread_ident in self._waiting
+
     def advance(self, seconds: float) -> None:
         """Move time forward by hand and wake whoever is due."""
         if seconds < 0 or not math.isfinite(seconds):

@@ -22,6 +22,7 @@ from engine.resilience.breaker import (
     BreakerTransition,
     CircuitBreaker,
     Trigger,
+    next_state,
 )
 from engine.clock import VirtualClock
 from engine.errors import ConfigurationError
@@ -57,17 +58,30 @@ def test_table_has_only_the_documented_edges() -> None:
 
 
 def test_an_edge_outside_the_table_is_a_clear_internal_error() -> None:
-    breaker, _, _ = make()
-    with breaker._lock, pytest.raises(BreakerStateError, match="no edge from CLOSED on WAIT_ELAPSED"):
-        breaker._move(Trigger.WAIT_ELAPSED, "bug", 0.0)
-    assert breaker.state is CLOSED
+    with pytest.raises(BreakerStateError, match="breaker 'v': no edge from CLOSED on WAIT_ELAPSED"):
+        next_state("v", CLOSED, Trigger.WAIT_ELAPSED)
+    assert next_state("v", CLOSED, Trigger.TRIP) is OPEN
 
 
 def test_automatic_edges_are_refused_while_forced() -> None:
-    breaker, _, _ = make()
-    breaker.force_closed("drill")
-    with breaker._lock, pytest.raises(BreakerStateError, match="while forced closed"):
-        breaker._move(Trigger.TRIP, "bug", 0.0)
+    with pytest.raises(BreakerStateError, match="while forced closed"):
+        next_state("v", CLOSED, Trigger.TRIP, forced="closed")
+    assert next_state("v", CLOSED, Trigger.FORCE_OPEN, forced="closed") is OPEN  # the operator's edges stay
+
+
+def test_every_move_a_breaker_makes_is_an_edge_of_the_table() -> None:
+    seen: list[BreakerTransition] = []
+    clock = VirtualClock(start=0.0)
+    breaker = CircuitBreaker("v", clock, BreakerConfig(window_size=4, minimum_calls=4, wait_duration_open_s=1.0, permitted_calls_half_open=1), seen.append)
+    for _ in range(4):
+        breaker.record_failure()
+    clock.advance(1.5)
+    assert breaker.allow_request()
+    breaker.record_success(0.001)
+    breaker.force_open("drill")
+    breaker.reset()
+    assert [(t.old, t.new) for t in seen] and all((t.old, t.new) in ALLOWED_EDGES for t in seen)
+    assert all(next_state("v", t.old, t.trigger) is t.new for t in seen)
 
 
 # -- tripping ----------------------------------------------------------------
@@ -336,10 +350,12 @@ def test_listener_runs_outside_the_lock() -> None:
     lock_free: list[bool] = []
 
     def listener(transition: BreakerTransition) -> None:
-        got = breaker._lock.acquire(timeout=1.0)
-        lock_free.append(got)
-        if got:
-            breaker._lock.release()
+        # Another thread reads the breaker (which takes its lock): it gets through only
+        # when the listener runs outside the lock.
+        reader = threading.Thread(target=breaker.snapshot, daemon=True)
+        reader.start()
+        reader.join(timeout=1.0)
+        lock_free.append(not reader.is_alive())
 
     breaker = CircuitBreaker("v", clock, BreakerConfig(window_size=1, minimum_calls=1), listener)
     breaker.record_failure()
@@ -364,7 +380,7 @@ def test_concurrent_recording_loses_no_updates() -> None:
     for worker in workers:
         worker.join()
     assert sum(counted) == per_thread * threads
-    assert breaker.calls_in_window == 1000 and breaker._failures == 1000
+    assert breaker.calls_in_window == 1000 and breaker.snapshot().failure_rate == 1.0
 
 
 @pytest.mark.parametrize(

@@ -39,14 +39,13 @@ def _spawn(target: Callable[[], None], name: str) -> threading.Thread:
 def _until_parked(clock: VirtualClock, ident: int | None) -> None:
     """Block (in real time) until thread `ident` waits inside the clock.
 
-    Peeks at the clock's private waiting set: it is the only way to know, without
-    a timing guess, that a thread is parked in `wait_event`/`sleep_until`.
+    `is_waiting` is the only way to know, without a timing guess, that a thread is
+    parked in `wait_event`/`sleep_until`.
     """
     deadline = time.monotonic() + JOIN_TIMEOUT
     while True:
-        with clock._cond:
-            if ident in clock._waiting:
-                return
+        if clock.is_waiting(ident):
+            return
         assert time.monotonic() < deadline, "thread never started waiting in the clock"
         time.sleep(0.0005)  # yield to the other threads; not a timing assumption
 

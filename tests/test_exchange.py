@@ -752,8 +752,7 @@ def test_concurrent_callers_are_safe() -> None:
         th.join()
     assert len(results) == 1200 and all(r.status is FILLED for r in results)
     assert x.counters.submitted == 1200 + 4 * 6 and x.counters.canceled == 24
-    for symbol in x.instruments():
-        x._markets[symbol].book.check()
+    x.check_books()
 
 
 # -- async form ----------------------------------------------------------------------------------------------------------
@@ -937,8 +936,7 @@ def test_venues_sharing_a_reference_price_stay_together_and_apart_ones_drift() -
 
 def test_old_finished_orders_keep_only_their_status_and_still_block_a_duplicate() -> None:
     """Inside the id window, only the newest orders keep details: memory is their keys."""
-    x = venue(remember_ids=20)
-    x._summaries_kept = 3  # the default keeps 100,000; a small window shows the rule
+    x = venue(remember_ids=20, remember_details=3)  # the default keeps 100,000; a small window shows the rule
     first = x.submit(market("old1", 0.1))
     assert first.status is FILLED
     for i in range(5):

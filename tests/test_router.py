@@ -220,7 +220,7 @@ def test_from_sync_code_submit_order_returns_a_future_that_fills(virtual_clock: 
         assert router.cancel_order("s2").result(timeout=30).status is OrderStatus.CANCELED
     finally:
         router.close()
-    assert router._portal is None
+    assert not router.has_loop_thread
 
 
 @pytest.mark.anyio
@@ -241,7 +241,7 @@ async def test_in_a_running_loop_the_order_goes_out_even_if_never_awaited(
                 pass
             await anyio.sleep(0.001)
     assert router.get_order_status("t1").status is OrderStatus.FILLED
-    assert router._portal is None  # no thread was needed inside a loop
+    assert not router.has_loop_thread  # no thread was needed inside a loop
 
 
 def test_the_router_works_from_a_second_later_loop_and_from_sync_in_between(

@@ -138,6 +138,20 @@ class BreakerStateError(ExecdeskError, RuntimeError):
     """Internal error: the breaker was asked to take an edge its table does not have."""
 
 
+def next_state(name: str, old: BreakerState, trigger: Trigger, forced: Forced | None = None) -> BreakerState:
+    """The state the table gives for `trigger` in `old` (the breaker's one rule of
+    movement); BreakerStateError for an edge the table does not have, or an automatic
+    edge while an operator forces the state."""
+    new = TRANSITIONS[old].get(trigger)
+    if new is None or (forced is not None and trigger in AUTOMATIC_TRIGGERS):
+        raise BreakerStateError(
+            f"breaker {name!r}: no edge from {old.value} on {trigger.value}"
+            + (f" while forced {forced}" if forced is not None else "")
+            + f" (allowed: {', '.join(t.value for t in TRANSITIONS[old])}); this is a bug"
+        )
+    return new
+
+
 def _int_at_least(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigurationError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -459,13 +473,7 @@ class CircuitBreaker:
     def _move(self, trigger: Trigger, reason: str, now: float) -> BreakerTransition:
         """With the lock held: take the edge `trigger` names from the current state."""
         old = self._state
-        new = TRANSITIONS[old].get(trigger)
-        if new is None or (self._forced is not None and trigger in AUTOMATIC_TRIGGERS):
-            raise BreakerStateError(
-                f"breaker {self.name!r}: no edge from {old.value} on {trigger.value}"
-                + (f" while forced {self._forced}" if self._forced is not None else "")
-                + f" (allowed: {', '.join(t.value for t in TRANSITIONS[old])}); this is a bug"
-            )
+        new = next_state(self.name, old, trigger, self._forced)
         self._state = new
         self._reason = reason
         if new is _CLOSED:

@@ -1498,6 +1498,12 @@ class AsyncOrderRouter(_RouterCore):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @property
+    def has_loop_thread(self) -> bool:
+        """Whether this router runs its own loop thread (started by a call from sync code,
+        ended by `close()`)."""
+        return self._portal is not None
+
     def _ensure_portal(self) -> BlockingPortal:
         with self._portal_lock:
             if self._portal is not None:

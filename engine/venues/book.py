@@ -416,6 +416,12 @@ class OrderBook:
             level.orders = deque(x for x in level.orders if x.leaves)
             level.dead = 0
 
+    def entries_at(self, side: OrderSide, price: int) -> int:
+        """How many entries a price level keeps, canceled ones not yet dropped included
+        (0 for no level): what a level costs in memory."""
+        level = (self._bids if side is OrderSide.BUY else self._asks).levels.get(price)
+        return len(level.orders) if level is not None else 0
+
     def check(self) -> None:
         """Assert the book's internal invariants (for tests): sorted keys matching
         levels, totals and counts right, nothing crossed, the id index exact."""

@@ -228,6 +228,7 @@ class SimulatedExchange:
         faults: FaultConfig = FaultConfig(),
         market: MarketConfig = MarketConfig(),
         remember_ids: int = 1_000_000,
+        remember_details: int = _SUMMARIES_KEPT,
         start_prices: Mapping[str, float] | None = None,
         reference: ReferenceMarket | None = None,
     ) -> None:
@@ -236,6 +237,7 @@ class SimulatedExchange:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be a whole number, got {seed!r}")
         whole("remember_ids", remember_ids)
+        whole("remember_details", remember_details)
         if not isinstance(fees, FeeSchedule):
             raise ConfigurationError(f"fees must be a FeeSchedule, got {fees!r}")
         if not isinstance(market, MarketConfig):
@@ -288,7 +290,9 @@ class SimulatedExchange:
         self._done_ids: deque[str] = deque()
         self._done_fills: dict[str, list[Fill]] = {}
         self._summaries: deque[str] = deque()  # ids whose full summary is still kept
-        self._summaries_kept = min(_SUMMARIES_KEPT, remember_ids)
+        # Finished orders keep their full summary among the newest `remember_details`;
+        # older ones keep only their status (all the duplicate-id check needs).
+        self._summaries_kept = min(remember_details, remember_ids)
         self._fills_ids: deque[str] = deque()
         self._fills_kept = min(_FILLS_KEPT, remember_ids)
         self._expiries: list[tuple[float, int, _Working]] = []
@@ -586,6 +590,13 @@ class SimulatedExchange:
     def instruments(self) -> Mapping[str, Instrument]:
         """Always available: reference data a client keeps (even during an outage)."""
         return self._instruments
+
+    def check_books(self) -> None:
+        """Assert every symbol's book keeps its invariants (sorted, totals right, nothing
+        crossed, the id index exact); for tests and soak runs."""
+        with self._lock:
+            for m in self._markets.values():
+                m.book.check()
 
     def tick(self) -> None:
         """Catch the market up to the clock (the desk calls it on a timer)."""
