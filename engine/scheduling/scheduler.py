@@ -105,15 +105,15 @@ _TURN = Request("turn")
 TURN_AFTER_S = 0.005
 
 
-def _ask(request: Request, failed: Any) -> Generator[Request, Any, Any]:
-    """Yield `request` for its answer; `failed` when performing it raised. The routers
-    answer a venue's refusal or outage with a result, so an exception here is a bug
-    below: it is logged, and the parent goes on as if nothing was placed or canceled."""
+def _cancel(order_id: str) -> Generator[Request, Any, OrderResult | None]:
+    """Cancel a child: its result, or None when the cancel raised (a bug below: the
+    routers answer with results). The child still works then, and its parent tries
+    again later."""
     try:
-        return (yield request)
+        return (yield Request("cancel", order_id))  # type: ignore[no-any-return]
     except Exception:
-        log.exception("scheduler %s failed", request.op)
-        return failed
+        log.exception("canceling child %s failed", order_id)
+        return None
 
 
 class Scheduler:
@@ -402,7 +402,7 @@ class Scheduler:
         while queue:
             action = queue.popleft()
             if isinstance(action, CancelChild):
-                yield from _ask(Request("cancel", action.order_id), None)
+                yield from _cancel(action.order_id)
                 continue
             if parent.canceling or state.status.is_final:
                 continue  # a stopping parent places nothing new
@@ -421,7 +421,18 @@ class Scheduler:
                 # The pieces of a split child name the child, not the parent: tie them to it.
                 risk.placing_child(state.order.id, cid)
             try:
-                results: list[OrderResult] = yield from _ask(Request("place", action), [])
+                results: list[OrderResult] = yield Request("place", action)
+            except Exception as exc:
+                # The routers answer refusals and outages with results and never raise
+                # for an order that went out: this is a bug below, and the child was not
+                # placed. Left PENDING_NEW it would work forever (and be canceled in
+                # vain); REJECTED, its algorithm hears of it and the parent goes on.
+                log.exception("placing child %s of parent %s failed", cid, state.order.id)
+                results = [OrderResult(
+                    order_id=cid, exchange_id=action.venue, status=OrderStatus.REJECTED,
+                    quantity=child.quantity, reason=f"internal error placing it: {exc!r}",
+                    symbol=child.symbol, side=child.side, price=child.price, timestamp=self.clock.now(),
+                )]
             finally:
                 if risk is not None:
                     risk.placed_child(cid)
@@ -454,7 +465,7 @@ class Scheduler:
 
     def _cancel_children(self, parent: _Parent, reason: str) -> Work:
         for cid in parent.state.working_children:
-            result = yield from _ask(Request("cancel", cid), None)
+            result = yield from _cancel(cid)
             if isinstance(result, OrderResult) and result.status is not OrderStatus.REJECTED:
                 self._apply(parent, result)
 
