@@ -110,7 +110,7 @@ def _cancel(order_id: str) -> Generator[Request, Any, OrderResult | None]:
     routers answer with results). The child still works then, and its parent tries
     again later."""
     try:
-        return (yield Request("cancel", order_id))  # type: ignore[no-any-return]
+        return (yield Request("cancel", order_id))
     except Exception:
         log.exception("canceling child %s failed", order_id)
         return None
