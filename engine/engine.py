@@ -35,6 +35,8 @@ from .resilience.retry import RetryPolicy
 from .risk import DEFAULT_RISK_LIMITS, RiskChecker, RiskLimits, RiskPreview
 from .routing.router import AsyncOrderRouter
 from .routing.smart import SmartOrderRouter
+from .scheduling.scheduler import Scheduler
+from .store import OrderStore
 
 log = logging.getLogger("execdesk.engine")
 
@@ -121,6 +123,9 @@ class Engine:
         self.seed = seed
         self.bus = EventBus()
         self.profiler = profiler or LatencyProfiler(clock=self.clock)
+        # One store holds every order's and parent's state; each layer below reads and
+        # writes it through the router it works with.
+        self.store = OrderStore(remember_orders)
         self.router = AsyncOrderRouter(
             self.profiler,
             clock=self.clock,
@@ -129,16 +134,19 @@ class Engine:
             retry_policy=retry_policy,
             breaker_config=breaker_config,
             max_latency_s=max_latency_s,
-            remember_orders=remember_orders,
             seed=seed,
             on_event=self.bus.publish,
             risk=risk,
+            store=self.store,
         )
         self.venues: dict[str, Any] = dict(venues)
         for name, venue in self.venues.items():
             self.router.register_exchange(name, venue)
-        self.smart = SmartOrderRouter(self.router, self.profiler, seed=seed)
-        self.scheduler = self.smart.scheduler
+        # The Engine wires the scheduler and the routers: the smart router hands parents
+        # to the scheduler, which sends their children through the smart router.
+        self.scheduler = Scheduler(clock=self.clock, seed=seed)
+        self.smart = SmartOrderRouter(self.router, self.profiler, seed=seed, scheduler=self.scheduler)
+        self.scheduler.attach(self.smart)
         self.optimizer = AsyncExecutionOptimizer(
             self.smart, self.profiler, bus=self.bus, remember_orders=remember_orders, max_queue=max_queue
         )

@@ -398,9 +398,17 @@ class OrderStore:
                 self._piece_of.pop(cid, None)
 
     # -- parents (scheduler) ---------------------------------------------------------------
-    def add_parent(self, order_id: str, state: Any) -> None:
+    # A parent's state (a `ParentState`) is added once, when the scheduler accepts the
+    # parent, changed in place by the scheduler's driver alone, and finished once; from
+    # then on it is history (the newest as objects, older ones pickled).
+    def add_parent(self, order_id: str, state: Any) -> bool:
+        """A new working parent; False (and nothing added) when the id is already a
+        parent's, working or finished."""
         with self.lock:
+            if order_id in self._parents or order_id in self._parents_done:
+                return False
             self._parents[order_id] = state
+            return True
 
     def parent(self, order_id: str) -> Any:
         """A parent's state: the live one while it works, a copy once it finished."""
@@ -409,19 +417,30 @@ class OrderStore:
             return state if state is not None else self._parents_done.get(order_id)
 
     def has_parent(self, order_id: str) -> bool:
-        return order_id in self._parents or order_id in self._parents_done
+        """A parent's id, working or finished."""
+        with self.lock:
+            return order_id in self._parents or order_id in self._parents_done
+
+    def parent_working(self, order_id: str) -> bool:
+        return order_id in self._parents
 
     def parent_finished(self, order_id: str) -> bool:
-        return order_id in self._parents_done
+        """Finished (known without building its state back from history)."""
+        with self.lock:
+            return order_id in self._parents_done
 
     def finish_parent(self, order_id: str) -> None:
-        """A parent ended: it is kept compactly from now on."""
+        """A parent ended: it is history from now on."""
         with self.lock:
-            state = self._parents.pop(order_id, None)
+            state = self._parents.get(order_id)
             if state is not None:
+                # Into history before out of the working ones: `parent_working` reads
+                # without the lock, and a parent is always in one or the other.
                 self._parents_done.put(order_id, state)
+                del self._parents[order_id]
 
     def active_parents(self) -> list[str]:
+        """Ids of the working parents, oldest first."""
         with self.lock:
             return list(self._parents)
 

@@ -1,21 +1,30 @@
 """The Scheduler: runs parent orders (ICEBERG, TWAP, VWAP, SMART) to the end.
 
-One scheduler per engine. Its work is one decision loop, `_work`, a
-generator that asks algorithms what to do (at start, on child news, at their
-wake-up times) and yields each child placement or cancel for a driver to
-perform; it never performs I/O itself. Two drivers run it:
+One scheduler per engine, working through one smart router. A parent's state
+(`ParentState`) lives in the order store of that router (`store.parent`);
+the scheduler keeps only what its driver needs to run each working parent:
+the algorithm, the cancel flags, the results of the first step.
 
-* sync: one daemon thread, started on first use, that waits on the clock
-  between wake-ups (so virtual time moves only when it is idle, and it never
-  keeps a process alive at exit);
-* async: one task in the running event loop.
+Its work is one sans-IO decision (`engine.sansio`), `_run`: it asks
+algorithms what to do (at start, on child news, at their wake-up times),
+yields a `Request` for each child placement ("place") or cancel ("cancel"),
+a "turn" after each decision and a "wait" (until news or the next wake-up,
+its argument) when nothing is due; it never performs I/O or waits itself.
+An error a request raises is thrown back into it, and it decides what that
+means (a placement that raised placed nothing). Two drivers perform it:
+
+* sync (`drive`): one daemon thread, started on first use, that waits on the
+  clock between wake-ups (so virtual time moves only when it is idle, and it
+  never keeps a process alive at exit);
+* async (`drive_async`): one task in the running event loop, which gives
+  the loop a turn between decisions once it has held it a while.
 
 Child news reaches the scheduler through the order router's listener (a
 child's own submit result and the venue's pushed execution reports), lands
-in an inbox and wakes the driver; only the driver runs algorithm code, so
-an algorithm never needs a lock. A parent submitted through `submit` or
-`submit_async` returns the child results of its first step, then keeps
-working until FILLED, CANCELED or REJECTED.
+in an inbox and wakes the driver; only the driver runs algorithm code and
+changes a parent's state, so an algorithm never needs a lock. A parent
+submitted through `submit` or `submit_async` returns the child results of
+its first step, then keeps working until FILLED, CANCELED or REJECTED.
 """
 
 from __future__ import annotations
@@ -35,13 +44,15 @@ import anyio.lowlevel
 
 from .algos.base import Action, Algorithm, CancelChild, ParentState
 from .algos.registry import ALGORITHMS, make_algorithm
-from ..clock import Clock, ClockEvent
-from ..history import History
+from ..clock import Clock, ClockEvent, RealClock
+from ..errors import ConfigurationError
 from ..loops import set_event
 from ..models import Instrument, Order, OrderResult, OrderStatus, OrderType
+from ..sansio import Request, drive, drive_async
 
 if TYPE_CHECKING:
     from ..routing.smart import SmartOrderRouter
+    from ..store import OrderStore
 
 log = logging.getLogger("execdesk.scheduler")
 
@@ -49,9 +60,14 @@ ParentListener = Callable[[ParentState], None]
 
 CANCEL_RETRY_S = 1.0  # how soon a failed child cancel is tried again
 
+Work = Generator[Request, Any, None]
+
 
 @dataclass(slots=True)
 class _Parent:
+    """The driver's handle on one working parent. `state` is the store's ParentState
+    (the same object, not a copy): only the driver changes it."""
+
     state: ParentState
     algo: Algorithm
     canceling: bool = False
@@ -83,32 +99,52 @@ class _Context:
         return self._smart.trades(symbol, since)
 
 
-# Finished parents kept as objects (read again soon after they finish); older ones pickled.
-LIVE_FINISHED_PARENTS = 100
-# Yielded by the work between two decisions: an async driver gives the loop a turn there,
-# once it has held it this long (a turn after every fill report would cost throughput).
-_TURN: tuple[str, Any] = ("turn", None)
+# Performed between two decisions: an async driver gives the loop a turn there, once it
+# has held it this long (a turn after every fill report would cost throughput).
+_TURN = Request("turn")
 TURN_AFTER_S = 0.005
 
 
+def _cancel(order_id: str) -> Generator[Request, Any, OrderResult | None]:
+    """Cancel a child: its result, or None when the cancel raised (a bug below: the
+    routers answer with results). The child still works then, and its parent tries
+    again later."""
+    try:
+        return (yield Request("cancel", order_id))
+    except Exception:
+        log.exception("canceling child %s failed", order_id)
+        return None
+
+
 class Scheduler:
+    """Works parent orders through a smart router (see the module docstring).
+
+    `Scheduler(smart_router)` is ready at once. The Engine builds its scheduler
+    first, `Scheduler(clock=..., seed=...)`, hands it to the smart router it
+    builds, then `attach`es it to that router: parents can be submitted from then.
+    """
+
     def __init__(
         self,
-        smart_router: SmartOrderRouter,
+        smart_router: SmartOrderRouter | None = None,
         *,
         clock: Clock | None = None,
         seed: int = 0,
-        remember: int = 100_000,
     ) -> None:
-        self.smart = smart_router
-        self.clock: Clock = clock or smart_router.clock
+        self._clock_given = clock is not None
+        if clock is None:
+            clock = smart_router.clock if smart_router is not None else RealClock()
+        self.clock: Clock = clock
         self.seed = seed
-        self._ctx = _Context(smart_router)
-        self._active: dict[str, _Parent] = {}
-        # Finished parents, compactly (children, fills, decisions: kilobytes each as live
-        # objects, and the desk's demo finishes one every two seconds, for hours).
-        self._finished: History[ParentState] = History(remember, live=LIVE_FINISHED_PARENTS)
-        self._remember = remember
+        self.smart: SmartOrderRouter | None = None
+        # The parents' state, once attached: the store of the smart router's order router.
+        self.store: OrderStore | None = None
+        self._ctx: _Context | None = None
+        # The driver's handles on working parents (added and removed by the driver only).
+        self._runs: dict[str, _Parent] = {}
+        # Parent ids being accepted (between the in-use check and the store taking them).
+        self._claims: set[str] = set()
+        self._claims_lock = threading.Lock()
         self._child_parent: dict[str, str] = {}
         self._inbox: deque[tuple[str, Any]] = deque()
         self._listeners: list[ParentListener] = []
@@ -120,14 +156,37 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_wakeup: anyio.Event | None = None
-        smart_router.order_router.add_order_listener(self._on_child_update)
+        if smart_router is not None:
+            self.attach(smart_router)
 
     @classmethod
     def for_router(cls, smart_router: SmartOrderRouter, seed: int = 0) -> Scheduler:
-        """The default scheduler of a smart router made without one: finished parents are
-        remembered as long as finished orders are."""
-        return cls(smart_router, clock=smart_router.clock, seed=seed,
-                   remember=max(smart_router.order_router.store.remember, 1))
+        """The default scheduler of a smart router made without one."""
+        return cls(smart_router, seed=seed)
+
+    def attach(self, smart_router: SmartOrderRouter) -> None:
+        """Work through `smart_router` from now on: its children go through it, the
+        parents' state lives in its order router's store. Once per scheduler."""
+        if self.smart is smart_router:
+            return
+        if self.smart is not None:
+            raise ConfigurationError("this scheduler already works through another smart router")
+        router = smart_router.order_router
+        if not self._clock_given and smart_router.clock is not self.clock:
+            self.clock = smart_router.clock
+            self._wakeup = self.clock.event()
+        self.store = router.store
+        self._ctx = _Context(smart_router)
+        self.smart = smart_router
+        router.add_order_listener(self._on_child_update)
+
+    def _attached(self) -> SmartOrderRouter:
+        smart = self.smart
+        if smart is None:
+            raise ConfigurationError(
+                "this scheduler works through no smart router yet: attach(smart_router) first"
+            )
+        return smart
 
     def supports(self, order_type: OrderType) -> bool:
         return order_type in ALGORITHMS
@@ -138,61 +197,82 @@ class Scheduler:
         self._listeners.append(listener)
 
     def parent(self, order_id: str) -> ParentState | None:
-        p = self._active.get(order_id)
-        return p.state if p is not None else self._finished.get(order_id)
+        store = self.store
+        return store.parent(order_id) if store is not None else None
 
     def is_finished(self, order_id: str) -> bool:
         """A parent that finished (known without building it back from history)."""
-        return order_id in self._finished
+        store = self.store
+        return store is not None and store.parent_finished(order_id)
 
     def status(self, order_id: str) -> OrderResult | None:
         state = self.parent(order_id)
         return state.to_result() if state is not None else None
 
     def describe(self, order_id: str) -> str:
-        p = self._active.get(order_id)
-        return p.algo.describe() if p is not None else ""
+        run = self._runs.get(order_id)
+        return run.algo.describe() if run is not None else ""
 
     @property
     def active(self) -> list[str]:
-        return list(self._active)
+        """Ids of the working parents."""
+        store = self.store
+        return store.active_parents() if store is not None else []
 
     def owns_child(self, order_id: str) -> str | None:
         return self._child_parent.get(order_id)
 
     # -- submitting and canceling -------------------------------------------------------
-    def _new_parent(self, order: Order) -> _Parent | OrderResult:
-        if order.id in self._active or order.id in self._finished:
-            return self.smart.order_router.refuse(
-                order, None, f"parent order id {order.id!r} is already in use", track=False
-            )
-        state = ParentState(order, self.smart.instrument(order.symbol), created_at=self.clock.now())
+    def _new_parent(self, smart: SmartOrderRouter, order: Order) -> _Parent | OrderResult:
+        router = smart.order_router
+        store = self.store
+        assert store is not None  # attached
+        oid = order.id
+        with self._claims_lock:
+            taken = oid in self._claims or store.has_parent(oid)
+            if not taken:
+                self._claims.add(oid)
+        if taken:
+            return router.refuse(order, None, f"parent order id {oid!r} is already in use", track=False)
+        try:
+            return self._accept(smart, order, store)
+        finally:
+            with self._claims_lock:
+                self._claims.discard(oid)
+
+    def _accept(self, smart: SmartOrderRouter, order: Order, store: OrderStore) -> _Parent | OrderResult:
+        """Judge a parent whose id this scheduler has claimed; accepted, the store has it."""
+        router = smart.order_router
+        state = ParentState(order, smart.instrument(order.symbol), created_at=self.clock.now())
         if state.instrument is None:
-            return self.smart.order_router.refuse(
-                order, None, f"no registered venue lists {order.symbol}", track=False
-            )
+            return router.refuse(order, None, f"no registered venue lists {order.symbol}", track=False)
         # Judged once as a whole: a TWAP for 1e6 BTC is refused here, not child by child.
         # Accepted, it reserves its quantity against the position limit until it ends.
-        risk = self.smart.order_router.risk
+        risk = router.risk
         if risk is not None:
             symbol = order.symbol
-            refusal = risk.accept_parent(order, lambda depth: self.smart.merged_book(symbol, depth))
+            refusal = risk.accept_parent(order, lambda depth: smart.merged_book(symbol, depth))
             if refusal is not None:
-                return self.smart.order_router.refuse(order, None, refusal, track=False)
+                return router.refuse(order, None, refusal, track=False)
         try:
-            algo = make_algorithm(state, self.seed, listings=self._listings(order.symbol),
-                                  price=order.price if order.price is not None else self._mid(order.symbol))
+            algo = make_algorithm(state, self.seed, listings=self._listings(smart, order.symbol),
+                                  price=order.price if order.price is not None else self._mid(smart, order.symbol))
         except ValueError as exc:
             if risk is not None:
                 risk.end_parent(order.id)
-            return self.smart.order_router.refuse(order, None, str(exc), track=False)
-        parent = _Parent(state, algo)
-        self._active[order.id] = parent
-        return parent
+            return router.refuse(order, None, str(exc), track=False)
+        if not store.add_parent(order.id, state):
+            # Only another scheduler on the same store could have taken the id since
+            # the claim: one store has one scheduler.
+            if risk is not None:
+                risk.end_parent(order.id)
+            return router.refuse(order, None, f"parent order id {order.id!r} is already in use", track=False)
+        return _Parent(state, algo)
 
-    def _listings(self, symbol: str) -> dict[str, Instrument]:
+    @staticmethod
+    def _listings(smart: SmartOrderRouter, symbol: str) -> dict[str, Instrument]:
         """Each registered venue's instrument for `symbol` (the filters a parent must suit)."""
-        router = self.smart.order_router
+        router = smart.order_router
         out = {}
         for venue in router.exchanges:
             inst = router.client(venue).instruments().get(symbol)
@@ -200,65 +280,76 @@ class Scheduler:
                 out[venue] = inst
         return out
 
-    def _mid(self, symbol: str) -> float | None:
-        book = self.smart.merged_book(symbol, depth=1)
+    @staticmethod
+    def _mid(smart: SmartOrderRouter, symbol: str) -> float | None:
+        book = smart.merged_book(symbol, depth=1)
         return book.mid if book is not None else None
 
     def submit(self, order: Order) -> list[OrderResult]:
         """Start a parent from sync code; returns the children of its first step."""
-        parent = self._new_parent(order)
+        parent = self._new_parent(self._attached(), order)
         if isinstance(parent, OrderResult):
             return [parent]
         parent.first_event = self.clock.event()
-        self._inbox.append(("start", order.id))
+        self._inbox.append(("start", parent))
         self._ensure_thread()
-        self._wake()
+        self.wake()
         self.clock.wait_event(parent.first_event, None)
         return parent.first_results or []
 
     async def submit_async(self, order: Order) -> list[OrderResult]:
-        parent = self._new_parent(order)
+        parent = self._new_parent(self._attached(), order)
         if isinstance(parent, OrderResult):
             return [parent]
         parent.first_event = anyio.Event()
-        self._inbox.append(("start", order.id))
+        self._inbox.append(("start", parent))
         self._ensure_task()
-        self._wake()
+        self.wake()
         await parent.first_event.wait()
         return parent.first_results or []
 
     def cancel(self, order_id: str, reason: str = "canceled by operator") -> bool:
         """Ask a working parent to stop: its children are canceled, then it ends CANCELED."""
-        if order_id not in self._active:
+        store = self.store
+        if store is None or not store.parent_working(order_id):
             return False
         self._inbox.append(("cancel", (order_id, reason)))
-        self._wake()
+        self.wake()
         return True
 
     def _on_child_update(self, result: OrderResult) -> None:
         if result.order_id in self._child_parent:
             self._inbox.append(("child", result))
-            self._wake()
+            self.wake()
 
-    # -- the decision loop (no I/O) -----------------------------------------------------
-    def _work(self) -> Generator[tuple[str, Any], Any, None]:
-        """Drain the inbox and due wake-ups; yield ("place", PlaceChild) / ("cancel", id),
-        and ("turn", None) after each decision."""
+    # -- the decision (no I/O) -----------------------------------------------------------
+    def _run(self) -> Work:
+        """The scheduler's whole work, until it is closed: what is due, then a wait for
+        news or the next wake-up."""
+        while not self._stopping:
+            yield from self._work()
+            yield Request("wait", self._next_deadline())
+
+    def _work(self) -> Work:
+        """Drain the inbox and due wake-ups; yield each placement and cancel, and a turn
+        after each decision."""
         ctx = self._ctx
+        assert ctx is not None  # attached
+        runs = self._runs
+        inbox = self._inbox
         while True:
-            while self._inbox:
-                kind, payload = self._inbox.popleft()
+            while inbox:
+                kind, payload = inbox.popleft()
                 if kind == "child":
                     pid = self._child_parent.get(payload.order_id)
-                    parent = self._active.get(pid) if pid else None
+                    parent = runs.get(pid) if pid else None
                     if parent is None or not self._apply(parent, payload):
                         continue
                     yield from self._guarded(parent, lambda p=parent, r=payload: p.algo.on_child(ctx, r))
                 elif kind == "start":
-                    parent = self._active.get(payload)
-                    if parent is None:
-                        continue
+                    parent = payload
                     state = parent.state
+                    runs[state.order.id] = parent
                     book = ctx.book(state.order.symbol)
                     state.arrival_price = book.mid if book is not None else None
                     yield from self._guarded(parent, lambda p=parent: p.algo.start(ctx))
@@ -267,7 +358,7 @@ class Scheduler:
                     self._signal_first(parent)
                 elif kind == "cancel":
                     pid, reason = payload
-                    parent = self._active.get(pid)
+                    parent = runs.get(pid)
                     if parent is None or parent.canceling:
                         continue
                     parent.canceling, parent.cancel_reason = True, reason
@@ -275,7 +366,7 @@ class Scheduler:
                     self._settle(parent)
                 yield _TURN
             now = self.clock.now()
-            due = [p for p in self._active.values() if (w := self._wake_time(p)) is not None and w <= now]
+            due = [p for p in runs.values() if (w := self._wake_time(p)) is not None and w <= now]
             if not due:
                 return
             for parent in due:
@@ -286,12 +377,10 @@ class Scheduler:
                 else:
                     yield from self._guarded(parent, lambda p=parent: p.algo.on_timer(ctx))
                 yield _TURN
-                if self._inbox:
+                if inbox:
                     break  # news (a cancel, a fill) first; then the parents still due
 
-    def _guarded(
-        self, parent: _Parent, decide: Callable[[], list[Action]]
-    ) -> Generator[tuple[str, Any], Any, None]:
+    def _guarded(self, parent: _Parent, decide: Callable[[], list[Action]]) -> Work:
         """Run one algorithm decision and its consequences; a bug ends that parent, not the loop."""
         state = parent.state
         try:
@@ -305,13 +394,15 @@ class Scheduler:
             yield from self._cancel_children(parent, state.reason or "parent finished")
         self._settle(parent)
 
-    def _perform(self, parent: _Parent, actions: list[Action]) -> Generator[tuple[str, Any], Any, None]:
+    def _perform(self, parent: _Parent, actions: list[Action]) -> Work:
         queue = deque(actions)
         state = parent.state
+        smart = self.smart
+        assert smart is not None  # attached
         while queue:
             action = queue.popleft()
             if isinstance(action, CancelChild):
-                yield ("cancel", action.order_id)
+                yield from _cancel(action.order_id)
                 continue
             if parent.canceling or state.status.is_final:
                 continue  # a stopping parent places nothing new
@@ -325,12 +416,23 @@ class Scheduler:
             )
             state.child_reasons[cid] = action.reason
             state.last_reason = action.reason
-            risk = self.smart.order_router.risk
+            risk = smart.order_router.risk
             if risk is not None:
                 # The pieces of a split child name the child, not the parent: tie them to it.
                 risk.placing_child(state.order.id, cid)
             try:
-                results: list[OrderResult] = yield ("place", action)
+                results: list[OrderResult] = yield Request("place", action)
+            except Exception as exc:
+                # The routers answer refusals and outages with results and never raise
+                # for an order that went out: this is a bug below, and the child was not
+                # placed. Left PENDING_NEW it would work forever (and be canceled in
+                # vain); REJECTED, its algorithm hears of it and the parent goes on.
+                log.exception("placing child %s of parent %s failed", cid, state.order.id)
+                results = [OrderResult(
+                    order_id=cid, exchange_id=action.venue, status=OrderStatus.REJECTED,
+                    quantity=child.quantity, reason=f"internal error placing it: {exc!r}",
+                    symbol=child.symbol, side=child.side, price=child.price, timestamp=self.clock.now(),
+                )]
             finally:
                 if risk is not None:
                     risk.placed_child(cid)
@@ -361,9 +463,9 @@ class Scheduler:
         children[result.order_id] = result
         return True
 
-    def _cancel_children(self, parent: _Parent, reason: str) -> Generator[tuple[str, Any], Any, None]:
+    def _cancel_children(self, parent: _Parent, reason: str) -> Work:
         for cid in parent.state.working_children:
-            result = yield ("cancel", cid)
+            result = yield from _cancel(cid)
             if isinstance(result, OrderResult) and result.status is not OrderStatus.REJECTED:
                 self._apply(parent, result)
 
@@ -395,13 +497,14 @@ class Scheduler:
         if state.status.is_final:
             parent.retry_cancel_at = None
             state.done_at = self.clock.now()
-            risk = self.smart.order_router.risk
+            pid = state.order.id
+            smart, store = self.smart, self.store
+            assert smart is not None and store is not None  # attached
+            risk = smart.order_router.risk
             if risk is not None:
-                risk.end_parent(state.order.id)
-            # Into history before out of the active set: a reader on another thread
-            # finds the parent in one or the other, never in neither.
-            self._finished.put(state.order.id, state)
-            del self._active[state.order.id]
+                risk.end_parent(pid)
+            store.finish_parent(pid)
+            del self._runs[pid]
             for cid in state.children:
                 self._child_parent.pop(cid, None)
             self._signal_first(parent)
@@ -430,14 +533,19 @@ class Scheduler:
         return parent.algo.next_wake()
 
     def _next_deadline(self) -> float | None:
-        wakes = [w for p in self._active.values() if (w := self._wake_time(p)) is not None]
+        wakes = [w for p in self._runs.values() if (w := self._wake_time(p)) is not None]
         return min(wakes) if wakes else None
 
-    # -- the sync driver -----------------------------------------------------------------
-    def _wake(self) -> None:
+    # -- the drivers -----------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look at the inbox and the clock again now. News wakes the driver by itself; call
+        this after moving a clock by hand that the driver does not wait on (a
+        `VirtualClock` advanced outside its own event loop), so parents due by then run."""
         if self._thread is not None:
             self._wakeup.set()
         set_event(self._loop, self._async_wakeup)
+
+    _wake = wake  # tests/test_desk.py calls the old name
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -447,34 +555,26 @@ class Scheduler:
         self._thread.start()
 
     def _run_thread(self) -> None:
-        with self.clock.participate():
-            while not self._stopping:
-                self._drive_sync(self._work())
-                self._wakeup.clear()
-                if self._inbox:
-                    continue
-                self.clock.wait_event(self._wakeup, self._next_deadline())
+        smart = self._attached()
+        clock, wakeup, inbox = self.clock, self._wakeup, self._inbox
 
-    def _drive_sync(self, work: Generator[tuple[str, Any], Any, None]) -> None:
-        reply: Any = None
-        while True:
-            try:
-                op, arg = work.send(reply)
-            except StopIteration:
-                return
-            if op == "turn":
-                reply = None
-                continue
-            try:
-                if op == "place":
-                    reply = self.smart.place(arg.order, arg.venue, split=arg.split)
-                else:
-                    reply = self.smart.cancel(arg)
-            except Exception:  # routers answer with results; this is a bug below
-                log.exception("scheduler %s failed", op)
-                reply = [] if op == "place" else None
+        def perform(request: Request) -> Any:
+            op = request.op
+            if op == "place":
+                action = request.arg
+                return smart.place(action.order, action.venue, split=action.split)
+            if op == "cancel":
+                return smart.cancel(request.arg)
+            if op == "wait":
+                # Cleared before the inbox is looked at: news posted after the look sets it.
+                wakeup.clear()
+                if not inbox:
+                    clock.wait_event(wakeup, request.arg)
+            return None  # "turn": this thread holds no loop
 
-    # -- the async driver ----------------------------------------------------------------
+        with clock.participate():
+            drive(self._run(), perform, answers=(Exception,))
+
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is not None and not self._task.done() and self._loop is loop:
@@ -484,41 +584,38 @@ class Scheduler:
         self._task = loop.create_task(self._run_async(), name="execdesk-scheduler")
 
     async def _run_async(self) -> None:
-        while not self._stopping:
-            await self._drive_async(self._work())
-            self._async_wakeup = anyio.Event()
-            if self._inbox:
-                continue
-            deadline = self._next_deadline()
-            delay = math.inf if deadline is None else max(deadline - self.clock.now(), 0.0)
-            with anyio.move_on_after(delay):
-                await self._async_wakeup.wait()
-
-    async def _drive_async(self, work: Generator[tuple[str, Any], Any, None]) -> None:
-        reply: Any = None
+        smart = self._attached()
+        clock, inbox = self.clock, self._inbox
         held_since = time.perf_counter()  # real time: how long the loop has been ours
-        while True:
-            try:
-                op, arg = work.send(reply)
-            except StopIteration:
-                return
+
+        async def perform(request: Request) -> Any:
+            nonlocal held_since
+            op = request.op
+            if op == "place":
+                action = request.arg
+                return await smart.place_async(action.order, action.venue, split=action.split)
+            if op == "cancel":
+                return await smart.cancel_async(request.arg)
             if op == "turn":
                 # A decision is done: if this step has held the loop a while, let it run
                 # what waits (an operator's key, the screen) before the next. Several
                 # parents due at once, each reading thousands of trades, held it 50-140 ms.
-                reply = None
                 if time.perf_counter() - held_since >= TURN_AFTER_S:
                     await anyio.lowlevel.checkpoint()
                     held_since = time.perf_counter()
-                continue
-            try:
-                if op == "place":
-                    reply = await self.smart.place_async(arg.order, arg.venue, split=arg.split)
-                else:
-                    reply = await self.smart.cancel_async(arg)
-            except Exception:
-                log.exception("scheduler %s failed", op)
-                reply = [] if op == "place" else None
+                return None
+            if op == "wait":
+                # A new event before the inbox is looked at: news posted after the look sets it.
+                wakeup = self._async_wakeup = anyio.Event()
+                if not inbox:
+                    deadline = request.arg
+                    delay = math.inf if deadline is None else max(deadline - clock.now(), 0.0)
+                    with anyio.move_on_after(delay):
+                        await wakeup.wait()
+                    held_since = time.perf_counter()
+            return None
+
+        await drive_async(self._run(), perform, answers=(Exception,))
 
     async def aclose(self) -> None:
         task = self._task
@@ -532,4 +629,4 @@ class Scheduler:
 
     def close(self) -> None:
         self._stopping = True
-        self._wake()
+        self.wake()

@@ -235,7 +235,8 @@ class Children(dict[str, OrderResult]):
 
 @dataclass(slots=True)
 class ParentState:
-    """A parent order's progress, kept by the scheduler, read by the optimizer and the desk.
+    """A parent order's progress: held by the order store, changed by the scheduler's
+    driver alone, read by the optimizer and the desk.
 
     Every figure read at a decision (filled, working, remaining, average price) is a
     running total kept by `children` (see `Children`), never a sum over the children.
