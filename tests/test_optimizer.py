@@ -234,7 +234,7 @@ async def test_finished_orders_are_remembered_up_to_a_bound(virtual_clock: Virtu
         with pytest.raises(UnknownOrderError, match="unknown or expired from memory"):
             await optimizer.get_order_status_async(oid)
     assert venue.counters.submitted == 30
-    assert len(optimizer._accepted) <= 5 and optimizer.router.store.record_count() <= 5
+    assert len(optimizer.store.taken_ids()) == 5 and optimizer.store.record_count() <= 5
 
 
 @pytest.mark.anyio
