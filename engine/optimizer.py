@@ -1,11 +1,13 @@
-"""Optimizers: the worker pool and the status store in front of the routers.
+"""Optimizers: the worker pool in front of the routers.
 
 `ExecutionOptimizer` (sync) and `AsyncExecutionOptimizer` share
 `_OptimizerCore`: what happens to an order (plain orders to the smart
-router or the order router, parents to the scheduler), the status store
-(one answer for a plain order, a split order and a parent), waiting for a
-final state and the bound on remembered orders. They differ only in who
-does the work: one daemon thread, or N worker tasks.
+router or the order router, parents to the scheduler), its status (one
+answer for a plain order, a split order and a parent) and waiting for a
+final state. They differ only in who does the work: one daemon thread, or N
+worker tasks. Every order's state (queued, held by a worker, split, answered
+early, routed) lives in the router's `OrderStore`, not here; so does the
+bound on remembered orders.
 
 Rules:
 
@@ -20,8 +22,8 @@ Rules:
   its venues and come back. Abandoning it mid-call could leave a piece
   working or filled at a venue while this optimizer says CANCELED.
 * What an optimizer answers it also publishes: an order canceled before any
-  router saw it is CANCELED in the status store and an `OrderCanceled` on
-  the router's event stream (`on_event`), never a REJECTED denial.
+  router saw it is CANCELED in the store and an `OrderCanceled` on the
+  store's event stream (`on_event`), never a REJECTED denial.
 """
 
 from __future__ import annotations
