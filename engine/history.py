@@ -135,6 +135,13 @@ class History(Generic[V]):
         value = pickle.loads(raw)
         return value if self._unpack is None else self._unpack(value)
 
+    def kept(self, key: str) -> bytes | tuple[bytes, ...] | None:
+        """The pickled form kept for `key` (its pieces, when long): what it costs to keep.
+        None when it is kept as an object (among the newest `live`, or not picklable) or
+        is unknown."""
+        raw = self._data.get(key)
+        return None if raw is None or isinstance(raw, _Live) else raw
+
     def __contains__(self, key: object) -> bool:
         return key in self._recent or key in self._data
 
