@@ -98,6 +98,7 @@ class OrderRecord:
 
 
 def _pack_record(record: OrderRecord) -> tuple[Any, ...]:
+    # The result last: `OrderStore.result` builds it alone from history.
     return compact_order(record.order), record.venue, compact_result(record.result)
 
 
@@ -278,8 +279,20 @@ class OrderStore:
             return record
 
     def result(self, cid: str) -> OrderResult | None:
-        record = self.record(cid)
-        return record.result if record is not None else None
+        """The latest result of a client order id. From history only the result is built
+        back, not the order (half the cost of a status read of a finished order)."""
+        with self.lock:
+            record = self._working.get(cid) or self._finished.get(cid)
+            if record is not None:
+                return record.result
+            history = self._history
+            if cid not in history:
+                return None
+            packed = history.packed(cid)
+            if packed is not None:
+                return result_from_compact(packed[2])
+            record = history.get(cid)  # kept as an object: it could not be pickled
+            return record.result if record is not None else None
 
     def live_record(self, cid: str) -> OrderRecord | None:
         """The record as an object the caller may change (under the lock), None when it
@@ -492,9 +505,9 @@ class OrderStore:
             if order_id in self._splits:
                 split, done, pieces = self.split_view(order_id)  # type: ignore[misc]
                 return Found(SPLIT, split=split, result=done, pieces=pieces)
-            record = self.record(order_id)
-            if record is not None:
-                return Found(RECORD, result=record.result)
+            result = self.result(order_id)
+            if result is not None:
+                return Found(RECORD, result=result)
             early = self._early.get(order_id)
             if early is not None:
                 return Found(EARLY, result=early)

@@ -289,3 +289,17 @@ async def test_the_working_list_does_not_rebuild_finished_orders(small_live_wind
     assert router.get_order_status("w0").status is OrderStatus.FILLED
     assert router.get_order_status("w0") is not router.get_order_status("w0")
     await engine.stop()
+
+
+def test_packed_gives_a_pickled_records_packed_form_without_building_it_back() -> None:
+    history: History[Order] = History(limit=5, live=1, pack=compact_order, unpack=order_from_compact)
+    first, second = market("p-1"), market("p-2")
+    history.put("p-1", first)
+    assert history.packed("p-1") is None  # the newest is kept as it is
+    history.put("p-2", second)
+    assert history.packed("p-1") == compact_order(first) and history.packed("p-2") is None
+    assert history.packed("nobody") is None
+    long_history: History[object] = History(limit=5)
+    long_record = {"fills": [(f"fill-{i}", 50_000.0 + i, 0.01 * i) for i in range(60)]}
+    long_history.put("long", long_record)
+    assert isinstance(long_history.kept("long"), tuple) and long_history.packed("long") == long_record

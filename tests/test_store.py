@@ -303,3 +303,23 @@ def test_a_subscriber_that_raises_is_logged_and_the_others_still_run(caplog: pyt
     store.unsubscribe(broken)
     store.publish("four")
     assert after[-1] == "four" and len(caplog.records) == 3
+
+
+def test_a_result_read_from_history_equals_the_one_kept_whatever_form_it_is_kept_in() -> None:
+    store = OrderStore(remember=5, live=1)
+    odd = result("odd", S.FILLED, 1.0)
+    odd.detail["raw"] = threading.Lock()  # cannot be pickled: history keeps it as it is
+    with store.lock:
+        store.add_record("odd", OrderRecord(order("odd"), "v", odd))
+    kept = {}
+    for i in range(3):
+        kept[f"f{i}"] = result(f"f{i}", S.FILLED, 1.0)
+        kept[f"f{i}"].fills = [fill(i, traded=True)]
+        with store.lock:
+            store.add_record(f"f{i}", OrderRecord(order(f"f{i}"), "v", kept[f"f{i}"]))
+    assert store.archived("f0") and store.archived("odd")
+    for oid, first in kept.items():
+        again = store.result(oid)
+        assert again == first and again == store.record(oid).result
+    assert store.result("f0") is not kept["f0"] and store.result("f2") is kept["f2"]  # the newest is live
+    assert store.result("odd") is odd and store.result("nobody") is None
