@@ -382,6 +382,8 @@ class OrderStore:
 
     def split(self, order_id: str) -> tuple[Order, tuple[str, ...]] | None:
         """A split order and its pieces' ids (builds the order back: for a resubmission)."""
+        if order_id not in self._splits:
+            return None  # most orders: no lock taken to say so
         with self.lock:
             split = self._splits.get(order_id)
             if split is None:
