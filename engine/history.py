@@ -135,6 +135,23 @@ class History(Generic[V]):
         value = pickle.loads(raw)
         return value if self._unpack is None else self._unpack(value)
 
+    def packed(self, key: str) -> Any:
+        """A pickled record's packed form (what `pack` made), not built back: for a reader
+        that needs only part of it. None when it is kept as an object or is unknown."""
+        raw = self._data.get(key)
+        if raw is None or isinstance(raw, _Live):
+            return None
+        if type(raw) is tuple:
+            raw = b"".join(raw)
+        return pickle.loads(raw)
+
+    def kept(self, key: str) -> bytes | tuple[bytes, ...] | None:
+        """The pickled form kept for `key` (its pieces, when long): what it costs to keep.
+        None when it is kept as an object (among the newest `live`, or not picklable) or
+        is unknown."""
+        raw = self._data.get(key)
+        return None if raw is None or isinstance(raw, _Live) else raw
+
     def __contains__(self, key: object) -> bool:
         return key in self._recent or key in self._data
 

@@ -1,11 +1,13 @@
-"""Optimizers: the worker pool and the status store in front of the routers.
+"""Optimizers: the worker pool in front of the routers.
 
 `ExecutionOptimizer` (sync) and `AsyncExecutionOptimizer` share
 `_OptimizerCore`: what happens to an order (plain orders to the smart
-router or the order router, parents to the scheduler), the status store
-(one answer for a plain order, a split order and a parent), waiting for a
-final state and the bound on remembered orders. They differ only in who
-does the work: one daemon thread, or N worker tasks.
+router or the order router, parents to the scheduler), its status (one
+answer for a plain order, a split order and a parent) and waiting for a
+final state. They differ only in who does the work: one daemon thread, or N
+worker tasks. Every order's state (queued, held by a worker, split, answered
+early, routed) lives in the router's `OrderStore`, not here; so does the
+bound on remembered orders.
 
 Rules:
 
@@ -20,8 +22,8 @@ Rules:
   its venues and come back. Abandoning it mid-call could leave a piece
   working or filled at a venue while this optimizer says CANCELED.
 * What an optimizer answers it also publishes: an order canceled before any
-  router saw it is CANCELED in the status store and an `OrderCanceled` on
-  the router's event stream (`on_event`), never a REJECTED denial.
+  router saw it is CANCELED in the store and an `OrderCanceled` on the
+  store's event stream (`on_event`), never a REJECTED denial.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,13 +43,13 @@ from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
 from .events import OrderCanceled
-from .history import History
 from .loops import set_event
-from .models import Order, OrderResult, OrderSide, OrderStatus, compact_result, result_from_compact
+from .models import Order, OrderResult, OrderSide, OrderStatus
 from .profiler import LatencyProfiler
 from .risk import RiskLimits
 from .routing.router import AsyncOrderRouter, OrderRouter
 from .routing.smart import SmartOrderRouter
+from .store import PARENT, QUEUED, SPLIT, OrderStore, Split
 
 log = logging.getLogger("execdesk.optimizer")
 
@@ -70,7 +72,7 @@ class _OptimizerCore:
         order_router: OrderRouter | AsyncOrderRouter | SmartOrderRouter,
         latency_profiler: LatencyProfiler | None = None,
         *,
-        remember_orders: int = 100_000,
+        remember_orders: int | None = None,
         bus: EventBus | None = None,
         risk: RiskLimits | None = None,
     ) -> None:
@@ -87,6 +89,14 @@ class _OptimizerCore:
                 f"order_router must be an OrderRouter, AsyncOrderRouter or SmartOrderRouter, "
                 f"got {type(order_router).__name__}"
             )
+        # Every order's state is in the router's store; this optimizer keeps none.
+        self.store: OrderStore = self.router.store
+        if remember_orders is not None and remember_orders != self.store.remember:
+            raise ConfigurationError(
+                f"remember_orders={remember_orders!r} differs from the order store's bound "
+                f"({self.store.remember}): the store remembers for everyone; build the router "
+                f"with remember_orders={remember_orders!r}"
+            )
         if risk is not None:
             # The limits live in the order router, which every order and child passes.
             self.router.use_risk(risk)
@@ -94,62 +104,42 @@ class _OptimizerCore:
         self.clock: Clock = self.router.clock
         self.scheduler = self.smart.scheduler
         self.bus = bus
-        self._remember = remember_orders
-        self._queued: dict[str, Order] = {}
         # The hand-off: (order, venue or None), oldest first. An order canceled while it
-        # waits stays here until a worker passes it; `_queued` says it is gone.
+        # waits stays here until a worker passes it; the store says it is gone.
         self._work: deque[tuple[Order, str | None]] = deque()
-        # Queued orders a worker has taken and is routing now: too late to cancel as queued.
-        self._in_hand: set[str] = set()
-        # Split orders' pieces and, for each, what its aggregate needs of the order
-        # (quantity, symbol, side, price). Plain tuples of strings and numbers: thousands
-        # are remembered, and the cycle collector leaves such tuples alone.
-        self._split: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._split_terms: dict[str, tuple[float, str, str, float | None]] = {}
-        self._child_of: dict[str, str] = {}
-        self._accepted: OrderedDict[str, None] = OrderedDict()  # every order id this optimizer took
         self._waiters: dict[str, list[Any]] = {}
-        # Orders refused or canceled before any router tracked them.
-        self._refused: OrderedDict[str, OrderResult] = OrderedDict()
-        # Split orders' final results, taken when their last piece finished: the router
-        # forgets pieces before this optimizer forgets the order (each order is two or
-        # more router entries), and an aggregate built from what it still remembered
-        # went back to PARTIALLY_FILLED and "working".
-        self._split_done: History[OrderResult] = History(
-            remember_orders, pack=compact_result, unpack=result_from_compact
-        )
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
     # -- status ---------------------------------------------------------------------
-    def _accept(self, order: Order) -> OrderResult | None:
-        """Refuse an id already in use; else remember the order as queued."""
-        if order.id in self._queued or order.id in self._accepted:
-            return OrderResult(order.id, None, OrderStatus.REJECTED, order.quantity,
-                               reason=f"order id {order.id!r} is already in use", symbol=order.symbol,
-                               side=order.side, price=order.price, timestamp=self.clock.now())
-        self._queued[order.id] = order
-        return None
+    def _accept(self, order: Order) -> None:
+        """Queue the order in the store; an id already in use is refused."""
+        refused = self.store.take(order)
+        if refused is not None:
+            raise ConfigurationError(refused)
 
     def _status(self, order_id: str) -> OrderResult:
-        order = self._queued.get(order_id)
-        if order is not None:
+        found = self.store.lookup(order_id)
+        if found is None:
+            # Parents the scheduler keeps itself (until it keeps them in the store).
+            state = self.scheduler.parent(order_id)
+            if state is not None:
+                return self._parent_result(state)
+            raise UnknownOrderError(f"order {order_id!r} is unknown or expired from memory")
+        kind = found.kind
+        if kind == QUEUED:
+            order = found.order
+            assert order is not None
             return OrderResult(order_id, None, OrderStatus.PENDING_NEW, order.quantity,
                                symbol=order.symbol, side=order.side, price=order.price,
                                reason="queued for routing", timestamp=self.clock.now())
-        parent = self.scheduler.parent(order_id)
-        if parent is not None:
-            return self._parent_result(parent)
-        pieces = self._split.get(order_id)
-        if pieces is not None:
-            return self._split_done.get(order_id) or self._aggregate(order_id, pieces)
-        result = self.router.store.record(order_id)
-        if result is not None:
-            return result.result
-        refused = self._refused.get(order_id)
-        if refused is not None:
-            return refused
-        raise UnknownOrderError(f"order {order_id!r} is unknown or expired from memory")
+        if kind == PARENT:
+            return self._parent_result(found.parent)
+        if kind == SPLIT:
+            assert found.split is not None
+            return found.result or self._aggregate(order_id, found.split, found.pieces or [])
+        assert found.result is not None  # RECORD, EARLY
+        return found.result
 
     def _parent_result(self, state: ParentState) -> OrderResult:
         # detail: the parent's TCA (ParentState.tca: arrival, slippage, shortfall,
@@ -160,14 +150,10 @@ class _OptimizerCore:
         result.detail["algorithm"] = self.scheduler.describe(state.order.id)
         return result
 
-    def _aggregate(self, order_id: str, pieces: tuple[str, ...]) -> OrderResult:
-        quantity, symbol, side_name, price = self._split_terms[order_id]
-        side = OrderSide(side_name)
-        children = []
-        for cid in pieces:
-            tracked = self.router.store.record(cid)
-            if tracked is not None:
-                children.append(tracked.result)
+    def _aggregate(self, order_id: str, split: Split, pieces: list[OrderResult | None]) -> OrderResult:
+        """A split order's result from its pieces' (None: a piece not recorded yet)."""
+        children = [c for c in pieces if c is not None]
+        symbol = split.symbol
         inst = self.smart.instrument(symbol)
         if inst is not None:
             filled = inst.lots_to_quantity(sum(inst.quantity_to_lots(c.filled_quantity) or 0 for c in children))
@@ -176,10 +162,10 @@ class _OptimizerCore:
         fills = [f for c in children for f in c.fills]
         qty = sum(f.quantity for f in fills)
         statuses = {c.status for c in children}
-        if len(children) < len(pieces) or any(not s.is_final for s in statuses):
+        if len(children) < len(split.pieces) or any(not s.is_final for s in statuses):
             status = OrderStatus.PARTIALLY_FILLED if filled else (
                 OrderStatus.NEW if any(s.is_working for s in statuses) else OrderStatus.PENDING_NEW)
-        elif filled >= quantity:
+        elif filled >= split.quantity:
             status = OrderStatus.FILLED
         elif statuses == {OrderStatus.REJECTED}:
             status = OrderStatus.REJECTED
@@ -190,94 +176,91 @@ class _OptimizerCore:
         reasons = [c.reason for c in children if c.reason]
         return OrderResult(
             order_id, ",".join(sorted({c.exchange_id for c in children if c.exchange_id})) or None,
-            status, quantity, filled,
+            status, split.quantity, filled,
             sum(f.price * f.quantity for f in fills) / qty if qty else None,
-            fills, "; ".join(reasons) or None, symbol, side, price,
+            fills, "; ".join(reasons) or None, symbol, OrderSide(split.side), split.price,
             max((c.timestamp for c in children), default=self.clock.now()), children=children,
         )
 
     def _outcome(self, order: Order, results: list[OrderResult]) -> None:
-        """Remember how an order was carried out (called by the worker that routed it)."""
-        self._queued.pop(order.id, None)
-        self._accepted[order.id] = None
-        if not order.type.is_algorithm and (len(results) != 1 or results[0].order_id != order.id):
-            pieces = tuple(r.order_id for r in results)
-            # Terms first: a status read on another thread finds both or neither.
-            self._split_terms[order.id] = (order.quantity, order.symbol, order.side.value, order.price)
-            self._split[order.id] = pieces
-            for cid in pieces:
-                self._child_of[cid] = order.id
-            self._keep_if_done(order.id)  # every piece may have finished while it was routed
-        if len(results) == 1 and results[0].order_id == order.id and results[0].status is OrderStatus.REJECTED:
-            if self.router.store.record(order.id) is None:
-                self._refused_store(order.id, results[0])
-        self._forget_oldest()
-        self._wake(order.id)
-
-    def _forget_oldest(self) -> None:
-        while len(self._accepted) > self._remember:
-            old, _ = self._accepted.popitem(last=False)
-            for cid in self._split.pop(old, ()):
-                self._child_of.pop(cid, None)
-            self._split_terms.pop(old, None)
-            self._refused.pop(old, None)
-
-    def _cancel_queued(self, order_id: str) -> OrderResult:
-        """Cancel an order still waiting for a worker: it will never be routed."""
-        return self._cancel_unrouted(self._queued.pop(order_id), "canceled before it was routed")
+        """Record how an order was carried out (called by the worker that routed it)."""
+        store = self.store
+        oid = order.id
+        single = results[0] if len(results) == 1 else None
+        early = None
+        split = store.is_split(oid)  # the smart router records a split before its pieces go out
+        if not order.type.is_algorithm and not split and (single is None or single.order_id != oid):
+            if single is not None and not store.has_record(single.order_id):
+                early = single  # answered under its client order id before any venue
+            else:
+                # Answered under other ids (a client order id of its own, or pieces): one
+                # record of how it went out, before it leaves the queue.
+                store.add_split(order, [r.order_id for r in results])
+                split = True
+        elif (single is not None and single.order_id == oid and single.status is OrderStatus.REJECTED
+              and not store.has_record(oid)):
+            early = single
+        store.routed(oid, early)
+        if split:
+            self._keep_if_done(oid)  # every piece may have finished while it was routed
+        self._wake(oid)
 
     def _cancel_unrouted(self, order: Order, reason: str) -> OrderResult:
-        """An order that never reached a router ends CANCELED: in the status store, for
-        waiters, and as one `OrderCanceled` on the router's event stream."""
+        """An order that never reached a router ends CANCELED: in the store, for waiters,
+        and as one `OrderCanceled` on the store's event stream."""
         now = self.clock.now()
         cid = order.client_order_id or order.id
         result = OrderResult(cid, None, OrderStatus.CANCELED, order.quantity, reason=reason,
                              symbol=order.symbol, side=order.side, price=order.price, timestamp=now)
-        self._refused_store(order.id, result)
-        self._accepted[order.id] = None
-        self._forget_oldest()
-        self.router.store.publish(
+        self.store.routed(order.id, result)
+        self.store.publish(
             OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
         self._wake(order.id)
         return result
 
+    def _cancel_queued(self, order_id: str) -> OrderResult | None:
+        """Cancel an order still waiting for a worker (it will never be routed); None when
+        it is not waiting (a worker holds it, or it is not queued at all)."""
+        order = self.store.unqueue(order_id)
+        if order is None:
+            return None
+        return self._cancel_unrouted(order, "canceled before it was routed")
+
     def _cancel_leftovers(self) -> None:
-        """After the workers stopped: what is still queued never went out (CANCELED), and
-        working parents are asked to cancel."""
-        for order_id in list(self._queued):
-            order = self._queued.pop(order_id, None)
-            if order is not None:
+        """After the workers stopped: what this optimizer still has queued never went out
+        (CANCELED), and working parents are asked to cancel."""
+        store = self.store
+        work = self._work
+        while work:
+            order, _ = work.popleft()
+            if store.unqueue(order.id) is not None:
                 self._cancel_unrouted(order, STOPPED_REASON)
-        self._work.clear()
         for pid in self.scheduler.active:
             self.scheduler.cancel(pid, STOPPED_REASON)
-
-    def _refused_store(self, order_id: str, result: OrderResult) -> None:
-        self._refused[order_id] = result
 
     def _on_router_update(self, result: OrderResult) -> None:
         oid = result.order_id
         if oid in self._waiters:
             self._wake(oid)
-        parent = self._child_of.get(oid)
-        if parent is not None:
+        split = self.store.split_of(oid)
+        if split is not None:
             if result.status.is_final:
-                self._keep_if_done(parent)
-            if parent in self._waiters:
-                self._wake(parent)
+                self._keep_if_done(split)
+            if split in self._waiters:
+                self._wake(split)
 
     def _keep_if_done(self, order_id: str) -> None:
         """Keep a split order's final result once all its pieces are final (again after
         a late report changed a piece)."""
-        pieces = self._split.get(order_id)
-        if pieces is None:
+        view = self.store.split_view(order_id)
+        if view is None:
             return
-        try:
-            result = self._aggregate(order_id, pieces)
-        except KeyError:  # forgotten meanwhile, on another thread
-            return
+        split, _, pieces = view
+        if pieces is None:  # kept already: read its pieces afresh
+            pieces = [self.store.result(cid) for cid in split.pieces]
+        result = self._aggregate(order_id, split, pieces)
         if result.status.is_final:
-            self._split_done.put(order_id, result)
+            self.store.keep_split_result(order_id, result)
 
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:
@@ -291,17 +274,15 @@ class _OptimizerCore:
         event.set()
 
     def _is_final(self, order_id: str) -> bool:
-        if order_id in self._split_done:
+        """Known from what the store (or the scheduler) holds, nothing built back."""
+        final = self.store.is_final(order_id)
+        if final is not None:
+            return final
+        # Parents the scheduler keeps itself (until it keeps them in the store).
+        if self.scheduler.is_finished(order_id):
             return True
-        if self.scheduler.is_finished(order_id) or self.router.store.archived(order_id):
-            return True  # in history: finished, known without building it back
-        pieces = self._split.get(order_id)
-        if pieces is not None and all(self.router.store.archived(cid) for cid in pieces):
-            return True
-        try:
-            return self._status(order_id).status.is_final
-        except UnknownOrderError:
-            return True
+        state = self.scheduler.parent(order_id)
+        return state is None or state.status.is_final
 
     def _route_plan(self, order: Order) -> str:
         """How this optimizer carries out an order: 'parent', 'smart' or 'direct'."""
@@ -312,7 +293,8 @@ class _OptimizerCore:
     @property
     def working(self) -> list[str]:
         """Ids of orders this optimizer took that are not final yet."""
-        return [oid for oid in list(self._queued) + list(self._accepted) if not self._is_final(oid)]
+        store = self.store
+        return [oid for oid in store.queued_ids() + store.taken_ids() if not self._is_final(oid)]
 
 
 class ExecutionOptimizer(_OptimizerCore):
@@ -347,9 +329,7 @@ class ExecutionOptimizer(_OptimizerCore):
     def submit_order(self, order: Order, exchange_id: str | None = None) -> str:
         with self._lock:
             self._check_open()
-            refused = self._accept(order)
-            if refused is not None:
-                raise ConfigurationError(refused.reason)
+            self._accept(order)
             self._work.append((order, exchange_id))
             self._ensure_thread()
         self._ready.set()
@@ -361,10 +341,11 @@ class ExecutionOptimizer(_OptimizerCore):
         with self._lock:
             self._check_open()
             work = self._work
+            take = self.store.take
             for order in orders:
-                refused = self._accept(order)
+                refused = take(order)
                 if refused is not None:
-                    log.warning("order %s refused: %s", order.id, refused.reason)
+                    log.warning("order %s refused: %s", order.id, refused)
                     continue
                 work.append((order, None))
                 ids.append(order.id)
@@ -389,19 +370,15 @@ class ExecutionOptimizer(_OptimizerCore):
 
     def _run(self, exited: ClockEvent) -> None:
         work = self._work
+        claim = self.store.claim
         try:
             with self.clock.participate():
                 while True:
                     while work and self._taking_work:
                         order, exchange_id = work.popleft()
-                        with self._lock:
-                            if order.id not in self._queued:
-                                continue  # canceled while it waited in the queue
-                            self._in_hand.add(order.id)
-                        try:
-                            self._process(order, exchange_id)
-                        finally:
-                            self._in_hand.discard(order.id)
+                        if claim(order.id) is None:
+                            continue  # canceled while it waited in the queue
+                        self._process(order, exchange_id)
                     if self._closed and (not work or not self._taking_work):
                         return
                     self._ready.clear()
@@ -475,13 +452,14 @@ class ExecutionOptimizer(_OptimizerCore):
         return self._status(order_id)
 
     def cancel_order(self, order_id: str) -> OrderResult:
-        with self._lock:
-            if order_id in self._queued and order_id not in self._in_hand:
-                return self._cancel_queued(order_id)
+        canceled = self._cancel_queued(order_id)
+        if canceled is not None:
+            return canceled
         if self.scheduler.cancel(order_id):
             return self._status(order_id)
-        if order_id in self._split:
-            for cid in self._split[order_id]:
+        pieces = self.store.split_pieces(order_id)
+        if pieces is not None:
+            for cid in pieces:
                 self.smart.cancel(cid)
             return self._status(order_id)
         return self.smart.cancel(order_id)
@@ -547,6 +525,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
     async def _worker(self) -> None:
         work = self._work
         bus = self.bus
+        claim = self.store.claim
         taken = 0
         while self._taking_work:
             if not work:
@@ -562,15 +541,13 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             order, exchange_id = work.popleft()
             if self._held_back:
                 self._room.set()
-            if order.id not in self._queued:
+            if claim(order.id) is None:
                 continue  # canceled while it waited in the queue
             self._busy += 1
-            self._in_hand.add(order.id)
             try:
                 await self._process(order, exchange_id)
             finally:
                 self._busy -= 1
-                self._in_hand.discard(order.id)
                 if not self._busy and not self._taking_work:
                     self._hands_free.set()
             taken += 1
@@ -637,9 +614,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         """
         if not self.running:
             raise OptimizerStoppedError(self._not_running())
-        refused = self._accept(order)
-        if refused is not None:
-            raise ConfigurationError(refused.reason)
+        self._accept(order)
         work = self._work
         if len(work) >= self.max_queue:
             await self._wait_for_room(order)
@@ -656,11 +631,11 @@ class AsyncExecutionOptimizer(_OptimizerCore):
             raise OptimizerStoppedError(self._not_running())
         ids = []
         work = self._work
-        accept = self._accept
+        take = self.store.take
         for order in orders:
-            refused = accept(order)
+            refused = take(order)
             if refused is not None:
-                log.warning("order %s refused: %s", order.id, refused.reason)
+                log.warning("order %s refused: %s", order.id, refused)
                 continue
             if len(work) >= self.max_queue:
                 await self._wait_for_room(order)
@@ -690,7 +665,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                     continue
                 await room.wait()
         except BaseException:
-            self._queued.pop(order.id, None)
+            self.store.unqueue(order.id)
             raise
         finally:
             self._held_back -= 1
@@ -727,12 +702,14 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         return self._status(order_id)
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
-        if order_id in self._queued and order_id not in self._in_hand:
-            return self._cancel_queued(order_id)
+        canceled = self._cancel_queued(order_id)
+        if canceled is not None:
+            return canceled
         if self.scheduler.cancel(order_id):
             return self._status(order_id)
-        if order_id in self._split:
-            for cid in self._split[order_id]:
+        pieces = self.store.split_pieces(order_id)
+        if pieces is not None:
+            for cid in pieces:
                 await self.smart.cancel_async(cid)
             return self._status(order_id)
         return await self.smart.cancel_async(order_id)

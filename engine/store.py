@@ -13,12 +13,19 @@ What it holds, by who writes it:
   per order walks the working ones (an order's cost never depends on how many
   rest). The newest `live` finished records stay as objects; older ones move
   to a compact `History` (pickled), which forgets its oldest past `remember`.
-* **Splits** (the smart router): an order sent as several pieces, with its
-  pieces' ids, so a resubmission is answered, not planned again.
-* **Queued orders and early answers** (the optimizers): orders waiting for a
-  worker, and the answer of an order that never reached a router (refused,
-  or canceled while queued).
+* **Splits** (the smart router, or an optimizer for an order answered under
+  another id): an order sent as several pieces, with its pieces' ids and the
+  terms its aggregate needs, so a resubmission is answered, not planned again,
+  and a status is one look-up; and its final result, kept when its last piece
+  finished (its pieces' records are forgotten before it is).
+* **Queued orders, taken ids and early answers** (the optimizers): orders
+  waiting for a worker (or held by one), every id an optimizer took, and the
+  answer of an order that never reached a router (refused, or canceled while
+  queued).
 * **Parents** (the scheduler): each parent order's `ParentState`.
+
+`lookup` answers "what is this id?" in one look-up, and `is_final` says whether
+an order is final from what is known without building anything back.
 
 Rules:
 
@@ -34,6 +41,9 @@ Rules:
 * The merge rule (`merge_result`) is the only way a record's result changes:
   a final state never changes; a fill counts once; filled quantity only grows;
   a report of an earlier stage is stale.
+* Memory is bounded by `remember`: finished records, splits, early answers and
+  taken ids each forget their oldest past it. Working records and queued
+  orders are never forgotten.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .history import History
 from .models import (
@@ -58,7 +68,7 @@ from .models import (
 
 log = logging.getLogger("execdesk.store")
 
-__all__ = ["OrderRecord", "OrderStore", "merge_result", "LIVE_FINISHED_ORDERS"]
+__all__ = ["Found", "OrderRecord", "OrderStore", "Split", "merge_result", "LIVE_FINISHED_ORDERS"]
 
 # Finished orders kept as live objects before they move to compact history.
 LIVE_FINISHED_ORDERS = 1_000
@@ -88,6 +98,7 @@ class OrderRecord:
 
 
 def _pack_record(record: OrderRecord) -> tuple[Any, ...]:
+    # The result last: `OrderStore.result` builds it alone from history.
     return compact_order(record.order), record.venue, compact_result(record.result)
 
 
@@ -96,12 +107,36 @@ def _unpack_record(values: tuple[Any, ...]) -> OrderRecord:
     return OrderRecord(order_from_compact(order), venue, result_from_compact(result))
 
 
-def _pack_split(split: tuple[Order, tuple[str, ...]]) -> tuple[Any, ...]:
-    return compact_order(split[0]), split[1]
+class Split(NamedTuple):
+    """A split order: its pieces' ids and what its aggregate needs of the order. Plain
+    strings and numbers: thousands are remembered, and the cycle collector leaves
+    tuples of them alone."""
+
+    pieces: tuple[str, ...]
+    quantity: float
+    symbol: str
+    side: str  # OrderSide's value
+    price: float | None
 
 
-def _unpack_split(values: tuple[Any, ...]) -> tuple[Order, tuple[str, ...]]:
-    return order_from_compact(values[0]), values[1]
+# What `OrderStore.lookup` finds under an order id.
+QUEUED = "queued"  # waiting for a worker, or held by one: `order`
+PARENT = "parent"  # a parent order: `parent`, its state
+SPLIT = "split"  # a split order: `split`, and `result` (kept final) or `pieces` (their results)
+RECORD = "record"  # an order a router recorded: `result`
+EARLY = "early"  # answered before any router recorded it: `result`
+
+
+class Found(NamedTuple):
+    """What the store holds under an order id; `kind` says which fields are set."""
+
+    kind: str
+    order: Order | None = None
+    parent: Any = None
+    split: Split | None = None
+    result: OrderResult | None = None
+    # A split without a kept result: each piece's result, None for one not recorded.
+    pieces: list[OrderResult | None] | None = None
 
 
 def fill_key(fill: Fill) -> tuple[Any, ...]:
@@ -177,13 +212,11 @@ class _Bounded(Generic[K]):
         self.items: OrderedDict[str, Any] = OrderedDict()
         self.limit = limit
 
-    def put(self, key: str, value: Any) -> list[str]:
+    def put(self, key: str, value: Any) -> None:
         items = self.items
         items[key] = value
-        dropped = []
         while len(items) > self.limit:
-            dropped.append(items.popitem(last=False)[0])
-        return dropped
+            items.popitem(last=False)
 
 
 class OrderStore:
@@ -206,19 +239,24 @@ class OrderStore:
         self._history: History[OrderRecord] = History(
             max(remember - self._live, 0), pack=_pack_record, unpack=_unpack_record
         )
-        # Splits (smart router): order id -> (order, piece ids); piece id -> order id.
-        self._splits: History[tuple[Order, tuple[str, ...]]] = History(
-            remember, pack=_pack_split, unpack=_unpack_split
-        )
+        # Splits: order id -> Split (oldest first; forgetting one forgets all of it);
+        # the orders themselves, compactly (read only when a split order is resubmitted);
+        # piece id -> order id; final results of split orders.
+        self._splits: OrderedDict[str, Split] = OrderedDict()
+        self._split_orders: History[Order] = History(remember, pack=compact_order, unpack=order_from_compact)
         self._piece_of: dict[str, str] = {}
         self._split_done: History[OrderResult] = History(
             remember, pack=compact_result, unpack=result_from_compact
         )
-        # Optimizers: orders waiting for a worker; every id taken; answers of orders no
-        # router recorded (refused before routing, canceled while queued).
+        # Optimizers: orders waiting for a worker, and those a worker holds; every id
+        # taken; answers of orders no router recorded (refused before routing, canceled
+        # while queued).
         self._queued: dict[str, Order] = {}
+        self._claimed: set[str] = set()
         self._taken = _Bounded[None](max(remember, 1))
-        self._early: dict[str, OrderResult] = {}
+        self._early: History[OrderResult] = History(
+            remember, live=self._live, pack=compact_result, unpack=result_from_compact
+        )
         # Parents (scheduler).
         self._parents: dict[str, Any] = {}
         self._parents_done: History[Any] = History(max(remember, 1), live=LIVE_FINISHED_PARENTS)
@@ -241,8 +279,20 @@ class OrderStore:
             return record
 
     def result(self, cid: str) -> OrderResult | None:
-        record = self.record(cid)
-        return record.result if record is not None else None
+        """The latest result of a client order id. From history only the result is built
+        back, not the order (half the cost of a status read of a finished order)."""
+        with self.lock:
+            record = self._working.get(cid) or self._finished.get(cid)
+            if record is not None:
+                return record.result
+            history = self._history
+            if cid not in history:
+                return None
+            packed = history.packed(cid)
+            if packed is not None:
+                return result_from_compact(packed[2])
+            record = history.get(cid)  # kept as an object: it could not be pickled
+            return record.result if record is not None else None
 
     def live_record(self, cid: str) -> OrderRecord | None:
         """The record as an object the caller may change (under the lock), None when it
@@ -312,21 +362,38 @@ class OrderStore:
         with self.lock:
             return iter([*self._working, *self._finished])
 
-    # -- splits (smart router) ----------------------------------------------------------
+    # -- splits (smart router, optimizers) -------------------------------------------------
     def add_split(self, order: Order, pieces: Sequence[str]) -> None:
-        """`order` goes out as these pieces (recorded before any piece is sent)."""
+        """`order` goes out as these pieces (recorded before any piece is sent, so a status
+        read finds the order queued or split, never neither)."""
+        split = Split(tuple(pieces), order.quantity, order.symbol, order.side.value, order.price)
         with self.lock:
-            self._splits.put(order.id, (order, tuple(pieces)))
-            for cid in pieces:
-                self._piece_of[cid] = order.id
+            oid = order.id
+            if oid in self._splits:
+                self._forget_split(oid)
+            splits = self._splits
+            splits[oid] = split
+            self._split_orders.put(oid, order)
+            piece_of = self._piece_of
+            for cid in split.pieces:
+                piece_of[cid] = oid
+            while len(splits) > self.remember:
+                self._forget_split(next(iter(splits)))
 
     def split(self, order_id: str) -> tuple[Order, tuple[str, ...]] | None:
+        """A split order and its pieces' ids (builds the order back: for a resubmission)."""
+        if order_id not in self._splits:
+            return None  # most orders: no lock taken to say so
         with self.lock:
-            return self._splits.get(order_id)
+            split = self._splits.get(order_id)
+            if split is None:
+                return None
+            order = self._split_orders.get(order_id)
+            return (order, split.pieces) if order is not None else None
 
     def split_pieces(self, order_id: str) -> tuple[str, ...] | None:
-        split = self.split(order_id)
-        return split[1] if split is not None else None
+        split = self._splits.get(order_id)
+        return split.pieces if split is not None else None
 
     def is_split(self, order_id: str) -> bool:
         return order_id in self._splits
@@ -335,11 +402,24 @@ class OrderStore:
         """The split order a piece belongs to."""
         return self._piece_of.get(cid)
 
+    def split_view(self, order_id: str) -> tuple[Split, OrderResult | None, list[OrderResult | None] | None] | None:
+        """A split order as its aggregate needs it, read at once: the split, its kept final
+        result, or (none kept) each piece's result (None for a piece not recorded)."""
+        with self.lock:
+            split = self._splits.get(order_id)
+            if split is None:
+                return None
+            done = self._split_done.get(order_id)
+            if done is not None:
+                return split, done, None
+            return split, None, [self.result(cid) for cid in split.pieces]
+
     def keep_split_result(self, order_id: str, result: OrderResult) -> None:
         """A split order's final answer, kept when its last piece finished (its pieces'
         records are forgotten before it is)."""
         with self.lock:
-            self._split_done.put(order_id, result)
+            if order_id in self._splits:
+                self._split_done.put(order_id, result)
 
     def split_result(self, order_id: str) -> OrderResult | None:
         with self.lock:
@@ -347,6 +427,16 @@ class OrderStore:
 
     def split_done(self, order_id: str) -> bool:
         return order_id in self._split_done
+
+    def _forget_split(self, order_id: str) -> None:
+        split = self._splits.pop(order_id, None)
+        if split is not None:
+            piece_of = self._piece_of
+            for cid in split.pieces:
+                if piece_of.get(cid) == order_id:
+                    del piece_of[cid]
+        self._split_orders.pop(order_id)
+        self._split_done.pop(order_id)
 
     # -- optimizers ------------------------------------------------------------------------
     def take(self, order: Order) -> str | None:
@@ -361,41 +451,93 @@ class OrderStore:
     def queued(self, order_id: str) -> Order | None:
         return self._queued.get(order_id)
 
-    def unqueue(self, order_id: str) -> Order | None:
-        """Take an order off the queue (a worker routes it, or it is canceled)."""
+    def claim(self, order_id: str) -> Order | None:
+        """A worker takes a queued order to route it: too late to cancel it as queued from
+        now on. None when it is no longer queued (canceled meanwhile) or already held."""
         with self.lock:
+            if order_id in self._claimed:
+                return None
+            order = self._queued.get(order_id)
+            if order is not None:
+                self._claimed.add(order_id)
+            return order
+
+    def unqueue(self, order_id: str) -> Order | None:
+        """Take a queued order no worker holds off the queue (it is canceled, or was never
+        handed over): its id is free again unless the caller then calls `routed`."""
+        with self.lock:
+            if order_id in self._claimed:
+                return None
             return self._queued.pop(order_id, None)
 
     def queued_ids(self) -> list[str]:
         with self.lock:
             return list(self._queued)
 
-    def routed(self, order_id: str) -> None:
-        """An order left the queue for good (routed, or answered without a router)."""
+    def routed(self, order_id: str, early: OrderResult | None = None) -> None:
+        """An order left the queue for good (routed, or answered without a router, with
+        that `early` answer); its id stays taken."""
         with self.lock:
+            if early is not None:
+                self._early.put(order_id, early)
             self._queued.pop(order_id, None)
-            for old in self._taken.put(order_id, None):
-                self._early.pop(old, None)
-                self._forget_split(old)
+            self._claimed.discard(order_id)
+            self._taken.put(order_id, None)
 
     def taken_ids(self) -> list[str]:
         with self.lock:
             return list(self._taken.items)
 
-    def put_early(self, order_id: str, result: OrderResult) -> None:
+    def early(self, order_id: str) -> OrderResult | None:
         """The answer of an order no router recorded (refused before routing, canceled
         while queued)."""
         with self.lock:
-            self._early[order_id] = result
+            return self._early.get(order_id)
 
-    def early(self, order_id: str) -> OrderResult | None:
-        return self._early.get(order_id)
+    # -- status: one look-up -----------------------------------------------------------------
+    def lookup(self, order_id: str) -> Found | None:
+        """What the store holds under an order id, first match of: queued, parent, split,
+        record, early answer. None when it is unknown (or forgotten)."""
+        with self.lock:
+            order = self._queued.get(order_id)
+            if order is not None:
+                return Found(QUEUED, order=order)
+            if self.has_parent(order_id):
+                return Found(PARENT, parent=self.parent(order_id))
+            if order_id in self._splits:
+                split, done, pieces = self.split_view(order_id)  # type: ignore[misc]
+                return Found(SPLIT, split=split, result=done, pieces=pieces)
+            result = self.result(order_id)
+            if result is not None:
+                return Found(RECORD, result=result)
+            early = self._early.get(order_id)
+            if early is not None:
+                return Found(EARLY, result=early)
+            return None
 
-    def _forget_split(self, order_id: str) -> None:
-        split = self._splits.pop(order_id)
-        if split is not None:
-            for cid in split[1]:
-                self._piece_of.pop(cid, None)
+    def is_final(self, order_id: str) -> bool | None:
+        """Whether the order `lookup` would find is final, known without building anything
+        back from history (records are kept apart by it; a parent's live state says it;
+        a split is final when all its pieces are). None when the id is unknown."""
+        with self.lock:
+            if order_id in self._queued:
+                return False
+            if self.parent_finished(order_id):
+                return True
+            if self.has_parent(order_id):
+                return bool(self.parent(order_id).status.is_final)
+            split = self._splits.get(order_id)
+            if split is not None:
+                if order_id in self._split_done:
+                    return True
+                return all(self._record_final(cid) for cid in split.pieces)
+            final = self._record_final(order_id)
+            if final or order_id in self._working:
+                return final
+            return True if order_id in self._early else None
+
+    def _record_final(self, cid: str) -> bool:
+        return cid not in self._working and (cid in self._finished or cid in self._history)
 
     # -- parents (scheduler) ---------------------------------------------------------------
     # A parent's state (a `ParentState`) is added once, when the scheduler accepts the

@@ -54,9 +54,10 @@ def test_the_newest_records_stay_as_they_are_older_ones_come_back_as_copies() ->
     history: History[OrderResult] = History(limit=3, live=1)
     a, b = OrderResult("a", "x", OrderStatus.FILLED, 1.0), OrderResult("b", "x", OrderStatus.FILLED, 2.0)
     history.put("a", a)
-    assert history.get("a") is a  # the newest: not pickled
+    assert history.get("a") is a and history.kept("a") is None  # the newest: not pickled
     history.put("b", b)
     assert history.get("b") is b and history.get("a") == a and history.get("a") is not a
+    assert isinstance(history.kept("a"), bytes) and history.kept("b") is None
     history.put("c", OrderResult("c", "x", OrderStatus.FILLED, 3.0))
     history.put("d", OrderResult("d", "x", OrderStatus.FILLED, 4.0))
     assert list(history) == ["b", "c", "d"] and len(history) == 3  # the limit counts both kinds
@@ -68,7 +69,7 @@ def test_a_record_that_cannot_be_pickled_is_kept_live_with_a_warning(caplog: pyt
     history: History[OrderResult] = History(limit=5)
     odd = OrderResult("odd", "x", OrderStatus.FILLED, 1.0, detail={"raw": threading.Lock()})
     history.put("odd", odd)
-    assert history.get("odd") is odd
+    assert history.get("odd") is odd and history.kept("odd") is None
     assert "history keeps 'odd' as a live object: it cannot be pickled (TypeError" in caplog.text
 
 
@@ -111,7 +112,7 @@ def test_a_packed_history_keeps_the_small_form_and_gives_back_the_record() -> No
     history: History[Order] = History(limit=5, pack=compact_order, unpack=order_from_compact)
     order = market("m-1")
     history.put("m-1", order)
-    kept = history._data["m-1"]
+    kept = history.kept("m-1")
     assert isinstance(kept, bytes) and len(kept) < len(pickle.dumps(order, pickle.HIGHEST_PROTOCOL)) / 2
     assert history.get("m-1") == order and history.pop("m-1") == order
     with pytest.raises(ValueError, match="pack and unpack go together"):
@@ -125,11 +126,12 @@ def test_a_long_record_is_kept_in_pieces_the_small_object_allocator_serves() -> 
     long_record = {"fills": [(f"fill-{i}", 50_000.0 + i, 0.01 * i) for i in range(60)]}
     history.put("long", long_record)
     history.put("short", ("s", 1.0))
-    pieces = history._data["long"]
+    pieces = history.kept("long")
     assert isinstance(pieces, tuple) and len(pieces) > 2
     assert all(sys.getsizeof(piece) <= 512 for piece in pieces)
     assert b"".join(pieces) == pickle.dumps(long_record, pickle.HIGHEST_PROTOCOL)
-    assert isinstance(history._data["short"], bytes) and sys.getsizeof(history._data["short"]) <= 512
+    short = history.kept("short")
+    assert isinstance(short, bytes) and sys.getsizeof(short) <= 512
     assert history.get("long") == long_record and history.pop("long") == long_record
     assert history.get("short") == ("s", 1.0) and "long" not in history
 
@@ -140,7 +142,7 @@ def test_a_short_record_is_kept_as_a_copy_not_as_the_block_dumps_wrote(monkeypat
     monkeypatch.setattr(history_module.pickle, "dumps", lambda value, protocol: written)
     history: History[int] = History(limit=5)
     history.put("k", 7)
-    assert history._data["k"] == written and history._data["k"] is not written
+    assert history.kept("k") == written and history.kept("k") is not written
     assert history.get("k") == 7
 
 def test_history_with_no_room_keeps_nothing_and_a_negative_limit_is_refused() -> None:
@@ -287,3 +289,17 @@ async def test_the_working_list_does_not_rebuild_finished_orders(small_live_wind
     assert router.get_order_status("w0").status is OrderStatus.FILLED
     assert router.get_order_status("w0") is not router.get_order_status("w0")
     await engine.stop()
+
+
+def test_packed_gives_a_pickled_records_packed_form_without_building_it_back() -> None:
+    history: History[Order] = History(limit=5, live=1, pack=compact_order, unpack=order_from_compact)
+    first, second = market("p-1"), market("p-2")
+    history.put("p-1", first)
+    assert history.packed("p-1") is None  # the newest is kept as it is
+    history.put("p-2", second)
+    assert history.packed("p-1") == compact_order(first) and history.packed("p-2") is None
+    assert history.packed("nobody") is None
+    long_history: History[object] = History(limit=5)
+    long_record = {"fills": [(f"fill-{i}", 50_000.0 + i, 0.01 * i) for i in range(60)]}
+    long_history.put("long", long_record)
+    assert isinstance(long_history.kept("long"), tuple) and long_history.packed("long") == long_record

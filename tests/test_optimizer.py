@@ -20,7 +20,9 @@ from engine import (
     AsyncExecutionOptimizer,
     AsyncOrderRouter,
     ExecutionOptimizer,
+    FeeSchedule,
     LatencyModel,
+    MarketConfig,
     OptimizerStoppedError,
     Order,
     OrderResult,
@@ -31,6 +33,8 @@ from engine import (
     UnknownOrderError,
     VirtualClock,
 )
+from engine.errors import ConfigurationError
+from engine.scheduling.algos.base import ParentState
 from tests.conftest import virtual_anyio_backend
 
 SYMBOL = "BTC/USD"
@@ -234,7 +238,7 @@ async def test_finished_orders_are_remembered_up_to_a_bound(virtual_clock: Virtu
         with pytest.raises(UnknownOrderError, match="unknown or expired from memory"):
             await optimizer.get_order_status_async(oid)
     assert venue.counters.submitted == 30
-    assert len(optimizer._accepted) <= 5 and optimizer.router.store.record_count() <= 5
+    assert len(optimizer.store.taken_ids()) == 5 and optimizer.store.record_count() <= 5
 
 
 @pytest.mark.anyio
@@ -365,3 +369,88 @@ def test_an_iceberg_completes_through_the_real_path_never_showing_more_than_disp
     assert seen_resting > 0, "the children never rested: the display was never tested"
     assert 0 < guard.max_visible <= 0.1 + 1e-12
     assert [r for r in sim.open_orders(SYMBOL) if r.order_id.startswith("ice")] == []
+
+
+# -- one order store: what the optimizer answers comes from the router's store ------------------
+
+
+def test_remember_orders_other_than_the_stores_is_refused_naming_both(virtual_clock: VirtualClock) -> None:
+    router = OrderRouter(clock=virtual_clock, remember_orders=50)
+    assert ExecutionOptimizer(order_router=router, remember_orders=50).store is router.store
+    with pytest.raises(ConfigurationError, match=r"remember_orders=10 differs from the order store's bound \(50\)"):
+        ExecutionOptimizer(order_router=router, remember_orders=10)
+
+
+def test_an_order_refused_under_its_own_client_order_id_before_any_venue_is_final(
+    virtual_clock: VirtualClock,
+) -> None:
+    optimizer, venue = _sync_optimizer(virtual_clock, latency_s=0.0)
+    order = Order(id="own", client_order_id="own.c", symbol="DOGE/USD", side="BUY", type="MARKET", quantity=1.0)
+    result = optimizer.wait(optimizer.submit_order(order), timeout=30)
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason is not None and result.reason.startswith("no venue can take DOGE/USD now")
+    assert "own" not in optimizer.working
+    assert venue.counters.submitted == 0
+
+
+def test_an_order_filled_under_its_own_client_order_id_answers_under_its_id(virtual_clock: VirtualClock) -> None:
+    optimizer, venue = _sync_optimizer(virtual_clock, latency_s=0.0)
+    order = Order(id="mine", client_order_id="mine.c", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.01)
+    result = optimizer.wait(optimizer.submit_order(order), timeout=30)
+    assert (result.order_id, result.status, result.filled_quantity) == ("mine", OrderStatus.FILLED, 0.01)
+    assert [c.order_id for c in result.children] == ["mine.c"]
+    assert venue.status("mine.c").status is OrderStatus.FILLED
+
+
+def _two_venue_smart(clock: VirtualClock) -> tuple[SmartOrderRouter, dict[str, SimulatedExchange]]:
+    venues = {
+        "thin": SimulatedExchange("thin", clock=clock, seed=1, fees=FeeSchedule(0.0, 1.0),
+                                  market=MarketConfig(level_notional=20_000.0)),
+        "deep": SimulatedExchange("deep", clock=clock, seed=1, fees=FeeSchedule(0.0, 3.0),
+                                  market=MarketConfig(level_notional=200_000.0)),
+    }
+    router = OrderRouter(clock=clock)
+    for name, venue in venues.items():
+        router.register_exchange(name, venue)
+    return SmartOrderRouter(order_router=router), venues
+
+
+def test_the_smart_router_and_the_optimizer_share_one_record_of_a_split(virtual_clock: VirtualClock) -> None:
+    smart, venues = _two_venue_smart(virtual_clock)
+    optimizer = ExecutionOptimizer(order_router=smart)
+    order = Order(id="big", symbol=SYMBOL, side="BUY", type="MARKET", quantity=3.0)
+    result = optimizer.wait(optimizer.submit_order(order), timeout=30)
+    assert result.status is OrderStatus.FILLED and len(result.children) == 2
+    first, pieces = optimizer.store.split("big")
+    assert first == order and list(pieces) == [c.order_id for c in result.children]
+    sent = sum(v.counters.submitted for v in venues.values())
+    # Sent again straight to the smart router: answered from that record, nothing planned again.
+    assert [r.order_id for r in smart.route_order(order)] == list(pieces)
+    assert sum(v.counters.submitted for v in venues.values()) == sent
+    # And an order the smart router split by itself (a sell: the bids are untouched) is
+    # answered by the optimizer over it.
+    [*direct] = smart.route_order(Order(id="bare", symbol=SYMBOL, side="SELL", type="MARKET", quantity=3.0))
+    answer = optimizer.get_order_status("bare")
+    assert len(direct) > 1 and [c.order_id for c in answer.children] == [r.order_id for r in direct]
+    assert answer.filled_quantity == pytest.approx(3.0)
+
+
+def test_waiting_on_a_parent_never_builds_its_result_per_update(
+    virtual_clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parent's result carries every child and its TCA: building one each time a child
+    # moved cost more than the child's own routing. Whether it is final is cheap to know.
+    optimizer, _ = _sync_optimizer(virtual_clock, latency_s=0.0)
+    built: list[str] = []
+    to_result = ParentState.to_result
+
+    def counted(self: ParentState, *args: Any, **kwargs: Any) -> OrderResult:
+        built.append(self.order.id)
+        return to_result(self, *args, **kwargs)
+
+    monkeypatch.setattr(ParentState, "to_result", counted)
+    order = Order(id="tw", symbol=SYMBOL, side="BUY", type="TWAP", quantity=0.1,
+                  metadata={"duration_s": 10, "slices": 10})
+    result = optimizer.wait(optimizer.submit_order(order), timeout=60)
+    assert result.status is OrderStatus.FILLED and len(result.children) == 10
+    assert built == ["tw"]  # the answer wait returns, once

@@ -24,15 +24,12 @@ from typing import Any, Protocol
 
 from ..clock import Clock
 from ..errors import ConfigurationError, ExecdeskError, VenueError
-from ..history import History
 from ..models import (
     child_id,
     Instrument,
     Order,
     OrderResult,
     OrderType,
-    compact_order,
-    order_from_compact,
 )
 from ..profiler import LatencyProfiler
 from ..risk import RiskLimits, RiskPreview
@@ -47,14 +44,6 @@ __all__ = ["SmartOrderRouter", "VenueView", "Allocation", "plan_split", "rank_ve
 REMEMBER_REASONS = 10_000  # routing reasons kept, newest first
 LAZY_REASONS = 1_000  # of those, kept unformatted (cheap to keep, costly to hold many)
 _TS_EVENT = attrgetter("ts_event")
-
-
-def _pack_split(split: tuple[Order, tuple[str, ...]]) -> tuple[Any, ...]:
-    return compact_order(split[0]), split[1]
-
-
-def _unpack_split(values: tuple[Any, ...]) -> tuple[Order, tuple[str, ...]]:
-    return order_from_compact(values[0]), values[1]
 
 
 class ParentHandler(Protocol):
@@ -101,6 +90,9 @@ class SmartOrderRouter:
         risk: RiskLimits | None = None,
     ) -> None:
         self.order_router = order_router
+        # The order store of the order router: where a split order is recorded, once, for
+        # this router's idempotency and the optimizer's status alike.
+        self.store = order_router.store
         if risk is not None:
             # The limits live in the order router, which every order and child passes.
             order_router.use_risk(risk)
@@ -110,10 +102,6 @@ class SmartOrderRouter:
         # order id -> routing reason, or the Allocation that can say it (bounded)
         self.last_reasons: dict[str, str | Allocation] = {}
         self._lazy_reasons: deque[str] = deque()
-        # A split order's id -> (the order, its children's ids), for idempotency (bounded).
-        self._split_orders: History[tuple[Order, tuple[str, ...]]] = History(
-            max(self.order_router.store.remember, 0), pack=_pack_split, unpack=_unpack_split
-        )
         if scheduler is None:
             if _default_parents is None:
                 raise ConfigurationError(
@@ -290,7 +278,7 @@ class SmartOrderRouter:
         known = router.known(order)
         if known is not None:
             return [known]
-        split = self._split_orders.get(order.id)
+        split = self.store.split(order.id)
         if split is None:
             return None
         first, child_ids = split
@@ -305,8 +293,7 @@ class SmartOrderRouter:
     def _record_split(self, order: Order, pieces: list[tuple[Order, str, Any]]) -> bool:
         """Remember a split order's pieces before any goes out; True when it is split."""
         if len(pieces) > 1 or pieces[0][0] is not order:
-            splits = self._split_orders
-            splits.put(order.id, (order, tuple(child.id for child, _, _ in pieces)))
+            self.store.add_split(order, [child.id for child, _, _ in pieces])
             return True
         return False
 
