@@ -121,10 +121,6 @@ class _OptimizerCore:
     def _status(self, order_id: str) -> OrderResult:
         found = self.store.lookup(order_id)
         if found is None:
-            # Parents the scheduler keeps itself (until it keeps them in the store).
-            state = self.scheduler.parent(order_id)
-            if state is not None:
-                return self._parent_result(state)
             raise UnknownOrderError(f"order {order_id!r} is unknown or expired from memory")
         kind = found.kind
         if kind == QUEUED:
@@ -274,15 +270,10 @@ class _OptimizerCore:
         event.set()
 
     def _is_final(self, order_id: str) -> bool:
-        """Known from what the store (or the scheduler) holds, nothing built back."""
+        """Known from what the store holds, nothing built back; an order it no longer
+        knows is final (it was forgotten, which only finished orders are)."""
         final = self.store.is_final(order_id)
-        if final is not None:
-            return final
-        # Parents the scheduler keeps itself (until it keeps them in the store).
-        if self.scheduler.is_finished(order_id):
-            return True
-        state = self.scheduler.parent(order_id)
-        return state is None or state.status.is_final
+        return True if final is None else final
 
     def _route_plan(self, order: Order) -> str:
         """How this optimizer carries out an order: 'parent', 'smart' or 'direct'."""

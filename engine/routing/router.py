@@ -1056,10 +1056,10 @@ class _RouterCore:
         """The router's latest knowledge of an order (results and pushed reports); an
         order still being sent is PENDING_NEW."""
         with self._lock:
-            tracked = self.store.record(order_id)
-            flight = self._inflight.get(order_id) if tracked is None else None
-        if tracked is not None:
-            return tracked.result
+            result = self.store.result(order_id)  # from history: the result alone is built back
+            flight = self._inflight.get(order_id) if result is None else None
+        if result is not None:
+            return result
         if flight is not None:
             return self._pending_result(flight.order, flight.venue, f"sent to {flight.venue}; no answer yet")
         return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
