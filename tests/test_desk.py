@@ -538,20 +538,25 @@ def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.Monke
 
 @pytest.mark.anyio
 async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Path) -> None:
-    from engine import OrderResult, OrderSide
+    from engine import OrderSide
+    from tui.view_model import OrderRow
 
-    def result(order_id: str, status: OrderStatus) -> OrderResult:
-        return OrderResult(order_id, "deep", status, quantity=1.0, symbol="BTC/USD", side=OrderSide.BUY)
+    ranks: dict[str, int] = {}  # each order's place in time: when first shown
+
+    def result(order_id: str, status: OrderStatus) -> OrderRow:
+        rank = ranks.setdefault(order_id, len(ranks) + 1)
+        return OrderRow(order_id, "LIMIT", True, rank, symbol="BTC/USD", side=OrderSide.BUY,
+                        quantity=1.0, status=status, venue="deep")
 
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         blotter = app.blotter
         blotter.max_rows = 5
         for i in range(3):
-            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+            blotter.show(result(f"w{i}", OrderStatus.NEW))
         blotter.select("w2")
         for i in range(6):
-            blotter.show(result(f"f{i}", OrderStatus.FILLED), "MARKET", "")
+            blotter.show(result(f"f{i}", OrderStatus.FILLED))
         # Finished rows left, oldest first, to make room; working orders stayed.
         assert blotter.keys == ["f5", "f4", "w2", "w1", "w0"]
         await pilot.pause()
@@ -569,22 +574,127 @@ async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Pa
 
         app.screen._refresh_layout = counting
         for i in (3, 4):
-            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+            blotter.show(result(f"w{i}", OrderStatus.NEW))
             await pilot.pause()
         assert blotter.keys == ["w4", "w3", "w2", "w1", "w0"]
         assert blotter.virtual_size == size and layouts == 0
         # Working orders are never dropped to keep the bound; once over it, a row that
         # finishes leaves at once.
-        blotter.show(result("w5", OrderStatus.NEW), "LIMIT", "")
+        blotter.show(result("w5", OrderStatus.NEW))
         assert blotter.row_count == 6
-        blotter.show(result("w0", OrderStatus.CANCELED), "LIMIT", "")
+        blotter.show(result("w0", OrderStatus.CANCELED))
         assert blotter.keys == ["w5", "w4", "w3", "w2", "w1"]
         # The row the operator is looking at stays, finished or not.
-        blotter.show(result("w1", OrderStatus.FILLED), "LIMIT", "")
+        blotter.show(result("w1", OrderStatus.FILLED))
         blotter.select("w1")
-        blotter.show(result("w6", OrderStatus.NEW), "LIMIT", "")
-        blotter.show(result("w2", OrderStatus.FILLED), "LIMIT", "")
+        blotter.show(result("w6", OrderStatus.NEW))
+        blotter.show(result("w2", OrderStatus.FILLED))
         assert blotter.keys == ["w6", "w5", "w4", "w3", "w1"] and blotter.selected_key() == "w1"
+
+
+# -- the Orders panel is drawn from the engine's events, never from status reads -----------------
+
+
+def count_status_reads(app: DeskApp, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The order ids the desk asks the engine about from now on (one per question)."""
+    engine = app.engine
+    asked: list[str] = []
+    inside = False
+
+    def counted(read):
+        def read_counted(order_id: str):
+            nonlocal inside
+            if inside:  # order_status_or_none asks status: one question
+                return read(order_id)
+            asked.append(order_id)
+            inside = True
+            try:
+                return read(order_id)
+            finally:
+                inside = False
+        return read_counted
+
+    monkeypatch.setattr(engine, "status", counted(engine.status))
+    monkeypatch.setattr(engine, "order_status_or_none", counted(engine.order_status_or_none))
+    return asked
+
+
+@pytest.mark.anyio
+async def test_orders_fills_and_a_cancel_are_drawn_from_events_without_status_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(tmp_path)
+    asked = count_status_reads(app, monkeypatch)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])  # a market buy: fills
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "FILLED")
+        await send_ticket(pilot, ["ctrl+t", "enter"])  # MARKET -> LIMIT at the bid: rests
+        await until(pilot, lambda: "T-2" in app.blotter.keys and cell(app, "T-2", "status") == "NEW")
+        assert cell(app, "T-1", "prog").startswith("100%") and cell(app, "T-1", "avg") != "—"
+        assert cell(app, "T-2", "venue") in app.engine.venues
+        assert ": " in cell(app, "T-2", "why")  # the smart router's reason for its venue
+        app.blotter.select("T-2")
+        app.blotter.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: cell(app, "T-2", "status") == "CANCELED")
+        await until(pilot, lambda: str(app.detail.render()).startswith("T-2 CANCELED  filled 0/"))
+        assert app.orders.working_count == 0
+        assert asked == []  # every row and the selected order's line came from events
+        await app.shutdown_engine()
+    engine = app.engine
+    assert [engine.status(oid).status for oid in ("T-1", "T-2")] == [OrderStatus.FILLED, OrderStatus.CANCELED]
+
+
+@pytest.mark.anyio
+async def test_an_amend_and_a_pending_cancel_show_on_the_row_as_their_events_say(tmp_path: Path) -> None:
+    from engine.events import OrderAmended, OrderPendingCancel
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])  # a limit buy at the bid: rests
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "NEW")
+        venue = cell(app, "T-1", "venue")
+        now = app.engine.clock.now()
+        # What the router will publish for a cancel/replace and a cancel in flight.
+        app.engine.bus.publish(OrderAmended(now, now, "T-1", venue, OrderStatus.NEW, None, 0.25, 45_000.0))
+        await until(pilot, lambda: (cell(app, "T-1", "qty"), cell(app, "T-1", "limit")) == ("0.25", "45,000.00"))
+        assert cell(app, "T-1", "status") == "NEW"
+        app.engine.bus.publish(OrderPendingCancel(now, now, "T-1", venue, OrderStatus.PENDING_CANCEL, None))
+        await until(pilot, lambda: cell(app, "T-1", "status") == "PENDING_CANCEL")
+        assert app.orders.is_working("T-1")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_after_the_desk_lost_events_it_reads_its_working_orders_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tui.app as app_module
+    from engine.events import VenueEnabled
+
+    monkeypatch.setattr(app_module, "EVENT_QUEUE", 2)
+    app = make_app(tmp_path)
+    engine = app.engine
+    async with app.run_test(size=(160, 48)) as pilot:
+        venue = engine.venues["deep"]
+        book = venue.book("BTC/USD")
+        tick = venue.instruments()["BTC/USD"].tick_size
+        price = round(book.best_bid + float(tick), 2)  # the best bid, alone at its level
+        assert price < book.best_ask
+        order = Order(id="D-1", symbol="BTC/USD", side="BUY", type="LIMIT", quantity=0.01, price=price)
+        app.send_order(order, "deep")
+        await until(pilot, lambda: "D-1" in app.blotter.keys and cell(app, "D-1", "status") == "NEW")
+        asked = count_status_reads(app, monkeypatch)
+        # Between two frames: a counterparty fills D-1 at the venue, and two more events
+        # push the fill's event out of the desk's queue of two.
+        venue.submit(Order(id="X-1", symbol="BTC/USD", side="SELL", type="MARKET", quantity=0.01))
+        now = engine.clock.now()
+        engine.bus.publish(VenueEnabled(now, now, "deep"))
+        engine.bus.publish(VenueEnabled(now, now, "deep"))
+        await until(pilot, lambda: cell(app, "D-1", "status") == "FILLED")
+        assert asked == ["D-1"]  # the one working order, read once
+        assert "dropped events" in str(app.status_bar.render())
+        await app.shutdown_engine()
 
 
 # -- the command: a crash never exits 0, the log is bounded ------------------------------------

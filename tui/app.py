@@ -5,10 +5,12 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 * The engine runs as tasks in Textual's own loop. The desk reads the engine's
   event stream through one bounded, lossy subscription (drops the oldest and
   counts drops), so the engine never waits on the screen.
-* One frame timer (10 Hz) drains whatever arrived, works out which orders
-  changed, and updates only those cells by row key inside one
-  `batch_update()`; panels that are not displayed are skipped. Venues and
-  market refresh at 4 Hz, the latency chart at 1 Hz. Never a refresh per event.
+* One frame timer (10 Hz) drains whatever arrived, applies it to the view
+  model's rows (tui.view_model: the orders as the events describe them; the
+  frame asks the engine for no order's state), and updates only the changed
+  rows' cells by key inside one `batch_update()`; panels that are not
+  displayed are skipped. Venues and market refresh at 4 Hz, the latency chart
+  at 1 Hz. Never a refresh per event.
 * What the operator's own keys change (a sent ticket showing PENDING_NEW, a
   venue toggle, a cancel) is drawn at once, not at the next frame.
 """
@@ -39,7 +41,7 @@ from textual.events import Key, Resize
 from textual.markup import escape
 from textual.widgets import Static
 
-from engine import Engine, Order, OrderResult, OrderStatus, OrderType
+from engine import Engine, Order, OrderStatus
 from engine.errors import ExecdeskError
 from engine.risk import LIMIT_NAMES
 from engine.risk import load_or_create as load_risk_limits
@@ -51,7 +53,7 @@ from .screens.ticket import TicketAlert, TicketScreen
 from .ticket_model import plain
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
-from .view_model import DeskOrders, EventDigest, fmt_price
+from .view_model import ALGORITHM_TYPES, DeskOrders, EventDigest, OrderRow, fmt_price
 from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
 from .widgets.panels import (
@@ -123,6 +125,9 @@ DESK_VENUE_REMEMBER_IDS = 20_000
 DESK_WORKERS = 64
 
 FRAME_S = 0.1  # orders, fills, log, status: 10 times a second
+# The desk's event queue: a frame's worth of events many times over. It is lossy (the
+# engine never waits on the screen); a loss makes the desk re-read its working rows once.
+EVENT_QUEUE = 50_000
 SLOW_PANEL_S = 0.25  # venues, market, positions
 CHART_S = 0.5  # the latency chart (plotext redraws the whole plot)
 HOUSEKEEPING_S = 0.2
@@ -131,7 +136,6 @@ HOUSEKEEPING_S = 0.2
 KEY_FIRST_S = 0.15
 KEY_FIRST_MAX_DEFER_S = 0.5  # a held key (auto-repeat) never freezes the desk longer
 MAX_LOG_LINES_PER_FRAME = 20
-ALGORITHM_TYPES = frozenset(t.value for t in OrderType if t.is_algorithm)
 TAPE_ROWS = 200
 
 # Below this size (80x24 is the classic terminal) the desk shows one panel at a time
@@ -234,16 +238,17 @@ class DeskApp(App[None]):
         self.symbols = sorted({s for v in engine.venues.values() for s in v.instruments()})
         self.symbol = self.symbols[0] if self.symbols else "BTC/USD"
         self._order_seq = 0
-        # The orders the blotter shows, and which still work (as of each one's last
-        # redraw: asking the engine about every tracked order cost 50 ms a frame).
-        self.orders = DeskOrders(still_working=self._is_working)
+        # The orders the blotter shows, as rows the engine's events keep up to date (the
+        # desk never asks the engine for an order's state on a frame).
+        self.orders = DeskOrders(routing_reason=engine.smart.routing_reason)
         self.digest = EventDigest(self.orders)
         self.mine_only = False  # the Orders panel hides the --demo flow's orders
         self.panel = "market"  # the one panel shown under the orders when tabbed
         self._dirty: set[str] = set()
         self._texts: dict[str | None, str] = {}
         self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
-        self._subscription = engine.subscribe(maxsize=50_000, name="desk")
+        self._subscription = engine.subscribe(maxsize=EVENT_QUEUE, name="desk")
+        self._dropped_seen = 0  # the subscription's drops the rows have been resynced after
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
@@ -538,7 +543,12 @@ class DeskApp(App[None]):
         # The engine's clock (real on the desk): rates and summaries follow market time,
         # so a desk on a virtual clock (tests, snapshots) shows the same figures every run.
         now = self.engine.clock.now()
-        news = self.digest.digest(self._subscription.drain(), now)
+        subscription = self._subscription
+        news = self.digest.digest(subscription.drain(), now)
+        if subscription.dropped != self._dropped_seen:
+            # Events were lost, so a row may miss its last change: read the working ones once.
+            self._dropped_seen = subscription.dropped
+            news.rows |= self.orders.resync(self.engine.order_status_or_none)
         self._count(self._fills_window, now, len(news.fills))
         self._count(self._orders_window, now, news.submitted)
         self._dirty.update(news.rows)
@@ -643,27 +653,11 @@ class DeskApp(App[None]):
             self._show_detail(selected)
 
     def _show_order(self, order_id: str) -> None:
-        """Read one order's state and draw its row (unless the Orders panel hides it)."""
-        engine = self.engine
-        orders = self.orders
-        result = engine.order_status_or_none(order_id)
-        if result is None:
-            orders.set_working(order_id, False)
+        """Draw one order's row from the view model (unless the Orders panel hides it)."""
+        row = self.orders.row(order_id)
+        if row is None or (self.mine_only and not row.mine):
             return
-        orders.set_working(order_id, not result.status.is_final)
-        mine = orders.is_mine(order_id)
-        if self.mine_only and not mine:
-            return
-        detail = result.detail or {}
-        reason = (
-            detail.get("algorithm") or detail.get("last_reason")
-            or engine.smart.routing_reason(order_id)
-            or (result.children and engine.smart.routing_reason(result.children[0].order_id))
-            or result.reason or ""
-        )
-        if result.status is OrderStatus.REJECTED and result.reason:
-            reason = result.reason
-        self.blotter.show(result, orders.type_of(order_id), str(reason), mine=mine, rank=orders.sequence(order_id))
+        self.blotter.show(row)
 
     def _update_status(self) -> None:
         engine = self.engine
@@ -715,10 +709,6 @@ class DeskApp(App[None]):
             self._texts[widget.id] = text
             widget.update(text, layout=False)
 
-    def _is_working(self, order_id: str) -> bool:
-        result = self.engine.order_status_or_none(order_id)
-        return result is not None and not result.status.is_final
-
     def _clock_text(self, ts: float) -> str:
         return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
@@ -769,30 +759,30 @@ class DeskApp(App[None]):
             self._show_detail(event.key)
 
     def _show_detail(self, order_id: str | None) -> None:
+        """The selected order's line under the orders, from its row (Enter shows everything)."""
         widget = self.detail
         if order_id is None:
             self._set_text(widget, "")
             return
-        result = self.engine.order_status_or_none(order_id)
-        if result is None:
-            self._set_text(widget, f"{escape(order_id)}: unknown or expired from memory")
+        row = self.orders.row(order_id)
+        if row is None:
+            self._set_text(widget, f"{escape(order_id)}: no longer tracked by the desk (Enter shows the engine's record)")
             return
-        lines = [f"[b]{escape(order_id)}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
-                 + (f"  avg {result.average_price:,.2f}" if result.average_price else "")
-                 + (f"  reason: {escape(result.reason)}" if result.reason else "")]
-        detail = result.detail or {}
-        if detail.get("arrival_price"):
-            slip = detail.get("slippage_bps")
-            lines[0] += f"  arrival {detail['arrival_price']:,.2f}" + (f"  slippage {slip:+.2f} bps" if slip is not None else "")
-        children = result.children or []
+        lines = [f"[b]{escape(order_id)}[/] {row.status.value}  filled {row.filled:g}/{row.quantity:g}"
+                 + (f"  avg {row.average_price:,.2f}" if row.average_price else "")
+                 + (f"  reason: {escape(row.cause)}" if row.cause else "")]
+        arrival = row.arrival_price
+        if arrival:
+            slip = row.slippage_bps
+            lines[0] += f"  arrival {arrival:,.2f}" + (f"  slippage {slip:+.2f} bps" if slip is not None else "")
+        children = list(row.children.values()) if row.children else []
         if children:
             shown = children[-4:]
             lines.append("children: " + "  ".join(
-                f"{c.order_id.rsplit('.', 1)[-1]}:{c.status.value[:4]} {c.filled_quantity:g}/{c.quantity:g}@{c.exchange_id or '?'}"
+                f"{c.order_id.rsplit('.', 1)[-1]}:{c.status.value[:4]} {c.filled:g}/{c.quantity or 0:g}@{c.venue or '?'}"
                 for c in shown) + (f"  (+{len(children) - len(shown)} earlier)" if len(children) > len(shown) else ""))
-        fills = result.fills[-3:]
-        if fills:
-            lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in fills))
+        if row.fills:
+            lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in row.fills))
         self._set_text(widget, "\n".join(lines))
 
     # -- orders ------------------------------------------------------------------------------------
@@ -873,28 +863,26 @@ class DeskApp(App[None]):
         order, venue = sent
         self.send_order(order, venue)
 
-    def track_order(self, order: Order, *, mine: bool = True) -> None:
+    def track_order(self, order: Order, *, mine: bool = True, sent: str = "") -> OrderRow:
         """Show this order's life in the blotter: the operator's, or (mine=False) --demo's."""
-        self.orders.track(order.id, order.type.value, mine=mine)
+        return self.orders.track(order.id, order.type.value, mine=mine, symbol=order.symbol, side=order.side,
+                                 quantity=order.quantity, price=order.price, sent=sent)
 
     @work(group="orders")
     async def send_order(self, order: Order, venue: str | None = None) -> None:
         """Send an order and show it at once as PENDING_NEW."""
-        self.track_order(order)
+        row = self.track_order(order, sent=f"sent to {venue or 'smart routing'}")
+        row.venue = venue
         blotter = self.blotter
-        blotter.show(OrderResult(order.id, venue, OrderStatus.PENDING_NEW, order.quantity, symbol=order.symbol,
-                                 side=order.side, price=order.price), order.type.value,
-                     f"sent to {venue or 'smart routing'}", rank=self.orders.sequence(order.id))
+        blotter.show(row)
         blotter.select(order.id)
         try:
             await self.engine.submit(order, venue)
         except (ExecdeskError, ValueError) as exc:
             self.notify(f"{order.id} not sent: {exc}", severity="error")
             self.event_log.write(f"NOT SENT {order.id}: {exc}")
-            blotter.show(OrderResult(order.id, venue, OrderStatus.REJECTED, order.quantity, symbol=order.symbol,
-                                     side=order.side, reason=str(exc)), order.type.value, str(exc),
-                         rank=self.orders.sequence(order.id))
-            self.orders.set_working(order.id, False)
+            self.orders.refuse(order.id, str(exc))
+            blotter.show(row)
             return
         self._dirty.add(order.id)
 
