@@ -469,71 +469,41 @@ async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path)
 
 
 @pytest.mark.anyio
-async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
+async def test_the_running_desk_tunes_the_process_and_holds_the_collector_while_a_key_is_drawn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Drawing a key's effect allocates a lot, so it often crossed a collection threshold
-    # and paid for a 20-80 ms collection under --demo: the collection now waits a moment.
+    # tui.runtime's tuning, as the execdesk command's desk (tune_gc) applies it.
     import tui.app as app_module
+    from tui import runtime
 
-    monkeypatch.setattr(app_module, "tune_garbage_collector", lambda: None)  # not in the test process
-    monkeypatch.setattr(app_module, "tune_allocator", lambda: True)
-    # A slow machine's press is not "later".
-    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
-    monkeypatch.setattr(app_module, "KEY_FIRST_MAX_DEFER_S", 60.0)
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)  # a slow machine's press is not "later"
     app = make_app(tmp_path)
     app.tune_gc = True  # as the running desk (cli) has it
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            assert gc.isenabled()
+            assert gc.get_threshold() == runtime.GC_THRESHOLDS and gc.get_freeze_count() > 0
+            assert gc.isenabled() and app.collector_hold is not None
+            app.collector_hold.first_s = 0.05
+            await pilot.press("1")
+            await until(pilot, gc.isenabled)  # left alone, the loop's timer gives it back
+            app.collector_hold.first_s = 30.0
             await pilot.press("2")
             assert app.market.border_title.endswith(app.symbols[1])
             assert not gc.isenabled()  # held while the key's frame is drawn
-            app._release_collector()
-            assert not gc.isenabled()  # too soon
-            held_at = app._gc_held_at
-            await pilot.press("1")  # another key while held: still held, from the first
-            assert not gc.isenabled() and app._gc_held_at == held_at
-            app._key_at -= 30.0
-            app._release_collector()
-            assert gc.isenabled()
-            # A held key (auto-repeat) keeps it off for half a second at most.
-            await pilot.press("1")
-            assert not gc.isenabled()
-            app._key_at = time.monotonic()
-            app._gc_held_at -= 60.0
-            app._release_collector()
-            assert gc.isenabled()
-            # Turned off by someone else, it is theirs to turn back on.
-            gc.disable()
-            await pilot.press("2")
-            app._key_at -= 30.0
-            app._release_collector()
-            assert not gc.isenabled()
-            gc.enable()
-            # Left alone, the timer gives it back.
-            monkeypatch.setattr(app_module, "KEY_FIRST_S", 0.05)
-            await pilot.press("2")
-            await until(pilot, gc.isenabled)
-            monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
-            await pilot.press("1")
-            assert not gc.isenabled()
         assert gc.isenabled()  # leaving the desk never leaves it off
     finally:
-        gc.enable()
+        runtime.restore_garbage_collector()
 
 
-def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    import platform
-
-    import tui.app as app_module
-
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert app_module.tune_allocator() is True  # mallopt accepted the fixed threshold
-    monkeypatch.setattr(app_module.platform, "libc_ver", lambda: ("musl", "1.2"))
-    assert app_module.tune_allocator() is False
-    monkeypatch.setattr(app_module.platform, "system", lambda: "Darwin")
-    assert app_module.tune_allocator() is False
+@pytest.mark.anyio
+async def test_a_desk_in_a_test_process_leaves_the_collector_alone(tmp_path: Path) -> None:
+    app = make_app(tmp_path)  # tune_gc off: the default
+    thresholds = gc.get_threshold()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        assert gc.isenabled() and app.collector_hold is None
+        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+        await app.shutdown_engine()
 
 
 @pytest.mark.anyio

@@ -18,12 +18,9 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
-import gc
 import logging
 import math
-import platform
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -46,6 +43,7 @@ from engine.errors import ExecdeskError
 from engine.risk import LIMIT_NAMES
 from engine.risk import load_or_create as load_risk_limits
 
+from . import runtime
 from .commands import DeskCommands
 from .order_detail import OrderScreen
 from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
@@ -68,47 +66,6 @@ from .widgets.panels import (
 )
 
 log = logging.getLogger("execdesk.tui")
-
-# Python's cycle collector, tuned for a process that must answer keys within 100 ms.
-# Measured under --demo: with the defaults (700, 10, 10) it ran ~110 times a second
-# and took 15% of the time, in pauses up to 290 ms (full collections walking
-# everything the desk and the engine keep). Textual's rendered lines form
-# reference cycles (a Strip caches itself), so garbage does reach the collector.
-# Fewer, larger young collections let those lines die young, and freezing what
-# exists after start-up (modules, classes, widgets: all long-lived) takes it out
-# of every later walk. Result: ~3 collections a second, 1/4 of the time, pauses
-# under 60 ms, and no full collection in a 30 s window.
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def tune_garbage_collector() -> None:
-    """For the running desk (not for tests, which build many apps in one process)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-# glibc's malloc serves a block of 128 KiB or more from its own mapping, returned to the
-# system when freed, but after the first such free it raises that threshold to the freed
-# size. A remembered-orders store is a dict of ~1 MB that is rebuilt now and then as
-# orders come and go; once the threshold rose, each rebuild took a new 1 MB stretch of the
-# heap and left the old one as a hole that small blocks then split, and the desk's RSS
-# rose in steps of several MB every few minutes. A fixed threshold stops the raising.
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def tune_allocator() -> bool:
-    """Fix glibc's mmap threshold for the running desk; False where that is not glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-
 
 # What the desk's own engine remembers of finished work. The library's defaults
 # (100,000 orders, 200,000 ids per venue) take hours to fill at the --demo rate
@@ -252,8 +209,9 @@ class DeskApp(App[None]):
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
-        self._gc_held = False  # a key turned the cycle collector off (_hold_collector)
-        self._gc_held_at = -math.inf  # ...at this time
+        # With tune_gc: no cycle collection while a key's effect is drawn (made at mount,
+        # where the event loop is).
+        self.collector_hold: runtime.CollectorHold | None = None
         self._redrawn_at: dict[str, float] = {}  # each periodic redraw's last run
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -338,8 +296,10 @@ class DeskApp(App[None]):
             self._start_demo()
         self.blotter.focus()
         if self.tune_gc:
-            tune_garbage_collector()
-            tune_allocator()
+            runtime.tune_process()
+            loop = asyncio.get_running_loop()
+            self.collector_hold = runtime.CollectorHold(
+                KEY_FIRST_S, KEY_FIRST_MAX_DEFER_S, call_later=lambda delay, release: loop.call_later(delay, release))
 
     # -- themes --------------------------------------------------------------------------------
     def _apply_theme(self, name: str, *, remember: bool = True) -> None:
@@ -582,38 +542,9 @@ class DeskApp(App[None]):
     async def on_event(self, event: TextualEvent) -> None:
         if isinstance(event, Key):
             self._key_at = time.monotonic()
-            if self.tune_gc:
-                self._hold_collector()
+            if self.collector_hold is not None:
+                self.collector_hold.key_pressed()
         await super().on_event(event)
-
-    def _hold_collector(self) -> None:
-        """No cycle collection while a key's effect is drawn: from the key for `KEY_FIRST_S`.
-
-        Drawing a key's effect allocates a lot (a ticket's layout, a table's new lines), so
-        it was often what crossed a collection threshold: under --demo the slowest presses
-        each held a 20-80 ms collection. The collection runs just after instead, and a held
-        key (auto-repeat) postpones it `KEY_FIRST_MAX_DEFER_S` at most.
-        """
-        if not self._gc_held and gc.isenabled():  # never re-enables what someone else turned off
-            gc.disable()
-            self._gc_held = True
-            self._gc_held_at = self._key_at
-            asyncio.get_running_loop().call_later(KEY_FIRST_S, self._release_collector)
-
-    def _release_collector(self) -> None:
-        if not self._gc_held:
-            return
-        now = time.monotonic()
-        wait = self._key_at + KEY_FIRST_S - now
-        if wait > 0 and now - self._gc_held_at < KEY_FIRST_MAX_DEFER_S and not self._engine_stopped:
-            asyncio.get_running_loop().call_later(wait, self._release_collector)
-            return
-        self._give_back_collector()
-
-    def _give_back_collector(self) -> None:
-        if self._gc_held:
-            self._gc_held = False
-            gc.enable()
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
         """`redraw` for a timer: skipped (the next tick does it) just after a key, unless
@@ -1155,7 +1086,8 @@ class DeskApp(App[None]):
 
     async def on_unmount(self) -> None:
         # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
-        self._give_back_collector()  # a key may have held it just before
+        if self.collector_hold is not None:
+            self.collector_hold.close()  # a key may have held it just before
         await self.shutdown_engine()
 
     async def shutdown_engine(self) -> None:
