@@ -22,7 +22,7 @@ Rules:
 * A working order is never forgotten: forgetting the oldest orders whatever their
   state drops a one-minute TWAP after a few seconds of `--demo` flow, and from then
   on its events touch no row and its row freezes. Only finished orders go, oldest
-  first, beyond `max_finished`.
+  first, beyond `max_finished`, once per frame (at the end of a digest).
 * The Events log gets a line per fill and per ending of the operator's orders; the
   --demo flow's are counted and told in one line per `FLOW_SUMMARY_S`.
 """
@@ -196,8 +196,6 @@ class DeskOrders:
             self._working.discard(order_id)
         else:
             self._working.add(order_id)
-        if len(self._rows) - len(self._working) > self.max_finished:
-            self._bound()
         return row
 
     def refuse(self, order_id: str, reason: str) -> None:
@@ -281,8 +279,7 @@ class DeskOrders:
                 return None
             self._own(row, event)
         if row.status in _FINAL:
-            if row.order_id in self._working:
-                self._finished(row.order_id)
+            self._working.discard(row.order_id)  # forgotten, if need be, at the digest's end
         else:
             self._working.add(row.order_id)
         return row
@@ -394,16 +391,17 @@ class DeskOrders:
             row.fills = list(result.fills[-FILLS_KEPT:]) or None
             if row.status in _FINAL:
                 self._working.discard(order_id)
-        self._bound()
+        self.forget_finished()
         return read
 
     # -- the bound ------------------------------------------------------------------------
     def _finished(self, order_id: str) -> None:
         self._working.discard(order_id)
         if len(self._rows) - len(self._working) > self.max_finished:
-            self._bound()
+            self.forget_finished()
 
-    def _bound(self) -> None:
+    def forget_finished(self) -> None:
+        """Forget the oldest finished rows beyond `max_finished` (a digest does at its end)."""
         rows = self._rows
         working = self._working
         over = len(rows) - len(working) - self.max_finished
@@ -539,6 +537,7 @@ class EventDigest:
                     news.lines.append(line)
             else:
                 self._count(event, row.order_id)
+        self.orders.forget_finished()
         summary = self._summary(now)
         if summary:
             news.lines.append(summary)
