@@ -204,7 +204,7 @@ class DeskOrders:
         if row is None:
             return
         row.status, row.cause = _REJECTED, reason
-        self._finished(order_id)
+        self._working.discard(order_id)
 
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._rows
@@ -395,11 +395,6 @@ class DeskOrders:
         return read
 
     # -- the bound ------------------------------------------------------------------------
-    def _finished(self, order_id: str) -> None:
-        self._working.discard(order_id)
-        if len(self._rows) - len(self._working) > self.max_finished:
-            self.forget_finished()
-
     def forget_finished(self) -> None:
         """Forget the oldest finished rows beyond `max_finished` (a digest does at its end)."""
         rows = self._rows
