@@ -244,7 +244,7 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
                 break
             clock.advance(5.0)
             app.engine.tick()
-            app.engine.scheduler._wake()
+            app.engine.scheduler.wake()
             await pilot.pause(0.05)
         app._frame()
         result = app.engine.status("T-1")
@@ -469,89 +469,64 @@ async def test_periodic_redraws_wait_just_after_an_operators_key(tmp_path: Path)
 
 
 @pytest.mark.anyio
-async def test_a_key_holds_the_cycle_collector_until_its_effect_is_drawn(
+async def test_the_running_desk_tunes_the_process_and_holds_the_collector_while_a_key_is_drawn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Drawing a key's effect allocates a lot, so it often crossed a collection threshold
-    # and paid for a 20-80 ms collection under --demo: the collection now waits a moment.
+    # tui.runtime's tuning, as the execdesk command's desk (tune_gc) applies it.
     import tui.app as app_module
+    from tui import runtime
 
-    monkeypatch.setattr(app_module, "tune_garbage_collector", lambda: None)  # not in the test process
-    monkeypatch.setattr(app_module, "tune_allocator", lambda: True)
-    # A slow machine's press is not "later".
-    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
-    monkeypatch.setattr(app_module, "KEY_FIRST_MAX_DEFER_S", 60.0)
+    monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)  # a slow machine's press is not "later"
     app = make_app(tmp_path)
     app.tune_gc = True  # as the running desk (cli) has it
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            assert gc.isenabled()
+            assert gc.get_threshold() == runtime.GC_THRESHOLDS and gc.get_freeze_count() > 0
+            assert gc.isenabled() and app.collector_hold is not None
+            app.collector_hold.first_s = 0.05
+            await pilot.press("1")
+            await until(pilot, gc.isenabled)  # left alone, the loop's timer gives it back
+            app.collector_hold.first_s = 30.0
             await pilot.press("2")
             assert app.market.border_title.endswith(app.symbols[1])
             assert not gc.isenabled()  # held while the key's frame is drawn
-            app._release_collector()
-            assert not gc.isenabled()  # too soon
-            held_at = app._gc_held_at
-            await pilot.press("1")  # another key while held: still held, from the first
-            assert not gc.isenabled() and app._gc_held_at == held_at
-            app._key_at -= 30.0
-            app._release_collector()
-            assert gc.isenabled()
-            # A held key (auto-repeat) keeps it off for half a second at most.
-            await pilot.press("1")
-            assert not gc.isenabled()
-            app._key_at = time.monotonic()
-            app._gc_held_at -= 60.0
-            app._release_collector()
-            assert gc.isenabled()
-            # Turned off by someone else, it is theirs to turn back on.
-            gc.disable()
-            await pilot.press("2")
-            app._key_at -= 30.0
-            app._release_collector()
-            assert not gc.isenabled()
-            gc.enable()
-            # Left alone, the timer gives it back.
-            monkeypatch.setattr(app_module, "KEY_FIRST_S", 0.05)
-            await pilot.press("2")
-            await until(pilot, gc.isenabled)
-            monkeypatch.setattr(app_module, "KEY_FIRST_S", 30.0)
-            await pilot.press("1")
-            assert not gc.isenabled()
         assert gc.isenabled()  # leaving the desk never leaves it off
     finally:
-        gc.enable()
+        runtime.restore_garbage_collector()
 
 
-def test_the_allocator_is_tuned_only_where_it_is_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    import platform
-
-    import tui.app as app_module
-
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert app_module.tune_allocator() is True  # mallopt accepted the fixed threshold
-    monkeypatch.setattr(app_module.platform, "libc_ver", lambda: ("musl", "1.2"))
-    assert app_module.tune_allocator() is False
-    monkeypatch.setattr(app_module.platform, "system", lambda: "Darwin")
-    assert app_module.tune_allocator() is False
+@pytest.mark.anyio
+async def test_a_desk_in_a_test_process_leaves_the_collector_alone(tmp_path: Path) -> None:
+    app = make_app(tmp_path)  # tune_gc off: the default
+    thresholds = gc.get_threshold()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        assert gc.isenabled() and app.collector_hold is None
+        assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+        await app.shutdown_engine()
 
 
 @pytest.mark.anyio
 async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Path) -> None:
-    from engine import OrderResult, OrderSide
+    from engine import OrderSide
+    from tui.view_model import OrderRow
 
-    def result(order_id: str, status: OrderStatus) -> OrderResult:
-        return OrderResult(order_id, "deep", status, quantity=1.0, symbol="BTC/USD", side=OrderSide.BUY)
+    ranks: dict[str, int] = {}  # each order's place in time: when first shown
+
+    def result(order_id: str, status: OrderStatus) -> OrderRow:
+        rank = ranks.setdefault(order_id, len(ranks) + 1)
+        return OrderRow(order_id, "LIMIT", True, rank, symbol="BTC/USD", side=OrderSide.BUY,
+                        quantity=1.0, status=status, venue="deep")
 
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         blotter = app.blotter
         blotter.max_rows = 5
         for i in range(3):
-            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+            blotter.show(result(f"w{i}", OrderStatus.NEW))
         blotter.select("w2")
         for i in range(6):
-            blotter.show(result(f"f{i}", OrderStatus.FILLED), "MARKET", "")
+            blotter.show(result(f"f{i}", OrderStatus.FILLED))
         # Finished rows left, oldest first, to make room; working orders stayed.
         assert blotter.keys == ["f5", "f4", "w2", "w1", "w0"]
         await pilot.pause()
@@ -569,22 +544,127 @@ async def test_the_blotter_keeps_its_size_as_orders_come_and_finish(tmp_path: Pa
 
         app.screen._refresh_layout = counting
         for i in (3, 4):
-            blotter.show(result(f"w{i}", OrderStatus.NEW), "LIMIT", "")
+            blotter.show(result(f"w{i}", OrderStatus.NEW))
             await pilot.pause()
         assert blotter.keys == ["w4", "w3", "w2", "w1", "w0"]
         assert blotter.virtual_size == size and layouts == 0
         # Working orders are never dropped to keep the bound; once over it, a row that
         # finishes leaves at once.
-        blotter.show(result("w5", OrderStatus.NEW), "LIMIT", "")
+        blotter.show(result("w5", OrderStatus.NEW))
         assert blotter.row_count == 6
-        blotter.show(result("w0", OrderStatus.CANCELED), "LIMIT", "")
+        blotter.show(result("w0", OrderStatus.CANCELED))
         assert blotter.keys == ["w5", "w4", "w3", "w2", "w1"]
         # The row the operator is looking at stays, finished or not.
-        blotter.show(result("w1", OrderStatus.FILLED), "LIMIT", "")
+        blotter.show(result("w1", OrderStatus.FILLED))
         blotter.select("w1")
-        blotter.show(result("w6", OrderStatus.NEW), "LIMIT", "")
-        blotter.show(result("w2", OrderStatus.FILLED), "LIMIT", "")
+        blotter.show(result("w6", OrderStatus.NEW))
+        blotter.show(result("w2", OrderStatus.FILLED))
         assert blotter.keys == ["w6", "w5", "w4", "w3", "w1"] and blotter.selected_key() == "w1"
+
+
+# -- the Orders panel is drawn from the engine's events, never from status reads -----------------
+
+
+def count_status_reads(app: DeskApp, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The order ids the desk asks the engine about from now on (one per question)."""
+    engine = app.engine
+    asked: list[str] = []
+    inside = False
+
+    def counted(read):
+        def read_counted(order_id: str):
+            nonlocal inside
+            if inside:  # order_status_or_none asks status: one question
+                return read(order_id)
+            asked.append(order_id)
+            inside = True
+            try:
+                return read(order_id)
+            finally:
+                inside = False
+        return read_counted
+
+    monkeypatch.setattr(engine, "status", counted(engine.status))
+    monkeypatch.setattr(engine, "order_status_or_none", counted(engine.order_status_or_none))
+    return asked
+
+
+@pytest.mark.anyio
+async def test_orders_fills_and_a_cancel_are_drawn_from_events_without_status_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(tmp_path)
+    asked = count_status_reads(app, monkeypatch)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])  # a market buy: fills
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "FILLED")
+        await send_ticket(pilot, ["ctrl+t", "enter"])  # MARKET -> LIMIT at the bid: rests
+        await until(pilot, lambda: "T-2" in app.blotter.keys and cell(app, "T-2", "status") == "NEW")
+        assert cell(app, "T-1", "prog").startswith("100%") and cell(app, "T-1", "avg") != "—"
+        assert cell(app, "T-2", "venue") in app.engine.venues
+        assert ": " in cell(app, "T-2", "why")  # the smart router's reason for its venue
+        app.blotter.select("T-2")
+        app.blotter.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: cell(app, "T-2", "status") == "CANCELED")
+        await until(pilot, lambda: str(app.detail.render()).startswith("T-2 CANCELED  filled 0/"))
+        assert app.orders.working_count == 0
+        assert asked == []  # every row and the selected order's line came from events
+        await app.shutdown_engine()
+    engine = app.engine
+    assert [engine.status(oid).status for oid in ("T-1", "T-2")] == [OrderStatus.FILLED, OrderStatus.CANCELED]
+
+
+@pytest.mark.anyio
+async def test_an_amend_and_a_pending_cancel_show_on_the_row_as_their_events_say(tmp_path: Path) -> None:
+    from engine.events import OrderAmended, OrderPendingCancel
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])  # a limit buy at the bid: rests
+        await until(pilot, lambda: "T-1" in app.blotter.keys and cell(app, "T-1", "status") == "NEW")
+        venue = cell(app, "T-1", "venue")
+        now = app.engine.clock.now()
+        # What the router will publish for a cancel/replace and a cancel in flight.
+        app.engine.bus.publish(OrderAmended(now, now, "T-1", venue, OrderStatus.NEW, None, 0.25, 45_000.0))
+        await until(pilot, lambda: (cell(app, "T-1", "qty"), cell(app, "T-1", "limit")) == ("0.25", "45,000.00"))
+        assert cell(app, "T-1", "status") == "NEW"
+        app.engine.bus.publish(OrderPendingCancel(now, now, "T-1", venue, OrderStatus.PENDING_CANCEL, None))
+        await until(pilot, lambda: cell(app, "T-1", "status") == "PENDING_CANCEL")
+        assert app.orders.is_working("T-1")
+        await app.shutdown_engine()
+
+
+@pytest.mark.anyio
+async def test_after_the_desk_lost_events_it_reads_its_working_orders_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tui.app as app_module
+    from engine.events import VenueEnabled
+
+    monkeypatch.setattr(app_module, "EVENT_QUEUE", 2)
+    app = make_app(tmp_path)
+    engine = app.engine
+    async with app.run_test(size=(160, 48)) as pilot:
+        venue = engine.venues["deep"]
+        book = venue.book("BTC/USD")
+        tick = venue.instruments()["BTC/USD"].tick_size
+        price = round(book.best_bid + float(tick), 2)  # the best bid, alone at its level
+        assert price < book.best_ask
+        order = Order(id="D-1", symbol="BTC/USD", side="BUY", type="LIMIT", quantity=0.01, price=price)
+        app.send_order(order, "deep")
+        await until(pilot, lambda: "D-1" in app.blotter.keys and cell(app, "D-1", "status") == "NEW")
+        asked = count_status_reads(app, monkeypatch)
+        # Between two frames: a counterparty fills D-1 at the venue, and two more events
+        # push the fill's event out of the desk's queue of two.
+        venue.submit(Order(id="X-1", symbol="BTC/USD", side="SELL", type="MARKET", quantity=0.01))
+        now = engine.clock.now()
+        engine.bus.publish(VenueEnabled(now, now, "deep"))
+        engine.bus.publish(VenueEnabled(now, now, "deep"))
+        await until(pilot, lambda: cell(app, "D-1", "status") == "FILLED")
+        assert asked == ["D-1"]  # the one working order, read once
+        assert "dropped events" in str(app.status_bar.render())
+        await app.shutdown_engine()
 
 
 # -- the command: a crash never exits 0, the log is bounded ------------------------------------

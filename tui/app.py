@@ -5,10 +5,12 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 * The engine runs as tasks in Textual's own loop. The desk reads the engine's
   event stream through one bounded, lossy subscription (drops the oldest and
   counts drops), so the engine never waits on the screen.
-* One frame timer (10 Hz) drains whatever arrived, works out which orders
-  changed, and updates only those cells by row key inside one
-  `batch_update()`; panels that are not displayed are skipped. Venues and
-  market refresh at 4 Hz, the latency chart at 1 Hz. Never a refresh per event.
+* One frame timer (10 Hz) drains whatever arrived, applies it to the view
+  model's rows (tui.view_model: the orders as the events describe them; the
+  frame asks the engine for no order's state), and updates only the changed
+  rows' cells by key inside one `batch_update()`; panels that are not
+  displayed are skipped. Venues and market refresh at 4 Hz, the latency chart
+  at 1 Hz. Never a refresh per event.
 * What the operator's own keys change (a sent ticket showing PENDING_NEW, a
   venue toggle, a cancel) is drawn at once, not at the next frame.
 """
@@ -16,12 +18,9 @@ How the screen keeps up with the engine (DESIGN.md, TUI):
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
-import gc
 import logging
 import math
-import platform
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,11 +38,12 @@ from textual.events import Key, Resize
 from textual.markup import escape
 from textual.widgets import Static
 
-from engine import Engine, Order, OrderResult, OrderStatus, OrderType
+from engine import Engine, Order, OrderStatus
 from engine.errors import ExecdeskError
 from engine.risk import LIMIT_NAMES
 from engine.risk import load_or_create as load_risk_limits
 
+from . import runtime
 from .commands import DeskCommands
 from .order_detail import OrderScreen
 from .screens.dialogs import AmendScreen, ConfirmScreen, DrillScreen, HelpScreen
@@ -51,7 +51,7 @@ from .screens.ticket import TicketAlert, TicketScreen
 from .ticket_model import plain
 from .settings import Settings, config_dir
 from .themes import DEFAULT_THEME, FALLBACK, load_themes
-from .view_model import DeskOrders, EventDigest, fmt_price
+from .view_model import ALGORITHM_TYPES, DeskOrders, EventDigest, OrderRow, fmt_price
 from .widgets.latency_chart import LatencyChart
 from .widgets.live_table import LiveTable
 from .widgets.panels import (
@@ -66,47 +66,6 @@ from .widgets.panels import (
 )
 
 log = logging.getLogger("execdesk.tui")
-
-# Python's cycle collector, tuned for a process that must answer keys within 100 ms.
-# Measured under --demo: with the defaults (700, 10, 10) it ran ~110 times a second
-# and took 15% of the time, in pauses up to 290 ms (full collections walking
-# everything the desk and the engine keep). Textual's rendered lines form
-# reference cycles (a Strip caches itself), so garbage does reach the collector.
-# Fewer, larger young collections let those lines die young, and freezing what
-# exists after start-up (modules, classes, widgets: all long-lived) takes it out
-# of every later walk. Result: ~3 collections a second, 1/4 of the time, pauses
-# under 60 ms, and no full collection in a 30 s window.
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def tune_garbage_collector() -> None:
-    """For the running desk (not for tests, which build many apps in one process)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-# glibc's malloc serves a block of 128 KiB or more from its own mapping, returned to the
-# system when freed, but after the first such free it raises that threshold to the freed
-# size. A remembered-orders store is a dict of ~1 MB that is rebuilt now and then as
-# orders come and go; once the threshold rose, each rebuild took a new 1 MB stretch of the
-# heap and left the old one as a hole that small blocks then split, and the desk's RSS
-# rose in steps of several MB every few minutes. A fixed threshold stops the raising.
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def tune_allocator() -> bool:
-    """Fix glibc's mmap threshold for the running desk; False where that is not glibc."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-
 
 # What the desk's own engine remembers of finished work. The library's defaults
 # (100,000 orders, 200,000 ids per venue) take hours to fill at the --demo rate
@@ -123,6 +82,9 @@ DESK_VENUE_REMEMBER_IDS = 20_000
 DESK_WORKERS = 64
 
 FRAME_S = 0.1  # orders, fills, log, status: 10 times a second
+# The desk's event queue: a frame's worth of events many times over. It is lossy (the
+# engine never waits on the screen); a loss makes the desk re-read its working rows once.
+EVENT_QUEUE = 50_000
 SLOW_PANEL_S = 0.25  # venues, market, positions
 CHART_S = 0.5  # the latency chart (plotext redraws the whole plot)
 HOUSEKEEPING_S = 0.2
@@ -131,7 +93,6 @@ HOUSEKEEPING_S = 0.2
 KEY_FIRST_S = 0.15
 KEY_FIRST_MAX_DEFER_S = 0.5  # a held key (auto-repeat) never freezes the desk longer
 MAX_LOG_LINES_PER_FRAME = 20
-ALGORITHM_TYPES = frozenset(t.value for t in OrderType if t.is_algorithm)
 TAPE_ROWS = 200
 
 # Below this size (80x24 is the classic terminal) the desk shows one panel at a time
@@ -234,21 +195,23 @@ class DeskApp(App[None]):
         self.symbols = sorted({s for v in engine.venues.values() for s in v.instruments()})
         self.symbol = self.symbols[0] if self.symbols else "BTC/USD"
         self._order_seq = 0
-        # The orders the blotter shows, and which still work (as of each one's last
-        # redraw: asking the engine about every tracked order cost 50 ms a frame).
-        self.orders = DeskOrders(still_working=self._is_working)
+        # The orders the blotter shows, as rows the engine's events keep up to date (the
+        # desk never asks the engine for an order's state on a frame).
+        self.orders = DeskOrders(routing_reason=engine.smart.routing_reason)
         self.digest = EventDigest(self.orders)
         self.mine_only = False  # the Orders panel hides the --demo flow's orders
         self.panel = "market"  # the one panel shown under the orders when tabbed
         self._dirty: set[str] = set()
         self._texts: dict[str | None, str] = {}
         self._ticket: TicketScreen | None = None  # installed once, reused (composing costs)
-        self._subscription = engine.subscribe(maxsize=50_000, name="desk")
+        self._subscription = engine.subscribe(maxsize=EVENT_QUEUE, name="desk")
+        self._dropped_seen = 0  # the subscription's drops the rows have been resynced after
         # Fills that came while the desk was covered (no more than the tape shows).
         self._held_fills: deque[Any] = deque(maxlen=TAPE_ROWS)
         self._key_at = -math.inf  # monotonic time of the operator's last key
-        self._gc_held = False  # a key turned the cycle collector off (_hold_collector)
-        self._gc_held_at = -math.inf  # ...at this time
+        # With tune_gc: no cycle collection while a key's effect is drawn (made at mount,
+        # where the event loop is).
+        self.collector_hold: runtime.CollectorHold | None = None
         self._redrawn_at: dict[str, float] = {}  # each periodic redraw's last run
         self._fills_window: deque[tuple[float, int]] = deque()
         self._orders_window: deque[tuple[float, int]] = deque()
@@ -333,8 +296,10 @@ class DeskApp(App[None]):
             self._start_demo()
         self.blotter.focus()
         if self.tune_gc:
-            tune_garbage_collector()
-            tune_allocator()
+            runtime.tune_process()
+            loop = asyncio.get_running_loop()
+            self.collector_hold = runtime.CollectorHold(
+                KEY_FIRST_S, KEY_FIRST_MAX_DEFER_S, call_later=lambda delay, release: loop.call_later(delay, release))
 
     # -- themes --------------------------------------------------------------------------------
     def _apply_theme(self, name: str, *, remember: bool = True) -> None:
@@ -538,7 +503,12 @@ class DeskApp(App[None]):
         # The engine's clock (real on the desk): rates and summaries follow market time,
         # so a desk on a virtual clock (tests, snapshots) shows the same figures every run.
         now = self.engine.clock.now()
-        news = self.digest.digest(self._subscription.drain(), now)
+        subscription = self._subscription
+        news = self.digest.digest(subscription.drain(), now)
+        if subscription.dropped != self._dropped_seen:
+            # Events were lost, so a row may miss its last change: read the working ones once.
+            self._dropped_seen = subscription.dropped
+            news.rows |= self.orders.resync(self.engine.order_status_or_none)
         self._count(self._fills_window, now, len(news.fills))
         self._count(self._orders_window, now, news.submitted)
         self._dirty.update(news.rows)
@@ -572,38 +542,9 @@ class DeskApp(App[None]):
     async def on_event(self, event: TextualEvent) -> None:
         if isinstance(event, Key):
             self._key_at = time.monotonic()
-            if self.tune_gc:
-                self._hold_collector()
+            if self.collector_hold is not None:
+                self.collector_hold.key_pressed()
         await super().on_event(event)
-
-    def _hold_collector(self) -> None:
-        """No cycle collection while a key's effect is drawn: from the key for `KEY_FIRST_S`.
-
-        Drawing a key's effect allocates a lot (a ticket's layout, a table's new lines), so
-        it was often what crossed a collection threshold: under --demo the slowest presses
-        each held a 20-80 ms collection. The collection runs just after instead, and a held
-        key (auto-repeat) postpones it `KEY_FIRST_MAX_DEFER_S` at most.
-        """
-        if not self._gc_held and gc.isenabled():  # never re-enables what someone else turned off
-            gc.disable()
-            self._gc_held = True
-            self._gc_held_at = self._key_at
-            asyncio.get_running_loop().call_later(KEY_FIRST_S, self._release_collector)
-
-    def _release_collector(self) -> None:
-        if not self._gc_held:
-            return
-        now = time.monotonic()
-        wait = self._key_at + KEY_FIRST_S - now
-        if wait > 0 and now - self._gc_held_at < KEY_FIRST_MAX_DEFER_S and not self._engine_stopped:
-            asyncio.get_running_loop().call_later(wait, self._release_collector)
-            return
-        self._give_back_collector()
-
-    def _give_back_collector(self) -> None:
-        if self._gc_held:
-            self._gc_held = False
-            gc.enable()
 
     def _after_keys(self, redraw: Callable[[], None]) -> Callable[[], None]:
         """`redraw` for a timer: skipped (the next tick does it) just after a key, unless
@@ -643,27 +584,11 @@ class DeskApp(App[None]):
             self._show_detail(selected)
 
     def _show_order(self, order_id: str) -> None:
-        """Read one order's state and draw its row (unless the Orders panel hides it)."""
-        engine = self.engine
-        orders = self.orders
-        result = engine.order_status_or_none(order_id)
-        if result is None:
-            orders.set_working(order_id, False)
+        """Draw one order's row from the view model (unless the Orders panel hides it)."""
+        row = self.orders.row(order_id)
+        if row is None or (self.mine_only and not row.mine):
             return
-        orders.set_working(order_id, not result.status.is_final)
-        mine = orders.is_mine(order_id)
-        if self.mine_only and not mine:
-            return
-        detail = result.detail or {}
-        reason = (
-            detail.get("algorithm") or detail.get("last_reason")
-            or engine.smart.routing_reason(order_id)
-            or (result.children and engine.smart.routing_reason(result.children[0].order_id))
-            or result.reason or ""
-        )
-        if result.status is OrderStatus.REJECTED and result.reason:
-            reason = result.reason
-        self.blotter.show(result, orders.type_of(order_id), str(reason), mine=mine, rank=orders.sequence(order_id))
+        self.blotter.show(row)
 
     def _update_status(self) -> None:
         engine = self.engine
@@ -715,10 +640,6 @@ class DeskApp(App[None]):
             self._texts[widget.id] = text
             widget.update(text, layout=False)
 
-    def _is_working(self, order_id: str) -> bool:
-        result = self.engine.order_status_or_none(order_id)
-        return result is not None and not result.status.is_final
-
     def _clock_text(self, ts: float) -> str:
         return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
@@ -769,30 +690,30 @@ class DeskApp(App[None]):
             self._show_detail(event.key)
 
     def _show_detail(self, order_id: str | None) -> None:
+        """The selected order's line under the orders, from its row (Enter shows everything)."""
         widget = self.detail
         if order_id is None:
             self._set_text(widget, "")
             return
-        result = self.engine.order_status_or_none(order_id)
-        if result is None:
-            self._set_text(widget, f"{escape(order_id)}: unknown or expired from memory")
+        row = self.orders.row(order_id)
+        if row is None:
+            self._set_text(widget, f"{escape(order_id)}: no longer tracked by the desk (Enter shows the engine's record)")
             return
-        lines = [f"[b]{escape(order_id)}[/] {result.status.value}  filled {result.filled_quantity:g}/{result.quantity:g}"
-                 + (f"  avg {result.average_price:,.2f}" if result.average_price else "")
-                 + (f"  reason: {escape(result.reason)}" if result.reason else "")]
-        detail = result.detail or {}
-        if detail.get("arrival_price"):
-            slip = detail.get("slippage_bps")
-            lines[0] += f"  arrival {detail['arrival_price']:,.2f}" + (f"  slippage {slip:+.2f} bps" if slip is not None else "")
-        children = result.children or []
+        lines = [f"[b]{escape(order_id)}[/] {row.status.value}  filled {row.filled:g}/{row.quantity:g}"
+                 + (f"  avg {row.average_price:,.2f}" if row.average_price else "")
+                 + (f"  reason: {escape(row.cause)}" if row.cause else "")]
+        arrival = row.arrival_price
+        if arrival:
+            slip = row.slippage_bps
+            lines[0] += f"  arrival {arrival:,.2f}" + (f"  slippage {slip:+.2f} bps" if slip is not None else "")
+        children = list(row.children.values()) if row.children else []
         if children:
             shown = children[-4:]
             lines.append("children: " + "  ".join(
-                f"{c.order_id.rsplit('.', 1)[-1]}:{c.status.value[:4]} {c.filled_quantity:g}/{c.quantity:g}@{c.exchange_id or '?'}"
+                f"{c.order_id.rsplit('.', 1)[-1]}:{c.status.value[:4]} {c.filled:g}/{c.quantity or 0:g}@{c.venue or '?'}"
                 for c in shown) + (f"  (+{len(children) - len(shown)} earlier)" if len(children) > len(shown) else ""))
-        fills = result.fills[-3:]
-        if fills:
-            lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in fills))
+        if row.fills:
+            lines.append("fills: " + "  ".join(f"{f.quantity:g}@{f.price:,.2f} {f.exchange_id}" for f in row.fills))
         self._set_text(widget, "\n".join(lines))
 
     # -- orders ------------------------------------------------------------------------------------
@@ -873,28 +794,26 @@ class DeskApp(App[None]):
         order, venue = sent
         self.send_order(order, venue)
 
-    def track_order(self, order: Order, *, mine: bool = True) -> None:
+    def track_order(self, order: Order, *, mine: bool = True, sent: str = "") -> OrderRow:
         """Show this order's life in the blotter: the operator's, or (mine=False) --demo's."""
-        self.orders.track(order.id, order.type.value, mine=mine)
+        return self.orders.track(order.id, order.type.value, mine=mine, symbol=order.symbol, side=order.side,
+                                 quantity=order.quantity, price=order.price, sent=sent)
 
     @work(group="orders")
     async def send_order(self, order: Order, venue: str | None = None) -> None:
         """Send an order and show it at once as PENDING_NEW."""
-        self.track_order(order)
+        row = self.track_order(order, sent=f"sent to {venue or 'smart routing'}")
+        row.venue = venue
         blotter = self.blotter
-        blotter.show(OrderResult(order.id, venue, OrderStatus.PENDING_NEW, order.quantity, symbol=order.symbol,
-                                 side=order.side, price=order.price), order.type.value,
-                     f"sent to {venue or 'smart routing'}", rank=self.orders.sequence(order.id))
+        blotter.show(row)
         blotter.select(order.id)
         try:
             await self.engine.submit(order, venue)
         except (ExecdeskError, ValueError) as exc:
             self.notify(f"{order.id} not sent: {exc}", severity="error")
             self.event_log.write(f"NOT SENT {order.id}: {exc}")
-            blotter.show(OrderResult(order.id, venue, OrderStatus.REJECTED, order.quantity, symbol=order.symbol,
-                                     side=order.side, reason=str(exc)), order.type.value, str(exc),
-                         rank=self.orders.sequence(order.id))
-            self.orders.set_working(order.id, False)
+            self.orders.refuse(order.id, str(exc))
+            blotter.show(row)
             return
         self._dirty.add(order.id)
 
@@ -1167,7 +1086,8 @@ class DeskApp(App[None]):
 
     async def on_unmount(self) -> None:
         # However the app ends (q, ctrl+c, a test), the engine stops and the profiler saves.
-        self._give_back_collector()  # a key may have held it just before
+        if self.collector_hold is not None:
+            self.collector_hold.close()  # a key may have held it just before
         await self.shutdown_engine()
 
     async def shutdown_engine(self) -> None:

@@ -147,7 +147,7 @@ async def run_demo(app: DeskApp) -> None:
                 try:
                     await engine.submit(order)
                 except ExecdeskError:
-                    app.orders.set_working(order.id, False)  # never reached the engine
+                    app.orders.refuse(order.id, "not sent: the engine is stopping")
                     due = 0
                     await anyio.sleep(HALTED_POLL_S)  # the engine is stopping
                     break

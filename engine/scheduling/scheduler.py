@@ -545,7 +545,6 @@ class Scheduler:
             self._wakeup.set()
         set_event(self._loop, self._async_wakeup)
 
-    _wake = wake  # tests/test_desk.py calls the old name
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import tempfile
 import time
@@ -90,11 +89,11 @@ def _latency_figures(latencies_ms: list[float], timeouts: int) -> dict[str, Any]
 
 
 def _restore_gc() -> None:
-    # The probed desk tuned the collector for itself (tune_garbage_collector): undo it so
-    # later workloads of this run see Python's defaults.
-    gc.unfreeze()
-    gc.set_threshold(700, 10, 10)
-    gc.enable()  # in case a key's hold (DeskApp._hold_collector) was still on
+    # The probed desk tuned the collector for itself (tui.runtime): undo it so later
+    # workloads of this run see Python's defaults.
+    from tui.runtime import restore_garbage_collector
+
+    restore_garbage_collector()
 
 
 OPERATOR_PACE_S = 0.05  # between one key's frame and the next key; the demo keeps trading

@@ -384,13 +384,14 @@ def bench_async_latency(ctx: Context) -> dict[str, Any]:
 
 class DeskView:
     """The desk's view model fed by the engine's event stream, as the desk's frame feeds it:
-    the same subscription size, `DeskOrders` tracking what it sends, `EventDigest` turning
-    each frame's events into rows, fills and log lines, and each order's final event
-    marking its row finished (the view asks the engine nothing)."""
+    the same subscription size, `DeskOrders` tracking what it sends (with the smart router's
+    routing reason read once per order, as the desk does), `EventDigest` applying each
+    frame's events to the rows and turning them into fills and log lines. The view asks the
+    engine for no order's state."""
 
     def __init__(self, engine: Engine) -> None:
         self.subscription = engine.subscribe(maxsize=DESK_QUEUE, name="desk")
-        self.orders = DeskOrders()
+        self.orders = DeskOrders(routing_reason=engine.smart.routing_reason)
         self.digest = EventDigest(self.orders)
         self.clock = engine.clock
         self.events = 0
@@ -398,18 +399,14 @@ class DeskView:
         self.rows = 0
 
     def track(self, order: Order) -> None:
-        self.orders.track(order.id, order.type.value, mine=False)
+        self.orders.track(order.id, order.type.value, mine=False, symbol=order.symbol, side=order.side,
+                          quantity=order.quantity, price=order.price)
 
     def frame(self) -> None:
         events: list[Event] = self.subscription.drain()
         if not events:
             return
         news = self.digest.digest(events, self.clock.now())
-        orders = self.orders
-        for event in events:
-            status = getattr(event, "status", None)
-            if status is not None and status.is_final and getattr(event, "parent_id", None) is None:
-                orders.set_working(event.order_id, False)  # type: ignore[attr-defined]
         self.events += len(events)
         self.frames += 1
         self.rows += len(news.rows)

@@ -16,9 +16,9 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Footer, RichLog, Static
 
-from engine import Engine, OrderResult, OrderStatus
+from engine import Engine, OrderStatus
 
-from ..view_model import fmt_price, fmt_qty
+from ..view_model import OrderRow, fmt_price, fmt_qty
 from .live_table import Column, LiveTable
 
 BAR_WIDTH = 10
@@ -184,29 +184,31 @@ class Blotter(LiveTable):
         self._finished.clear()
         super().clear()
 
-    def show(self, result: OrderResult, order_type: str, reason: str, *, mine: bool = True,
-             rank: float | None = None) -> None:
-        """Draw an order's row; the --demo flow's ids (not `mine`) are dimmed. `rank`: its
-        place in time (larger is newer), so a row first drawn late still lands in order."""
-        status = result.status
-        slip = result.detail.get("slippage_bps") if result.detail else None
+    def show(self, row: OrderRow) -> None:
+        """Draw an order's row from the view model; the --demo flow's ids (not `mine`) are
+        dimmed. Its rank (its place in time) lands a row first drawn late in order."""
+        status = row.status
+        slip = row.slippage_bps
+        order_id = row.order_id
         cells = (
-            Text(result.order_id, style="bold") if mine else Text(result.order_id, style="dim"),
-            self.side(result.side),
-            result.symbol,
-            order_type,
-            fmt_qty(result.quantity),
+            Text(order_id, style="bold") if row.mine else Text(order_id, style="dim"),
+            self.side(row.side),
+            row.symbol,
+            row.order_type,
+            fmt_qty(row.quantity),
             self.paint(status.value, STATUS_COLOUR.get(status)),
-            progress_bar(result.filled_quantity, result.quantity),
-            fmt_price(result.price) if result.price is not None else "",
-            fmt_price(result.average_price),
+            progress_bar(row.filled, row.quantity),
+            fmt_price(row.price) if row.price is not None else "",
+            fmt_price(row.average_price),
             "" if slip is None else f"{slip:+.2f}",
-            result.exchange_id or "",
-            reason,
+            row.venues or "",
+            row.why,
         )
-        self.upsert(result.order_id, cells, rank=rank)
+        self.upsert(order_id, cells, rank=row.rank)
         if status.is_final:
-            self._finished.add(result.order_id)
+            self._finished.add(order_id)
+        else:
+            self._finished.discard(order_id)
         over = self.row_count - self.max_rows
         if over <= 0:
             return
