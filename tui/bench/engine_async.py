@@ -96,11 +96,20 @@ class Completion:
 
     def _on_result(self, result: OrderResult) -> None:
         pending = self.pending
-        if pending and result.status.is_final and result.order_id in pending:
-            pending.discard(result.order_id)
-            if not pending and self._loop is not None:
-                # The router may report from another thread: the event belongs to the loop.
-                self._loop.call_soon_threadsafe(self.done.set)
+        if not pending or not result.status.is_final:
+            return
+        order_id = result.order_id
+        if order_id not in pending:
+            # A piece of an order the smart router split: the order is final when all its
+            # pieces are (the store knows, without building anything).
+            store = self._router.store
+            order_id = store.split_of(order_id)
+            if order_id is None or order_id not in pending or not store.is_final(order_id):
+                return
+        pending.discard(order_id)
+        if not pending and self._loop is not None:
+            # The router may report from another thread: the event belongs to the loop.
+            self._loop.call_soon_threadsafe(self.done.set)
 
     def close(self) -> None:
         self._router.remove_order_listener(self._on_result)
