@@ -126,6 +126,9 @@ class Engine:
         # One store holds every order's and parent's state; each layer below reads and
         # writes it through the router it works with.
         self.store = OrderStore(remember_orders)
+        # The one event stream: every change of state, and the Engine's own news (halts,
+        # parents' progress, errors), leave through the store to the bus's subscribers.
+        self.store.subscribe(self.bus.publish)
         self.router = AsyncOrderRouter(
             self.profiler,
             clock=self.clock,
@@ -135,7 +138,6 @@ class Engine:
             breaker_config=breaker_config,
             max_latency_s=max_latency_s,
             seed=seed,
-            on_event=self.bus.publish,
             risk=risk,
             store=self.store,
         )
@@ -296,13 +298,13 @@ class Engine:
         """Refuse every new order and cancel everything working, until resume()."""
         self.router.halt(reason)
         now = self.clock.now()
-        self.bus.publish(Halted(now, now, reason))
+        self.store.publish(Halted(now, now, reason))
         return await self.cancel_all(f"halted: {reason}")
 
     def resume(self) -> None:
         self.router.resume()
         now = self.clock.now()
-        self.bus.publish(Resumed(now, now))
+        self.store.publish(Resumed(now, now))
 
     @property
     def halted_reason(self) -> str | None:
@@ -348,13 +350,13 @@ class Engine:
         log.exception("%s failed", where, exc_info=exc)
         self.stats.errors += 1
         now = self.clock.now()
-        self.bus.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
+        self.store.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
 
     def _on_parent(self, state: ParentState) -> None:
         if not self.bus.active:
             return
         now = self.clock.now()
-        self.bus.publish(
+        self.store.publish(
             OrderUpdated(
                 now, now, state.order.id, None, state.status, None,
                 state.filled_quantity, state.order.quantity, state.average_price,
