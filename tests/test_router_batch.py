@@ -113,3 +113,48 @@ def test_a_broken_venue_adapter_fails_its_batch_and_the_router_carries_on(virtua
     assert all("internal error: venue adapter bug" in (r.reason or "") for r in results)
     clients["a"].explode = False
     assert router.submit_orders([market("x3"), market("x4")], "a")[1].status is OrderStatus.FILLED
+
+
+def test_a_batch_item_that_is_not_an_order_is_refused_in_its_place(virtual_clock: VirtualClock) -> None:
+    router, clients = _router(virtual_clock)
+
+    results = router.submit_orders([market("g1"), None, {"id": "x"}, market("g2")], "a")  # type: ignore[list-item]
+
+    assert [r.status for r in results] == [OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.REJECTED,
+                                           OrderStatus.FILLED]
+    assert results[1].reason == "batch item 1 is not an Order: got NoneType"
+    assert results[2].reason == "batch item 2 is not an Order: got dict"
+    assert router.working_orders() == []  # nothing stranded in flight
+
+
+class _PlainVenue:
+    """A venue with submit() but no submit_many(), registered directly (no client)."""
+
+    def __init__(self, venue: SimulatedExchange) -> None:
+        self.venue = venue
+        self.name, self.fees = venue.name, venue.fees
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "submit_many":
+            raise AttributeError(name)
+        return getattr(self.venue, name)
+
+
+def test_a_venue_without_submit_many_takes_a_batch_one_order_at_a_time(virtual_clock: VirtualClock) -> None:
+    router = OrderRouter(clock=virtual_clock, max_latency_s=None)
+    venue = SimulatedExchange("p", clock=virtual_clock, seed=3)
+    router.register_exchange("p", _PlainVenue(venue))
+
+    results = router.submit_orders([market(f"p{i}") for i in range(3)], "p")
+
+    assert [r.status for r in results] == [OrderStatus.FILLED] * 3 and venue.counters.submitted == 3
+
+
+def test_an_exchange_id_that_is_not_a_name_is_refused_in_words(virtual_clock: VirtualClock) -> None:
+    router, _ = _router(virtual_clock)
+
+    result = router.submit_orders([market("n1")], ["a"])[0]  # type: ignore[arg-type]
+
+    assert result.status is OrderStatus.REJECTED
+    assert result.reason == "exchange_id must be a venue's name (a string), got list ['a']"
+    assert router.get_order_status(["a"]).reason == "an order id is a string, got list ['a']"  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ from ..errors import (
     ExecdeskError,
     PermanentVenueError,
     UnknownOrderError,
+    UnknownOutcomeError,
     UnknownVenueError,
     VenueError,
 )
@@ -416,6 +417,8 @@ class _RouterCore:
                 f"exchange_id is required when several exchanges are registered "
                 f"(known: {', '.join(slots)})"
             )
+        if not isinstance(exchange_id, str):
+            return f"exchange_id must be a venue's name (a string), got {type(exchange_id).__name__} {exchange_id!r}"
         slot = slots.get(exchange_id)
         if slot is None:
             return f"unknown exchange {exchange_id!r} (known: {', '.join(slots) or 'none'})"
@@ -474,6 +477,7 @@ class _RouterCore:
             venue,
             f"client order id {order.client_order_id!r} was already used for a different order",
             track=False,
+            publish=False,  # the id is another order's: its row and listeners must not hear this
         )
 
     def _admit(
@@ -585,6 +589,20 @@ class _RouterCore:
         if self.store.pending:
             self.store.deliver()
 
+    def _outcome_unknown(self, order: Order, slot: _Slot, why: str) -> None:
+        """The send of `order` ended without an answer though it may have reached the
+        venue: PENDING_NEW until `reconcile_pending` asks the venue."""
+        result = self._pending_result(order, slot.id, f"{why}; outcome unknown until the venue answers a status query")
+        submitted = self._submission_events(order, result) if self.store.has_subscribers else None
+        cid: str = order.client_order_id  # type: ignore[assignment]
+        with self._lock:
+            flight = self._inflight.get(cid)
+            if flight is None or flight.order is not order:
+                return
+            self._unreconciled[cid] = slot.id
+            answer, waiters = self._settle_locked(order, slot.id, result, submitted)
+        self._settled(answer, waiters)
+
     def _settle_locked(
         self, order: Order, venue: str, result: OrderResult, events: list[Event] | None
     ) -> tuple[OrderResult, list[Any] | None]:
@@ -612,24 +630,75 @@ class _RouterCore:
         # News about an order already recorded (its outcome was unknown), or a refusal.
         tracked = store.live_record(cid)
         answer = result
+        post: list[Event] | None = None
+        changed = False
         if tracked is None:
             if not store.in_history(cid):
                 tracked = OrderRecord(order, venue, result)
                 store.add_record(cid, tracked)
                 if self.risk is not None:
                     self.risk.update(result)
+                post, changed = events, True
+            # else: an old, finished order's id: nothing is recorded, nothing said
         elif tracked.order == order and not tracked.result.status.is_final:
-            news = merge_result(tracked.result, result.status, result.filled_quantity, result.fills,
-                           result.reason, result.timestamp)
+            cur = tracked.result
+            news = merge_result(cur, result.status, result.filled_quantity, result.fills,
+                                result.reason, result.timestamp)
             if news is not None:
                 tracked.result = answer = news[0]
                 store.record_changed(cid, tracked, False)
                 if self.risk is not None:
                     self.risk.update(answer)
+                changed = True
+                if events and type(events[0]) is OrderDenied:
+                    post = events  # the engine refused it: said as such
+                elif store.has_subscribers:
+                    # What the answer adds to what was known (a reconciled timeout):
+                    # never the whole story again.
+                    post = self._change_events(tracked, cur, answer, news[1], result.timestamp)
             else:
                 answer = tracked.result
-        self.store.post_locked(events, answer)
+        else:
+            # Final already, or another order under this id: the record stays as it is,
+            # and nothing is said under its id.
+            answer = tracked.result if tracked.order == order else result
+        if changed:
+            store.post_locked(post, answer)
         return answer, None
+
+    def _change_events(self, record: OrderRecord, cur: OrderResult, updated: OrderResult,
+                       new_fills: list[Fill], ts: float, amended: bool = False) -> list[Event]:
+        """The events that say how `cur` became `updated` (with the lock held): a fill each
+        (or one saying FILLED), an amend's new terms, the ending, or a working state."""
+        now = self.clock.now()
+        cid, venue, parent = updated.order_id, record.venue, record.order.parent_id
+        status = updated.status
+        ended = status.is_final and not cur.status.is_final
+        filled = updated.filled_quantity
+        events: list[Event] = []
+        if new_fills or (ended and status is _FILLED):
+            leaves = 0.0 if status.is_final else max(updated.quantity - filled, 0.0)
+            events = [OrderFilled(f.timestamp, now, cid, venue, status, parent, f, filled, leaves)
+                      for f in new_fills] or [OrderFilled(ts, now, cid, venue, status, parent, None, filled, leaves)]
+        if amended and not status.is_final:
+            events.append(OrderAmended(ts, now, cid, venue, status, parent, updated.quantity, updated.price))
+        if ended and status is _EXPIRED:
+            events.append(OrderExpired(ts, now, cid, venue, status, parent, filled, updated.reason or ""))
+        elif ended and status is _CANCELED:
+            events.append(OrderCanceled(ts, now, cid, venue, status, parent, filled, updated.reason or "canceled"))
+        elif ended and status is _REJECTED:
+            events.append(OrderRejected(ts, now, cid, venue, status, parent, updated.reason or ""))
+        elif not events and status is not cur.status and status is OrderStatus.NEW:
+            events.append(OrderAccepted(ts, now, cid, venue, status, parent))
+        return events
+
+    def _not_an_order(self, position: int, item: object) -> OrderResult:
+        """A batch item that is not an Order: REJECTED in its place, nothing sent."""
+        return OrderResult(
+            order_id=str(getattr(item, "id", "") or f"batch item {position}"), exchange_id=None,
+            status=_REJECTED, reason=f"batch item {position} is not an Order: got {type(item).__name__}",
+            timestamp=self.clock.now(),
+        )
 
     def _settled(self, answer: OrderResult, waiters: list[Any] | None) -> OrderResult:
         """After `_settle_locked`, without the lock: wake resends, deliver what happened."""
@@ -639,7 +708,11 @@ class _RouterCore:
             self.store.deliver()
         return answer
 
-    def refuse(self, order: Order, venue: str | None, reason: str, *, track: bool = True) -> OrderResult:
+    def refuse(self, order: Order, venue: str | None, reason: str, *, track: bool = True,
+               publish: bool = True) -> OrderResult:
+        """A REJECTED answer from the engine itself. `track`: record it as the order's state
+        (at `venue`); `publish`: say it on the stream (one `OrderDenied`) and to order
+        listeners; not when the id is another order's, whose story it is not."""
         result = OrderResult(
             order_id=order.client_order_id,  # type: ignore[arg-type]
             exchange_id=venue,
@@ -651,6 +724,8 @@ class _RouterCore:
             price=order.price,
             timestamp=self.clock.now(),
         )
+        if not publish:
+            return result
         events: list[Event] | None = None
         if self.store.has_subscribers:
             now = result.timestamp
@@ -818,21 +893,8 @@ class _RouterCore:
                 stats.fill_ratio += _EWMA * (updated.filled_quantity / updated.quantity - stats.fill_ratio)
         if self.risk is not None:
             self.risk.update(updated)
-        events: list[Event] | None = None
-        if self.store.has_subscribers:
-            now = self.clock.now()
-            parent = tracked.order.parent_id
-            ts = report.ts_event
-            filled = updated.filled_quantity
-            if new_fills or (ended and status is _FILLED):
-                leaves = 0.0 if status.is_final else max(updated.quantity - filled, 0.0)
-                events = [OrderFilled(ts, now, cid, venue, status, parent, f, filled, leaves)
-                          for f in new_fills] or [OrderFilled(ts, now, cid, venue, status, parent, None,
-                                                              filled, leaves)]
-            elif ended and status is _EXPIRED:
-                events = [OrderExpired(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
-            elif ended and status is _CANCELED:
-                events = [OrderCanceled(ts, now, cid, venue, status, parent, filled, updated.reason or "")]
+        events = (self._change_events(tracked, cur, updated, new_fills, report.ts_event)
+                  if self.store.has_subscribers else None)
         self.store.post_locked(events, updated)
         return True
 
@@ -867,9 +929,10 @@ class _RouterCore:
                         order, slot.id,
                         f"{slot.id} timed out; outcome unknown until the venue answers a status query",
                     )
+                    submitted = self._submission_events(order, result) if self.store.has_subscribers else None
                     with self._lock:
                         self._unreconciled[order.client_order_id] = slot.id  # type: ignore[index]
-                        answer, waiters = self._settle_locked(order, slot.id, result, None)
+                        answer, waiters = self._settle_locked(order, slot.id, result, submitted)
                     return self._settled(answer, waiters)
                 # "absent": the venue never saw it; resending is safe (and counts as a retry).
                 action = state.not_found()
@@ -959,7 +1022,6 @@ class _RouterCore:
         if result.status is _REJECTED and tracked.result.status is not _PENDING_NEW:
             return result
         cid = tracked.result.order_id
-        venue = tracked.venue
         with self._lock:
             store = self.store
             record = store.live_record(cid)
@@ -978,7 +1040,10 @@ class _RouterCore:
                                result.timestamp, quantity=result.quantity, price=result.price)
             if news is None:
                 return cur
-            updated = news[0]
+            updated, new_fills = news
+            if changes and cur.status is _PENDING_CANCEL and updated.status.is_working:
+                # An amend's answer while a cancel is out: the cancel is still pending.
+                updated = dataclasses.replace(updated, status=_PENDING_CANCEL)
             was_final = cur.status.is_final
             record.result = updated
             if revived:
@@ -987,16 +1052,8 @@ class _RouterCore:
                 store.record_changed(cid, record, was_final)
             if self.risk is not None:
                 self.risk.update(updated)
-            events: list[Event] | None = None
-            if self.store.has_subscribers:
-                now = self.clock.now()
-                parent = record.order.parent_id
-                if changes and not updated.status.is_final:
-                    events = [OrderAmended(result.timestamp, now, cid, venue, updated.status, parent,
-                                           updated.quantity, updated.price)]
-                elif updated.status is _CANCELED and not was_final:
-                    events = [OrderCanceled(result.timestamp, now, cid, venue, _CANCELED, parent,
-                                            updated.filled_quantity, updated.reason or "canceled")]
+            events = (self._change_events(record, cur, updated, new_fills, result.timestamp, amended=bool(changes))
+                      if store.has_subscribers else None)
             self.store.post_locked(events, updated)
         self.store.deliver()
         return updated
@@ -1052,9 +1109,49 @@ class _RouterCore:
             return result
         return self._after_request(tracked, result)
 
+    def _ask_venue(self, order: Order) -> Decision[OrderResult | str]:
+        """After a cancel or amend whose outcome is unknown (a timeout): what the venue
+        says of the order now, by status query ("absent"/"unknown" when it cannot say)."""
+        return self._reconcile(None, order, RetryState(self.retry_policy, self._rng))  # type: ignore[arg-type]
+
+    def _cancel_settled_by_status(self, tracked: OrderRecord, before: OrderStatus | None, slot: _Slot,
+                                  found: OrderResult | str, exc: VenueError) -> OrderResult:
+        """A cancel timed out: the venue's own word on the order decides. Ended there
+        (canceled, filled): that is its state. Still working: the cancel did not take
+        effect (the order goes back, `OrderCancelRejected`). No word: as a failed cancel."""
+        if not isinstance(found, OrderResult):
+            return self._cancel_refused(
+                tracked, before, f"cancel failed at {slot.id}: {exc}; a status query could not settle it")
+        if found.exchange_id != slot.id:
+            _restamp(found, slot.id)
+        if found.status.is_final:
+            return self._after_request(tracked, found)
+        refusal = self._cancel_refused(
+            tracked, before, f"cancel at {slot.id} timed out and did not take effect: the order still works there")
+        self._after_request(tracked, found)  # fills the answer may carry
+        return refusal
+
+    def _amend_settled_by_status(self, tracked: OrderRecord, slot: _Slot, found: OrderResult | str,
+                                 exc: VenueError, quantity: float | None, price: float | None) -> OrderResult:
+        """An amend timed out: it took effect when the venue's order has the new terms."""
+        cid = tracked.result.order_id
+        if not isinstance(found, OrderResult):
+            return self._cancel_result(
+                tracked, cid, f"amend failed at {slot.id}: {exc}; a status query could not settle it")
+        if found.exchange_id != slot.id:
+            _restamp(found, slot.id)
+        landed = (quantity is None or found.quantity == quantity) and (price is None or found.price == price)
+        if landed:
+            return self._amended(tracked, found, quantity, price)
+        self._after_request(tracked, found)
+        return self._cancel_result(
+            tracked, cid, f"amend at {slot.id} timed out and did not take effect; the order is unchanged")
+
     def get_order_status(self, order_id: str) -> OrderResult:
         """The router's latest knowledge of an order (results and pushed reports); an
         order still being sent is PENDING_NEW."""
+        if not isinstance(order_id, str):
+            return self._cancel_result(None, repr(order_id), _not_an_id(order_id))
         with self._lock:
             result = self.store.result(order_id)  # from history: the result alone is built back
             flight = self._inflight.get(order_id) if result is None else None
@@ -1070,6 +1167,8 @@ class _RouterCore:
         """The order and venue a cancel or amend goes to, why it cannot go, or the flight
         of an order still being sent (the caller waits for its answer, then asks again
         with `waited`: a cancel, a cancel-all or a halt must not miss it)."""
+        if not isinstance(order_id, str):
+            return self._cancel_result(None, repr(order_id), _not_an_id(order_id))
         with self._lock:
             tracked = self.store.record(order_id)
             flight = self._inflight.get(order_id) if tracked is None else None
@@ -1186,6 +1285,9 @@ class OrderRouter(_RouterCore):
         batches: dict[str, tuple[_Slot, list[int]]] = {}
         repeats: list[tuple[int, _Flight]] = []
         for i, order in enumerate(orders):
+            if not isinstance(order, Order):
+                results[i] = self._not_an_order(i, order)
+                continue
             try:
                 admitted = self._admit(order, exchange_id, me)
             except Exception as exc:  # a check's bug costs this order, not the batch
@@ -1218,7 +1320,8 @@ class OrderRouter(_RouterCore):
         calling.add(me)  # reports the call raises are delivered after it
         t0 = clock.now_ns()
         try:
-            answers = slot.client.submit_many(batch) if len(batch) > 1 else [self._one(slot, batch[0])]
+            many = getattr(slot.client, "submit_many", None) if len(batch) > 1 else None
+            answers = many(batch) if many is not None else [self._one(slot, order) for order in batch]
         except Exception as exc:  # not a venue's answer: none of these went out
             calling.discard(me)
             log.exception("batch of %d orders failed at %s", len(batch), slot.id)
@@ -1299,6 +1402,10 @@ class OrderRouter(_RouterCore):
         calling.add(me)
         try:
             result = slot.client.cancel(order_id)
+        except UnknownOutcomeError as exc:
+            calling.discard(me)
+            found = self._drive(slot, self._ask_venue(tracked.order))
+            return self._cancel_settled_by_status(tracked, before, slot, found, exc)
         except VenueError as exc:
             return self._cancel_refused(tracked, before, f"cancel failed at {slot.id}: {exc}")
         except BaseException:
@@ -1325,6 +1432,10 @@ class OrderRouter(_RouterCore):
         calling.add(me)
         try:
             result = slot.client.amend(order_id, quantity=quantity, price=price)
+        except UnknownOutcomeError as exc:
+            calling.discard(me)
+            found = self._drive(slot, self._ask_venue(tracked.order))
+            return self._amend_settled_by_status(tracked, slot, found, exc, quantity, price)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
         finally:
@@ -1374,6 +1485,12 @@ class AsyncOrderRouter(_RouterCore):
             return admitted if isinstance(admitted, OrderResult) else await self._wait_async(admitted)
         try:
             return await self._send(admitted, order, t_in)
+        except asyncio.CancelledError:
+            # The caller gave up while the order was on its way: it may have reached the
+            # venue. Its outcome is unknown until a status query settles it
+            # (reconcile_pending), never a refusal that would let a resend double it.
+            self._outcome_unknown(order, admitted, "its sender was cancelled while it was on its way")
+            raise
         except BaseException as exc:
             self._abandon(order, exc)
             raise
@@ -1425,7 +1542,10 @@ class AsyncOrderRouter(_RouterCore):
 
         async with anyio.create_task_group() as tg:
             for i, order in enumerate(orders):
-                tg.start_soon(one, i, order)
+                if isinstance(order, Order):
+                    tg.start_soon(one, i, order)
+                else:
+                    results[i] = self._not_an_order(i, order)
         return results  # type: ignore[return-value]
 
     async def reconcile_pending_async(self) -> list[OrderResult]:
@@ -1447,6 +1567,9 @@ class AsyncOrderRouter(_RouterCore):
         before = self._cancel_sent(tracked)
         try:
             result = await self._call(slot, "cancel", order_id)
+        except UnknownOutcomeError as exc:
+            found = await self._drive(slot, self._ask_venue(tracked.order))
+            return self._cancel_settled_by_status(tracked, before, slot, found, exc)
         except VenueError as exc:
             return self._cancel_refused(tracked, before, f"cancel failed at {slot.id}: {exc}")
         except BaseException:
@@ -1469,6 +1592,9 @@ class AsyncOrderRouter(_RouterCore):
             return refused
         try:
             result = await self._call(slot, "amend", order_id, quantity=quantity, price=price)
+        except UnknownOutcomeError as exc:
+            found = await self._drive(slot, self._ask_venue(tracked.order))
+            return self._amend_settled_by_status(tracked, slot, found, exc, quantity, price)
         except VenueError as exc:
             return self._cancel_result(tracked, order_id, f"amend failed at {slot.id}: {exc}")
         return self._amended(tracked, result, quantity, price)
@@ -1544,6 +1670,10 @@ class AsyncOrderRouter(_RouterCore):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
         _OPEN_ROUTERS.discard(self)
+
+
+def _not_an_id(order_id: object) -> str:
+    return f"an order id is a string, got {type(order_id).__name__} {order_id!r}"
 
 
 def _restamp(result: OrderResult, venue: str) -> None:
