@@ -678,7 +678,10 @@ class _RouterCore:
         events: list[Event] = []
         if new_fills or (ended and status is _FILLED):
             leaves = 0.0 if status.is_final else max(updated.quantity - filled, 0.0)
-            events = [OrderFilled(f.timestamp, now, cid, venue, status, parent, f, filled, leaves)
+            # A fill's event carries the state that fill left: an order that then ended
+            # canceled or expired says so in its own event, after its fills.
+            fill_status = _PARTIAL if ended and status is not _FILLED else status
+            events = [OrderFilled(f.timestamp, now, cid, venue, fill_status, parent, f, filled, leaves)
                       for f in new_fills] or [OrderFilled(ts, now, cid, venue, status, parent, None, filled, leaves)]
         if amended and not status.is_final:
             events.append(OrderAmended(ts, now, cid, venue, status, parent, updated.quantity, updated.price))
