@@ -23,6 +23,9 @@ What it holds, by who writes it:
   answer of an order that never reached a router (refused, or canceled while
   queued).
 * **Parents** (the scheduler): each parent order's `ParentState`.
+* **Routing claims** (the smart router): the order ids being planned and sent
+  now, each held by one caller from its duplicate check to its last piece out,
+  so the same order routed twice at once goes out once (see `claim_routing`).
 
 `lookup` answers "what is this id?" in one look-up, and `is_final` says whether
 an order is final from what is known without building anything back.
@@ -68,7 +71,7 @@ from .models import (
 
 log = logging.getLogger("execdesk.store")
 
-__all__ = ["Found", "OrderRecord", "OrderStore", "Split", "merge_result", "LIVE_FINISHED_ORDERS"]
+__all__ = ["Found", "OrderRecord", "OrderStore", "RoutingClaim", "Split", "merge_result", "LIVE_FINISHED_ORDERS"]
 
 # Finished orders kept as live objects before they move to compact history.
 LIVE_FINISHED_ORDERS = 1_000
@@ -203,6 +206,11 @@ def merge_result(
     ), new_fills
 
 
+def _resolve_none(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Bounded(Generic[K]):
     """Insertion-ordered keys -> values that forget their oldest past `limit`."""
 
@@ -217,6 +225,19 @@ class _Bounded(Generic[K]):
         items[key] = value
         while len(items) > self.limit:
             items.popitem(last=False)
+
+
+class RoutingClaim:
+    """An order id a smart router holds while it plans and sends the order: who holds it
+    (`thread`, so a resend from that same thread is not told to wait for itself) and who
+    waits for it to be released (clock events, or (loop, future) pairs)."""
+
+    __slots__ = ("thread", "waiters", "released")
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+        self.waiters: list[Any] = []
+        self.released = False
 
 
 class OrderStore:
@@ -257,6 +278,8 @@ class OrderStore:
         self._early: History[OrderResult] = History(
             remember, live=self._live, pack=compact_result, unpack=result_from_compact
         )
+        # Routing claims (smart router): order id -> the claim of the caller routing it.
+        self._routing: dict[str, RoutingClaim] = {}
         # Parents (scheduler).
         self._parents: dict[str, Any] = {}
         self._parents_done: History[Any] = History(max(remember, 1), live=LIVE_FINISHED_PARENTS)
@@ -437,6 +460,39 @@ class OrderStore:
                     del piece_of[cid]
         self._split_orders.pop(order_id)
         self._split_done.pop(order_id)
+
+    # -- routing claims (smart router) -------------------------------------------------------
+    def claim_routing(self, order_id: str, thread: int, waiter: Any = None) -> RoutingClaim | None:
+        """Hold `order_id` for routing. None: the caller holds it now and must
+        `release_routing` it, whatever happens. Otherwise another caller holds it: its
+        claim is returned, with `waiter` (a clock event, or a (loop, future) pair) added
+        to be woken at its release."""
+        with self.lock:
+            held = self._routing.get(order_id)
+            if held is None:
+                self._routing[order_id] = RoutingClaim(thread)
+                return None
+            if waiter is not None:
+                held.waiters.append(waiter)
+            return held
+
+    def release_routing(self, order_id: str) -> None:
+        """The order is out (or refused, or failed): whoever waits looks again."""
+        with self.lock:
+            claim = self._routing.pop(order_id, None)
+            if claim is None:
+                return
+            claim.released = True
+            waiters = claim.waiters
+        for waiter in waiters:
+            if type(waiter) is tuple:
+                loop, future = waiter
+                try:
+                    loop.call_soon_threadsafe(_resolve_none, future)
+                except RuntimeError:  # that loop is closed: nobody is left to wait
+                    pass
+            else:
+                waiter.set()
 
     # -- optimizers ------------------------------------------------------------------------
     def take(self, order: Order) -> str | None:
