@@ -253,7 +253,7 @@ class _OptimizerCore:
             return
         split, _, pieces = view
         if pieces is None:  # kept already: read its pieces afresh
-            pieces = [self.store.result(cid) for cid in split.pieces]
+            pieces = self.store.piece_results(order_id)
         result = self._aggregate(order_id, split, pieces)
         if result.status.is_final:
             self.store.keep_split_result(order_id, result)

@@ -348,6 +348,8 @@ class SmartOrderRouter:
                 if not split:
                     raise  # a whole order: its caller answers for it
                 results.append(self._piece_failed(order, child, where, exc))
+            if split:
+                self.store.piece_answered(child.id, results[-1])
         return results
 
     def _piece_failed(self, order: Order, child: Order, venue: str, exc: Exception) -> OrderResult:
@@ -416,6 +418,8 @@ class SmartOrderRouter:
                 if not split:
                     raise  # a whole order: its caller answers for it
                 results.append(self._piece_failed(order, child, where, exc))
+            if split:
+                self.store.piece_answered(child.id, results[-1])
         return results
 
     async def cancel_async(self, order_id: str) -> OrderResult:
