@@ -282,8 +282,10 @@ class Engine:
         return self.optimizer.working
 
     async def cancel_all(self, reason: str = "cancel all") -> int:
-        """Cancel every working parent and plain order; returns how many were asked."""
-        count = 0
+        """Cancel every order still queued for a worker, every working parent and plain
+        order; returns how many were canceled or asked."""
+        # Queued first: a worker would otherwise send them after this call.
+        count = len(self.optimizer.cancel_queued(reason))
         for pid in self.scheduler.active:
             if self.scheduler.cancel(pid, reason):
                 count += 1

@@ -222,6 +222,18 @@ class _OptimizerCore:
             return None
         return self._cancel_unrouted(order, "canceled before it was routed")
 
+    def cancel_queued(self, reason: str = "canceled before it was routed") -> list[str]:
+        """Cancel every order still waiting for a worker (CANCELED with `reason`, as a
+        queued cancel is); returns their ids. An order a worker holds is not among them."""
+        canceled = []
+        store = self.store
+        for oid in store.queued_ids():
+            order = store.unqueue(oid)
+            if order is not None:
+                self._cancel_unrouted(order, reason)
+                canceled.append(oid)
+        return canceled
+
     def _cancel_leftovers(self) -> None:
         """After the workers stopped: what this optimizer still has queued never went out
         (CANCELED), and working parents are asked to cancel."""

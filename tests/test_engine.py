@@ -320,3 +320,18 @@ async def test_a_split_order_stays_final_after_the_router_forgets_its_pieces(vir
     assert later.average_price == first.average_price
     assert big not in engine.working()
     await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_cancel_all_cancels_orders_still_queued_for_a_worker(engine: Engine) -> None:
+    submitted = {name: v.counters.submitted for name, v in engine.venues.items()}
+    # No await yields between these submits: every order still waits for a worker.
+    ids = [await engine.submit(resting(f"q{i}", engine, "deep")) for i in range(20)]
+    assert all(engine.status(oid).reason == "queued for routing" for oid in ids)
+    assert await engine.cancel_all("desk closing") == 20
+    for oid in ids:
+        result = await engine.wait(oid, timeout=30)
+        assert (result.status, result.reason) == (OrderStatus.CANCELED, "desk closing")
+    await anyio.sleep(5)  # nothing goes out later either
+    assert {name: v.counters.submitted for name, v in engine.venues.items()} == submitted
+    assert open_at_venues(engine) == {name: [] for name in engine.venues} and engine.working() == []
