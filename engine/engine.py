@@ -203,7 +203,11 @@ class Engine:
         await self.optimizer.start(num_workers=num_workers)
 
     async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
-        """Stop the workers, cancel working parents and save the profiler if it autosaves."""
+        """Stop the workers, cancel working parents and save the profiler if it autosaves.
+
+        A parent whose cancel did not complete within `timeout` stays working (its
+        children may still rest at their venues): `cancel` or `cancel_all` it afterwards,
+        which runs the scheduler again for it."""
         await self.optimizer.stop(drain=drain, timeout=timeout)
         # optimizer.stop asked every working parent to cancel; the scheduler takes
         # their children off the venues before it stops (closing it at once left

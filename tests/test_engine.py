@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Engine, Order, OrderStatus, VirtualClock
+from engine import Engine, FaultConfig, LatencyModel, Order, OrderStatus, VirtualClock
 from engine.events import (
     BreakerStateChanged,
     Halted,
@@ -335,3 +335,22 @@ async def test_cancel_all_cancels_orders_still_queued_for_a_worker(engine: Engin
     await anyio.sleep(5)  # nothing goes out later either
     assert {name: v.counters.submitted for name, v in engine.venues.items()} == submitted
     assert open_at_venues(engine) == {name: [] for name in engine.venues} and engine.working() == []
+
+
+@pytest.mark.anyio
+async def test_a_parent_whose_cancel_outlived_stops_timeout_can_still_be_canceled(engine: Engine) -> None:
+    for venue in engine.venues.values():
+        venue.faults = FaultConfig()
+    bid = engine.venues["deep"].book(SYMBOL).best_bid
+    await engine.submit(Order(id="ice", symbol=SYMBOL, side="BUY", type="ICEBERG", quantity=1.0,
+                              price=round(bid - 50, 2), metadata={"display_size": 0.1}))
+    await settle(engine, "ice")
+    [child] = engine.status("ice").children
+    venue = engine.venues[child.exchange_id]
+    venue.latency = LatencyModel(median_s=0.02, p99_s=0.03)  # its cancel takes longer than the stop waits
+    await engine.stop(drain=False, timeout=0.01)
+    await engine.cancel("ice")
+    result = await engine.wait("ice", timeout=30)
+    assert result.status is OrderStatus.CANCELED
+    assert venue.status(child.order_id).status is OrderStatus.CANCELED
+    assert engine.working() == []
