@@ -12,6 +12,7 @@ first (the desk runs it in Textual's event loop); the sync pieces
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ _AMEND_PREFIXES = ("amend refused: ",)
 # venue kept memory growing for most of an hour, 200,000 is still hours of a busy desk.
 DEFAULT_VENUE_REMEMBER_IDS = 200_000
 
+# Finished orders whose applied fill count is kept, for late fills after their end.
+FILL_COUNTS_KEPT = 100_000
+
 
 class Engine:
     """Everything the desk needs, wired once. `Engine.default(seed=...)` gives three
@@ -156,6 +160,10 @@ class Engine:
         self.stats = _EngineStats()
         # Every fill of every order and child passes the router: results and pushed reports.
         self.position_book = PositionBook()
+        # Fills applied per order: working orders', and the newest finished orders' (a
+        # late fill after a cancel); see _on_order_result.
+        self._fills_applied: dict[str, int] = {}
+        self._fills_applied_final: OrderedDict[str, int] = OrderedDict()
         self.router.add_order_listener(self._on_order_result)
 
     @classmethod
@@ -373,8 +381,28 @@ class Engine:
 
     # -- positions ------------------------------------------------------------------------
     def _on_order_result(self, result: OrderResult) -> None:
-        if result.fills:
-            self.position_book.apply_all(result.fills)
+        """Apply the fills new to the order. An order's fills only grow, appended in
+        order (the store's merge rule), and its results arrive in order: the fills past
+        the count already applied are the new ones. Re-applying all of them relied on the
+        position book remembering every fill key, which it forgets past its bound."""
+        fills = result.fills
+        oid = result.order_id
+        working, finished = self._fills_applied, self._fills_applied_final
+        applied = working.get(oid)
+        if applied is None:
+            applied = finished.get(oid, 0)
+        if len(fills) > applied:
+            self.position_book.apply_all(fills[applied:])
+            applied = len(fills)
+        if result.status.is_final:
+            working.pop(oid, None)
+            if applied:
+                finished[oid] = applied
+                finished.move_to_end(oid)
+                if len(finished) > FILL_COUNTS_KEPT:
+                    finished.popitem(last=False)
+        elif applied:
+            working[oid] = applied
 
     def positions(self, *, by_venue: bool = False) -> list[Position]:
         """Net quantity, average entry, realized P&L, unrealized P&L marked to the merged

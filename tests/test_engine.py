@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Engine, FaultConfig, LatencyModel, Order, OrderStatus, VirtualClock
+from engine import Engine, FaultConfig, LatencyModel, Order, OrderStatus, PositionBook, VirtualClock
 from engine.events import (
     BreakerStateChanged,
     Halted,
@@ -354,3 +354,25 @@ async def test_a_parent_whose_cancel_outlived_stops_timeout_can_still_be_cancele
     assert result.status is OrderStatus.CANCELED
     assert venue.status(child.order_id).status is OrderStatus.CANCELED
     assert engine.working() == []
+
+
+@pytest.mark.anyio
+async def test_an_old_fill_counts_once_though_the_position_book_forgot_its_key(engine: Engine) -> None:
+    engine.position_book = PositionBook(remember=2)
+    for venue in engine.venues.values():
+        venue.faults = FaultConfig()
+    swift = engine.venues["swift"]
+    tick = float(swift.instruments()[SYMBOL].tick_size)
+    bid = swift.book(SYMBOL, 1).best_bid
+    await engine.submit(Order(id="maker", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.02,
+                              price=round(bid + tick, 2)), venue="swift")
+    await settle(engine, "maker")
+    await engine.wait(await engine.submit(market("hit", side="SELL"), venue="swift"), timeout=30)
+    assert engine.status("maker").filled_quantity == pytest.approx(0.01)
+    for i in range(3):  # other fills: the book forgets the maker's fill key
+        await engine.wait(await engine.submit(Order(id=f"e{i}", symbol="ETH/USD", side="BUY", type="MARKET",
+                                                    quantity=0.01), venue="deep"), timeout=30)
+    await engine.cancel("maker")  # its answer carries the old fill again
+    assert (await engine.wait("maker", timeout=30)).status is OrderStatus.CANCELED
+    [btc] = [p for p in engine.positions() if p.symbol == SYMBOL]
+    assert (btc.net_quantity, btc.fills) == (0.0, 2)  # bought 0.01 once, sold 0.01
