@@ -66,6 +66,17 @@ class OptimizerStoppedError(ExecdeskError, RuntimeError):
     """Submitting to an optimizer that is not running."""
 
 
+def _checked_batch(orders: Iterable[Order]) -> list[Order]:
+    """A batch of orders, refused whole (nothing queued) when an item is not an Order:
+    queued up to a bad item and then raising, the good ones waited unrouted for a wake-up."""
+    batch = list(orders)
+    for i, order in enumerate(batch):
+        if not isinstance(order, Order):
+            raise TypeError(
+                f"orders[{i}] is a {type(order).__name__}, not an Order: {order!r}; nothing was queued")
+    return batch
+
+
 class _OptimizerCore:
     def __init__(
         self,
@@ -114,6 +125,8 @@ class _OptimizerCore:
     # -- status ---------------------------------------------------------------------
     def _accept(self, order: Order) -> None:
         """Queue the order in the store; an id already in use is refused."""
+        if not isinstance(order, Order):
+            raise TypeError(f"expected an Order, got {type(order).__name__}: {order!r}")
         refused = self.store.take(order)
         if refused is not None:
             raise ConfigurationError(refused)
@@ -339,7 +352,9 @@ class ExecutionOptimizer(_OptimizerCore):
         return order.id
 
     def submit_orders(self, orders: Iterable[Order]) -> list[str]:
-        """Queue many orders at once; an id already in use is skipped with a log line."""
+        """Queue many orders at once; an id already in use is skipped with a log line. A
+        batch holding anything but Orders is refused whole (TypeError), nothing queued."""
+        orders = _checked_batch(orders)
         ids = []
         with self._lock:
             self._check_open()
@@ -632,6 +647,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         orders already queued keep their course and OptimizerStoppedError is raised."""
         if not self.running:
             raise OptimizerStoppedError(self._not_running())
+        orders = _checked_batch(orders)
         ids = []
         work = self._work
         take = self.store.take
