@@ -123,6 +123,14 @@ class Engine:
     ) -> None:
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
+        if isinstance(remember_orders, int) and not isinstance(remember_orders, bool) and remember_orders < 1:
+            # At 0 a finished order is forgotten as it finishes: a split order forgotten so
+            # soon is recorded again from its answers and never ends, a status read right
+            # after a wait finds nothing.
+            raise ConfigurationError(
+                f"remember_orders must be at least 1, got {remember_orders!r}: the engine keeps each "
+                "finished order at least until its status is read"
+            )
         self.clock: Clock = clock or RealClock()
         self.seed = seed
         self.bus = EventBus()

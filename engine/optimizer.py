@@ -119,6 +119,9 @@ class _OptimizerCore:
         # waits stays here until a worker passes it; the store says it is gone.
         self._work: deque[tuple[Order, str | None]] = deque()
         self._waiters: dict[str, list[Any]] = {}
+        # The final result of an order someone waits for, as it became final: the store
+        # may forget it before the waiter reads it (a small `remember`).
+        self._final_seen: dict[str, OrderResult] = {}
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
@@ -210,6 +213,8 @@ class _OptimizerCore:
               and not store.has_record(oid)):
             early = single
         store.routed(oid, early)
+        if early is not None:
+            self._seen(oid, early)
         if split:
             self._keep_if_done(oid)  # every piece may have finished while it was routed
         self._wake(oid)
@@ -222,6 +227,7 @@ class _OptimizerCore:
         result = OrderResult(cid, None, OrderStatus.CANCELED, order.quantity, reason=reason,
                              symbol=order.symbol, side=order.side, price=order.price, timestamp=now)
         self.store.routed(order.id, result)
+        self._seen(order.id, result)
         self.store.publish(
             OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
         self._wake(order.id)
@@ -262,6 +268,7 @@ class _OptimizerCore:
     def _on_router_update(self, result: OrderResult) -> None:
         oid = result.order_id
         if oid in self._waiters:
+            self._seen(oid, result)
             self._wake(oid)
         split = self.store.split_of(oid)
         if split is not None:
@@ -282,10 +289,26 @@ class _OptimizerCore:
         result = self._aggregate(order_id, split, pieces)
         if result.status.is_final:
             self.store.keep_split_result(order_id, result)
+            self._seen(order_id, result)
 
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:
             self._wake(state.order.id)
+
+    def _seen(self, order_id: str, result: OrderResult) -> None:
+        if result.status.is_final and order_id in self._waiters:
+            self._final_seen[order_id] = result
+
+    def _waited(self, order_id: str) -> OrderResult:
+        """A waiter's answer: the order's status, or (forgotten meanwhile) the final
+        result it had when it became final."""
+        try:
+            return self._status(order_id)
+        except UnknownOrderError:
+            seen = self._final_seen.get(order_id)
+            if seen is None:
+                raise
+            return seen
 
     def _wake(self, order_id: str) -> None:
         for event in self._waiters.get(order_id, ()):
@@ -467,7 +490,11 @@ class ExecutionOptimizer(_OptimizerCore):
                 waiters.remove(event)
             if not waiters:
                 self._waiters.pop(order_id, None)
-        return self._status(order_id)
+        try:
+            return self._waited(order_id)
+        finally:
+            if order_id not in self._waiters:
+                self._final_seen.pop(order_id, None)
 
     def cancel_order(self, order_id: str) -> OrderResult:
         canceled = self._cancel_queued(order_id)
@@ -718,7 +745,11 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                 waiters.remove(event)
             if not waiters:
                 self._waiters.pop(order_id, None)
-        return self._status(order_id)
+        try:
+            return self._waited(order_id)
+        finally:
+            if order_id not in self._waiters:
+                self._final_seen.pop(order_id, None)
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
         canceled = self._cancel_queued(order_id)

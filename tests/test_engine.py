@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from engine import Engine, FaultConfig, LatencyModel, Order, OrderStatus, PositionBook, VirtualClock
+from engine.errors import ConfigurationError
 from engine.events import (
     BreakerStateChanged,
     Halted,
@@ -376,3 +377,10 @@ async def test_an_old_fill_counts_once_though_the_position_book_forgot_its_key(e
     assert (await engine.wait("maker", timeout=30)).status is OrderStatus.CANCELED
     [btc] = [p for p in engine.positions() if p.symbol == SYMBOL]
     assert (btc.net_quantity, btc.fills) == (0.0, 2)  # bought 0.01 once, sold 0.01
+
+
+def test_an_engine_that_would_forget_every_order_at_once_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Engine.default(seed=1, clock=VirtualClock(), remember_orders=0)
+    assert str(refused.value) == ("remember_orders must be at least 1, got 0: the engine keeps each "
+                                  "finished order at least until its status is read")

@@ -12,6 +12,7 @@ from engine import (
     AsyncExecutionOptimizer,
     AsyncOrderRouter,
     ExecutionOptimizer,
+    LatencyModel,
     Order,
     OrderRouter,
     OrderStatus,
@@ -69,3 +70,21 @@ async def test_an_async_batch_with_a_non_order_is_refused_whole(virtual_clock: V
         assert venue.counters.submitted == 1
     finally:
         await optimizer.stop(drain=False)
+
+
+def test_wait_returns_the_final_result_of_an_order_forgotten_as_it_finished(virtual_clock: VirtualClock) -> None:
+    # remember_orders=0: the store forgets a finished order at once; a waiter still gets
+    # the result the order had when it became final. The venue is 1 ms away in virtual
+    # time, which waits for this thread: the order is answered after the wait began.
+    venue = SimulatedExchange("sim", clock=virtual_clock, latency=LatencyModel(median_s=0.001, p99_s=0.002))
+    router = OrderRouter(clock=virtual_clock, remember_orders=0)
+    router.register_exchange("sim", venue)
+    optimizer = ExecutionOptimizer(router)
+    try:
+        optimizer.submit_order(good())
+        result = optimizer.wait("good", timeout=30)
+        assert (result.order_id, result.status, result.filled_quantity) == ("good", OrderStatus.FILLED, 0.001)
+        with pytest.raises(UnknownOrderError):
+            optimizer.get_order_status("good")
+    finally:
+        optimizer.stop(drain=False)
