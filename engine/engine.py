@@ -12,6 +12,7 @@ first (the desk runs it in Textual's event loop); the sync pieces
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ _AMEND_PREFIXES = ("amend refused: ",)
 # venue kept memory growing for most of an hour, 200,000 is still hours of a busy desk.
 DEFAULT_VENUE_REMEMBER_IDS = 200_000
 
+# Finished orders whose applied fill count is kept, for late fills after their end.
+FILL_COUNTS_KEPT = 100_000
+
 
 class Engine:
     """Everything the desk needs, wired once. `Engine.default(seed=...)` gives three
@@ -119,6 +123,14 @@ class Engine:
     ) -> None:
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
+        if isinstance(remember_orders, int) and not isinstance(remember_orders, bool) and remember_orders < 1:
+            # At 0 a finished order is forgotten as it finishes: a split order forgotten so
+            # soon is recorded again from its answers and never ends, a status read right
+            # after a wait finds nothing.
+            raise ConfigurationError(
+                f"remember_orders must be at least 1, got {remember_orders!r}: the engine keeps each "
+                "finished order at least until its status is read"
+            )
         self.clock: Clock = clock or RealClock()
         self.seed = seed
         self.bus = EventBus()
@@ -156,6 +168,10 @@ class Engine:
         self.stats = _EngineStats()
         # Every fill of every order and child passes the router: results and pushed reports.
         self.position_book = PositionBook()
+        # Fills applied per order: working orders', and the newest finished orders' (a
+        # late fill after a cancel); see _on_order_result.
+        self._fills_applied: dict[str, int] = {}
+        self._fills_applied_final: OrderedDict[str, int] = OrderedDict()
         self.router.add_order_listener(self._on_order_result)
 
     @classmethod
@@ -203,7 +219,11 @@ class Engine:
         await self.optimizer.start(num_workers=num_workers)
 
     async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
-        """Stop the workers, cancel working parents and save the profiler if it autosaves."""
+        """Stop the workers, cancel working parents and save the profiler if it autosaves.
+
+        A parent whose cancel did not complete within `timeout` stays working (its
+        children may still rest at their venues): `cancel` or `cancel_all` it afterwards,
+        which runs the scheduler again for it."""
         await self.optimizer.stop(drain=drain, timeout=timeout)
         # optimizer.stop asked every working parent to cancel; the scheduler takes
         # their children off the venues before it stops (closing it at once left
@@ -282,8 +302,10 @@ class Engine:
         return self.optimizer.working
 
     async def cancel_all(self, reason: str = "cancel all") -> int:
-        """Cancel every working parent and plain order; returns how many were asked."""
-        count = 0
+        """Cancel every order still queued for a worker, every working parent and plain
+        order; returns how many were canceled or asked."""
+        # Queued first: a worker would otherwise send them after this call.
+        count = len(self.optimizer.cancel_queued(reason))
         for pid in self.scheduler.active:
             if self.scheduler.cancel(pid, reason):
                 count += 1
@@ -367,8 +389,28 @@ class Engine:
 
     # -- positions ------------------------------------------------------------------------
     def _on_order_result(self, result: OrderResult) -> None:
-        if result.fills:
-            self.position_book.apply_all(result.fills)
+        """Apply the fills new to the order. An order's fills only grow, appended in
+        order (the store's merge rule), and its results arrive in order: the fills past
+        the count already applied are the new ones. Re-applying all of them relied on the
+        position book remembering every fill key, which it forgets past its bound."""
+        fills = result.fills
+        oid = result.order_id
+        working, finished = self._fills_applied, self._fills_applied_final
+        applied = working.get(oid)
+        if applied is None:
+            applied = finished.get(oid, 0)
+        if len(fills) > applied:
+            self.position_book.apply_all(fills[applied:])
+            applied = len(fills)
+        if result.status.is_final:
+            working.pop(oid, None)
+            if applied:
+                finished[oid] = applied
+                finished.move_to_end(oid)
+                if len(finished) > FILL_COUNTS_KEPT:
+                    finished.popitem(last=False)
+        elif applied:
+            working[oid] = applied
 
     def positions(self, *, by_venue: bool = False) -> list[Position]:
         """Net quantity, average entry, realized P&L, unrealized P&L marked to the merged

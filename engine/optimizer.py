@@ -66,6 +66,17 @@ class OptimizerStoppedError(ExecdeskError, RuntimeError):
     """Submitting to an optimizer that is not running."""
 
 
+def _checked_batch(orders: Iterable[Order]) -> list[Order]:
+    """A batch of orders, refused whole (nothing queued) when an item is not an Order:
+    queued up to a bad item and then raising, the good ones waited unrouted for a wake-up."""
+    batch = list(orders)
+    for i, order in enumerate(batch):
+        if not isinstance(order, Order):
+            raise TypeError(
+                f"orders[{i}] is a {type(order).__name__}, not an Order: {order!r}; nothing was queued")
+    return batch
+
+
 class _OptimizerCore:
     def __init__(
         self,
@@ -108,12 +119,17 @@ class _OptimizerCore:
         # waits stays here until a worker passes it; the store says it is gone.
         self._work: deque[tuple[Order, str | None]] = deque()
         self._waiters: dict[str, list[Any]] = {}
+        # The final result of an order someone waits for, as it became final: the store
+        # may forget it before the waiter reads it (a small `remember`).
+        self._final_seen: dict[str, OrderResult] = {}
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
     # -- status ---------------------------------------------------------------------
     def _accept(self, order: Order) -> None:
         """Queue the order in the store; an id already in use is refused."""
+        if not isinstance(order, Order):
+            raise TypeError(f"expected an Order, got {type(order).__name__}: {order!r}")
         refused = self.store.take(order)
         if refused is not None:
             raise ConfigurationError(refused)
@@ -197,6 +213,8 @@ class _OptimizerCore:
               and not store.has_record(oid)):
             early = single
         store.routed(oid, early)
+        if early is not None:
+            self._seen(oid, early)
         if split:
             self._keep_if_done(oid)  # every piece may have finished while it was routed
         self._wake(oid)
@@ -209,6 +227,7 @@ class _OptimizerCore:
         result = OrderResult(cid, None, OrderStatus.CANCELED, order.quantity, reason=reason,
                              symbol=order.symbol, side=order.side, price=order.price, timestamp=now)
         self.store.routed(order.id, result)
+        self._seen(order.id, result)
         self.store.publish(
             OrderCanceled(now, now, cid, None, OrderStatus.CANCELED, order.parent_id, 0.0, reason))
         self._wake(order.id)
@@ -221,6 +240,18 @@ class _OptimizerCore:
         if order is None:
             return None
         return self._cancel_unrouted(order, "canceled before it was routed")
+
+    def cancel_queued(self, reason: str = "canceled before it was routed") -> list[str]:
+        """Cancel every order still waiting for a worker (CANCELED with `reason`, as a
+        queued cancel is); returns their ids. An order a worker holds is not among them."""
+        canceled = []
+        store = self.store
+        for oid in store.queued_ids():
+            order = store.unqueue(oid)
+            if order is not None:
+                self._cancel_unrouted(order, reason)
+                canceled.append(oid)
+        return canceled
 
     def _cancel_leftovers(self) -> None:
         """After the workers stopped: what this optimizer still has queued never went out
@@ -237,6 +268,7 @@ class _OptimizerCore:
     def _on_router_update(self, result: OrderResult) -> None:
         oid = result.order_id
         if oid in self._waiters:
+            self._seen(oid, result)
             self._wake(oid)
         split = self.store.split_of(oid)
         if split is not None:
@@ -253,14 +285,30 @@ class _OptimizerCore:
             return
         split, _, pieces = view
         if pieces is None:  # kept already: read its pieces afresh
-            pieces = [self.store.result(cid) for cid in split.pieces]
+            pieces = self.store.piece_results(order_id)
         result = self._aggregate(order_id, split, pieces)
         if result.status.is_final:
             self.store.keep_split_result(order_id, result)
+            self._seen(order_id, result)
 
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:
             self._wake(state.order.id)
+
+    def _seen(self, order_id: str, result: OrderResult) -> None:
+        if result.status.is_final and order_id in self._waiters:
+            self._final_seen[order_id] = result
+
+    def _waited(self, order_id: str) -> OrderResult:
+        """A waiter's answer: the order's status, or (forgotten meanwhile) the final
+        result it had when it became final."""
+        try:
+            return self._status(order_id)
+        except UnknownOrderError:
+            seen = self._final_seen.get(order_id)
+            if seen is None:
+                raise
+            return seen
 
     def _wake(self, order_id: str) -> None:
         for event in self._waiters.get(order_id, ()):
@@ -327,7 +375,9 @@ class ExecutionOptimizer(_OptimizerCore):
         return order.id
 
     def submit_orders(self, orders: Iterable[Order]) -> list[str]:
-        """Queue many orders at once; an id already in use is skipped with a log line."""
+        """Queue many orders at once; an id already in use is skipped with a log line. A
+        batch holding anything but Orders is refused whole (TypeError), nothing queued."""
+        orders = _checked_batch(orders)
         ids = []
         with self._lock:
             self._check_open()
@@ -440,7 +490,11 @@ class ExecutionOptimizer(_OptimizerCore):
                 waiters.remove(event)
             if not waiters:
                 self._waiters.pop(order_id, None)
-        return self._status(order_id)
+        try:
+            return self._waited(order_id)
+        finally:
+            if order_id not in self._waiters:
+                self._final_seen.pop(order_id, None)
 
     def cancel_order(self, order_id: str) -> OrderResult:
         canceled = self._cancel_queued(order_id)
@@ -620,6 +674,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         orders already queued keep their course and OptimizerStoppedError is raised."""
         if not self.running:
             raise OptimizerStoppedError(self._not_running())
+        orders = _checked_batch(orders)
         ids = []
         work = self._work
         take = self.store.take
@@ -690,7 +745,11 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                 waiters.remove(event)
             if not waiters:
                 self._waiters.pop(order_id, None)
-        return self._status(order_id)
+        try:
+            return self._waited(order_id)
+        finally:
+            if order_id not in self._waiters:
+                self._final_seen.pop(order_id, None)
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
         canceled = self._cancel_queued(order_id)

@@ -16,13 +16,17 @@ What it holds, by who writes it:
 * **Splits** (the smart router, or an optimizer for an order answered under
   another id): an order sent as several pieces, with its pieces' ids and the
   terms its aggregate needs, so a resubmission is answered, not planned again,
-  and a status is one look-up; and its final result, kept when its last piece
-  finished (its pieces' records are forgotten before it is).
+  and a status is one look-up; each piece's result as the piece finishes (its
+  record may be forgotten before the split is); and its final result, kept when
+  its last piece finished. A split is final when all its pieces are.
 * **Queued orders, taken ids and early answers** (the optimizers): orders
   waiting for a worker (or held by one), every id an optimizer took, and the
   answer of an order that never reached a router (refused, or canceled while
   queued).
 * **Parents** (the scheduler): each parent order's `ParentState`.
+* **Routing claims** (the smart router): the order ids being planned and sent
+  now, each held by one caller from its duplicate check to its last piece out,
+  so the same order routed twice at once goes out once (see `claim_routing`).
 
 `lookup` answers "what is this id?" in one look-up, and `is_final` says whether
 an order is final from what is known without building anything back.
@@ -41,9 +45,9 @@ Rules:
 * The merge rule (`merge_result`) is the only way a record's result changes:
   a final state never changes; a fill counts once; filled quantity only grows;
   a report of an earlier stage is stale.
-* Memory is bounded by `remember`: finished records, splits, early answers and
-  taken ids each forget their oldest past it. Working records and queued
-  orders are never forgotten.
+* Memory is bounded by `remember`: finished records, finished splits, early
+  answers and taken ids each forget their oldest past it. Working records,
+  working splits (a piece not final yet) and queued orders are never forgotten.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from .models import (
 
 log = logging.getLogger("execdesk.store")
 
-__all__ = ["Found", "OrderRecord", "OrderStore", "Split", "merge_result", "LIVE_FINISHED_ORDERS"]
+__all__ = ["Found", "OrderRecord", "OrderStore", "RoutingClaim", "Split", "merge_result", "LIVE_FINISHED_ORDERS"]
 
 # Finished orders kept as live objects before they move to compact history.
 LIVE_FINISHED_ORDERS = 1_000
@@ -203,6 +207,11 @@ def merge_result(
     ), new_fills
 
 
+def _resolve_none(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Bounded(Generic[K]):
     """Insertion-ordered keys -> values that forget their oldest past `limit`."""
 
@@ -217,6 +226,19 @@ class _Bounded(Generic[K]):
         items[key] = value
         while len(items) > self.limit:
             items.popitem(last=False)
+
+
+class RoutingClaim:
+    """An order id a smart router holds while it plans and sends the order: who holds it
+    (`thread`, so a resend from that same thread is not told to wait for itself) and who
+    waits for it to be released (clock events, or (loop, future) pairs)."""
+
+    __slots__ = ("thread", "waiters", "released")
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+        self.waiters: list[Any] = []
+        self.released = False
 
 
 class OrderStore:
@@ -248,6 +270,10 @@ class OrderStore:
         self._split_done: History[OrderResult] = History(
             remember, pack=compact_result, unpack=result_from_compact
         )
+        # Split id -> its finished pieces' results (compact), kept with the split; and the
+        # finished splits, oldest first: only they are forgotten past `remember`.
+        self._pieces_done: dict[str, dict[str, tuple[Any, ...]]] = {}
+        self._splits_final: OrderedDict[str, None] = OrderedDict()
         # Optimizers: orders waiting for a worker, and those a worker holds; every id
         # taken; answers of orders no router recorded (refused before routing, canceled
         # while queued).
@@ -257,6 +283,8 @@ class OrderStore:
         self._early: History[OrderResult] = History(
             remember, live=self._live, pack=compact_result, unpack=result_from_compact
         )
+        # Routing claims (smart router): order id -> the claim of the caller routing it.
+        self._routing: dict[str, RoutingClaim] = {}
         # Parents (scheduler).
         self._parents: dict[str, Any] = {}
         self._parents_done: History[Any] = History(max(remember, 1), live=LIVE_FINISHED_PARENTS)
@@ -316,6 +344,8 @@ class OrderStore:
         if not record.result.status.is_final:
             self._working[cid] = record
             return
+        if cid in self._piece_of:
+            self._piece_done(cid, record.result)
         finished = self._finished
         finished[cid] = record
         if len(finished) > self._live:
@@ -324,13 +354,18 @@ class OrderStore:
     def record_changed(self, cid: str, record: OrderRecord, was_final: bool) -> None:
         """`record.result` was replaced (caller holds the lock): one that has just finished
         moves to the finished records."""
-        if not was_final and record.result.status.is_final:
-            self._working.pop(cid, None)
-            self._finish(cid, record)
+        if record.result.status.is_final:
+            if cid in self._piece_of:
+                self._piece_done(cid, record.result)  # again for a late fill
+            if not was_final:
+                self._working.pop(cid, None)
+                self._finish(cid, record)
 
     def revive(self, cid: str, record: OrderRecord) -> None:
         """A copy read from history changed (a late fill): it is the record again."""
         self._history.pop(cid)
+        if cid in self._piece_of and record.result.status.is_final:
+            self._piece_done(cid, record.result)
         self._finish(cid, record)
 
     def _finish(self, cid: str, record: OrderRecord) -> None:
@@ -371,14 +406,40 @@ class OrderStore:
             oid = order.id
             if oid in self._splits:
                 self._forget_split(oid)
-            splits = self._splits
-            splits[oid] = split
+            self._splits[oid] = split
             self._split_orders.put(oid, order)
+            self._pieces_done[oid] = {}
             piece_of = self._piece_of
             for cid in split.pieces:
                 piece_of[cid] = oid
-            while len(splits) > self.remember:
-                self._forget_split(next(iter(splits)))
+            for cid in split.pieces:  # pieces that finished before the split was recorded
+                result = self.result(cid)
+                if result is not None and result.status.is_final:
+                    self._piece_done(cid, result)
+
+    def piece_answered(self, cid: str, result: OrderResult) -> None:
+        """A piece's answer as its sender got it: kept when final, for a piece no record
+        holds (refused before any venue; a recorded piece is kept as its record finishes)."""
+        if not result.status.is_final:
+            return
+        with self.lock:
+            if cid in self._piece_of and not self.has_record(cid):
+                self._piece_done(cid, result)
+
+    def _piece_done(self, cid: str, result: OrderResult) -> None:
+        """With the lock held: a piece's final result, kept in its split; the split is
+        final once all its pieces are, and only then can it be forgotten."""
+        oid = self._piece_of[cid]
+        done = self._pieces_done.get(oid)
+        split = self._splits.get(oid)
+        if done is None or split is None:
+            return
+        done[cid] = compact_result(result)
+        if len(done) == len(split.pieces) and oid not in self._splits_final:
+            final = self._splits_final
+            final[oid] = None
+            while len(final) > self.remember:
+                self._forget_split(next(iter(final)))
 
     def split(self, order_id: str) -> tuple[Order, tuple[str, ...]] | None:
         """A split order and its pieces' ids (builds the order back: for a resubmission)."""
@@ -412,7 +473,23 @@ class OrderStore:
             done = self._split_done.get(order_id)
             if done is not None:
                 return split, done, None
-            return split, None, [self.result(cid) for cid in split.pieces]
+            return split, None, self.piece_results(order_id)
+
+    def piece_results(self, order_id: str) -> list[OrderResult | None]:
+        """Each piece's latest result: its record's, else the one kept when it finished
+        (its record forgotten since); None for a piece with neither."""
+        with self.lock:
+            split = self._splits.get(order_id)
+            if split is None:
+                return []
+            kept = self._pieces_done.get(order_id, {})
+            out: list[OrderResult | None] = []
+            for cid in split.pieces:
+                result = self.result(cid)
+                if result is None and cid in kept:
+                    result = result_from_compact(kept[cid])
+                out.append(result)
+            return out
 
     def keep_split_result(self, order_id: str, result: OrderResult) -> None:
         """A split order's final answer, kept when its last piece finished (its pieces'
@@ -437,6 +514,41 @@ class OrderStore:
                     del piece_of[cid]
         self._split_orders.pop(order_id)
         self._split_done.pop(order_id)
+        self._pieces_done.pop(order_id, None)
+        self._splits_final.pop(order_id, None)
+
+    # -- routing claims (smart router) -------------------------------------------------------
+    def claim_routing(self, order_id: str, thread: int, waiter: Any = None) -> RoutingClaim | None:
+        """Hold `order_id` for routing. None: the caller holds it now and must
+        `release_routing` it, whatever happens. Otherwise another caller holds it: its
+        claim is returned, with `waiter` (a clock event, or a (loop, future) pair) added
+        to be woken at its release."""
+        with self.lock:
+            held = self._routing.get(order_id)
+            if held is None:
+                self._routing[order_id] = RoutingClaim(thread)
+                return None
+            if waiter is not None:
+                held.waiters.append(waiter)
+            return held
+
+    def release_routing(self, order_id: str) -> None:
+        """The order is out (or refused, or failed): whoever waits looks again."""
+        with self.lock:
+            claim = self._routing.pop(order_id, None)
+            if claim is None:
+                return
+            claim.released = True
+            waiters = claim.waiters
+        for waiter in waiters:
+            if type(waiter) is tuple:
+                loop, future = waiter
+                try:
+                    loop.call_soon_threadsafe(_resolve_none, future)
+                except RuntimeError:  # that loop is closed: nobody is left to wait
+                    pass
+            else:
+                waiter.set()
 
     # -- optimizers ------------------------------------------------------------------------
     def take(self, order: Order) -> str | None:
@@ -526,11 +638,8 @@ class OrderStore:
                 return True
             if self.has_parent(order_id):
                 return bool(self.parent(order_id).status.is_final)
-            split = self._splits.get(order_id)
-            if split is not None:
-                if order_id in self._split_done:
-                    return True
-                return all(self._record_final(cid) for cid in split.pieces)
+            if order_id in self._splits:
+                return order_id in self._splits_final
             final = self._record_final(order_id)
             if final or order_id in self._working:
                 return final

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Engine, Order, OrderStatus, VirtualClock
+from engine import Engine, FaultConfig, LatencyModel, Order, OrderStatus, PositionBook, VirtualClock
+from engine.errors import ConfigurationError
 from engine.events import (
     BreakerStateChanged,
     Halted,
@@ -320,3 +321,66 @@ async def test_a_split_order_stays_final_after_the_router_forgets_its_pieces(vir
     assert later.average_price == first.average_price
     assert big not in engine.working()
     await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_cancel_all_cancels_orders_still_queued_for_a_worker(engine: Engine) -> None:
+    submitted = {name: v.counters.submitted for name, v in engine.venues.items()}
+    # No await yields between these submits: every order still waits for a worker.
+    ids = [await engine.submit(resting(f"q{i}", engine, "deep")) for i in range(20)]
+    assert all(engine.status(oid).reason == "queued for routing" for oid in ids)
+    assert await engine.cancel_all("desk closing") == 20
+    for oid in ids:
+        result = await engine.wait(oid, timeout=30)
+        assert (result.status, result.reason) == (OrderStatus.CANCELED, "desk closing")
+    await anyio.sleep(5)  # nothing goes out later either
+    assert {name: v.counters.submitted for name, v in engine.venues.items()} == submitted
+    assert open_at_venues(engine) == {name: [] for name in engine.venues} and engine.working() == []
+
+
+@pytest.mark.anyio
+async def test_a_parent_whose_cancel_outlived_stops_timeout_can_still_be_canceled(engine: Engine) -> None:
+    for venue in engine.venues.values():
+        venue.faults = FaultConfig()
+    bid = engine.venues["deep"].book(SYMBOL).best_bid
+    await engine.submit(Order(id="ice", symbol=SYMBOL, side="BUY", type="ICEBERG", quantity=1.0,
+                              price=round(bid - 50, 2), metadata={"display_size": 0.1}))
+    await settle(engine, "ice")
+    [child] = engine.status("ice").children
+    venue = engine.venues[child.exchange_id]
+    venue.latency = LatencyModel(median_s=0.02, p99_s=0.03)  # its cancel takes longer than the stop waits
+    await engine.stop(drain=False, timeout=0.01)
+    await engine.cancel("ice")
+    result = await engine.wait("ice", timeout=30)
+    assert result.status is OrderStatus.CANCELED
+    assert venue.status(child.order_id).status is OrderStatus.CANCELED
+    assert engine.working() == []
+
+
+@pytest.mark.anyio
+async def test_an_old_fill_counts_once_though_the_position_book_forgot_its_key(engine: Engine) -> None:
+    engine.position_book = PositionBook(remember=2)
+    for venue in engine.venues.values():
+        venue.faults = FaultConfig()
+    swift = engine.venues["swift"]
+    tick = float(swift.instruments()[SYMBOL].tick_size)
+    bid = swift.book(SYMBOL, 1).best_bid
+    await engine.submit(Order(id="maker", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.02,
+                              price=round(bid + tick, 2)), venue="swift")
+    await settle(engine, "maker")
+    await engine.wait(await engine.submit(market("hit", side="SELL"), venue="swift"), timeout=30)
+    assert engine.status("maker").filled_quantity == pytest.approx(0.01)
+    for i in range(3):  # other fills: the book forgets the maker's fill key
+        await engine.wait(await engine.submit(Order(id=f"e{i}", symbol="ETH/USD", side="BUY", type="MARKET",
+                                                    quantity=0.01), venue="deep"), timeout=30)
+    await engine.cancel("maker")  # its answer carries the old fill again
+    assert (await engine.wait("maker", timeout=30)).status is OrderStatus.CANCELED
+    [btc] = [p for p in engine.positions() if p.symbol == SYMBOL]
+    assert (btc.net_quantity, btc.fills) == (0.0, 2)  # bought 0.01 once, sold 0.01
+
+
+def test_an_engine_that_would_forget_every_order_at_once_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Engine.default(seed=1, clock=VirtualClock(), remember_orders=0)
+    assert str(refused.value) == ("remember_orders must be at least 1, got 0: the engine keeps each "
+                                  "finished order at least until its status is read")

@@ -1,8 +1,8 @@
 """The order store's own rules, through its public methods.
 
-- Bounded memory: finished records, splits, early answers and taken ids each
-  forget their oldest past `remember`; working records and queued orders are
-  never forgotten.
+- Bounded memory: finished records, finished splits, early answers and taken
+  ids each forget their oldest past `remember`; working records, working splits
+  and queued orders are never forgotten.
 - The merge rule: a final state never changes, a fill counts once, filled
   quantity only grows, a report of an earlier stage changes nothing.
 - One look-up answers what an id is; `is_final` says whether it is final.
@@ -68,10 +68,17 @@ def test_finished_records_forget_their_oldest_past_remember_and_working_ones_nev
     assert store.result("w0").status is S.FILLED and store.result("f3") is None
 
 
+def finished_split(store: OrderStore, oid: str) -> None:
+    """A split whose two pieces were refused before any venue (no records)."""
+    store.add_split(order(oid), [f"{oid}.1", f"{oid}.2"])
+    for cid in (f"{oid}.1", f"{oid}.2"):
+        store.piece_answered(cid, result(cid, S.REJECTED))
+
+
 def test_splits_forget_their_oldest_past_remember_with_their_pieces_and_results() -> None:
     store = OrderStore(remember=2)
     for i in range(3):
-        store.add_split(order(f"s{i}"), [f"s{i}.1", f"s{i}.2"])
+        finished_split(store, f"s{i}")
         store.keep_split_result(f"s{i}", result(f"s{i}", S.FILLED, 1.0))
     assert store.split("s0") is None and store.split_of("s0.1") is None and store.split_result("s0") is None
     assert store.split_pieces("s0") is None and store.lookup("s0") is None
@@ -80,6 +87,36 @@ def test_splits_forget_their_oldest_past_remember_with_their_pieces_and_results(
         assert first == order(f"s{i}") and pieces == (f"s{i}.1", f"s{i}.2")
         assert store.split_of(f"s{i}.2") == f"s{i}"
         assert store.split_result(f"s{i}").status is S.FILLED
+
+
+def test_a_working_split_is_never_forgotten_only_finished_ones_are() -> None:
+    store = OrderStore(remember=2)
+    store.add_split(order("w"), ["w.1", "w.2"])
+    add(store, "w.1", S.NEW)
+    add(store, "w.2", S.FILLED, 0.5)
+    for i in range(3):
+        finished_split(store, f"s{i}")
+    assert store.split_pieces("w") == ("w.1", "w.2") and store.is_final("w") is False
+    assert [store.is_split(f"s{i}") for i in range(3)] == [False, True, True]
+    # Once it finishes it is the newest finished split: the oldest other one leaves.
+    finish(store, "w.1")
+    assert store.is_final("w") is True
+    assert [store.is_split(oid) for oid in ("s1", "s2", "w")] == [False, True, True]
+
+
+def test_a_split_becomes_final_when_its_last_piece_ends_though_earlier_records_are_gone() -> None:
+    store = OrderStore(remember=2, live=1)
+    store.add_split(order("s"), ["s.1", "s.2"])
+    add(store, "s.1", S.FILLED, 0.5)
+    add(store, "s.2", S.NEW)
+    for i in range(3):
+        add(store, f"o{i}", S.FILLED, 1.0)
+    assert store.result("s.1") is None  # its record is forgotten
+    finish(store, "s.2")
+    assert store.is_final("s") is True
+    found = store.lookup("s")
+    assert [(p.order_id, p.status, p.filled_quantity) for p in found.pieces] == [
+        ("s.1", S.FILLED, 0.5), ("s.2", S.FILLED, 1.0)]
 
 
 def test_early_answers_and_taken_ids_forget_their_oldest_past_remember() -> None:
@@ -109,13 +146,14 @@ def test_queued_orders_are_never_forgotten() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     remember=st.integers(1, 6),
-    steps=st.lists(st.sampled_from(["work", "done", "finish", "split", "early"]), max_size=40),
+    steps=st.lists(st.sampled_from(["work", "done", "finish", "split", "wsplit", "early"]), max_size=40),
 )
 def test_whatever_comes_memory_stays_within_remember(remember: int, steps: list[str]) -> None:
     store = OrderStore(remember=remember, live=1)
     working: list[str] = []
     finished: list[str] = []
     splits: list[str] = []
+    working_splits: list[str] = []
     early: list[str] = []
     for n, step in enumerate(steps):
         oid = f"o{n}"
@@ -130,8 +168,11 @@ def test_whatever_comes_memory_stays_within_remember(remember: int, steps: list[
             finish(store, done)
             finished.append(done)
         elif step == "split":
-            store.add_split(order(oid), [f"{oid}.1", f"{oid}.2"])
+            finished_split(store, oid)
             splits.append(oid)
+        elif step == "wsplit":  # no piece answered yet
+            store.add_split(order(oid), [f"{oid}.1", f"{oid}.2"])
+            working_splits.append(oid)
         elif step == "early":
             store.take(order(oid))
             store.routed(oid, result(oid, S.CANCELED))
@@ -139,6 +180,7 @@ def test_whatever_comes_memory_stays_within_remember(remember: int, steps: list[
     assert all(store.result(oid).status is S.NEW for oid in working)
     assert [oid for oid in finished if store.result(oid) is not None] == finished[-remember:]
     assert [oid for oid in splits if store.is_split(oid)] == splits[-remember:]
+    assert all(store.is_split(oid) for oid in working_splits)
     assert [oid for oid in early if store.early(oid) is not None] == early[-remember:]
     assert len(store.taken_ids()) == min(len(early), remember)
 

@@ -16,7 +16,9 @@ the merged book; so is a parent, when the scheduler accepts it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from operator import attrgetter
@@ -29,6 +31,7 @@ from ..models import (
     Instrument,
     Order,
     OrderResult,
+    OrderStatus,
     OrderType,
 )
 from ..profiler import LatencyProfiler
@@ -300,6 +303,32 @@ class SmartOrderRouter:
     def place(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
         router = self.order_router
         assert isinstance(router, OrderRouter), "use route_order_async over an AsyncOrderRouter"
+        thread = threading.get_ident()
+        while True:
+            event = self.clock.event()
+            held = self.store.claim_routing(order.id, thread, event)
+            if held is None:
+                break
+            if held.thread == thread:
+                return [self._routing_here(order)]
+            self.clock.wait_event(event)
+        try:
+            return self._place_claimed(order, venue, split)
+        finally:
+            self.store.release_routing(order.id)
+
+    def _routing_here(self, order: Order) -> OrderResult:
+        """A resend from the thread routing the order (a listener): it cannot wait for
+        itself, and sending it again would send it twice; no answer yet."""
+        return OrderResult(order.client_order_id, None, OrderStatus.PENDING_NEW,  # type: ignore[arg-type]
+                           order.quantity, reason="already being routed by this thread; no answer yet",
+                           symbol=order.symbol, side=order.side, price=order.price, timestamp=self.clock.now())
+
+    def _place_claimed(self, order: Order, venue: str | None, split: bool) -> list[OrderResult]:
+        """`place` with the order's id claimed in the store: from the duplicate check to
+        the last piece out, no other caller routes the same order."""
+        router = self.order_router
+        assert isinstance(router, OrderRouter)
         known = self._already_routed(order)
         if known is not None:
             return known
@@ -319,6 +348,8 @@ class SmartOrderRouter:
                 if not split:
                     raise  # a whole order: its caller answers for it
                 results.append(self._piece_failed(order, child, where, exc))
+            if split:
+                self.store.piece_answered(child.id, results[-1])
         return results
 
     def _piece_failed(self, order: Order, child: Order, venue: str, exc: Exception) -> OrderResult:
@@ -348,6 +379,22 @@ class SmartOrderRouter:
         return await self.place_async(order, None, split=True)
 
     async def place_async(self, order: Order, venue: str | None, *, split: bool = False) -> list[OrderResult]:
+        thread = threading.get_ident()
+        while True:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            held = self.store.claim_routing(order.id, thread, (loop, future))
+            if held is None:
+                break
+            # Held by a task (this loop's or another's) or another thread: it goes on while
+            # this one awaits. (A sync caller on this thread holding it cannot call this.)
+            await future
+        try:
+            return await self._place_claimed_async(order, venue, split)
+        finally:
+            self.store.release_routing(order.id)
+
+    async def _place_claimed_async(self, order: Order, venue: str | None, split: bool) -> list[OrderResult]:
         router = self.order_router
         known = self._already_routed(order)
         if known is not None:
@@ -371,6 +418,8 @@ class SmartOrderRouter:
                 if not split:
                     raise  # a whole order: its caller answers for it
                 results.append(self._piece_failed(order, child, where, exc))
+            if split:
+                self.store.piece_answered(child.id, results[-1])
         return results
 
     async def cancel_async(self, order_id: str) -> OrderResult:

@@ -314,8 +314,24 @@ class Scheduler:
         if store is None or not store.parent_working(order_id):
             return False
         self._inbox.append(("cancel", (order_id, reason)))
+        self._revive_driver()
         self.wake()
         return True
+
+    def _revive_driver(self) -> None:
+        """A cancel for a working parent after the async driver was closed (a stop whose
+        timeout passed mid-cancel): the driver runs again on the caller's loop, so the
+        parent can still be canceled and its children taken off the venues."""
+        if self._loop is None or self._stopping:
+            return  # the sync driver, or never started async
+        task = self._task
+        if task is not None and not task.done():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on a loop: the next async call starts it
+        self._ensure_task()
 
     def _on_child_update(self, result: OrderResult) -> None:
         if result.order_id in self._child_parent:
