@@ -557,6 +557,10 @@ class OrderStore:
             oid = order.id
             if oid in self._queued or oid in self._taken.items:
                 return f"order id {oid!r} is already in use"
+            if self.has_record(oid) or self.has_parent(oid) or oid in self._splits:
+                # Another order's (a parent's child, one sent straight to a router): its
+                # state must not answer for this one.
+                return f"order id {oid!r} is already in use by another order"
             self._queued[oid] = order
             return None
 

@@ -365,3 +365,16 @@ def test_a_result_read_from_history_equals_the_one_kept_whatever_form_it_is_kept
         assert again == first and again == store.record(oid).result
     assert store.result("f0") is not kept["f0"] and store.result("f2") is kept["f2"]  # the newest is live
     assert store.result("odd") is odd and store.result("nobody") is None
+
+
+def test_an_id_the_store_knows_as_another_orders_cannot_be_queued() -> None:
+    """A user order under a parent's child's id (child ids are derived, so guessable) or a
+    parent's own id must be refused, or that order's state would answer for it."""
+    store = OrderStore(10)
+    with store.lock:
+        store.add_record("ice.abc.1", OrderRecord(order("ice.abc.1"), "v", result("ice.abc.1", OrderStatus.NEW)))
+    store.add_parent("twap-1", object())
+
+    assert store.take(order("ice.abc.1")) == "order id 'ice.abc.1' is already in use by another order"
+    assert store.take(order("twap-1")) == "order id 'twap-1' is already in use by another order"
+    assert store.take(order("fresh")) is None and store.queued("fresh") is not None

@@ -233,7 +233,8 @@ class Scheduler:
             if not taken:
                 self._claims.add(oid)
         if taken:
-            return router.refuse(order, None, f"parent order id {oid!r} is already in use", track=False)
+            return router.refuse(order, None, f"parent order id {oid!r} is already in use", track=False,
+                                 publish=False)  # the id is another parent's: not its story
         try:
             return self._accept(smart, order, store)
         finally:
@@ -266,7 +267,8 @@ class Scheduler:
             # the claim: one store has one scheduler.
             if risk is not None:
                 risk.end_parent(order.id)
-            return router.refuse(order, None, f"parent order id {order.id!r} is already in use", track=False)
+            return router.refuse(order, None, f"parent order id {order.id!r} is already in use", track=False,
+                                 publish=False)  # the id is another parent's: not its story
         return _Parent(state, algo)
 
     @staticmethod
