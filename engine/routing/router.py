@@ -513,11 +513,12 @@ class _RouterCore:
             return self.refuse(order, slot.id, refusal)
         return slot
 
-    def _pending_result(self, order: Order, venue: str, reason: str) -> OrderResult:
+    def _answer(self, order: Order, venue: str | None, status: OrderStatus, reason: str) -> OrderResult:
+        """The engine's own answer about `order` (nothing filled)."""
         return OrderResult(
             order_id=order.client_order_id,  # type: ignore[arg-type]
             exchange_id=venue,
-            status=_PENDING_NEW,
+            status=status,
             quantity=order.quantity,
             reason=reason,
             symbol=order.symbol,
@@ -525,6 +526,9 @@ class _RouterCore:
             price=order.price,
             timestamp=self.clock.now(),
         )
+
+    def _pending_result(self, order: Order, venue: str, reason: str) -> OrderResult:
+        return self._answer(order, venue, _PENDING_NEW, reason)
 
     def _wait(self, flight: _Flight) -> OrderResult:
         """A resend from sync code: block (in the clock, so virtual time still moves)
@@ -572,17 +576,9 @@ class _RouterCore:
             if flight is None or flight.order is not order:
                 return
             del self._inflight[cid]  # type: ignore[arg-type]
-            flight.result = result = OrderResult(
-                order_id=cid,  # type: ignore[arg-type]
-                exchange_id=flight.venue,
-                status=_REJECTED,
-                quantity=order.quantity,
-                reason=f"the first send of this order ended without an answer ({type(exc).__name__}: {exc})",
-                symbol=order.symbol,
-                side=order.side,
-                price=order.price,
-                timestamp=self.clock.now(),
-            )
+            flight.result = result = self._answer(
+                order, flight.venue, _REJECTED,
+                f"the first send of this order ended without an answer ({type(exc).__name__}: {exc})")
             waiters = flight.waiters
         if waiters:
             _wake(waiters, result)
@@ -716,17 +712,7 @@ class _RouterCore:
         """A REJECTED answer from the engine itself. `track`: record it as the order's state
         (at `venue`); `publish`: say it on the stream (one `OrderDenied`) and to order
         listeners; not when the id is another order's, whose story it is not."""
-        result = OrderResult(
-            order_id=order.client_order_id,  # type: ignore[arg-type]
-            exchange_id=venue,
-            status=_REJECTED,
-            quantity=order.quantity,
-            reason=reason,
-            symbol=order.symbol,
-            side=order.side,
-            price=order.price,
-            timestamp=self.clock.now(),
-        )
+        result = self._answer(order, venue, _REJECTED, reason)
         if not publish:
             return result
         events: list[Event] | None = None

@@ -329,17 +329,11 @@ class SmartOrderRouter:
         the last piece out, no other caller routes the same order."""
         router = self.order_router
         assert isinstance(router, OrderRouter)
-        known = self._already_routed(order)
-        if known is not None:
-            return known
-        pieces = self.plan(order, split=split, venue=venue)
-        if not pieces:
-            return [self._no_venue(order)]
-        refused = self._split_refusal(order, pieces)
-        if refused is not None:
-            return [refused]
-        split = self._record_split(order, pieces)
-        results = []
+        prepared = self._prepare(order, venue, split)
+        if not isinstance(prepared, tuple):
+            return prepared
+        pieces, split = prepared
+        results: list[OrderResult] = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
             try:
@@ -351,6 +345,21 @@ class SmartOrderRouter:
             if split:
                 self.store.piece_answered(child.id, results[-1])
         return results
+
+    def _prepare(self, order: Order, venue: str | None, split: bool
+                 ) -> list[OrderResult] | tuple[list[tuple[Order, str, Any]], bool]:
+        """Everything before the first piece goes out (the id claimed): the answer already
+        known, or a refusal; else the pieces, recorded, and whether the order is split."""
+        known = self._already_routed(order)
+        if known is not None:
+            return known
+        pieces = self.plan(order, split=split, venue=venue)
+        if not pieces:
+            return [self._no_venue(order)]
+        refused = self._split_refusal(order, pieces)
+        if refused is not None:
+            return [refused]
+        return pieces, self._record_split(order, pieces)
 
     def _piece_failed(self, order: Order, child: Order, venue: str, exc: Exception) -> OrderResult:
         """A piece of a split order failed inside the engine (a bug below, not a venue's
@@ -396,17 +405,11 @@ class SmartOrderRouter:
 
     async def _place_claimed_async(self, order: Order, venue: str | None, split: bool) -> list[OrderResult]:
         router = self.order_router
-        known = self._already_routed(order)
-        if known is not None:
-            return known
-        pieces = self.plan(order, split=split, venue=venue)
-        if not pieces:
-            return [self._no_venue(order)]
-        refused = self._split_refusal(order, pieces)
-        if refused is not None:
-            return [refused]
-        split = self._record_split(order, pieces)
-        results = []
+        prepared = self._prepare(order, venue, split)
+        if not isinstance(prepared, tuple):
+            return prepared
+        pieces, split = prepared
+        results: list[OrderResult] = []
         for child, where, reason in pieces:
             self._remember(child.id, reason)
             try:
