@@ -61,7 +61,7 @@ async def test_limit_order_by_keys_shows_in_blotter_and_rests_at_a_venue(tmp_pat
         # b opens a buy ticket priced at the best bid: Enter sends it as it is (2 keys).
         await send_ticket(pilot, ["enter"])
         await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1") is OrderStatus.NEW)
-        app._frame()
+        app.draw_frame()
         assert cell(app, "T-1", "id") == "T-1" and cell(app, "T-1", "side") == "BUY"
         assert cell(app, "T-1", "type") == "LIMIT" and cell(app, "T-1", "status") == "NEW"
         assert cell(app, "T-1", "limit") == f"{open_orders(app)[0].price:,.2f}"
@@ -76,7 +76,7 @@ async def test_market_order_fills_and_the_tape_shows_the_fills(tmp_path: Path) -
         # LIMIT -> ICEBERG -> TWAP -> VWAP -> SMART -> MARKET: five ctrl+t, then Enter (7 keys).
         await send_ticket(pilot, ["ctrl+t"] * 5 + ["enter"])
         await until(pilot, lambda: "T-1" in app.blotter.keys and status_of(app, "T-1") is OrderStatus.FILLED)
-        app._frame()
+        app.draw_frame()
         assert cell(app, "T-1", "status") == "FILLED"
         assert cell(app, "T-1", "prog").startswith("100%")
         tape_orders = {app.tape.cell(k, "id") for k in app.tape.keys}
@@ -97,7 +97,7 @@ async def test_iceberg_by_keys_never_shows_more_than_its_display(tmp_path: Path)
         await pilot.press("enter")
         await until(pilot, lambda: "T-1" in app.blotter.keys and app.engine.scheduler.parent("T-1") is not None)
         await until(pilot, lambda: any(o.order_id.startswith("T-1.") for o in open_orders(app)))
-        app._frame()
+        app.draw_frame()
         assert cell(app, "T-1", "type") == "ICEBERG"
         assert status_of(app, "T-1") in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
         shown = sum(o.quantity - o.filled_quantity for o in open_orders(app) if o.order_id.startswith("T-1."))
@@ -131,7 +131,7 @@ async def test_toggling_a_venue_stops_routing_to_it(tmp_path: Path) -> None:
         await pilot.press("v")  # the cursor is on the first venue
         first = next(iter(app.engine.venues))
         assert not app.engine.router.is_enabled(first)
-        app._slow_panels()
+        app.draw_slow_panels()
         assert str(app.venues_panel.cell(first, "on")) == "OFF"
         # A large market order would sweep every venue: none of it may reach the disabled one.
         await send_ticket(pilot, ["ctrl+t"] * 5)
@@ -154,7 +154,7 @@ async def test_halt_cancels_everything_and_refuses_tickets_until_resume(tmp_path
         await until(pilot, lambda: len(open_orders(app)) == 2)
         await pilot.press("k")
         await until(pilot, lambda: app.engine.halted_reason is not None and not open_orders(app))
-        app._frame()
+        app.draw_frame()
         assert "HALTED" in str(app.topbar.render())
         await pilot.press("b")
         await pilot.pause(0.05)
@@ -211,8 +211,8 @@ async def test_an_engine_error_shows_in_the_event_log_and_the_desk_keeps_working
             raise RuntimeError("simulated market feed crashed")
 
         venue.tick = broken_tick
-        await app._housekeeping()
-        app._frame()
+        await app.housekeep()
+        app.draw_frame()
         lines = [str(line.text) for line in app.event_log.lines]
         assert any("ERROR in housekeeping" in ln and "simulated market feed crashed" in ln for ln in lines), lines
         del venue.tick
@@ -246,7 +246,7 @@ async def test_algorithm_orders_by_keys_work_to_fills_on_the_tape(
             app.engine.tick()
             app.engine.scheduler.wake()
             await pilot.pause(0.05)
-        app._frame()
+        app.draw_frame()
         result = app.engine.status("T-1")
         assert result.status is not OrderStatus.REJECTED, result.reason
         assert result.filled_quantity > 0, f"{order_type} never filled: {result.reason}"
@@ -368,13 +368,13 @@ async def test_the_ticket_quotes_its_symbol_and_the_desk_behind_it_catches_up_wh
         app.track_order(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
         await app.engine.submit(Order(id="behind", symbol=app.symbol, side="SELL", type="MARKET", quantity=0.01))
         await until(pilot, lambda: status_of(app, "behind") is OrderStatus.FILLED)
-        app._frame()
+        app.draw_frame()
         assert "behind" not in app.blotter.keys
         assert not any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
         # ...and shows it, fills and all, as soon as the ticket closes.
         await pilot.press("escape")
         await until(pilot, lambda: not app.desk_covered)
-        app._frame()
+        app.draw_frame()
         assert cell(app, "behind", "status") == "FILLED"
         assert any(app.tape.cell(k, "id") == "behind" for k in app.tape.keys)
         await app.shutdown_engine()

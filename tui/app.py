@@ -276,14 +276,14 @@ class DeskApp(App[None]):
         self._title_orders()
         await self.engine.start(num_workers=DESK_WORKERS)
         self.chart.venues = list(self.engine.venues)
-        self._frame()
-        self._slow_panels()
+        self.draw_frame()
+        self.draw_slow_panels()
         self.chart.redraw(self.engine)
-        self.set_interval(FRAME_S, self._after_keys(self._frame), name="frame")
-        self.set_interval(SLOW_PANEL_S, self._after_keys(self._slow_panels), name="panels")
+        self.set_interval(FRAME_S, self._after_keys(self.draw_frame), name="frame")
+        self.set_interval(SLOW_PANEL_S, self._after_keys(self.draw_slow_panels), name="panels")
         self.set_interval(CHART_S, self._after_keys(self._chart), name="chart")
         if self.live:
-            self.set_interval(HOUSEKEEPING_S, self._housekeeping, name="housekeeping")
+            self.set_interval(HOUSEKEEPING_S, self.housekeep, name="housekeeping")
         venues = ", ".join(self.engine.venues)
         self.event_log.write(
             f"Ready on {venues} ({'simulated' if self.live else 'frozen'} markets). "
@@ -323,8 +323,8 @@ class DeskApp(App[None]):
             table.forget()
         self.tape.redraw(self._clock_text)
         self._dirty.update(self.orders)
-        self._frame()
-        self._slow_panels()
+        self.draw_frame()
+        self.draw_slow_panels()
 
     def action_next_theme(self) -> None:
         names = sorted(self._themes)
@@ -405,9 +405,9 @@ class DeskApp(App[None]):
             desk.set_focus(self.blotter)
         if self.desk_covered:
             return
-        self._slow_panels()
+        self.draw_slow_panels()
         self._chart()
-        self._frame()
+        self.draw_frame()
 
     def _panel_widgets(self) -> dict[str, Any]:
         return {"market": self.market, "venues": self.venues_panel, "fills": self.tape,
@@ -499,7 +499,9 @@ class DeskApp(App[None]):
                                      order_type=self.orders.type_of(order_id)))
 
     # -- the frame: events in, cells out ----------------------------------------------------------
-    def _frame(self) -> None:
+    def draw_frame(self) -> None:
+        """Apply the events since the last frame to the view model and redraw what changed
+        (the frame timer calls it; a test calls it to see the next frame at once)."""
         # The engine's clock (real on the desk): rates and summaries follow market time,
         # so a desk on a virtual clock (tests, snapshots) shows the same figures every run.
         now = self.engine.clock.now()
@@ -664,7 +666,7 @@ class DeskApp(App[None]):
         self.notify(f"{what} not opened: {name} is open ({how})", severity="warning", timeout=4)
         return True
 
-    def _slow_panels(self) -> None:
+    def draw_slow_panels(self) -> None:
         if self.desk_covered:
             return
         with self.batch_update():
@@ -678,7 +680,7 @@ class DeskApp(App[None]):
         if chart.display and not self.desk_covered:
             chart.redraw(self.engine)
 
-    async def _housekeeping(self) -> None:
+    async def housekeep(self) -> None:
         try:
             await self.engine.housekeeping()
         except Exception as exc:  # an edge failed: tell the operator, keep the desk up
@@ -833,7 +835,7 @@ class DeskApp(App[None]):
         else:
             self.notify(f"cancel sent for {order_id}", timeout=2)
         self._dirty.add(order_id)
-        self._frame()
+        self.draw_frame()
 
     def action_amend_selected(self) -> None:
         if self._already_open("amend"):
@@ -867,7 +869,7 @@ class DeskApp(App[None]):
         else:
             self.notify(f"amended {order_id}", timeout=2)
         self._dirty.add(order_id)
-        self._frame()
+        self.draw_frame()
 
     def action_cancel_all(self) -> None:
         if self._already_open("cancel all"):
@@ -888,14 +890,14 @@ class DeskApp(App[None]):
         count = await self.engine.cancel_all("cancel all by operator")
         self.notify(f"cancel all: {count} orders asked to cancel")
         self._dirty.update(self.orders)
-        self._frame()
+        self.draw_frame()
 
     @work(group="orders")
     async def action_halt(self) -> None:
         count = await self.engine.halt("kill switch pressed by operator")
         self.notify(f"HALTED: {count} orders canceled; new orders refused until resume (r)", severity="error")
         self._dirty.update(self.orders)
-        self._frame()
+        self.draw_frame()
 
     def action_resume(self) -> None:
         if not self.engine.halted_reason:
@@ -909,7 +911,7 @@ class DeskApp(App[None]):
         if yes:
             self.engine.resume()
             self.notify("trading resumed")
-            self._frame()
+            self.draw_frame()
 
     # -- venues --------------------------------------------------------------------------------------
     def selected_venue(self) -> str | None:
@@ -933,8 +935,8 @@ class DeskApp(App[None]):
         enabled = self.engine.toggle_venue(venue)
         self.notify(f"{venue} {'enabled' if enabled else 'disabled'}: "
                     f"{'orders may route there' if enabled else 'no new orders go there'}", timeout=3)
-        self._frame()
-        self._slow_panels()
+        self.draw_frame()
+        self.draw_slow_panels()
 
     def action_drill(self, venue: str | None = None) -> None:
         if self._already_open("fault drill"):
@@ -981,14 +983,14 @@ class DeskApp(App[None]):
         {"open": lambda: breaker.force_open(source),
          "closed": lambda: breaker.force_closed(source),
          "release": lambda: breaker.release_force(source)}[how]()
-        self._slow_panels()
+        self.draw_slow_panels()
 
     # -- view ------------------------------------------------------------------------------------------
     def action_symbol(self, index: int) -> None:
         if 0 <= index < len(self.symbols):
             self.symbol = self.symbols[index]
             self.market.symbol = self.symbol
-            self._slow_panels()
+            self.draw_slow_panels()
             self._update_status()
 
     def action_latency_category(self) -> None:
