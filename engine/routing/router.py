@@ -909,7 +909,7 @@ class _RouterCore:
             if action.kind == "reconcile":
                 with self._lock:
                     slot.stats.reconciled += 1
-                found = yield from self._reconcile(slot, order, state)
+                found = yield from self._reconcile(order, state)
                 if isinstance(found, OrderResult):
                     return self._on_success(slot, order, found, None)
                 if found == "unknown":
@@ -943,9 +943,7 @@ class _RouterCore:
                 continue
             return self._on_success(slot, order, result, self.clock.now_ns() - t0)
 
-    def _reconcile(
-        self, slot: _Slot, order: Order, state: RetryState
-    ) -> Decision[OrderResult | str]:
+    def _reconcile(self, order: Order, state: RetryState) -> Decision[OrderResult | str]:
         """Ask the venue for the order by client order id until it answers.
 
         Returns the venue's result, "absent" (safe to resend) or "unknown".
@@ -961,7 +959,7 @@ class _RouterCore:
 
     def _reconcile_only(self, slot: _Slot, order: Order) -> Decision[OrderResult | None]:
         state = RetryState(self.retry_policy, self._rng)
-        found = yield from self._reconcile(slot, order, state)
+        found = yield from self._reconcile(order, state)
         if found == "unknown":
             return None
         with self._lock:
@@ -1101,7 +1099,7 @@ class _RouterCore:
     def _ask_venue(self, order: Order) -> Decision[OrderResult | str]:
         """After a cancel or amend whose outcome is unknown (a timeout): what the venue
         says of the order now, by status query ("absent"/"unknown" when it cannot say)."""
-        return self._reconcile(None, order, RetryState(self.retry_policy, self._rng))  # type: ignore[arg-type]
+        return self._reconcile(order, RetryState(self.retry_policy, self._rng))
 
     def _cancel_settled_by_status(self, tracked: OrderRecord, before: OrderStatus | None, slot: _Slot,
                                   found: OrderResult | str, exc: VenueError) -> OrderResult:
