@@ -636,14 +636,16 @@ class OrderStore:
         back from history (records are kept apart by it; a parent's live state says it;
         a split is final when all its pieces are). None when the id is unknown."""
         with self.lock:
+            if order_id in self._splits:
+                # Before the queue: a worker still holds an order while its pieces go out,
+                # and the last piece may finish before the worker lets go of it.
+                return order_id in self._splits_final
             if order_id in self._queued:
                 return False
             if self.parent_finished(order_id):
                 return True
             if self.has_parent(order_id):
                 return bool(self.parent(order_id).status.is_final)
-            if order_id in self._splits:
-                return order_id in self._splits_final
             final = self._record_final(order_id)
             if final or order_id in self._working:
                 return final

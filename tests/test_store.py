@@ -378,3 +378,17 @@ def test_an_id_the_store_knows_as_another_orders_cannot_be_queued() -> None:
     assert store.take(order("ice.abc.1")) == "order id 'ice.abc.1' is already in use by another order"
     assert store.take(order("twap-1")) == "order id 'twap-1' is already in use by another order"
     assert store.take(order("fresh")) is None and store.queued("fresh") is not None
+
+
+def test_a_split_is_final_with_its_last_piece_while_its_worker_still_holds_it() -> None:
+    """The worker lets go of an order after its pieces went out; a listener told of the
+    last piece's end asks before that, and must hear 'final' (the bench waited 10 s)."""
+    store = OrderStore(10)
+    parent = order("sp")
+    assert store.take(parent) is None and store.claim("sp") is not None
+    store.add_split(parent, ["sp.1", "sp.2"])
+    add(store, "sp.1", S.FILLED, 1.0)
+    assert store.is_final("sp") is False
+    add(store, "sp.2", S.FILLED, 1.0)
+
+    assert store.is_final("sp") is True
