@@ -43,6 +43,9 @@ def test_compact_desk_shows_each_panel_under_the_orders(snap_compare, tmp_path: 
         pilot.app.show_panel(panel)
         # The fills held while the tab was hidden are drawn when it shows.
         await until(pilot, lambda: panel != "fills" or pilot.app.tape.row_count > 0)
+        # The venues panel takes the focus (its keys work on its row): the picture waits for
+        # it, or a loaded machine caught the orders' cursor still lit as focused.
+        await until(pilot, lambda: panel != "venues" or pilot.app.focused is pilot.app.venues_panel)
         await pilot.pause()  # the footer shows the keys of the panel given the focus
 
     assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
