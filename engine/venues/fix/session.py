@@ -1,0 +1,403 @@
+"""The FIX 4.4 session layer, sans-IO: bytes and the clock's time in; bytes to send,
+application messages and session events out. No socket, no sleep, no task.
+
+Rules (FIX 4.4 Vol. 2, "Session protocol"):
+
+- The initiator sends Logon (A) first; the acceptor answers with a Logon carrying the
+  same HeartBtInt (108). Before Logon, anything else ends the connection.
+- Every message carries MsgSeqNum (34): ours count up from `SequenceState.next_outgoing`;
+  theirs must equal `next_incoming`.
+  * higher: a gap; we send one ResendRequest (2) from the expected number to infinity
+    (EndSeqNo 0) and drop what arrives ahead of it: the resend brings it again, in order;
+  * lower without PossDupFlag (43=Y): unrecoverable; we send Logout (5) saying so and close;
+  * lower with PossDupFlag: a duplicate of something already processed, ignored;
+  * SequenceReset (4) in reset mode (no GapFillFlag) sets the expected number whatever its
+    own MsgSeqNum; a reset that would lower it is rejected.
+- A ResendRequest is answered with the application messages still held (PossDupFlag=Y,
+  OrigSendingTime, their original numbers) and a SequenceReset-GapFill over every run of
+  administrative messages (never resent) and of messages no longer held.
+- Heartbeat (0) when we sent nothing for HeartBtInt seconds; TestRequest (1) when we heard
+  nothing for HeartBtInt + margin; Logout when that TestRequest goes unanswered as long again.
+- A garbled frame (codec) is ignored and its number not consumed; a malformed one is
+  answered with Reject (3) carrying RefSeqNum, RefTagID, RefMsgType and
+  SessionRejectReason, and its number is consumed. A message without a readable MsgSeqNum
+  cannot be placed in the sequence: Logout.
+- A message from the wrong SenderCompID/TargetCompID: Reject (CompID problem) and Logout.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from engine.venues.fix.codec import BadMessage, FixDecoder, FieldValue, Message, encode, utc_timestamp
+from engine.venues.fix.tags import ADMIN_MSG_TYPES, MsgType, SessionRejectReason, Tag
+
+
+class Role(Enum):
+    INITIATOR = "initiator"
+    ACCEPTOR = "acceptor"
+
+
+class SessionStatus(Enum):
+    CONNECTED = "connected"  # transport up, no Logon yet
+    LOGON_SENT = "logon sent"
+    ACTIVE = "logged on"
+    LOGOUT_SENT = "logout sent"
+    CLOSED = "closed"  # the caller should close the transport
+
+
+@dataclass(slots=True)
+class SequenceState:
+    """The numbers a session must keep across a restart: save a copy, restore it into a
+    new `FixSession`."""
+
+    next_outgoing: int = 1
+    next_incoming: int = 1
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    sender_comp_id: str
+    #: The counterparty; None on an acceptor means "whoever logs on".
+    target_comp_id: str | None = None
+    heart_bt_int: int = 30
+    #: Added to HeartBtInt before a silence counts as one (FIX leaves it to the engine;
+    #: a fifth of the interval, as is common, absorbs transmission delay).
+    test_request_margin: float | None = None
+    #: Acceptor: the SenderCompIDs allowed to log on (None: any).
+    allowed_counterparties: frozenset[str] | None = None
+    #: Seconds to wait for the answer to our Logon or Logout before closing anyway.
+    answer_timeout: float = 10.0
+    #: Application messages kept for resending (oldest dropped first, then gap-filled).
+    resend_window: int = 10_000
+
+    @property
+    def margin(self) -> float:
+        return self.heart_bt_int * 0.2 if self.test_request_margin is None else self.test_request_margin
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """Something the session did or saw that its owner may log or show: `kind` is one of
+    logged_on, logged_out, garbled, rejected_theirs, rejected_ours, gap, test_request,
+    resend, closed."""
+
+    kind: str
+    text: str = ""
+    seq_num: int | None = None
+
+
+@dataclass(slots=True)
+class Output:
+    """What one call produced: bytes to write, application messages, events."""
+
+    data: bytes = b""
+    messages: list[Message] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+
+
+class FixSession:
+    def __init__(self, config: SessionConfig, role: Role, state: SequenceState | None = None) -> None:
+        self.config = config
+        self.role = role
+        self.state = state if state is not None else SequenceState()
+        self.status = SessionStatus.CONNECTED
+        self.heart_bt_int = config.heart_bt_int
+        self.target_comp_id = config.target_comp_id
+        self._decoder = FixDecoder()
+        self._out: list[bytes] = []
+        self._messages: list[Message] = []
+        self._events: list[SessionEvent] = []
+        self._last_sent = 0.0
+        self._last_heard = 0.0
+        self._test_request_sent: float | None = None
+        self._test_request_id = 0
+        self._answer_deadline: float | None = None
+        self._resend_requested_to: int | None = None  # their highest number seen when we asked
+        self._sent_app: OrderedDict[int, tuple[str, str, list[tuple[int, FieldValue]]]] = OrderedDict()
+
+    # -- the caller's calls ---------------------------------------------------------------
+
+    def connection_made(self, now: float) -> Output:
+        """The transport is up: an initiator sends its Logon."""
+        self._last_heard = self._last_sent = now
+        if self.role is Role.INITIATOR:
+            if self.target_comp_id is None:
+                raise ValueError("an initiator needs target_comp_id")
+            self._send_admin(MsgType.LOGON, now, [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))])
+            self.status = SessionStatus.LOGON_SENT
+            self._answer_deadline = now + self.config.answer_timeout
+        return self._flush()
+
+    def send(self, msg_type: str, body: Iterable[tuple[int, FieldValue]], now: float) -> Output:
+        """Send one application message; it is kept for resending."""
+        if self.status is not SessionStatus.ACTIVE:
+            raise RuntimeError(f"cannot send {msg_type}: the session is {self.status.value}")
+        fields = list(body)
+        seq = self.state.next_outgoing
+        sending_time = utc_timestamp(now)
+        self._write(encode(msg_type, self.config.sender_comp_id, self.target_comp_id, seq, sending_time, fields), now)
+        self.state.next_outgoing = seq + 1
+        kind = msg_type.value if isinstance(msg_type, MsgType) else msg_type
+        self._sent_app[seq] = (kind, sending_time, fields)
+        if len(self._sent_app) > self.config.resend_window:
+            self._sent_app.popitem(last=False)
+        return self._flush()
+
+    def logout(self, now: float, text: str = "") -> Output:
+        if self.status is SessionStatus.ACTIVE:
+            self._send_admin(MsgType.LOGOUT, now, [(Tag.Text, text)] if text else [])
+            self.status = SessionStatus.LOGOUT_SENT
+            self._answer_deadline = now + self.config.answer_timeout
+        else:
+            self._close("logout before logon")
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        """The time `tick` has something to do next (None: nothing until bytes arrive)."""
+        if self.status is SessionStatus.CLOSED:
+            return None
+        if self.status in (SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
+            return self._answer_deadline
+        if self.status is not SessionStatus.ACTIVE:
+            return None
+        silence = self.heart_bt_int + self.config.margin
+        hear_by = (self._test_request_sent + silence) if self._test_request_sent is not None else self._last_heard + silence
+        return min(self._last_sent + self.heart_bt_int, hear_by)
+
+    def tick(self, now: float) -> Output:
+        """Run the timers: heartbeat, test request, unanswered test request, Logon/Logout timeout."""
+        status = self.status
+        if status in (SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
+            if self._answer_deadline is not None and now >= self._answer_deadline:
+                self._close(f"no answer to our {'Logon' if status is SessionStatus.LOGON_SENT else 'Logout'}")
+        elif status is SessionStatus.ACTIVE:
+            silence = self.heart_bt_int + self.config.margin
+            if self._test_request_sent is not None:
+                if now >= self._test_request_sent + silence:
+                    self._logout_and_close(now, f"TestRequest TEST{self._test_request_id} unanswered")
+                    return self._flush()
+            elif now >= self._last_heard + silence:
+                self._test_request_id += 1
+                self._test_request_sent = now
+                self._send_admin(MsgType.TEST_REQUEST, now, [(Tag.TestReqID, f"TEST{self._test_request_id}")])
+                self._events.append(SessionEvent("test_request", f"nothing heard for {now - self._last_heard:g} s"))
+            if now >= self._last_sent + self.heart_bt_int:
+                self._send_admin(MsgType.HEARTBEAT, now, [])
+        return self._flush()
+
+    def receive(self, data: bytes, now: float) -> Output:
+        """Bytes from the transport, in any chunking."""
+        if self.status is SessionStatus.CLOSED:
+            return Output()
+        self._decoder.feed(data)
+        for item in self._decoder:
+            if self.status is SessionStatus.CLOSED:
+                break
+            if isinstance(item, BadMessage):
+                self._on_bad(item, now)
+            else:
+                self._last_heard = now
+                self._on_message(item, now)
+        return self._flush()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _on_bad(self, bad: BadMessage, now: float) -> None:
+        if bad.garbled:
+            self._events.append(SessionEvent("garbled", bad.text))
+            return
+        self._last_heard = now
+        if self.status not in (SessionStatus.ACTIVE, SessionStatus.LOGOUT_SENT):
+            self._close(f"malformed message before Logon: {bad.text}")
+            return
+        if bad.seq_num is None:
+            self._logout_and_close(now, f"MsgSeqNum(34) missing or unreadable: {bad.text}")
+            return
+        body: list[tuple[int, FieldValue]] = [(Tag.RefSeqNum, str(bad.seq_num))]
+        if bad.ref_tag is not None:
+            body.append((Tag.RefTagID, str(bad.ref_tag)))
+        if bad.msg_type:
+            body.append((Tag.RefMsgType, bad.msg_type))
+        body += [(Tag.SessionRejectReason, str(int(bad.reject_reason))), (Tag.Text, bad.text)]
+        self._send_admin(MsgType.REJECT, now, body)
+        self._events.append(SessionEvent("rejected_theirs", bad.text, bad.seq_num))
+        if bad.seq_num == self.state.next_incoming:
+            self.state.next_incoming += 1
+        elif bad.seq_num > self.state.next_incoming:
+            self._request_resend(now, bad.seq_num)
+
+    def _on_message(self, msg: Message, now: float) -> None:
+        mtype = msg.msg_type
+        if self.status in (SessionStatus.CONNECTED, SessionStatus.LOGON_SENT) and mtype != "A":
+            self._close(f"first message is {mtype}, not Logon")
+            return
+        if mtype == "A" and not self._accept_logon(msg, now):
+            return
+        if msg.sender != self.target_comp_id or msg.target != self.config.sender_comp_id:
+            self._send_admin(MsgType.REJECT, now, [
+                (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefMsgType, mtype),
+                (Tag.SessionRejectReason, str(int(SessionRejectReason.COMPID_PROBLEM))),
+                (Tag.Text, f"CompIDs {msg.sender}->{msg.target}, expected {self.target_comp_id}->{self.config.sender_comp_id}"),
+            ])
+            self._logout_and_close(now, "CompID problem")
+            return
+        seq = msg.seq_num
+        expected = self.state.next_incoming
+        if mtype == "4" and msg.get(Tag.GapFillFlag) != "Y":
+            self._sequence_reset(msg, now, gap_fill=False)
+            return
+        if seq < expected:
+            if msg.poss_dup:
+                return  # already processed
+            self._logout_and_close(now, f"MsgSeqNum too low, expecting {expected} but received {seq}")
+            return
+        if seq > expected:
+            if mtype == "A":
+                self._logged_on(now)
+            if mtype == "5":
+                self._on_logout(msg, now)
+                return
+            self._request_resend(now, seq)
+            return
+        self.state.next_incoming = seq + 1
+        if self._resend_requested_to is not None and seq >= self._resend_requested_to:
+            self._resend_requested_to = None  # the gap we asked about is closed
+        if mtype == "A":
+            self._logged_on(now)
+        elif mtype == "0":
+            if self._test_request_sent is not None and msg.get(Tag.TestReqID) == f"TEST{self._test_request_id}":
+                self._test_request_sent = None
+        elif mtype == "1":
+            self._send_admin(MsgType.HEARTBEAT, now, [(Tag.TestReqID, msg.get(Tag.TestReqID, ""))] if Tag.TestReqID in msg else [])
+        elif mtype == "2":
+            self._answer_resend(msg, now)
+        elif mtype == "3":
+            self._events.append(SessionEvent("rejected_ours", msg.get(Tag.Text, ""), _int(msg.get(Tag.RefSeqNum))))
+        elif mtype == "4":
+            self._sequence_reset(msg, now, gap_fill=True)
+        elif mtype == "5":
+            self._on_logout(msg, now)
+        else:
+            self._messages.append(msg)
+
+    def _accept_logon(self, msg: Message, now: float) -> bool:
+        if self.role is Role.ACCEPTOR and self.status is SessionStatus.CONNECTED:
+            allowed = self.config.allowed_counterparties
+            if allowed is not None and msg.sender not in allowed:
+                self._close(f"Logon from {msg.sender!r}, not an allowed SenderCompID")
+                return False
+            if msg.target != self.config.sender_comp_id:
+                self._close(f"Logon addressed to {msg.target!r}, we are {self.config.sender_comp_id!r}")
+                return False
+            if self.target_comp_id is None:
+                self.target_comp_id = msg.sender
+            interval = _int(msg.get(Tag.HeartBtInt))
+            if interval is None or interval <= 0:
+                self._close(f"Logon HeartBtInt {msg.get(Tag.HeartBtInt)!r} is not a positive number")
+                return False
+            self.heart_bt_int = interval
+        return True
+
+    def _logged_on(self, now: float) -> None:
+        if self.role is Role.ACCEPTOR and self.status is SessionStatus.CONNECTED:
+            self._send_admin(MsgType.LOGON, now, [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))])
+        if self.status is not SessionStatus.ACTIVE:
+            self.status = SessionStatus.ACTIVE
+            self._answer_deadline = None
+            self._events.append(SessionEvent("logged_on", f"{self.target_comp_id}, HeartBtInt {self.heart_bt_int}"))
+
+    def _on_logout(self, msg: Message, now: float) -> None:
+        text = msg.get(Tag.Text, "")
+        if self.status is not SessionStatus.LOGOUT_SENT:
+            self._send_admin(MsgType.LOGOUT, now, [])
+        self._events.append(SessionEvent("logged_out", text, msg.seq_num))
+        self._close(f"logout: {text}" if text else "logout")
+
+    def _sequence_reset(self, msg: Message, now: float, *, gap_fill: bool) -> None:
+        new = _int(msg.get(Tag.NewSeqNo))
+        expected = self.state.next_incoming
+        if new is None or new < expected:
+            self._send_admin(MsgType.REJECT, now, [
+                (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefTagID, str(int(Tag.NewSeqNo))), (Tag.RefMsgType, "4"),
+                (Tag.SessionRejectReason, str(int(SessionRejectReason.VALUE_IS_INCORRECT))),
+                (Tag.Text, f"NewSeqNo {msg.get(Tag.NewSeqNo)} is below the expected {expected}"),
+            ])
+            if gap_fill:
+                self.state.next_incoming = expected + 1
+            return
+        self.state.next_incoming = new
+        if self._resend_requested_to is not None and new > self._resend_requested_to:
+            self._resend_requested_to = None
+
+    def _request_resend(self, now: float, seen: int) -> None:
+        if self._resend_requested_to is not None and seen <= self._resend_requested_to:
+            return  # already asked: the resend covers it
+        self._resend_requested_to = seen
+        begin = self.state.next_incoming
+        self._send_admin(MsgType.RESEND_REQUEST, now, [(Tag.BeginSeqNo, str(begin)), (Tag.EndSeqNo, "0")])
+        self._events.append(SessionEvent("gap", f"expected {begin}, received {seen}", seen))
+
+    def _answer_resend(self, msg: Message, now: float) -> None:
+        begin = _int(msg.get(Tag.BeginSeqNo)) or 1
+        end = _int(msg.get(Tag.EndSeqNo)) or 0
+        last = self.state.next_outgoing - 1
+        if end == 0 or end > last:
+            end = last
+        self._events.append(SessionEvent("resend", f"{begin} to {end}"))
+        gap_start: int | None = None
+        for seq in range(begin, end + 1):
+            held = self._sent_app.get(seq)
+            if held is None:
+                if gap_start is None:
+                    gap_start = seq
+                continue
+            if gap_start is not None:
+                self._gap_fill(gap_start, seq, now)
+                gap_start = None
+            kind, original_time, fields = held
+            self._write(encode(kind, self.config.sender_comp_id, self.target_comp_id, seq, utc_timestamp(now),
+                               fields, header=[(Tag.PossDupFlag, "Y"), (Tag.OrigSendingTime, original_time)]), now)
+        if gap_start is not None:
+            self._gap_fill(gap_start, end + 1, now)
+
+    def _gap_fill(self, seq: int, new_seq: int, now: float) -> None:
+        self._write(encode(MsgType.SEQUENCE_RESET, self.config.sender_comp_id, self.target_comp_id, seq,
+                           utc_timestamp(now), [(Tag.GapFillFlag, "Y"), (Tag.NewSeqNo, str(new_seq))],
+                           header=[(Tag.PossDupFlag, "Y")]), now)
+
+    # -- sending and closing ----------------------------------------------------------------
+
+    def _send_admin(self, msg_type: MsgType, now: float, body: list[tuple[int, FieldValue]]) -> None:
+        seq = self.state.next_outgoing
+        self._write(encode(msg_type, self.config.sender_comp_id, self.target_comp_id or "", seq,
+                           utc_timestamp(now), body), now)
+        self.state.next_outgoing = seq + 1
+
+    def _write(self, data: bytes, now: float) -> None:
+        self._out.append(data)
+        self._last_sent = now
+
+    def _logout_and_close(self, now: float, text: str) -> None:
+        if self.target_comp_id is not None:
+            self._send_admin(MsgType.LOGOUT, now, [(Tag.Text, text)])
+        self._close(text)
+
+    def _close(self, text: str) -> None:
+        if self.status is not SessionStatus.CLOSED:
+            self.status = SessionStatus.CLOSED
+            self._events.append(SessionEvent("closed", text))
+
+    def _flush(self) -> Output:
+        out = Output(b"".join(self._out), self._messages, self._events)
+        self._out = []
+        self._messages = []
+        self._events = []
+        return out
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
