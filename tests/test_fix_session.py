@@ -124,6 +124,17 @@ def test_heartbeat_when_idle_and_test_request_when_silent() -> None:
     assert pair.desk.status is SessionStatus.ACTIVE
 
 
+def test_the_acceptors_margin_follows_the_interval_agreed_at_logon() -> None:
+    """The venue is configured for 30 s, the desk logs on asking 2 s: a silent desk is asked
+    after 2 s + a fifth of 2, not after 2 s + a fifth of 30."""
+    pair = Pair(heart_bt_int=2)
+    pair.logon()
+    assert pair.venue.heart_bt_int == 2
+    pair.now += 2.5  # the desk goes silent: nothing it would send arrives
+    pair.take("venue", pair.venue.tick(pair.now))
+    assert pair.sent_types("venue")[-1] == "1" and "test_request" in pair.kinds("venue")
+
+
 def test_an_unanswered_test_request_ends_the_session_with_a_logout() -> None:
     pair = Pair(heart_bt_int=10)
     pair.logon()

@@ -74,9 +74,9 @@ class SessionConfig:
     #: Application messages kept for resending (oldest dropped first, then gap-filled).
     resend_window: int = 10_000
 
-    @property
-    def margin(self) -> float:
-        return self.heart_bt_int * 0.2 if self.test_request_margin is None else self.test_request_margin
+    def margin(self, heart_bt_int: float) -> float:
+        """The margin for the interval in force (the one agreed at Logon)."""
+        return heart_bt_int * 0.2 if self.test_request_margin is None else self.test_request_margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ class FixSession:
             return self._answer_deadline
         if self.status is not SessionStatus.ACTIVE:
             return None
-        silence = self.heart_bt_int + self.config.margin
+        silence = self.heart_bt_int + self.config.margin(self.heart_bt_int)
         hear_by = (self._test_request_sent + silence) if self._test_request_sent is not None else self._last_heard + silence
         return min(self._last_sent + self.heart_bt_int, hear_by)
 
@@ -175,7 +175,7 @@ class FixSession:
             if self._answer_deadline is not None and now >= self._answer_deadline:
                 self._close(f"no answer to our {'Logon' if status is SessionStatus.LOGON_SENT else 'Logout'}")
         elif status is SessionStatus.ACTIVE:
-            silence = self.heart_bt_int + self.config.margin
+            silence = self.heart_bt_int + self.config.margin(self.heart_bt_int)
             if self._test_request_sent is not None:
                 if now >= self._test_request_sent + silence:
                     self._logout_and_close(now, f"TestRequest TEST{self._test_request_id} unanswered")
