@@ -1178,6 +1178,22 @@ class _RouterCore:
             return self._cancel_result(tracked, order_id, f"exchange {tracked.venue!r} is no longer registered")
         return tracked, slot
 
+    def _reach(self, order_id: str, action: str) -> tuple[OrderRecord, _Slot] | OrderResult:
+        """`_target`, waiting (sync) for the answer of an order still being sent."""
+        target = self._target(order_id, action)
+        if isinstance(target, _Flight):
+            self._wait(target)
+            target = self._target(order_id, action, waited=True)
+        return target  # type: ignore[return-value]  # waited: never a flight
+
+    async def _reach_async(self, order_id: str, action: str) -> tuple[OrderRecord, _Slot] | OrderResult:
+        """`_target`, awaiting the answer of an order still being sent."""
+        target = self._target(order_id, action)
+        if isinstance(target, _Flight):
+            await self._wait_async(target)
+            target = self._target(order_id, action, waited=True)
+        return target  # type: ignore[return-value]  # waited: never a flight
+
     def _amend_changes(self, quantity: float | None, price: float | None) -> dict[str, float] | None:
         """An amend's changes as the order's new fields; None when one is not a size at
         all (the venue refuses it with its own reason) or nothing changes."""
@@ -1377,12 +1393,9 @@ class OrderRouter(_RouterCore):
         return done
 
     def cancel_order(self, order_id: str) -> OrderResult:
-        target = self._target(order_id, "cancel")
-        if isinstance(target, _Flight):
-            self._wait(target)
-            target = self._target(order_id, "cancel", waited=True)
+        target = self._reach(order_id, "cancel")
         if not isinstance(target, tuple):
-            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
+            return target
         tracked, slot = target
         before = self._cancel_sent(tracked)
         calling, me = self._calling, threading.get_ident()
@@ -1405,12 +1418,9 @@ class OrderRouter(_RouterCore):
         return self._after_cancel(tracked, before, result)
 
     def amend_order(self, order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
-        target = self._target(order_id, "amend")
-        if isinstance(target, _Flight):
-            self._wait(target)
-            target = self._target(order_id, "amend", waited=True)
+        target = self._reach(order_id, "amend")
         if not isinstance(target, tuple):
-            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
+            return target
         tracked, slot = target
         refused = self._amend_refusal(tracked, slot, quantity, price)
         if refused is not None:
@@ -1544,12 +1554,9 @@ class AsyncOrderRouter(_RouterCore):
         return done
 
     async def cancel_order_async(self, order_id: str) -> OrderResult:
-        target = self._target(order_id, "cancel")
-        if isinstance(target, _Flight):
-            await self._wait_async(target)
-            target = self._target(order_id, "cancel", waited=True)
+        target = await self._reach_async(order_id, "cancel")
         if not isinstance(target, tuple):
-            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
+            return target
         tracked, slot = target
         before = self._cancel_sent(tracked)
         try:
@@ -1567,12 +1574,9 @@ class AsyncOrderRouter(_RouterCore):
     async def amend_order_async(
         self, order_id: str, quantity: float | None = None, price: float | None = None
     ) -> OrderResult:
-        target = self._target(order_id, "amend")
-        if isinstance(target, _Flight):
-            await self._wait_async(target)
-            target = self._target(order_id, "amend", waited=True)
+        target = await self._reach_async(order_id, "amend")
         if not isinstance(target, tuple):
-            return target  # type: ignore[return-value]  # a reason (waited: never a flight)
+            return target
         tracked, slot = target
         refused = self._amend_refusal(tracked, slot, quantity, price)
         if refused is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from engine.venues.fix.codec import BadMessage, FixDecoder, FieldValue, Message, encode, utc_timestamp
-from engine.venues.fix.tags import ADMIN_MSG_TYPES, MsgType, SessionRejectReason, Tag
+from engine.venues.fix.tags import MsgType, SessionRejectReason, Tag
 
 
 class Role(Enum):
