@@ -46,7 +46,6 @@ from engine.events import (
     OrderExpired,
     OrderFilled,
     OrderCancelRejected,
-    OrderPendingCancel,
     OrderRejected,
     OrderSubmitted,
     OrderUpdated,
