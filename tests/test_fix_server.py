@@ -48,16 +48,19 @@ class Client:
     """An initiator on our own session and driver; every application message it receives
     lands in `inbox`."""
 
-    def __init__(self) -> None:
+    def __init__(self, comp_id: str = "DESK") -> None:
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.session = FixSession(SessionConfig("DESK", "VENUE", heart_bt_int=30), Role.INITIATOR)
-        self._seq = 0
+        self.events: list = []
+        self.session = FixSession(SessionConfig(comp_id, "VENUE", heart_bt_int=30), Role.INITIATOR)
 
     async def connect(self, port: int) -> None:
         self.connection, self.task = await open_fix_connection(
-            "127.0.0.1", port, self.session, on_message=self.inbox.put_nowait)
+            "127.0.0.1", port, self.session, on_message=self.inbox.put_nowait, on_event=self.events.append)
         with anyio.fail_after(WAIT):
             await self.connection.logged_on.wait()
+
+    def send(self, msg_type: str, *fields) -> None:
+        self.connection.send(msg_type, list(fields))
 
     async def next(self) -> Message:
         with anyio.fail_after(WAIT):
@@ -212,10 +215,11 @@ async def test_a_fill_of_a_resting_order_arrives_unsolicited(client, venues):
 
 @pytest.mark.anyio
 async def test_unsupported_and_incomplete_messages_get_a_business_reject(client):
-    client.connection.send(MsgType.MARKET_DATA_REQUEST, [(262, "md-1"), (263, "0"), (264, "1")])
+    client.connection.send("R", [(131, "quote-1"), (146, "1"), (55, "BTC/USD")])  # QuoteRequest: not spoken
     reject = await client.next()
     assert reject.msg_type == "j"
-    assert (reject.get(Tag.RefMsgType), reject.get(Tag.BusinessRejectReason)) == ("V", "3")
+    assert (reject.get(Tag.RefMsgType), reject.get(Tag.BusinessRejectReason)) == ("R", "3")
+    assert reject.get(Tag.Text) == "MsgType R is not supported"
     assert reject.get(Tag.RefSeqNum) == str(client.session.state.next_outgoing - 1)
     client.connection.send(MsgType.NEW_ORDER_SINGLE, [(Tag.ClOrdID, "half"), (Tag.Symbol, "BTC/USD")])
     missing = await client.next()

@@ -1,70 +1,115 @@
 """A FIX 4.4 acceptor in front of simulated exchanges: any FIX client can trade with them.
 
-Rules:
+The wire contract (what each message carries) is docs/fix.md. Rules of this module:
 
 - One `FixConnection` (the asyncio driver) per TCP connection, acceptor role; the session
-  accepts any SenderCompID unless `allowed_counterparties` is given.
+  accepts any SenderCompID unless `allowed_counterparties` is given. Orders belong to the
+  counterparty's SenderCompID (their *owner*), not to a connection: fills of a resting
+  order go to whichever connection that CompID has now. One live connection per CompID:
+  a second Logon with a CompID already logged on is logged out with a Text saying so.
 - A session's application messages are handled one after another, in arrival order, by
-  one worker task per connection, so the answers to one order keep their order.
-- NewOrderSingle (D): ER New (ExecType 0) once the venue accepts it, then one ER Trade
-  (ExecType F) per fill with OrdStatus PartiallyFilled/Filled, then ER Expired (C) for an
-  IOC/FOK/market remainder; a refusal is one ER Rejected (8) with the venue's reason in Text.
-- ClOrdID is the idempotency key across every venue of the server: a ClOrdID already
-  used gets an ER Rejected (OrdRejReason 6, duplicate) and never reaches a venue. The
-  ClOrdID namespace is the server's, shared by all counterparties.
-- OrderCancelRequest (F): ER Canceled (ExecType 4), or OrderCancelReject (9) with
-  CxlRejReason (1 unknown order, 0 too late: already finished) and the reason in Text.
-- OrderStatusRequest (H): ER with ExecType I (order status); an unknown order gets OrdStatus
-  Rejected with Text.
-- Fills and expiries of resting orders, pushed later by the venue's report listener, go
-  out as unsolicited ERs on the owner's connection (dropped, logged, when it is gone).
-- A D/F/H missing a required field gets BusinessMessageReject (j) reason 5; any other
-  application MsgType gets j reason 3 (unsupported message type).
-- The venue is chosen by ExDestination (100), else SecurityExchange (207), else the first
-  venue given.
+  one worker task per connection, so the answers to one order keep their order. An
+  order's immediate ERs (New, Trades, Expired) are written in one go.
+- The server keeps its own record of every order it acknowledged (`_OrderInfo`: ClOrdIDs,
+  owner, status, cum qty, average price) and answers H and AF from it, so its answers
+  survive a restart when a `VenueState` persists that record (`--state DIR`).
+- ClOrdID is the idempotency key across every venue and counterparty of the server: a
+  ClOrdID already used (by a D, or the new ClOrdID of an accepted F or G) is refused and
+  never reaches a venue. After a replace the order answers to every ClOrdID it had.
+- Unsupported application MsgTypes get BusinessMessageReject (j) reason 3; a message
+  missing a field the contract requires gets j reason 5 naming the tags.
+- The venue of an order is ExDestination (100), else SecurityExchange (207), else the
+  first venue given.
+- Market data: the books' top levels and the public trades go to subscribers as W
+  snapshots then X incremental refreshes; the X of a book is the difference from the
+  levels last sent to it, computed once per book for all its subscribers, after every
+  loop iteration that touched the book (an order, a fill) and after every ticker step.
+  A ticker task calls each venue's `tick()` every `tick_interval` seconds, so the market
+  moves and resting orders fill with nobody asking.
+- Work that is batched runs once per event-loop iteration (`_after_batch`): the market
+  data diffs and the state commit. Nothing is logged per message at INFO.
 - Listens on loopback only unless `allow_remote=True`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from engine.errors import ConfigurationError, UnknownOrderError, UnknownOutcomeError, VenueError
-from engine.market_data import ExecutionReport
-from engine.models import Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
+from engine.market_data import BookLevel, ExecutionReport, PublicTrade
+from engine.models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
-from engine.venues.fixio.driver import FixConnection
 from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent
 from engine.venues.fix.tags import ExecType, MsgType, OrdStatus, Tag
+from engine.venues.fixio.driver import FixConnection
 from engine.venues.sim.exchange import SimulatedExchange
+
+if TYPE_CHECKING:
+    from engine.venues.fixio.venue_state import VenueState
 
 log = logging.getLogger(__name__)
 
-# Tags used here only (FIX 4.4 data dictionary).
+# Tags used here only (FIX 4.4 data dictionary; 2446 is from a later version, 200xx user-defined).
+COMMISSION = 12
+COMM_TYPE = 13
 EX_DESTINATION = 100
-SECURITY_EXCHANGE = 207
-EXPIRE_TIME = 126
 ORD_REJ_REASON = 103
+EXPIRE_TIME = 126
+SECURITY_EXCHANGE = 207
+MD_UPDATE_TYPE = 265
+MD_ENTRY_DATE = 272
+MD_ENTRY_TIME = 273
+MD_REQ_REJ_REASON = 281
+NUMBER_OF_ORDERS = 346
+TOT_NO_RELATED_SYM = 393
+ROUND_LOT = 561
+MIN_TRADE_VOL = 562
 ORD_STATUS_REQ_ID = 790
+LAST_LIQUIDITY_IND = 851
+LAST_FRAGMENT = 893
+MIN_PRICE_INCREMENT = 969
+TRADE_ID = 1003
+MAX_TRADE_VOL = 1140
+AGGRESSOR_SIDE = 2446
+MIN_NOTIONAL = 20001
+MAX_NOTIONAL = 20002
+MAKER_FEE_BPS = 20003
+TAKER_FEE_BPS = 20004
 
 ORD_REJ_DUPLICATE = "6"
 ORD_REJ_OTHER = "99"
 CXL_REJ_TOO_LATE = "0"
 CXL_REJ_UNKNOWN_ORDER = "1"
+CXL_REJ_DUPLICATE = "6"
+CXL_REJ_OTHER = "99"
+BIZ_REJ_OTHER = "0"
 BIZ_REJ_UNSUPPORTED_MSG_TYPE = "3"
 BIZ_REJ_FIELD_MISSING = "5"
+MD_REJ_UNKNOWN_SYMBOL = "0"
+MD_REJ_DUPLICATE_REQ = "1"
+MD_REJ_UNSUPPORTED_SUBSCRIPTION = "4"
+MD_REJ_UNSUPPORTED_DEPTH = "5"
+MD_REJ_UNSUPPORTED_UPDATE_TYPE = "6"
+MD_REJ_UNSUPPORTED_ENTRY_TYPE = "8"
+MD_REQUEST_REJECT = "Y"  # MarketDataRequestReject
+#: Text of the unsolicited ER Canceled of an order working when the venue process ended.
+RESTART_TEXT = "venue restarted: the order was working when the venue process ended; it is canceled"
+#: The most book levels a market data subscriber gets per side.
+MAX_DEPTH = 10
 
 _SIDES = {"1": OrderSide.BUY, "2": OrderSide.SELL}
 _SIDE_CODES = {OrderSide.BUY: "1", OrderSide.SELL: "2"}
@@ -77,10 +122,16 @@ _ORD_STATUS = {
     OrderStatus.PENDING_CANCEL: OrdStatus.PENDING_CANCEL, OrderStatus.CANCELED: OrdStatus.CANCELED,
     OrderStatus.REJECTED: OrdStatus.REJECTED, OrderStatus.EXPIRED: OrdStatus.EXPIRED,
 }
+_WORKING = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED, OrdStatus.PENDING_NEW})
+_LIQUIDITY = {Liquidity.MAKER: "1", Liquidity.TAKER: "2"}
 _REQUIRED = {
     "D": (Tag.ClOrdID, Tag.Symbol, Tag.Side, Tag.OrderQty, Tag.OrdType),
     "F": (Tag.OrigClOrdID, Tag.ClOrdID),
+    "G": (Tag.OrigClOrdID, Tag.ClOrdID, Tag.Symbol, Tag.Side, Tag.OrderQty, Tag.OrdType),
     "H": (Tag.ClOrdID,),
+    "AF": (Tag.MassStatusReqID, Tag.MassStatusReqType),
+    "x": (Tag.SecurityReqID, Tag.SecurityListRequestType),
+    "V": (Tag.MDReqID, Tag.SubscriptionRequestType),
 }
 
 
@@ -92,6 +143,13 @@ def fix_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _decimal_text(value: Decimal | float) -> str:
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return text
+    return fix_number(value)
+
+
 def _parse_utc(text: str) -> float:
     for fmt in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
         try:
@@ -101,53 +159,159 @@ def _parse_utc(text: str) -> float:
     raise ValueError(f"ExpireTime(126) {text!r} is not a UTCTimestamp")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _OrderInfo:
-    """What the server knows of an order it passed to a venue."""
+    """The server's record of one order it passed to a venue (persisted by a VenueState)."""
 
-    cl_ord_id: str
+    key: str  # the venue's id of the order: its first ClOrdID
     venue: SimulatedExchange
-    owner: _Client | None
+    owner: str  # the counterparty's SenderCompID
     symbol: str
     side: str  # FIX code
     quantity: float
     ord_type: str
     price: float | None
+    tif: str
+    cl_ord_ids: list[str] = field(default_factory=list)
+    status: OrdStatus = OrdStatus.PENDING_NEW
     cum_qty: float = 0.0
     notional: float = 0.0
+    text: str | None = None
+    #: Reports that arrived before the order's New went out; sent right after it.
+    pending: list[ExecutionReport] | None = None
 
     @property
     def order_id(self) -> str:
-        return f"{self.venue.name}:{self.cl_ord_id}"
+        return f"{self.venue.name}:{self.key}"
+
+    @property
+    def cl_ord_id(self) -> str:
+        """The newest ClOrdID (after a replace, the replace's)."""
+        return self.cl_ord_ids[-1]
 
     @property
     def avg_px(self) -> float:
         return self.notional / self.cum_qty if self.cum_qty else 0.0
 
+    @property
+    def leaves(self) -> float:
+        # Rounded: 0.03 - 0.01 is 0.019999999999999997 in floats; no lot is finer than 1e-12.
+        return max(round(self.quantity - self.cum_qty, 12), 0.0) if self.status in _WORKING else 0.0
+
 
 class _Client:
     """One accepted connection: its driver and the worker that handles its messages in order."""
 
-    def __init__(self, server: FixVenueServer, connection_factory: Callable[[_Client], FixConnection]) -> None:
+    def __init__(self, server: FixVenueServer) -> None:
         self.server = server
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.connection = connection_factory(self)
+        self.connection: FixConnection | None = None
+        self.comp_id: str | None = None  # set once logged on and accepted
+        self.subscriptions: dict[str, _Subscription] = {}
 
     @property
     def alive(self) -> bool:
-        return not self.connection.closed.is_set()
+        return self.connection is not None and not self.connection.closed.is_set()
 
     def send(self, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
-        if self.alive:
-            self.connection.send(msg_type, body)
+        if self.alive and self.comp_id is not None:
+            self.connection.send(msg_type, body)  # type: ignore[union-attr]
 
     async def work(self) -> None:
+        server = self.server
+        inbox = self.inbox
         while True:
-            message = await self.inbox.get()
+            message = await inbox.get()
+            if self.comp_id is None:
+                continue  # a session refused after its Logon: nothing of it is acted on
             try:
-                await self.server._handle(self, message)
+                await server._handle(self, message)
             except Exception:  # one bad message must not end the session's worker
                 log.exception("FIX venue: handling %r failed", message)
+                with contextlib.suppress(Exception):
+                    server._business_reject(self, message, BIZ_REJ_OTHER, "internal error handling the message")
+
+
+# -- market data ---------------------------------------------------------------------------------
+
+
+class _Book:
+    """The levels last sent for one (venue, symbol, depth): the base of the next X."""
+
+    __slots__ = ("depth", "bids", "asks", "subscriptions")
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.bids: tuple[BookLevel, ...] = ()
+        self.asks: tuple[BookLevel, ...] = ()
+        self.subscriptions: set[_Subscription] = set()
+
+
+class _Market:
+    """Everything subscribed on one (venue, symbol): its books by depth and its trades."""
+
+    __slots__ = ("venue", "symbol", "books", "trade_subscriptions", "trades")
+
+    def __init__(self, venue: SimulatedExchange, symbol: str) -> None:
+        self.venue = venue
+        self.symbol = symbol
+        self.books: dict[int, _Book] = {}
+        self.trade_subscriptions: set[_Subscription] = set()
+        self.trades: list[PublicTrade] = []
+
+
+class _Subscription:
+    """One MDReqID of one connection: its markets, its depth and the entry types it wants."""
+
+    __slots__ = ("client", "req_id", "markets", "depth", "types", "pending")
+
+    def __init__(self, client: _Client, req_id: str, markets: list[_Market], depth: int, types: set[str]) -> None:
+        self.client = client
+        self.req_id = req_id
+        self.markets = markets
+        self.depth = depth
+        self.types = types
+        self.pending: list[tuple[int, FieldValue]] = []  # X entries gathered in this batch
+
+
+def _level_entries(
+    kind: str, symbol: str, venue: str, old: tuple[BookLevel, ...], new: tuple[BookLevel, ...]
+) -> list[tuple[int, FieldValue]]:
+    """X entries turning the levels `old` into `new`, keyed by price: deletes, changes, news."""
+    out: list[tuple[int, FieldValue]] = []
+    before = {level.price: level for level in old}
+    after = {level.price: level for level in new}
+    for price, level in before.items():
+        if price not in after:
+            out += [(Tag.MDUpdateAction, "2"), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
+                    (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)), (Tag.MDEntrySize, "0"),
+                    (NUMBER_OF_ORDERS, "0")]
+    for price, level in after.items():
+        seen = before.get(price)
+        if seen is None:
+            action = "0"
+        elif seen.quantity != level.quantity or seen.orders != level.orders:
+            action = "1"
+        else:
+            continue
+        out += [(Tag.MDUpdateAction, action), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
+                (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)),
+                (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+    return out
+
+
+def _trade_entries(trades: list[PublicTrade]) -> list[tuple[int, FieldValue]]:
+    out: list[tuple[int, FieldValue]] = []
+    for trade in trades:
+        stamp = utc_timestamp(trade.ts_event)
+        out += [(Tag.MDUpdateAction, "0"), (Tag.MDEntryType, "2"), (Tag.Symbol, trade.symbol),
+                (SECURITY_EXCHANGE, trade.venue), (Tag.MDEntryPx, fix_number(trade.price)),
+                (Tag.MDEntrySize, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
+                (MD_ENTRY_TIME, stamp[9:]), (AGGRESSOR_SIDE, _SIDE_CODES[trade.aggressor])]
+    return out
+
+
+# -- the server ------------------------------------------------------------------------------------
 
 
 class FixVenueServer:
@@ -159,10 +323,13 @@ class FixVenueServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        comp_id: str = "EXECDESK",
+        comp_id: str = "VENUE",
         allowed_counterparties: frozenset[str] | None = None,
         allow_remote: bool = False,
         remember_ids: int = 1_000_000,
+        tick_interval: float | None = 0.1,
+        state: VenueState | None = None,
+        heart_bt_int: int = 30,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(venues, SimulatedExchange):
@@ -174,20 +341,38 @@ class FixVenueServer:
                 f"host {host!r} is not a loopback address: the venue would be reachable from other "
                 "machines; pass allow_remote=True to mean it"
             )
+        if tick_interval is not None and not tick_interval > 0:
+            raise ConfigurationError(f"tick_interval must be > 0 seconds or None, got {tick_interval!r}")
         self.venues = dict(venues)
         self.host = host
         self._port = port
         self.comp_id = comp_id
         self.allowed_counterparties = allowed_counterparties
+        self.tick_interval = tick_interval
+        self.heart_bt_int = heart_bt_int
         self._remember = remember_ids
         self._clock = clock
-        self._orders: OrderedDict[str, _OrderInfo] = OrderedDict()
+        self._state = state
+        self._orders: OrderedDict[str, _OrderInfo] = OrderedDict()  # every ClOrdID -> its order
+        self._working: dict[str, dict[str, _OrderInfo]] = {}  # owner -> key -> working order
+        # ExecIDs must not repeat across restarts: each run has its own prefix.
+        self._exec_prefix = f"{int(time.time() * 1000):x}-"
         self._exec_ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[_Client] = set()
+        self._sessions: dict[str, _Client] = {}  # CompID -> its live connection
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._markets: dict[tuple[str, str], _Market] = {}
+        self._dirty: set[_Market] = set()
+        self._batch_scheduled = False
+        #: Reports for a counterparty with no live connection (not delivered).
+        self.undelivered = 0
+        self._restarted: list[_OrderInfo] = []
+        if state is not None:
+            self._restore(state)
 
     @property
     def port(self) -> int:
@@ -200,17 +385,28 @@ class FixVenueServer:
         self._loop_thread = threading.get_ident()
         for venue in self.venues.values():
             venue.add_report_listener(self._on_report)
+            venue.add_trade_listener(self._on_trade)
+        self._cancel_restarted()
         self._server = await asyncio.start_server(self._accept, self.host, self._port)
+        if self.tick_interval is not None:
+            self._ticker = asyncio.ensure_future(self._tick_forever(self.tick_interval))
 
     async def stop(self) -> None:
         """Stop listening, log every session out, wait for the connections to end."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         for venue in self.venues.values():
             venue.remove_report_listener(self._on_report)
+            venue.remove_trade_listener(self._on_trade)
         if self._server is not None:
             self._server.close()
         for client in list(self._clients):
-            client.connection.logout("venue shutting down")
-        waits = [c.connection.closed.wait() for c in self._clients]
+            if client.connection is not None:
+                client.connection.logout("venue shutting down")
+        waits = [c.connection.closed.wait() for c in self._clients if c.connection is not None]
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5.0)
         for task in list(self._tasks):
@@ -220,19 +416,23 @@ class FixVenueServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._state is not None:
+            self._state.commit()
 
     # -- connections ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties)
+        config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties,
+                               heart_bt_int=self.heart_bt_int)
+        client = _Client(self)
 
-        def connection(client: _Client) -> FixConnection:
-            return FixConnection(
-                FixSession(config, Role.ACCEPTOR), reader, writer,
-                on_message=client.inbox.put_nowait, on_event=self._on_event, clock=self._clock,
-            )
+        def on_event(event: SessionEvent) -> None:
+            self._on_event(client, event)
 
-        client = _Client(self, connection)
+        client.connection = FixConnection(
+            FixSession(config, Role.ACCEPTOR), reader, writer,
+            on_message=client.inbox.put_nowait, on_event=on_event, clock=self._clock,
+        )
         self._clients.add(client)
         worker = asyncio.ensure_future(client.work())
         run = asyncio.current_task()
@@ -247,9 +447,70 @@ class FixVenueServer:
             self._tasks.discard(worker)
             if run is not None:
                 self._tasks.discard(run)
+            self._drop_client(client)
 
-    def _on_event(self, event: SessionEvent) -> None:
-        log.info("FIX venue session: %s %s", event.kind, event.text)
+    def _on_event(self, client: _Client, event: SessionEvent) -> None:
+        kind = event.kind
+        if kind == "logged_on":
+            comp_id = client.connection.session.target_comp_id  # type: ignore[union-attr]
+            other = self._sessions.get(comp_id or "")
+            if other is not None and other is not client and other.alive:
+                log.warning("FIX venue: second Logon from %s refused (already logged on)", comp_id)
+                client.connection.logout(f"SenderCompID {comp_id} is already logged on")  # type: ignore[union-attr]
+                return
+            client.comp_id = comp_id
+            self._sessions[comp_id] = client  # type: ignore[index]
+            log.info("FIX venue: %s logged on (%s)", comp_id, client.connection.peer)  # type: ignore[union-attr]
+        elif kind in ("logged_out", "closed"):
+            log.info("FIX venue: session %s %s: %s", client.comp_id, kind, event.text)
+        else:
+            log.debug("FIX venue: session %s %s: %s", client.comp_id, kind, event.text)
+
+    def _drop_client(self, client: _Client) -> None:
+        comp_id = client.comp_id
+        if comp_id is not None and self._sessions.get(comp_id) is client:
+            del self._sessions[comp_id]
+        for subscription in list(client.subscriptions.values()):
+            self._unsubscribe(subscription)
+
+    def _deliver(self, owner: str, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
+        """Send to the counterparty `owner` on its live connection, if it has one."""
+        client = self._sessions.get(owner)
+        if client is not None and client.alive:
+            client.send(msg_type, body)
+        else:
+            self.undelivered += 1
+            log.debug("FIX venue: report for %s not delivered, it is not connected", owner)
+
+    # -- batching: once per event-loop iteration ---------------------------------------------
+
+    def _schedule_batch(self) -> None:
+        if not self._batch_scheduled and self._loop is not None:
+            self._batch_scheduled = True
+            self._loop.call_soon(self._after_batch)
+
+    def _after_batch(self) -> None:
+        self._batch_scheduled = False
+        if self._dirty:
+            self._publish()
+        if self._state is not None:
+            try:
+                self._state.commit()
+            except Exception:
+                log.exception("FIX venue: the state commit failed")
+
+    async def _tick_forever(self, interval: float) -> None:
+        venues = list(self.venues.values())
+        while True:
+            await asyncio.sleep(interval)
+            for venue in venues:
+                try:
+                    venue.tick()
+                except Exception:  # the ticker must outlive one venue's bad step
+                    log.exception("FIX venue: %s tick failed", venue.name)
+            if self._markets:
+                self._dirty.update(self._markets.values())
+            self._after_batch()
 
     # -- application messages ------------------------------------------------------------------
 
@@ -268,8 +529,17 @@ class FixVenueServer:
             await self._new_order(client, msg)
         elif kind == "F":
             await self._cancel(client, msg)
+        elif kind == "G":
+            await self._replace(client, msg)
+        elif kind == "H":
+            self._status(client, msg)
+        elif kind == "AF":
+            self._mass_status(client, msg)
+        elif kind == "x":
+            self._security_list(client, msg)
         else:
-            await self._status(client, msg)
+            self._market_data_request(client, msg)
+        self._schedule_batch()
 
     async def _new_order(self, client: _Client, msg: Message) -> None:
         cid = msg.get(Tag.ClOrdID)
@@ -280,16 +550,20 @@ class FixVenueServer:
         assert cid is not None and symbol is not None and side_code is not None and ord_type is not None
 
         def refuse(text: str, reason: str = ORD_REJ_OTHER, venue_name: str = "") -> None:
-            client.send(MsgType.EXECUTION_REPORT, [
+            body: list[tuple[int, FieldValue]] = [
                 (Tag.OrderID, f"{venue_name}:{cid}" if venue_name else "NONE"), (Tag.ClOrdID, cid),
                 (Tag.ExecID, self._exec_id()), (Tag.ExecType, ExecType.REJECTED), (Tag.OrdStatus, OrdStatus.REJECTED),
                 (Tag.Symbol, symbol), (Tag.Side, side_code), (Tag.OrderQty, msg.get(Tag.OrderQty) or "0"),
                 (Tag.LeavesQty, "0"), (Tag.CumQty, "0"), (Tag.AvgPx, "0"),
-                (Tag.TransactTime, utc_timestamp(self._clock())), (ORD_REJ_REASON, reason), (Tag.Text, text),
-            ])
+                (Tag.TransactTime, utc_timestamp(self._clock())),
+            ]
+            if venue_name:
+                body.append((EX_DESTINATION, venue_name))
+            body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
+            client.send(MsgType.EXECUTION_REPORT, body)
 
-        if cid in self._orders:
-            known = self._orders[cid]
+        known = self._orders.get(cid)
+        if known is not None:
             refuse(f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; no new order was made",
                    ORD_REJ_DUPLICATE)
             return
@@ -300,7 +574,8 @@ class FixVenueServer:
             return
         side = _SIDES.get(side_code)
         otype = _ORD_TYPES.get(ord_type)
-        tif = _TIFS.get(msg.get(Tag.TimeInForce, "0"))
+        tif_code = msg.get(Tag.TimeInForce, "0")
+        tif = _TIFS.get(tif_code)
         if side is None:
             refuse(f"Side(54) {side_code!r} is not supported (1 buy, 2 sell)", venue_name=venue.name)
             return
@@ -308,59 +583,63 @@ class FixVenueServer:
             refuse(f"OrdType(40) {ord_type!r} is not supported (1 market, 2 limit)", venue_name=venue.name)
             return
         if tif is None:
-            refuse(f"TimeInForce(59) {msg.get(Tag.TimeInForce)!r} is not supported (0, 1, 3, 4, 6)",
-                   venue_name=venue.name)
+            refuse(f"TimeInForce(59) {tif_code!r} is not supported (0, 1, 3, 4, 6)", venue_name=venue.name)
             return
         try:
             quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
-            price = float(price_text) if price_text is not None else None
+            price = float(price_text) if price_text is not None and otype is OrderType.LIMIT else None
             expire_at = _parse_utc(msg.get(EXPIRE_TIME, "")) if tif is TimeInForce.GTD else None
             order = Order(id=cid, client_order_id=cid, symbol=symbol, side=side, type=otype, quantity=quantity,
                           price=price, time_in_force=tif, expire_at=expire_at)
         except (ValueError, ValidationError) as exc:  # ValidationError is a ValueError; both named for the reader
             refuse(f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
             return
-        info = _OrderInfo(cid, venue, client, symbol, side_code, quantity, ord_type, price)
-        self._remember_order(info)
+        info = _OrderInfo(cid, venue, client.comp_id or "", symbol, side_code, quantity, ord_type, price, tif_code,
+                          [cid])
+        info.pending = []
+        self._remember_id(cid, info)
         try:
             result = await venue.submit_async(order)
         except UnknownOutcomeError as exc:
             try:
                 result = await venue.status_async(cid)
             except (UnknownOrderError, VenueError):
-                refuse(f"{exc}; the order is not known at the venue", venue_name=venue.name)
-                return
+                result = OrderResult(cid, venue.name, OrderStatus.REJECTED,
+                                     reason=f"{exc}; the order is not known at the venue")
         except VenueError as exc:
-            refuse(str(exc), venue_name=venue.name)
-            return
+            result = OrderResult(cid, venue.name, OrderStatus.REJECTED, reason=str(exc))
         if result.status is OrderStatus.REJECTED:
-            refuse(result.reason or "rejected by the venue", venue_name=venue.name)
+            info.status = OrdStatus.REJECTED
+            info.text = result.reason or "rejected by the venue"
+            info.pending = None
+            self._changed(info)
+            refuse(info.text, venue_name=venue.name)
             return
         self._report_result(info, result, client)
 
     def _report_result(self, info: _OrderInfo, result: OrderResult, client: _Client) -> None:
         """ER New, one ER Trade per fill, then ER Expired for a remainder that does not rest."""
-        client.send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.NEW, OrdStatus.NEW, leaves=info.quantity))
-        last_fill = result.fills[-1] if result.fills else None
-        for fill in result.fills:
-            info.cum_qty += fill.quantity
-            info.notional += fill.quantity * fill.price
-            if fill is last_fill and result.status is OrderStatus.FILLED:
-                # The venue's own figures, exact, for the order's final state.
-                info.cum_qty = result.filled_quantity
-                status, leaves, avg = OrdStatus.FILLED, 0.0, result.average_price
-            else:
-                status, leaves, avg = OrdStatus.PARTIALLY_FILLED, max(info.quantity - info.cum_qty, 0.0), None
-            client.send(MsgType.EXECUTION_REPORT, self._er(
-                info, ExecType.TRADE, status, leaves=leaves, avg=avg, last=(fill.price, fill.quantity)))
+        self._set_status(info, OrdStatus.NEW)
+        send = client.send
+        send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.NEW, OrdStatus.NEW))
+        self._send_fills(info, result, send)
         if result.status is OrderStatus.EXPIRED:
-            client.send(MsgType.EXECUTION_REPORT, self._er(
-                info, ExecType.EXPIRED, OrdStatus.EXPIRED, leaves=0.0, text=result.reason))
+            self._set_status(info, OrdStatus.EXPIRED, result.reason)
+            send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.EXPIRED, OrdStatus.EXPIRED, text=result.reason))
+        elif result.status is OrderStatus.CANCELED:
+            self._set_status(info, OrdStatus.CANCELED, result.reason)
+            send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.CANCELED, OrdStatus.CANCELED, text=result.reason))
+        pending, info.pending = info.pending, None
+        for report in pending or ():
+            self._unsolicited(report)
+        self._touch(info)
 
     async def _cancel(self, client: _Client, msg: Message) -> None:
         orig = msg.get(Tag.OrigClOrdID) or ""
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(orig)
+        if info is not None and info.owner != client.comp_id:
+            info = None  # another counterparty's order is not this one's to touch
 
         def cancel_reject(reason: str, status: str, text: str) -> None:
             client.send(MsgType.ORDER_CANCEL_REJECT, [
@@ -371,28 +650,92 @@ class FixVenueServer:
         if info is None:
             cancel_reject(CXL_REJ_UNKNOWN_ORDER, OrdStatus.REJECTED, f"order {orig!r} is not known")
             return
+        if cid in self._orders:
+            cancel_reject(CXL_REJ_DUPLICATE, info.status, f"duplicate ClOrdID {cid!r}: it was used before")
+            return
+        if info.status not in _WORKING:
+            cancel_reject(CXL_REJ_TOO_LATE, info.status, f"order {orig!r} is already {info.status.name}")
+            return
         try:
-            result = await info.venue.cancel_async(orig)
+            result = await info.venue.cancel_async(info.key)
         except VenueError as exc:
-            # The venue did not cancel: the order stands as the server last reported it.
-            standing = OrdStatus.PARTIALLY_FILLED if info.cum_qty else OrdStatus.NEW
-            cancel_reject("99", standing, str(exc))
+            cancel_reject(CXL_REJ_OTHER, info.status, str(exc))  # not canceled: it stands as last reported
             return
         if result.status is OrderStatus.CANCELED:
+            self._remember_id(cid, info)
+            self._set_status(info, OrdStatus.CANCELED, result.reason)
             client.send(MsgType.EXECUTION_REPORT, self._er(
-                info, ExecType.CANCELED, OrdStatus.CANCELED, leaves=0.0, cl_ord_id=cid, orig=orig,
-                cum=result.filled_quantity, avg=result.average_price, text=result.reason))
+                info, ExecType.CANCELED, OrdStatus.CANCELED, cl_ord_id=cid, orig=orig, text=result.reason))
+            self._touch(info)
+            return
+        cancel_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER, info.status,
+                      result.reason or "cancel refused")
+
+    async def _replace(self, client: _Client, msg: Message) -> None:
+        orig = msg.get(Tag.OrigClOrdID) or ""
+        cid = msg.get(Tag.ClOrdID) or ""
+        info = self._orders.get(orig)
+        if info is not None and info.owner != client.comp_id:
+            info = None
+
+        def replace_reject(reason: str, text: str) -> None:
+            client.send(MsgType.ORDER_CANCEL_REJECT, [
+                (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
+                (Tag.OrdStatus, info.status if info else OrdStatus.REJECTED), (Tag.CxlRejResponseTo, "2"),
+                (Tag.CxlRejReason, reason), (Tag.Text, text),
+            ])
+
+        if info is None:
+            replace_reject(CXL_REJ_UNKNOWN_ORDER, f"order {orig!r} is not known")
+            return
+        if cid in self._orders:
+            replace_reject(CXL_REJ_DUPLICATE, f"duplicate ClOrdID {cid!r}: it was used before")
+            return
+        if info.status not in _WORKING:
+            replace_reject(CXL_REJ_TOO_LATE, f"order {orig!r} is already {info.status.name}")
+            return
+        for tag, name, have in ((Tag.Symbol, "Symbol", info.symbol), (Tag.Side, "Side", info.side),
+                                (Tag.OrdType, "OrdType", info.ord_type)):
+            if msg.get(tag) != have:
+                replace_reject(CXL_REJ_OTHER, f"{name}({int(tag)}) cannot change in a replace: the order's is "
+                                              f"{have!r}, the request's {msg.get(tag)!r}")
+                return
+        price_text = msg.get(Tag.Price)
+        try:
+            quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
+            price = float(price_text) if price_text is not None else None
+        except ValueError:
+            replace_reject(CXL_REJ_OTHER, f"OrderQty(38) {msg.get(Tag.OrderQty)!r} or Price(44) {price_text!r} "
+                                          "is not a number")
+            return
+        if info.ord_type == "2" and price is None:
+            replace_reject(CXL_REJ_OTHER, "Price(44) is required to replace a limit order")
             return
         try:
-            now = await info.venue.status_async(orig)
-            status = _ORD_STATUS[now.status]
-        except (UnknownOrderError, VenueError):
-            status = OrdStatus.REJECTED
-        cancel_reject(CXL_REJ_TOO_LATE, status, result.reason or "cancel refused")
+            result = await info.venue.amend_async(info.key, quantity=quantity, price=price)
+        except VenueError as exc:
+            replace_reject(CXL_REJ_OTHER, str(exc))
+            return
+        if result.status is OrderStatus.REJECTED:
+            # Finished meanwhile (a fill reported while we waited): too late; else the request was bad.
+            replace_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER,
+                           result.reason or "replace refused")
+            return
+        self._remember_id(cid, info)
+        info.quantity = quantity
+        if price is not None:
+            info.price = price
+        self._changed(info)
+        send = client.send
+        send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.REPLACED, info.status, orig=orig))
+        self._send_fills(info, result, send)  # the new price crossed: taker fills
+        self._touch(info)
 
-    async def _status(self, client: _Client, msg: Message) -> None:
+    def _status(self, client: _Client, msg: Message) -> None:
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(cid)
+        if info is not None and info.owner != client.comp_id:
+            info = None
         extra: list[tuple[int, FieldValue]] = []
         if ORD_STATUS_REQ_ID in msg:
             extra.append((ORD_STATUS_REQ_ID, msg.get(ORD_STATUS_REQ_ID) or ""))
@@ -405,17 +748,258 @@ class FixVenueServer:
                 (Tag.Text, f"order {cid!r} is not known"), *extra,
             ])
             return
-        try:
-            result = await info.venue.status_async(cid)
-        except (UnknownOrderError, VenueError) as exc:
-            client.send(MsgType.EXECUTION_REPORT, self._er(
-                info, ExecType.ORDER_STATUS, OrdStatus.REJECTED, leaves=0.0, text=str(exc)) + extra)
-            return
-        status = _ORD_STATUS[result.status]
-        leaves = result.remaining_quantity if result.status.is_working else 0.0
         client.send(MsgType.EXECUTION_REPORT, self._er(
-            info, ExecType.ORDER_STATUS, status, leaves=leaves, cum=result.filled_quantity,
-            avg=result.average_price, text=result.reason) + extra)
+            info, ExecType.ORDER_STATUS, info.status, cl_ord_id=cid, text=info.text) + extra)
+
+    def _mass_status(self, client: _Client, msg: Message) -> None:
+        req_id = msg.get(Tag.MassStatusReqID) or ""
+        kind = msg.get(Tag.MassStatusReqType)
+        symbol = None
+        if kind == "1":
+            symbol = msg.get(Tag.Symbol)
+            if symbol is None:
+                self._business_reject(client, msg, BIZ_REJ_FIELD_MISSING,
+                                      "required field(s) missing: 55 (MassStatusReqType 1 is by Symbol)")
+                return
+        elif kind != "7":
+            self._business_reject(client, msg, BIZ_REJ_OTHER,
+                                  f"MassStatusReqType(585) {kind!r} is not supported (7 all orders, 1 by Symbol)")
+            return
+        working = [info for info in self._working.get(client.comp_id or "", {}).values()
+                   if symbol is None or info.symbol == symbol]
+        if not working:
+            client.send(MsgType.EXECUTION_REPORT, [
+                (Tag.OrderID, "NONE"), (Tag.ClOrdID, "NONE"), (Tag.ExecID, self._exec_id()),
+                (Tag.ExecType, ExecType.ORDER_STATUS), (Tag.OrdStatus, OrdStatus.REJECTED),
+                (Tag.Symbol, symbol or "NA"), (Tag.Side, "1"), (Tag.LeavesQty, "0"), (Tag.CumQty, "0"),
+                (Tag.AvgPx, "0"), (Tag.MassStatusReqID, req_id), (Tag.TotNumReports, "0"),
+                (Tag.LastRptRequested, "Y"), (Tag.Text, "no working orders"),
+            ])
+            return
+        total = str(len(working))
+        for i, info in enumerate(working, 1):
+            client.send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.ORDER_STATUS, info.status) + [
+                (Tag.MassStatusReqID, req_id), (Tag.TotNumReports, total),
+                (Tag.LastRptRequested, "Y" if i == len(working) else "N"),
+            ])
+
+    def _security_list(self, client: _Client, msg: Message) -> None:
+        req_id = msg.get(Tag.SecurityReqID) or ""
+        kind = msg.get(Tag.SecurityListRequestType)
+        wanted = None
+        if kind == "0":
+            wanted = msg.get(Tag.Symbol)
+        elif kind != "4":
+            client.send(MsgType.SECURITY_LIST, [
+                (Tag.SecurityReqID, req_id), (Tag.SecurityResponseID, self._exec_id()),
+                (Tag.SecurityRequestResult, "1"),
+                (Tag.Text, f"SecurityListRequestType(559) {kind!r} is not supported (4 all, 0 by Symbol)"),
+            ])
+            return
+        entries: list[tuple[int, FieldValue]] = []
+        count = 0
+        for venue in self.venues.values():
+            fees = venue.fees
+            for inst in venue.instruments().values():
+                if wanted is not None and inst.symbol != wanted:
+                    continue
+                count += 1
+                entries += [(Tag.Symbol, inst.symbol), (SECURITY_EXCHANGE, venue.name),
+                            (MIN_PRICE_INCREMENT, _decimal_text(inst.tick_size)),
+                            (ROUND_LOT, _decimal_text(inst.lot_size)),
+                            (MIN_TRADE_VOL, _decimal_text(inst.min_quantity))]
+                if inst.max_quantity is not None:
+                    entries.append((MAX_TRADE_VOL, _decimal_text(inst.max_quantity)))
+                if inst.min_notional is not None:
+                    entries.append((MIN_NOTIONAL, _decimal_text(inst.min_notional)))
+                if inst.max_notional is not None:
+                    entries.append((MAX_NOTIONAL, _decimal_text(inst.max_notional)))
+                entries += [(MAKER_FEE_BPS, fix_number(fees.maker_bps)), (TAKER_FEE_BPS, fix_number(fees.taker_bps))]
+        body: list[tuple[int, FieldValue]] = [
+            (Tag.SecurityReqID, req_id), (Tag.SecurityResponseID, self._exec_id()),
+            (Tag.SecurityRequestResult, "0" if count else "2"), (TOT_NO_RELATED_SYM, str(count)),
+            (LAST_FRAGMENT, "Y"),
+        ]
+        if count:
+            body += [(Tag.NoRelatedSym, str(count)), *entries]
+        else:
+            body.append((Tag.Text, f"no instrument {wanted!r} (symbols: {', '.join(self._all_symbols())})"))
+        client.send(MsgType.SECURITY_LIST, body)
+
+    # -- market data ---------------------------------------------------------------------------
+
+    def _market_data_request(self, client: _Client, msg: Message) -> None:
+        req_id = msg.get(Tag.MDReqID) or ""
+        kind = msg.get(Tag.SubscriptionRequestType)
+
+        def reject(reason: str, text: str) -> None:
+            client.send(MD_REQUEST_REJECT, [
+                (Tag.MDReqID, req_id), (MD_REQ_REJ_REASON, reason), (Tag.Text, text)])
+
+        if kind == "2":
+            subscription = client.subscriptions.get(req_id)
+            if subscription is None:
+                reject(MD_REJ_UNSUPPORTED_SUBSCRIPTION, f"MDReqID {req_id!r} is not subscribed: nothing to end")
+            else:
+                self._unsubscribe(subscription)
+            return
+        if kind not in ("0", "1"):
+            reject(MD_REJ_UNSUPPORTED_SUBSCRIPTION,
+                   f"SubscriptionRequestType(263) {kind!r} is not supported (0 snapshot, 1 subscribe, 2 unsubscribe)")
+            return
+        if kind == "1" and req_id in client.subscriptions:
+            reject(MD_REJ_DUPLICATE_REQ, f"MDReqID {req_id!r} is already subscribed")
+            return
+        depth_text = msg.get(Tag.MarketDepth, "0")
+        if not depth_text.isdigit():
+            reject(MD_REJ_UNSUPPORTED_DEPTH, f"MarketDepth(264) {depth_text!r} is not a whole number")
+            return
+        depth = int(depth_text)
+        depth = MAX_DEPTH if depth == 0 else min(depth, MAX_DEPTH)
+        update_type = msg.get(MD_UPDATE_TYPE, "1")
+        if kind == "1" and update_type != "1":
+            reject(MD_REJ_UNSUPPORTED_UPDATE_TYPE,
+                   f"MDUpdateType(265) {update_type!r} is not supported (1 incremental refresh)")
+            return
+        types = set(msg.get_all(Tag.MDEntryType)) or {"0", "1"}
+        unknown_types = sorted(types - {"0", "1", "2"})
+        if unknown_types:
+            reject(MD_REJ_UNSUPPORTED_ENTRY_TYPE,
+                   f"MDEntryType(269) {unknown_types[0]!r} is not supported (0 bid, 1 offer, 2 trade)")
+            return
+        wants_book = bool(types & {"0", "1"})
+        wants_trades = "2" in types
+        markets: list[_Market] = []
+        for symbol, venue_name in _related_symbols(msg):
+            if venue_name is not None:
+                venue = self.venues.get(venue_name)
+                if venue is None:
+                    reject(MD_REJ_UNKNOWN_SYMBOL, f"unknown venue {venue_name!r} (venues: {', '.join(self.venues)})")
+                    return
+                candidates = [venue]
+            else:
+                candidates = list(self.venues.values())
+            listing = [v for v in candidates if symbol in v.instruments()]
+            if not listing:
+                reject(MD_REJ_UNKNOWN_SYMBOL, f"unknown symbol {symbol!r} (symbols: {', '.join(self._all_symbols())})")
+                return
+            for venue in listing:
+                key = (venue.name, symbol)
+                market = self._markets.get(key) or _Market(venue, symbol)
+                if market not in markets:
+                    markets.append(market)
+        if not markets:
+            self._business_reject(client, msg, BIZ_REJ_FIELD_MISSING, "required field(s) missing: 146 (with 55)")
+            return
+        # Bring every current subscriber up to date first, so the snapshot below and the
+        # levels the next X is computed from are the same.
+        if self._dirty:
+            self._publish()
+        for market in markets:
+            self._markets.setdefault((market.venue.name, market.symbol), market)
+            book = market.books.get(depth)
+            try:
+                snapshot = market.venue.book(market.symbol, depth)
+            except VenueError as exc:
+                reject("2", f"{market.venue.name} cannot give its book now: {exc}")  # 2: insufficient bandwidth
+                continue
+            if kind == "1" and wants_book and book is None:
+                book = market.books[depth] = _Book(depth)
+                book.bids, book.asks = snapshot.bids, snapshot.asks
+            if book is not None:  # what subscribers were sent is what the new one starts from
+                bids, asks = book.bids, book.asks
+            else:
+                bids, asks = snapshot.bids, snapshot.asks
+            entries: list[tuple[int, FieldValue]] = []
+            if wants_book:
+                if "0" in types:
+                    for level in bids:
+                        entries += [(Tag.MDEntryType, "0"), (Tag.MDEntryPx, fix_number(level.price)),
+                                    (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+                if "1" in types:
+                    for level in asks:
+                        entries += [(Tag.MDEntryType, "1"), (Tag.MDEntryPx, fix_number(level.price)),
+                                    (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+            client.send(MsgType.MARKET_DATA_SNAPSHOT, [
+                (Tag.MDReqID, req_id), (Tag.Symbol, market.symbol), (SECURITY_EXCHANGE, market.venue.name),
+                (Tag.NoMDEntries, str(len(entries) // 4)), *entries,
+            ])
+        if kind != "1":
+            return
+        subscription = _Subscription(client, req_id, markets, depth, types)
+        client.subscriptions[req_id] = subscription
+        for market in markets:
+            if wants_book:
+                market.books[depth].subscriptions.add(subscription)
+            if wants_trades:
+                market.trade_subscriptions.add(subscription)
+
+    def _unsubscribe(self, subscription: _Subscription) -> None:
+        subscription.client.subscriptions.pop(subscription.req_id, None)
+        for market in subscription.markets:
+            for depth, book in list(market.books.items()):
+                book.subscriptions.discard(subscription)
+                if not book.subscriptions:
+                    del market.books[depth]
+            market.trade_subscriptions.discard(subscription)
+            if not market.books and not market.trade_subscriptions:
+                self._markets.pop((market.venue.name, market.symbol), None)
+                self._dirty.discard(market)
+                market.trades.clear()
+
+    def _touch(self, info: _OrderInfo) -> None:
+        """An order may have changed its book: publish it after this loop iteration."""
+        market = self._markets.get((info.venue.name, info.symbol))
+        if market is not None:
+            self._dirty.add(market)
+
+    def _on_trade(self, trade: PublicTrade) -> None:
+        market = self._markets.get((trade.venue, trade.symbol))
+        if market is not None and market.trade_subscriptions:
+            market.trades.append(trade)
+            self._dirty.add(market)
+            self._schedule_batch()
+
+    def _publish(self) -> None:
+        """One X per subscription with what changed on its markets since it was last sent."""
+        dirty, self._dirty = self._dirty, set()
+        touched: set[_Subscription] = set()
+        for market in dirty:
+            venue, symbol = market.venue, market.symbol
+            for depth, book in market.books.items():
+                try:
+                    snapshot = venue.book(symbol, depth)
+                except Exception:  # an outage: nothing to send until it ends
+                    continue
+                entries: list[tuple[int, FieldValue]] = []
+                if snapshot.bids is not book.bids:  # the venue reuses a side's tuple while it is unchanged
+                    entries += _level_entries("0", symbol, venue.name, book.bids, snapshot.bids)
+                    book.bids = snapshot.bids
+                if snapshot.asks is not book.asks:
+                    asks = _level_entries("1", symbol, venue.name, book.asks, snapshot.asks)
+                    book.asks = snapshot.asks
+                else:
+                    asks = []
+                if not entries and not asks:
+                    continue
+                for subscription in book.subscriptions:
+                    types = subscription.types
+                    if "0" in types:
+                        subscription.pending += entries
+                    if "1" in types:
+                        subscription.pending += asks
+                    touched.add(subscription)
+            if market.trades:
+                entries = _trade_entries(market.trades)
+                market.trades = []
+                for subscription in market.trade_subscriptions:
+                    subscription.pending += entries
+                    touched.add(subscription)
+        for subscription in touched:
+            pending, subscription.pending = subscription.pending, []
+            if pending and subscription.client.alive:
+                subscription.client.send(MsgType.MARKET_DATA_INCREMENTAL, [
+                    (Tag.MDReqID, subscription.req_id), (Tag.NoMDEntries, str(_count_entries(pending))), *pending])
 
     # -- pushed by the venues ---------------------------------------------------------------------
 
@@ -431,25 +1015,122 @@ class FixVenueServer:
 
     def _unsolicited(self, report: ExecutionReport) -> None:
         info = self._orders.get(report.client_order_id)
-        if info is None or info.venue.name != report.venue:
+        if info is None or info.venue.name != report.venue or info.key != report.client_order_id:
             return  # not an order this server placed
-        owner = info.owner
-        fill = report.fill
-        status = _ORD_STATUS[report.status]
-        if fill is not None:
-            info.cum_qty += fill.quantity
-            info.notional += fill.quantity * fill.price
-            body = self._er(info, ExecType.TRADE, status, leaves=report.leaves_quantity,
-                            cum=report.filled_quantity, last=(fill.price, fill.quantity))
-        else:
-            exec_type = ExecType.EXPIRED if report.status is OrderStatus.EXPIRED else ExecType.CANCELED
-            body = self._er(info, exec_type, status, leaves=0.0, cum=report.filled_quantity, text=report.reason)
-        if owner is None or not owner.alive:
-            log.warning("FIX venue: report for %s dropped, its session is gone: %s", info.order_id, report)
+        if info.pending is not None:  # its New has not gone out yet: after it
+            info.pending.append(report)
             return
-        owner.send(MsgType.EXECUTION_REPORT, body)
+        fill = report.fill
+        if fill is not None:
+            if report.filled_quantity <= info.cum_qty and info.cum_qty:
+                return  # already reported (from a status read after an unknown outcome)
+            exec_id = self._apply_fill(info, fill, report.filled_quantity)
+            if report.status is OrderStatus.FILLED:
+                self._set_status(info, OrdStatus.FILLED)
+            body = self._er(info, ExecType.TRADE, info.status, fill=fill, exec_id=exec_id)
+        else:
+            if info.status not in _WORKING:
+                return
+            exec_type = ExecType.EXPIRED if report.status is OrderStatus.EXPIRED else ExecType.CANCELED
+            self._set_status(info, _ORD_STATUS[report.status], report.reason)
+            body = self._er(info, exec_type, info.status, text=report.reason)
+        self._touch(info)
+        self._schedule_batch()
+        self._deliver(info.owner, MsgType.EXECUTION_REPORT, body)
+
+    # -- the order record ----------------------------------------------------------------------------
+
+    def _apply_fill(self, info: _OrderInfo, fill: Fill, cum: float | None = None) -> str:
+        """Count `fill` in the order's record (and on disk); the ExecID its ER carries."""
+        info.notional += fill.price * fill.quantity
+        info.cum_qty = cum if cum is not None else round(info.cum_qty + fill.quantity, 12)
+        if info.cum_qty >= info.quantity - 1e-12:
+            info.cum_qty = info.quantity
+            self._set_status(info, OrdStatus.FILLED)
+        else:
+            self._set_status(info, OrdStatus.PARTIALLY_FILLED)
+        exec_id = self._exec_id()
+        if self._state is not None:
+            self._state.add_fill(info.key, exec_id, fill)
+        return exec_id
+
+    def _send_fills(self, info: _OrderInfo, result: OrderResult, send: Callable[..., None]) -> None:
+        """One ER Trade per fill of `result`, then the venue's exact cum qty and final word."""
+        fills = result.fills
+        if not fills:
+            return
+        last = fills[-1]
+        for fill in fills:
+            if fill is last:  # the venue's own figure, exact, for the order's state after it
+                exec_id = self._apply_fill(info, fill, result.filled_quantity)
+                if result.status is OrderStatus.FILLED:
+                    self._set_status(info, OrdStatus.FILLED)
+            else:
+                exec_id = self._apply_fill(info, fill)
+            send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.TRADE, info.status, fill=fill, exec_id=exec_id))
+
+    def _set_status(self, info: _OrderInfo, status: OrdStatus, text: str | None = None) -> None:
+        info.status = status
+        if text is not None:
+            info.text = text
+        working = self._working.setdefault(info.owner, {})
+        if status in _WORKING:
+            working[info.key] = info
+        else:
+            working.pop(info.key, None)
+        self._changed(info)
+
+    def _changed(self, info: _OrderInfo) -> None:
+        if info.status in _WORKING:
+            self._working.setdefault(info.owner, {})[info.key] = info
+        if self._state is not None:
+            self._state.order_changed(info)
+            self._schedule_batch()
+
+    def _remember_id(self, cl_ord_id: str, info: _OrderInfo) -> None:
+        self._orders[cl_ord_id] = info
+        if cl_ord_id not in info.cl_ord_ids:
+            info.cl_ord_ids.append(cl_ord_id)
+        if self._state is not None:
+            self._state.add_id(cl_ord_id, info)
+        if len(self._orders) > self._remember:
+            _, old = self._orders.popitem(last=False)
+            if old.status in _WORKING and self._orders.get(old.key) is None:
+                self._orders[old.key] = old  # a working order is never forgotten
+
+    def _restore(self, state: VenueState) -> None:
+        """Take back the orders a previous run acknowledged (docs/fix.md, "Restart"): all of
+        them answer H and refuse their ClOrdIDs again; those that were working are canceled
+        by `start` (the fresh simulator's market is not the one they rested on)."""
+        for record in state.load_orders():
+            venue = self.venues.get(record.venue)
+            if venue is None:
+                continue  # a venue not served this time: its orders stay on disk, untouched
+            info = _OrderInfo(record.key, venue, record.owner, record.symbol, record.side, record.quantity,
+                              record.ord_type, record.price, record.tif, list(record.cl_ord_ids),
+                              OrdStatus(record.status), record.cum_qty, record.cum_qty * record.avg_px, record.text)
+            for cid in info.cl_ord_ids:
+                self._orders[cid] = info
+            if info.status in _WORKING:
+                self._restarted.append(info)
+
+    def _cancel_restarted(self) -> None:
+        """Orders working when the previous run ended: canceled, an unsolicited ER to the owner."""
+        restarted, self._restarted = self._restarted, []
+        for info in restarted:
+            self._set_status(info, OrdStatus.CANCELED, RESTART_TEXT)
+            self._deliver(info.owner, MsgType.EXECUTION_REPORT,
+                          self._er(info, ExecType.CANCELED, OrdStatus.CANCELED, text=RESTART_TEXT))
+        if restarted and self._state is not None:
+            self._state.commit()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _all_symbols(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for venue in self.venues.values():
+            seen.update(dict.fromkeys(venue.instruments()))
+        return list(seen)
 
     def _venue_for(self, msg: Message) -> SimulatedExchange | None:
         name = msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)
@@ -457,13 +1138,8 @@ class FixVenueServer:
             return next(iter(self.venues.values()))
         return self.venues.get(name)
 
-    def _remember_order(self, info: _OrderInfo) -> None:
-        self._orders[info.cl_ord_id] = info
-        if len(self._orders) > self._remember:
-            self._orders.popitem(last=False)
-
     def _exec_id(self) -> str:
-        return f"E{next(self._exec_ids)}"
+        return f"{self._exec_prefix}{next(self._exec_ids)}"
 
     def _er(
         self,
@@ -471,31 +1147,34 @@ class FixVenueServer:
         exec_type: ExecType,
         status: OrdStatus,
         *,
-        leaves: float,
-        cum: float | None = None,
-        avg: float | None = None,
-        last: tuple[float, float] | None = None,
+        fill: Fill | None = None,
+        exec_id: str | None = None,
         cl_ord_id: str | None = None,
         orig: str | None = None,
         text: str | None = None,
     ) -> list[tuple[int, FieldValue]]:
-        cum = info.cum_qty if cum is None else cum
-        avg = (info.avg_px if avg is None else avg) if cum else 0.0
+        cum = info.cum_qty
         body: list[tuple[int, FieldValue]] = [(Tag.OrderID, info.order_id), (Tag.ClOrdID, cl_ord_id or info.cl_ord_id)]
         if orig is not None:
             body.append((Tag.OrigClOrdID, orig))
         body += [
-            (Tag.ExecID, self._exec_id()), (Tag.ExecType, exec_type), (Tag.OrdStatus, status),
+            (Tag.ExecID, exec_id or self._exec_id()), (Tag.ExecType, exec_type), (Tag.OrdStatus, status),
             (Tag.Symbol, info.symbol), (Tag.Side, info.side), (Tag.OrderQty, fix_number(info.quantity)),
             (Tag.OrdType, info.ord_type),
         ]
         if info.price is not None:
             body.append((Tag.Price, fix_number(info.price)))
-        if last is not None:
-            body += [(Tag.LastPx, fix_number(last[0])), (Tag.LastQty, fix_number(last[1]))]
+        body.append((Tag.TimeInForce, info.tif))
+        if fill is not None:
+            body += [(Tag.LastPx, fix_number(fill.price)), (Tag.LastQty, fix_number(fill.quantity)),
+                     (COMMISSION, fix_number(fill.fee)), (COMM_TYPE, "3"),
+                     (LAST_LIQUIDITY_IND, _LIQUIDITY[fill.liquidity])]
+            if fill.trade_id:
+                body.append((TRADE_ID, fill.trade_id))
         body += [
-            (Tag.LeavesQty, fix_number(leaves)), (Tag.CumQty, fix_number(cum)), (Tag.AvgPx, fix_number(avg)),
-            (Tag.TransactTime, utc_timestamp(self._clock())),
+            (Tag.LeavesQty, fix_number(info.leaves if status in _WORKING else 0.0)), (Tag.CumQty, fix_number(cum)),
+            (Tag.AvgPx, fix_number(info.avg_px)), (Tag.TransactTime, utc_timestamp(self._clock())),
+            (EX_DESTINATION, info.venue.name),
         ]
         if text:
             body.append((Tag.Text, text))
@@ -506,6 +1185,21 @@ class FixVenueServer:
             (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefMsgType, msg.msg_type),
             (Tag.BusinessRejectReason, reason), (Tag.Text, text),
         ])
+
+
+def _related_symbols(msg: Message) -> list[tuple[str, str | None]]:
+    """The (Symbol, SecurityExchange or None) entries of a NoRelatedSym (146) group."""
+    out: list[tuple[str, str | None]] = []
+    for tag, value in msg.pairs:
+        if tag == 55:
+            out.append((value.decode("latin-1"), None))
+        elif tag == SECURITY_EXCHANGE and out and out[-1][1] is None:
+            out[-1] = (out[-1][0], value.decode("latin-1"))
+    return out
+
+
+def _count_entries(fields: Iterable[tuple[int, FieldValue]]) -> int:
+    return sum(1 for tag, _ in fields if tag == Tag.MDUpdateAction)
 
 
 def _is_loopback(host: str) -> bool:
