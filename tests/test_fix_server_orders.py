@@ -10,7 +10,11 @@ import pytest
 from engine.models import Order, OrderSide, OrderType
 from engine.venues.fix import MsgType, SessionStatus, Tag
 from engine.venues.fixio.server import fix_number
-from tests.test_fix_server import WAIT, Client, anyio_backend, book, client, server, venues  # noqa: F401
+from tests import test_fix_server as base
+from tests.test_fix_server import WAIT, Client, book
+
+# The fixtures of the basic tests (frozen simulators, a server, a logged-on client).
+anyio_backend, venues, server, client = base.anyio_backend, base.venues, base.server, base.client
 
 import anyio
 

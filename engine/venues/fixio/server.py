@@ -380,6 +380,11 @@ class FixVenueServer:
             raise RuntimeError("the server is not started")
         return self._server.sockets[0].getsockname()[1]
 
+    @property
+    def subscriptions(self) -> int:
+        """Market data subscriptions live now (every connection's)."""
+        return sum(len(c.subscriptions) for c in self._clients)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
