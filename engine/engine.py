@@ -15,6 +15,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -24,7 +25,7 @@ from .resilience.breaker import BreakerConfig
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
-from .events import EngineError, Halted, OrderUpdated, Resumed
+from .events import EngineError, Halted, OrderUpdated, Resumed, VenueSessionChanged
 from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
 from .venues.sim.market import ReferenceMarket
 from .venues.sim.exchange import SimulatedExchange
@@ -178,6 +179,10 @@ class Engine:
         self.venues: dict[str, Any] = dict(venues)
         for name, venue in self.venues.items():
             self.router.register_exchange(name, venue)
+            # A network venue tells its session's ups and downs; they join the one stream.
+            add_session_listener = getattr(venue, "add_session_listener", None)
+            if add_session_listener is not None:
+                add_session_listener(partial(self._on_session, name))
         # The Engine wires the scheduler and the routers: the smart router hands parents
         # to the scheduler, which sends their children through the smart router.
         self.scheduler = Scheduler(clock=self.clock, seed=seed)
@@ -387,6 +392,11 @@ class Engine:
         self.stats.errors += 1
         now = self.clock.now()
         self.store.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
+
+    def _on_session(self, venue: str, state: str, detail: str = "") -> None:
+        """A venue's session changed (any thread): published as VenueSessionChanged."""
+        now = self.clock.now()
+        self.store.publish(VenueSessionChanged(now, now, venue, state, detail))
 
     def _on_parent(self, state: ParentState) -> None:
         if not self.bus.active:
