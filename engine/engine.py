@@ -15,6 +15,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -24,7 +25,7 @@ from .resilience.breaker import BreakerConfig
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
-from .events import EngineError, Halted, OrderUpdated, Resumed
+from .events import EngineError, Halted, OrderUpdated, Resumed, VenueSessionChanged
 from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
 from .venues.sim.market import ReferenceMarket
 from .venues.sim.exchange import SimulatedExchange
@@ -41,7 +42,7 @@ from .store import OrderStore
 
 log = logging.getLogger("execdesk.engine")
 
-__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES"]
+__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES", "simulated_venues"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,28 @@ DEFAULT_VENUE_REMEMBER_IDS = 200_000
 FILL_COUNTS_KEPT = 100_000
 
 
+def simulated_venues(
+    seed: int = 0,
+    *,
+    clock: Clock | None = None,
+    specs: tuple[VenueSpec, ...] = DEFAULT_VENUES,
+    remember_ids: int | None = None,
+) -> dict[str, SimulatedExchange]:
+    """The simulated venues of `specs` (the built-in three by default), following one
+    reference market, each seeded from `seed` by its place in `specs`: what
+    `Engine.default`, `--venues sim:NAME` and `execdesk venue` all run."""
+    clock = clock or RealClock()
+    reference = ReferenceMarket(seed)  # one fair price the venues all follow
+    return {
+        spec.name: SimulatedExchange(
+            spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
+            latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
+            remember_ids=DEFAULT_VENUE_REMEMBER_IDS if remember_ids is None else remember_ids,
+        )
+        for i, spec in enumerate(specs)
+    }
+
+
 class Engine:
     """Everything the desk needs, wired once. `Engine.default(seed=...)` gives three
     simulated venues; `Engine(venues={...})` takes any venues."""
@@ -156,6 +179,10 @@ class Engine:
         self.venues: dict[str, Any] = dict(venues)
         for name, venue in self.venues.items():
             self.router.register_exchange(name, venue)
+            # A network venue tells its session's ups and downs; they join the one stream.
+            add_session_listener = getattr(venue, "add_session_listener", None)
+            if add_session_listener is not None:
+                add_session_listener(partial(self._on_session, name))
         # The Engine wires the scheduler and the routers: the smart router hands parents
         # to the scheduler, which sends their children through the smart router.
         self.scheduler = Scheduler(clock=self.clock, seed=seed)
@@ -187,15 +214,7 @@ class Engine:
         """Three simulated venues of different characters (see DEFAULT_VENUES); each
         remembers the last `remember_ids` finished client order ids."""
         clock = clock or RealClock()
-        reference = ReferenceMarket(seed)  # one fair price the venues all follow
-        venues = {
-            spec.name: SimulatedExchange(
-                spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
-                latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
-                remember_ids=remember_ids,
-            )
-            for i, spec in enumerate(specs)
-        }
+        venues = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids)
         return cls(venues, clock=clock, seed=seed, **kwargs)
 
     # -- risk ---------------------------------------------------------------------------
@@ -373,6 +392,11 @@ class Engine:
         self.stats.errors += 1
         now = self.clock.now()
         self.store.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
+
+    def _on_session(self, venue: str, state: str, detail: str = "") -> None:
+        """A venue's session changed (any thread): published as VenueSessionChanged."""
+        now = self.clock.now()
+        self.store.publish(VenueSessionChanged(now, now, venue, state, detail))
 
     def _on_parent(self, state: ParentState) -> None:
         if not self.bus.active:

@@ -302,6 +302,23 @@ class VenueDisabled(Event):
         self.reason = reason
 
 
+class VenueSessionChanged(Event):
+    """A network venue's session went up, down or is being re-established: `state` is
+    "logged on", "reconnecting", "closed"...; `detail` says why or with what numbers."""
+
+    __slots__ = ("venue", "state", "detail")
+    venue: str
+    state: str
+    detail: str
+
+    def __init__(self, ts_event: float, ts_init: float, venue: str, state: str, detail: str = "") -> None:
+        self.ts_event = ts_event
+        self.ts_init = ts_init
+        self.venue = venue
+        self.state = state
+        self.detail = detail
+
+
 class Halted(Event):
     __slots__ = ("reason",)
     reason: str

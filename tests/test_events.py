@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Engine, Fill, Order, OrderSide, OrderStatus, OrderType, VirtualClock
+from engine import Engine, Fill, Order, OrderSide, OrderStatus, VirtualClock
 from engine.events import (
     BreakerStateChanged,
     EngineError,
@@ -216,3 +216,21 @@ async def test_no_published_event_changes_after_a_subscriber_received_it(virtual
     assert any(e.parent_id == "twap" for e, _ in received if isinstance(e, OrderFilled))
     changed = [event for event, seen in received if fields_of(event) != seen]
     assert changed == []
+
+
+def test_a_venue_session_change_joins_the_event_stream_and_the_desk_says_it() -> None:
+    from engine.events import VenueSessionChanged
+    from engine.venues.sim.exchange import SimulatedExchange
+    from tui.view_model import describe
+
+    class NetworkVenue(SimulatedExchange):
+        def add_session_listener(self, listener) -> None:
+            self.session_listener = listener
+
+    venue = NetworkVenue("far")
+    engine = Engine({"far": venue})
+    seen = engine.subscribe(lossless=True)
+    venue.session_listener("reconnecting", "connection lost: the peer closed the stream")
+    events = [e for e in seen.drain() if isinstance(e, VenueSessionChanged)]
+    assert [(e.venue, e.state) for e in events] == [("far", "reconnecting")]
+    assert describe(events[0]) == "SESSION far: reconnecting (connection lost: the peer closed the stream)"

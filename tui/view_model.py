@@ -52,6 +52,7 @@ from engine.events import (
     Resumed,
     VenueDisabled,
     VenueEnabled,
+    VenueSessionChanged,
 )
 from engine.models import Fill, OrderResult, OrderSide, OrderStatus, OrderType
 
@@ -483,6 +484,8 @@ def describe(event: Any) -> str | None:
         return f"VENUE {event.venue} disabled: {event.reason}"
     if isinstance(event, VenueEnabled):
         return f"VENUE {event.venue} enabled"
+    if isinstance(event, VenueSessionChanged):
+        return f"SESSION {event.venue}: {event.state}" + (f" ({event.detail})" if event.detail else "")
     if isinstance(event, EngineError):
         return f"ERROR in {event.where}: {event.message} (the desk keeps running)"
     return None

@@ -45,6 +45,9 @@ class Venue(Protocol):
     # Optional: `submit_many(orders) -> list[OrderResult | VenueError]`, a batch in one
     # request (per order its answer or the error its request raised). The simulator has
     # it; a venue without it is sent one `submit` after another.
+    # Optional: `add_session_listener(fn)`, a network venue's session news: fn(state,
+    # detail) on any thread ("logged on", "reconnecting", ...); the Engine publishes each
+    # as a VenueSessionChanged event.
 
     def cancel(self, client_order_id: str) -> OrderResult: ...
 
