@@ -15,6 +15,7 @@ from engine.clock import VirtualClock
 from engine.errors import ConfigurationError
 from engine.models import Order, OrderSide, OrderStatus, OrderType
 from engine.venues.fix import FixSession, Message, MsgType, Role, SessionConfig, SessionStatus, Tag
+from engine.venues.fix.store import SessionStore
 from engine.venues.fixio.driver import open_fix_connection
 from engine.venues.fixio.server import FixVenueServer, fix_number
 from engine.venues.sim.exchange import SimulatedExchange
@@ -48,10 +49,11 @@ class Client:
     """An initiator on our own session and driver; every application message it receives
     lands in `inbox`."""
 
-    def __init__(self, comp_id: str = "DESK") -> None:
+    def __init__(self, comp_id: str = "DESK", store: SessionStore | None = None) -> None:
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.events: list = []
-        self.session = FixSession(SessionConfig(comp_id, "VENUE", heart_bt_int=30), Role.INITIATOR)
+        # Reconnecting as the same counterparty: pass the last connection's store (its numbers).
+        self.session = FixSession(SessionConfig(comp_id, "VENUE", heart_bt_int=30), Role.INITIATOR, store)
 
     async def connect(self, port: int) -> None:
         self.connection, self.task = await open_fix_connection(

@@ -9,6 +9,8 @@ import pytest
 
 from engine.models import Order, OrderSide, OrderType
 from engine.venues.fix import MsgType, SessionStatus, Tag
+from engine.venues.fix.store import SessionStore
+from engine.venues.fixio.driver import open_fix_connection
 from engine.venues.fixio.server import fix_number
 from tests import test_fix_server as base
 from tests.test_fix_server import WAIT, Client, book
@@ -180,10 +182,39 @@ async def test_mass_status_with_nothing_working_is_one_none_report(client):
 @pytest.mark.anyio
 async def test_a_second_logon_with_a_comp_id_already_logged_on_is_logged_out(client, server):
     twin = Client("DESK")
-    await twin.connect(server.port)  # the session answers the Logon, then the server logs it out
+    twin.connection, twin.task = await open_fix_connection(
+        "127.0.0.1", server.port, twin.session, on_message=twin.inbox.put_nowait, on_event=twin.events.append)
     with anyio.fail_after(WAIT):
-        await twin.task
-    assert twin.session.status is SessionStatus.CLOSED
-    assert any(e.text == "logout: SenderCompID DESK is already logged on" for e in twin.events)
+        await twin.task  # refused at its Logon: a Logout saying why, and the connection ends
+    assert twin.session.status is SessionStatus.CLOSED and not twin.connection.logged_on.is_set()
+    assert [e.text for e in twin.events if e.kind == "logged_out"] == ["SenderCompID DESK is already logged on"]
     client.send(MsgType.ORDER_MASS_STATUS_REQUEST, (584, "still"), (585, "7"))  # the first one still works
     assert (await client.next()).get(584) == "still"
+
+
+@pytest.mark.anyio
+async def test_a_fill_made_while_the_owner_is_away_is_delivered_by_resend_on_its_next_logon(server, venues):
+    venue = venues["swift"]
+    bid, ask = book(venue)
+    inside = round(ask - 0.01, 2)
+    store = SessionStore()
+    first = Client("AWAY", store)
+    await first.connect(server.port)
+    first.order("away-1", "2", "0.02", fix_number(inside))
+    assert (await first.next()).get(Tag.OrdStatus) == "0"
+    await first.close()
+    sent_before = store.next_incoming
+    # Filled with nobody connected: the ER is parked in AWAY's session store.
+    venue.submit(Order(id="o2", client_order_id="o2", symbol="BTC/USD", side=OrderSide.BUY, type=OrderType.LIMIT,
+                       quantity=0.02, price=inside))
+    assert server.parked == 1
+    again = Client("AWAY", store)
+    await again.connect(server.port)
+    try:
+        fill = await again.next()  # the Logon showed a gap; the ResendRequest brought it
+        assert (fill.get(Tag.ClOrdID), fill.get(Tag.ExecType), fill.get(Tag.OrdStatus)) == ("away-1", "F", "2")
+        assert fill.poss_dup and fill.get(122) is not None  # PossDupFlag=Y, OrigSendingTime
+        assert fill.seq_num == sent_before  # the number it took when it was parked, right after the Logout
+        assert any(e.kind == "gap" for e in again.events)
+    finally:
+        await again.close()

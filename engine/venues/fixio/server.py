@@ -54,6 +54,7 @@ from engine.market_data import BookLevel, ExecutionReport, PublicTrade
 from engine.models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
 from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent
+from engine.venues.fix.store import SessionStore
 from engine.venues.fix.tags import ExecType, MsgType, OrdStatus, Tag
 from engine.venues.fixio.driver import FixConnection
 from engine.venues.sim.exchange import SimulatedExchange
@@ -361,6 +362,8 @@ class FixVenueServer:
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[_Client] = set()
         self._sessions: dict[str, _Client] = {}  # CompID -> its live connection
+        self._stores: dict[str, SessionStore] = {}  # CompID -> its session store, across connections
+        self._parked: set[SessionStore] = set()  # stores holding parked reports not committed yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -368,8 +371,8 @@ class FixVenueServer:
         self._markets: dict[tuple[str, str], _Market] = {}
         self._dirty: set[_Market] = set()
         self._batch_scheduled = False
-        #: Reports for a counterparty with no live connection (not delivered).
-        self.undelivered = 0
+        #: Reports for a counterparty with no live connection, parked in its session store.
+        self.parked = 0
         self._restarted: list[_OrderInfo] = []
         if state is not None:
             self._restore(state)
@@ -421,6 +424,10 @@ class FixVenueServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        for store in self._stores.values():
+            with contextlib.suppress(Exception):
+                store.close()
+        self._stores.clear()
         if self._state is not None:
             self._state.commit()
 
@@ -430,12 +437,13 @@ class FixVenueServer:
         config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties,
                                heart_bt_int=self.heart_bt_int)
         client = _Client(self)
+        session = FixSession(config, Role.ACCEPTOR, store_for=self._store_for)
 
         def on_event(event: SessionEvent) -> None:
             self._on_event(client, event)
 
         client.connection = FixConnection(
-            FixSession(config, Role.ACCEPTOR), reader, writer,
+            session, reader, writer,
             on_message=client.inbox.put_nowait, on_event=on_event, clock=self._clock,
         )
         self._clients.add(client)
@@ -454,15 +462,30 @@ class FixVenueServer:
                 self._tasks.discard(run)
             self._drop_client(client)
 
+    def _store_for(self, comp_id: str) -> SessionStore | str:
+        """The session store of counterparty `comp_id`, asked by its session at Logon; a
+        text refuses the Logon (the counterparty is logged on already)."""
+        other = self._sessions.get(comp_id)
+        if other is not None and other.alive:
+            log.warning("FIX venue: a second Logon from %s refused (already logged on)", comp_id)
+            return f"SenderCompID {comp_id} is already logged on"
+        try:
+            return self._store(comp_id)
+        except Exception as exc:  # a broken store file: refuse this Logon, keep serving others
+            log.error("FIX venue: the session store of %s cannot be opened: %s", comp_id, exc)
+            return f"the venue cannot open the session store of {comp_id}"
+
+    def _store(self, comp_id: str) -> SessionStore:
+        store = self._stores.get(comp_id)
+        if store is None:
+            store = self._state.session_store(self.comp_id, comp_id) if self._state is not None else SessionStore()
+            self._stores[comp_id] = store
+        return store
+
     def _on_event(self, client: _Client, event: SessionEvent) -> None:
         kind = event.kind
         if kind == "logged_on":
             comp_id = client.connection.session.target_comp_id  # type: ignore[union-attr]
-            other = self._sessions.get(comp_id or "")
-            if other is not None and other is not client and other.alive:
-                log.warning("FIX venue: second Logon from %s refused (already logged on)", comp_id)
-                client.connection.logout(f"SenderCompID {comp_id} is already logged on")  # type: ignore[union-attr]
-                return
             client.comp_id = comp_id
             self._sessions[comp_id] = client  # type: ignore[index]
             log.info("FIX venue: %s logged on (%s)", comp_id, client.connection.peer)  # type: ignore[union-attr]
@@ -479,13 +502,17 @@ class FixVenueServer:
             self._unsubscribe(subscription)
 
     def _deliver(self, owner: str, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
-        """Send to the counterparty `owner` on its live connection, if it has one."""
+        """Send to the counterparty `owner` on its live connection; without one, park it in
+        its session store: its next Logon shows the gap and its ResendRequest fetches it."""
         client = self._sessions.get(owner)
-        if client is not None and client.alive:
+        if client is not None and client.alive and client.comp_id == owner:
             client.send(msg_type, body)
-        else:
-            self.undelivered += 1
-            log.debug("FIX venue: report for %s not delivered, it is not connected", owner)
+            return
+        store = self._store(owner)
+        store.park(getattr(msg_type, "value", msg_type), body, self._clock())
+        self.parked += 1
+        self._parked.add(store)
+        self._schedule_batch()
 
     # -- batching: once per event-loop iteration ---------------------------------------------
 
@@ -498,6 +525,13 @@ class FixVenueServer:
         self._batch_scheduled = False
         if self._dirty:
             self._publish()
+        if self._parked:
+            parked, self._parked = self._parked, set()
+            for store in parked:
+                try:
+                    store.commit()
+                except Exception:
+                    log.exception("FIX venue: a session store commit failed")
         if self._state is not None:
             try:
                 self._state.commit()

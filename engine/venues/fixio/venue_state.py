@@ -2,6 +2,9 @@
 
 Rules:
 
+- The FIX session stores (sequence numbers, sent and parked messages) are
+  `sessions.sqlite3` next to it, one `SqliteSessionStore` per counterparty
+  (`session_store`), checked when the state is opened.
 - One SQLite file, `venue.sqlite3`, in the state directory (stdlib `sqlite3`, WAL,
   synchronous=NORMAL): a killed process loses nothing committed; a power cut may lose
   the last commits (the price of not syncing per order).
@@ -22,10 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.errors import ExecdeskError
+from engine.errors import ConfigurationError, ExecdeskError
 from engine.models import Fill
+from engine.venues.fixio.store import APPLICATION_ID as STORE_APPLICATION_ID
+from engine.venues.fixio.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
+from engine.venues.fixio.store import _SCHEMA as STORE_SCHEMA
+from engine.venues.fixio.store import SqliteSessionStore, open_database
 
 STATE_FILE = "venue.sqlite3"
+SESSIONS_FILE = "sessions.sqlite3"  # the FIX session stores (engine.venues.fixio.store)
 APPLICATION_ID = 0x45584456  # "EXDV": an execdesk venue's state
 SCHEMA_VERSION = 1
 
@@ -119,6 +127,13 @@ class VenueState:
         if not self.directory.is_dir():
             raise VenueStateError(f"state directory {self.directory} is not a directory")
         self._conn = self._open()
+        # The session stores' file is checked now, so a bad one stops the start, not a Logon.
+        try:
+            open_database(self.directory / SESSIONS_FILE, application_id=STORE_APPLICATION_ID, schema=STORE_SCHEMA,
+                          version=STORE_SCHEMA_VERSION, what="FIX session store").close()
+        except ConfigurationError as exc:
+            self._conn.close()
+            raise VenueStateError(str(exc)) from None
         self._orders: dict[str, _OrderLike] = {}
         self._ids: list[tuple[str, str]] = []
         self._fills: list[tuple[Any, ...]] = []
@@ -162,6 +177,10 @@ class VenueState:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def session_store(self, comp_id: str, counterparty: str) -> SqliteSessionStore:
+        """The FIX session store of `counterparty` (ours is `comp_id`), in the same directory."""
+        return SqliteSessionStore(self.directory / SESSIONS_FILE, f"{comp_id}->{counterparty}")
 
     # -- writing (batched) -----------------------------------------------------------------------
 
