@@ -1,4 +1,5 @@
-"""The `execdesk` command: the desk by default; `execdesk bench` for the benchmark.
+"""The `execdesk` command: the desk by default; `execdesk bench` for the benchmark;
+`execdesk venue` for the simulated venues as a FIX 4.4 server (tui/venue_cmd.py).
 
 Rules: a desk that ended on an unhandled exception exits non-zero (scripts and
 supervisors must see the crash), and the log file is bounded (it rotates).
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A terminal execution desk on simulated exchanges: market, limit, iceberg, TWAP, "
         "VWAP and smart orders; live orders, fills, breakers and latency.",
         epilog="Keys: b/s open a buy/sell ticket, Enter sends, ? lists every key, ctrl+p finds any action. "
-        "`execdesk bench [--quick] [--only NAME,...] [--out FILE]` measures the engine (see `execdesk bench --help`).",
+        "`execdesk bench [--quick] [--only NAME,...] [--out FILE]` measures the engine (see `execdesk bench --help`); "
+        "`execdesk venue --port N` runs the simulated venues as a FIX 4.4 server (see `execdesk venue --help`).",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated markets (reproducible runs)")
     parser.add_argument("--theme", default=None,
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["venue"]:
+        from .venue_cmd import main as venue_main
+
+        return venue_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from .app import DESK_VENUE_REMEMBER_IDS, DeskApp
