@@ -41,7 +41,7 @@ from .store import OrderStore
 
 log = logging.getLogger("execdesk.engine")
 
-__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES"]
+__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES", "simulated_venues"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,28 @@ DEFAULT_VENUE_REMEMBER_IDS = 200_000
 
 # Finished orders whose applied fill count is kept, for late fills after their end.
 FILL_COUNTS_KEPT = 100_000
+
+
+def simulated_venues(
+    seed: int = 0,
+    *,
+    clock: Clock | None = None,
+    specs: tuple[VenueSpec, ...] = DEFAULT_VENUES,
+    remember_ids: int | None = None,
+) -> dict[str, SimulatedExchange]:
+    """The simulated venues of `specs` (the built-in three by default), following one
+    reference market, each seeded from `seed` by its place in `specs`: what
+    `Engine.default`, `--venues sim:NAME` and `execdesk venue` all run."""
+    clock = clock or RealClock()
+    reference = ReferenceMarket(seed)  # one fair price the venues all follow
+    return {
+        spec.name: SimulatedExchange(
+            spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
+            latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
+            remember_ids=DEFAULT_VENUE_REMEMBER_IDS if remember_ids is None else remember_ids,
+        )
+        for i, spec in enumerate(specs)
+    }
 
 
 class Engine:
@@ -187,15 +209,7 @@ class Engine:
         """Three simulated venues of different characters (see DEFAULT_VENUES); each
         remembers the last `remember_ids` finished client order ids."""
         clock = clock or RealClock()
-        reference = ReferenceMarket(seed)  # one fair price the venues all follow
-        venues = {
-            spec.name: SimulatedExchange(
-                spec.name, clock=clock, seed=seed * 1000 + i, fees=spec.fees,
-                latency=spec.latency, market=spec.market, faults=spec.faults, reference=reference,
-                remember_ids=remember_ids,
-            )
-            for i, spec in enumerate(specs)
-        }
+        venues = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids)
         return cls(venues, clock=clock, seed=seed, **kwargs)
 
     # -- risk ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Engine, Fill, Order, OrderSide, OrderStatus, OrderType, VirtualClock
+from engine import Engine, Fill, Order, OrderSide, OrderStatus, VirtualClock
 from engine.events import (
     BreakerStateChanged,
     EngineError,

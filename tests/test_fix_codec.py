@@ -12,7 +12,6 @@ from engine.venues.fix import (
     FixEncodeError,
     GarbledReason,
     Message,
-    MsgType,
     OrdStatus,
     ExecType,
     OrdType,

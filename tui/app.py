@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,10 @@ class DeskApp(App[None]):
         order_prefix: str | None = None,
         tune_gc: bool = False,
         risk_path: Path | None = None,
+        venues: Mapping[str, Any] | None = None,
     ) -> None:
+        """`venues`: what the engine trades (`execdesk --venues`); None: the built-in
+        simulators. Ignored when an `engine` is given."""
         super().__init__()
         self.tune_gc = tune_gc
         self.settings_path = settings_path or config_dir() / "settings.json"
@@ -184,8 +187,11 @@ class DeskApp(App[None]):
             self._risk_file_refused = self.risk_path.exists()
             if self.risk_problem:
                 self._startup_notices.append(self.risk_problem)
-            engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
-                                    remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits)
+            if venues is None:
+                engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
+                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits)
+            else:
+                engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits)
             engine.profiler.autosave_path = profiler_path
         self.engine = engine
         self.seed = seed

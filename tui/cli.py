@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="theme name (execdesk-dark, execdesk-light, execdesk-contrast; remembered)")
     parser.add_argument("--demo", action="store_true",
                         help="start a synthetic operator flow (every order type, ~1,000 fills a second)")
+    parser.add_argument("--venues", default=None, metavar="LIST",
+                        help="the venues to trade, a comma list: sim:swift, sim:deep, sim:thrift (built-in "
+                        "simulators), fix://HOST:PORT[/VENUE] (a FIX 4.4 venue, e.g. `execdesk venue`); "
+                        "default: the three simulators")
     parser.add_argument("--risk", type=Path, default=None, metavar="PATH",
                         help="pre-trade risk limits, a TOML file (default: risk.toml in the config directory, "
                         "written with the built-in limits on the first run)")
@@ -85,12 +89,29 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    from .app import DeskApp
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .app import DESK_VENUE_REMEMBER_IDS, DeskApp
     from .settings import config_dir
 
     configure_logging(config_dir())
-    return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True, risk_path=args.risk))
+    venues = None
+    if args.venues is not None:
+        from engine.errors import ExecdeskError
+        from engine.venue_spec import open_venues, parse_venues
+
+        try:
+            venues = open_venues(parse_venues(args.venues), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS)
+        except (ExecdeskError, OSError) as exc:
+            parser.exit(2, f"execdesk: --venues {args.venues}: {exc}\n")
+    try:
+        return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,
+                                risk_path=args.risk, venues=venues))
+    finally:
+        for venue in (venues or {}).values():
+            close = getattr(venue, "close", None)
+            if close is not None:
+                close()
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def utc_timestamp(epoch_seconds: float) -> str:
     return f"{_TIME_CACHE[1]}.{millis:03d}"
 
 
-def _field_text(tag: int, value: FieldValue) -> str:
+def field_text(tag: int, value: FieldValue) -> str:
     if value.__class__ is str:
         text = value
     elif isinstance(value, bytes):
@@ -89,13 +89,13 @@ def encode(
     parts = [f"35={msg_type}\x0149={sender}\x0156={target}\x0134={seq_num}\x0152={sending_time}\x01"]
     count = 5
     for tag, value in header:
-        parts.append(f"{tag}={_field_text(tag, value)}\x01")
+        parts.append(f"{tag}={field_text(tag, value)}\x01")
         count += 1
     for tag, value in body:
         if value.__class__ is str and value:  # the common case, without a call
             parts.append(f"{tag}={value}\x01")
         else:
-            parts.append(f"{tag}={_field_text(tag, value)}\x01")
+            parts.append(f"{tag}={field_text(tag, value)}\x01")
         count += 1
     text = "".join(parts)
     if text.count("\x01") != count:

@@ -5,8 +5,9 @@ Rules (FIX 4.4 Vol. 2, "Session protocol"):
 
 - The initiator sends Logon (A) first; the acceptor answers with a Logon carrying the
   same HeartBtInt (108). Before Logon, anything else ends the connection.
-- Every message carries MsgSeqNum (34): ours count up from `SequenceState.next_outgoing`;
-  theirs must equal `next_incoming`.
+- Every message carries MsgSeqNum (34): ours count up from the store's `next_outgoing`;
+  theirs must equal its `next_incoming` (`engine.venues.fix.store`: the numbers and the
+  sent messages live there, across connections and, with a persistent store, restarts).
   * higher: a gap; we send one ResendRequest (2) from the expected number to infinity
     (EndSeqNo 0) and drop what arrives ahead of it: the resend brings it again, in order;
   * lower without PossDupFlag (43=Y): unrecoverable; we send Logout (5) saying so and close;
@@ -27,13 +28,17 @@ Rules (FIX 4.4 Vol. 2, "Session protocol"):
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from engine.venues.fix.codec import BadMessage, FixDecoder, FieldValue, Message, encode, utc_timestamp
+from engine.venues.fix.store import SessionStore
 from engine.venues.fix.tags import MsgType, SessionRejectReason, Tag
+
+#: What an acceptor asks for a counterparty's store at its Logon: the store, or a text
+#: saying why that counterparty may not log on now (the session logs out with it).
+StoreFor = Callable[[str], "SessionStore | str"]
 
 
 class Role(Enum):
@@ -51,8 +56,7 @@ class SessionStatus(Enum):
 
 @dataclass(slots=True)
 class SequenceState:
-    """The numbers a session must keep across a restart: save a copy, restore it into a
-    new `FixSession`."""
+    """A session's two numbers, as a value (`FixSession.state`); the store keeps them live."""
 
     next_outgoing: int = 1
     next_incoming: int = 1
@@ -73,6 +77,9 @@ class SessionConfig:
     answer_timeout: float = 10.0
     #: Application messages kept for resending (oldest dropped first, then gap-filled).
     resend_window: int = 10_000
+    #: False: a ResendRequest is answered with GapFill only. An order desk sets it, so an
+    #: order sent before a drop is never sent again blindly (it is reconciled by status).
+    resend_application: bool = True
 
     def margin(self, heart_bt_int: float) -> float:
         """The margin for the interval in force (the one agreed at Logon)."""
@@ -100,10 +107,25 @@ class Output:
 
 
 class FixSession:
-    def __init__(self, config: SessionConfig, role: Role, state: SequenceState | None = None) -> None:
+    """`store` keeps the sequence numbers and sent messages (a fresh in-memory one if None;
+    a `SequenceState` starts one at those numbers). An acceptor may instead be given
+    `store_for`, asked at the Logon for the counterparty's store, so one store per
+    counterparty lives across its connections."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        role: Role,
+        store: SessionStore | SequenceState | None = None,
+        *,
+        store_for: StoreFor | None = None,
+    ) -> None:
         self.config = config
         self.role = role
-        self.state = state if state is not None else SequenceState()
+        if isinstance(store, SequenceState):
+            store = SessionStore(store.next_outgoing, store.next_incoming, resend_window=config.resend_window)
+        self.store: SessionStore = store if store is not None else SessionStore(resend_window=config.resend_window)
+        self._store_for = store_for if role is Role.ACCEPTOR else None
         self.status = SessionStatus.CONNECTED
         self.heart_bt_int = config.heart_bt_int
         self.target_comp_id = config.target_comp_id
@@ -117,7 +139,11 @@ class FixSession:
         self._test_request_id = 0
         self._answer_deadline: float | None = None
         self._resend_requested_to: int | None = None  # their highest number seen when we asked
-        self._sent_app: OrderedDict[int, tuple[str, str, list[tuple[int, FieldValue]]]] = OrderedDict()
+
+    @property
+    def state(self) -> SequenceState:
+        """The sequence numbers now (a copy)."""
+        return SequenceState(self.store.next_outgoing, self.store.next_incoming)
 
     # -- the caller's calls ---------------------------------------------------------------
 
@@ -137,14 +163,12 @@ class FixSession:
         if self.status is not SessionStatus.ACTIVE:
             raise RuntimeError(f"cannot send {msg_type}: the session is {self.status.value}")
         fields = list(body)
-        seq = self.state.next_outgoing
+        seq = self.store.next_outgoing
         sending_time = utc_timestamp(now)
         self._write(encode(msg_type, self.config.sender_comp_id, self.target_comp_id, seq, sending_time, fields), now)
-        self.state.next_outgoing = seq + 1
+        self.store.next_outgoing = seq + 1
         kind = msg_type.value if isinstance(msg_type, MsgType) else msg_type
-        self._sent_app[seq] = (kind, sending_time, fields)
-        if len(self._sent_app) > self.config.resend_window:
-            self._sent_app.popitem(last=False)
+        self.store.save_sent(seq, kind, sending_time, fields)
         return self._flush()
 
     def logout(self, now: float, text: str = "") -> Output:
@@ -225,14 +249,19 @@ class FixSession:
         body += [(Tag.SessionRejectReason, str(int(bad.reject_reason))), (Tag.Text, bad.text)]
         self._send_admin(MsgType.REJECT, now, body)
         self._events.append(SessionEvent("rejected_theirs", bad.text, bad.seq_num))
-        if bad.seq_num == self.state.next_incoming:
-            self.state.next_incoming += 1
-        elif bad.seq_num > self.state.next_incoming:
+        if bad.seq_num == self.store.next_incoming:
+            self.store.next_incoming += 1
+        elif bad.seq_num > self.store.next_incoming:
             self._request_resend(now, bad.seq_num)
 
     def _on_message(self, msg: Message, now: float) -> None:
         mtype = msg.msg_type
         if self.status in (SessionStatus.CONNECTED, SessionStatus.LOGON_SENT) and mtype != "A":
+            if mtype == "5" and self.status is SessionStatus.LOGON_SENT:
+                text = msg.get(Tag.Text, "")
+                self._events.append(SessionEvent("logged_out", text, msg.seq_num))
+                self._close(f"Logon refused: {text}" if text else "Logon refused")
+                return
             self._close(f"first message is {mtype}, not Logon")
             return
         if mtype == "A" and not self._accept_logon(msg, now):
@@ -246,7 +275,7 @@ class FixSession:
             self._logout_and_close(now, "CompID problem")
             return
         seq = msg.seq_num
-        expected = self.state.next_incoming
+        expected = self.store.next_incoming
         if mtype == "4" and msg.get(Tag.GapFillFlag) != "Y":
             self._sequence_reset(msg, now, gap_fill=False)
             return
@@ -263,7 +292,7 @@ class FixSession:
                 return
             self._request_resend(now, seq)
             return
-        self.state.next_incoming = seq + 1
+        self.store.next_incoming = seq + 1
         if self._resend_requested_to is not None and seq >= self._resend_requested_to:
             self._resend_requested_to = None  # the gap we asked about is closed
         if mtype == "A":
@@ -295,6 +324,16 @@ class FixSession:
                 return False
             if self.target_comp_id is None:
                 self.target_comp_id = msg.sender
+            if self._store_for is not None:
+                store = self._store_for(msg.sender)
+                if isinstance(store, str):
+                    # Told on a throwaway number: the counterparty's own numbers belong to
+                    # its live session, which this must not disturb.
+                    self._write(encode(MsgType.LOGOUT, self.config.sender_comp_id, msg.sender, 1,
+                                       utc_timestamp(now), [(Tag.Text, store)]), now)
+                    self._close(f"Logon from {msg.sender!r} refused: {store}")
+                    return False
+                self.store = store
             interval = _int(msg.get(Tag.HeartBtInt))
             if interval is None or interval <= 0:
                 self._close(f"Logon HeartBtInt {msg.get(Tag.HeartBtInt)!r} is not a positive number")
@@ -319,7 +358,7 @@ class FixSession:
 
     def _sequence_reset(self, msg: Message, now: float, *, gap_fill: bool) -> None:
         new = _int(msg.get(Tag.NewSeqNo))
-        expected = self.state.next_incoming
+        expected = self.store.next_incoming
         if new is None or new < expected:
             self._send_admin(MsgType.REJECT, now, [
                 (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefTagID, str(int(Tag.NewSeqNo))), (Tag.RefMsgType, "4"),
@@ -327,9 +366,9 @@ class FixSession:
                 (Tag.Text, f"NewSeqNo {msg.get(Tag.NewSeqNo)} is below the expected {expected}"),
             ])
             if gap_fill:
-                self.state.next_incoming = expected + 1
+                self.store.next_incoming = expected + 1
             return
-        self.state.next_incoming = new
+        self.store.next_incoming = new
         if self._resend_requested_to is not None and new > self._resend_requested_to:
             self._resend_requested_to = None
 
@@ -337,20 +376,22 @@ class FixSession:
         if self._resend_requested_to is not None and seen <= self._resend_requested_to:
             return  # already asked: the resend covers it
         self._resend_requested_to = seen
-        begin = self.state.next_incoming
+        begin = self.store.next_incoming
         self._send_admin(MsgType.RESEND_REQUEST, now, [(Tag.BeginSeqNo, str(begin)), (Tag.EndSeqNo, "0")])
         self._events.append(SessionEvent("gap", f"expected {begin}, received {seen}", seen))
 
     def _answer_resend(self, msg: Message, now: float) -> None:
         begin = _int(msg.get(Tag.BeginSeqNo)) or 1
         end = _int(msg.get(Tag.EndSeqNo)) or 0
-        last = self.state.next_outgoing - 1
+        last = self.store.next_outgoing - 1
         if end == 0 or end > last:
             end = last
         self._events.append(SessionEvent("resend", f"{begin} to {end}"))
         gap_start: int | None = None
+        store = self.store
+        resend = self.config.resend_application
         for seq in range(begin, end + 1):
-            held = self._sent_app.get(seq)
+            held = store.held(seq) if resend else None
             if held is None:
                 if gap_start is None:
                     gap_start = seq
@@ -358,9 +399,8 @@ class FixSession:
             if gap_start is not None:
                 self._gap_fill(gap_start, seq, now)
                 gap_start = None
-            kind, original_time, fields = held
-            self._write(encode(kind, self.config.sender_comp_id, self.target_comp_id, seq, utc_timestamp(now),
-                               fields, header=[(Tag.PossDupFlag, "Y"), (Tag.OrigSendingTime, original_time)]), now)
+            self._write(encode(held.msg_type, self.config.sender_comp_id, self.target_comp_id, seq, utc_timestamp(now),
+                               held.fields, header=[(Tag.PossDupFlag, "Y"), (Tag.OrigSendingTime, held.sending_time)]), now)
         if gap_start is not None:
             self._gap_fill(gap_start, end + 1, now)
 
@@ -372,10 +412,10 @@ class FixSession:
     # -- sending and closing ----------------------------------------------------------------
 
     def _send_admin(self, msg_type: MsgType, now: float, body: list[tuple[int, FieldValue]]) -> None:
-        seq = self.state.next_outgoing
+        seq = self.store.next_outgoing
         self._write(encode(msg_type, self.config.sender_comp_id, self.target_comp_id or "", seq,
                            utc_timestamp(now), body), now)
-        self.state.next_outgoing = seq + 1
+        self.store.next_outgoing = seq + 1
 
     def _write(self, data: bytes, now: float) -> None:
         self._out.append(data)

@@ -3,9 +3,11 @@ or waits.
 
 Rules:
 
-- Bytes read from the stream go to `session.receive`; whatever any session call returns is
-  written at once, its application messages handed to `on_message` and its events to
-  `on_event`, in that order, synchronously (a consumer that needs to await queues them).
+- Bytes read from the stream go to `session.receive`; whatever any session call returns has
+  its application messages handed to `on_message` and its events to `on_event`,
+  synchronously (a consumer that needs to await queues them), and its bytes queued.
+- Queued bytes go out once per turn of the loop, after `session.store.commit()`: a batch of
+  sends is one commit and one write, and no sequence number reaches the wire unsaved.
 - `session.tick` runs when `session.next_deadline()` is reached, and again whenever a
   `send` or `logout` may have moved that deadline.
 - The connection ends when the session is CLOSED (Logout exchanged, a timeout, a fatal
@@ -53,6 +55,8 @@ class FixConnection:
         self.logged_on = asyncio.Event()
         self.closed = asyncio.Event()
         self._wake = asyncio.Event()
+        self._pending: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
 
     @property
     def peer(self) -> str:
@@ -62,9 +66,11 @@ class FixConnection:
     # -- calls from the owner ------------------------------------------------------------------
 
     def send(self, msg_type: str, body: Iterable[tuple[int, FieldValue]]) -> None:
-        """Send one application message now (the session must be logged on)."""
+        """Send one application message (the session must be logged on); it goes out at
+        the end of this turn of the loop, with any others sent in the same turn."""
         self._handle(self.session.send(msg_type, body, self._clock()))
-        self._wake.set()
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def logout(self, text: str = "") -> None:
         """Start the Logout exchange; `closed` is set once it is over (or timed out)."""
@@ -78,6 +84,7 @@ class FixConnection:
         wake: asyncio.Task[bool] | None = None
         try:
             self._handle(self.session.connection_made(self._clock()))
+            self._flush()
             while self.session.status is not SessionStatus.CLOSED:
                 if read is None:
                     read = asyncio.ensure_future(self._reader.read(_READ_SIZE))
@@ -98,6 +105,7 @@ class FixConnection:
                     self._handle(self.session.receive(data, self._clock()))
                 else:
                     self._handle(self.session.tick(self._clock()))
+                self._flush()
                 await self._writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self._lost(f"connection lost: {exc}")
@@ -105,6 +113,7 @@ class FixConnection:
             for task in (read, wake):
                 if task is not None:
                     task.cancel()
+            self._flush()
             self.closed.set()
             self._writer.close()
             with contextlib.suppress(ConnectionError):
@@ -113,8 +122,8 @@ class FixConnection:
     # -- inside ------------------------------------------------------------------------------------
 
     def _handle(self, out: Output) -> None:
-        if out.data and not self._writer.is_closing():
-            self._writer.write(out.data)
+        if out.data:
+            self._pending.append(out.data)
         for message in out.messages:
             if self._on_message is not None:
                 self._on_message(message)
@@ -124,6 +133,23 @@ class FixConnection:
             log.debug("FIX %s: %s %s", self.peer, event.kind, event.text)
             if self._on_event is not None:
                 self._on_event(event)
+
+    def _flush(self) -> None:
+        """Commit the session's store, then write what was queued."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        try:
+            self.session.store.commit()
+        except Exception:
+            # Nothing unsaved may go out: the numbers would repeat after a restart.
+            log.exception("FIX %s: the session store could not commit; closing", self.peer)
+            self._pending.clear()
+            self._writer.close()
+            return
+        if self._pending and not self._writer.is_closing():
+            self._writer.write(self._pending[0] if len(self._pending) == 1 else b"".join(self._pending))
+        self._pending.clear()
 
     def _lost(self, text: str) -> None:
         if self.session.status is not SessionStatus.CLOSED and self._on_event is not None:

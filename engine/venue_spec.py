@@ -1,0 +1,140 @@
+"""The venues an Engine trades, named in one line: `sim:swift,sim:deep,fix://127.0.0.1:9878`.
+
+Rules:
+
+- Items are separated by commas; each is `sim:NAME` (a built-in simulated venue:
+  swift, deep or thrift; `sim` alone is all three) or
+  `fix://HOST:PORT[/DESTINATION][?name=NAME&sender=ID&target=ID]` (a FIX 4.4
+  counterparty, such as `execdesk venue`; DESTINATION is sent as ExDestination(100) to a
+  server that hosts several venues).
+- A venue's name on the desk is the simulator's name, or for FIX the `name` option, else
+  the destination, else `fix-PORT`. Two venues may not share a name.
+- Anything else is refused with a `ConfigurationError` that says what was wrong and
+  what is accepted; nothing is started until the whole line has been read.
+- The simulated venues follow one reference market, as in `Engine.default`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .clock import Clock
+from .engine import DEFAULT_VENUES, simulated_venues
+from .errors import ConfigurationError
+
+__all__ = ["VenueAddress", "parse_venues", "open_venues"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_FIX_OPTIONS = ("name", "sender", "target")
+
+
+@dataclass(frozen=True, slots=True)
+class VenueAddress:
+    kind: str  # "sim" or "fix"
+    name: str
+    host: str = ""
+    port: int = 0
+    destination: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _usage() -> str:
+    names = ", ".join(spec.name for spec in DEFAULT_VENUES)
+    return f"use sim:NAME ({names}), sim (all of them) or fix://HOST:PORT[/VENUE]"
+
+
+def parse_venues(text: str) -> list[VenueAddress]:
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError(f"no venues given: {_usage()}")
+    known = [spec.name for spec in DEFAULT_VENUES]
+    addresses: list[VenueAddress] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise ConfigurationError(f"an empty venue in {text!r}: {_usage()}")
+        if item == "sim":
+            addresses += [VenueAddress("sim", name) for name in known]
+        elif item.startswith("sim:"):
+            name = item[4:]
+            if name not in known:
+                raise ConfigurationError(f"unknown simulated venue {name!r} in {item!r}: {_usage()}")
+            addresses.append(VenueAddress("sim", name))
+        elif item.startswith("fix://"):
+            addresses.append(_parse_fix(item))
+        else:
+            raise ConfigurationError(f"venue {item!r} is of no kind execdesk knows: {_usage()}")
+    seen: set[str] = set()
+    for address in addresses:
+        if address.name in seen:
+            raise ConfigurationError(
+                f"two venues are named {address.name!r}; give a FIX venue its own with ?name=NAME"
+            )
+        seen.add(address.name)
+    return addresses
+
+
+def _parse_fix(item: str) -> VenueAddress:
+    try:
+        url = urlsplit(item)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigurationError(f"FIX venue {item!r}: {exc}; {_usage()}") from None
+    host = url.hostname
+    if not host or port is None or port == 0:
+        raise ConfigurationError(f"FIX venue {item!r} needs a host and a port: fix://127.0.0.1:9878")
+    destination = url.path.strip("/") or None
+    if destination is not None and not _NAME.match(destination):
+        raise ConfigurationError(f"FIX venue {item!r}: destination {destination!r} is not a venue name")
+    options = dict(parse_qsl(url.query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_FIX_OPTIONS))
+    if unknown:
+        raise ConfigurationError(f"FIX venue {item!r}: unknown option(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(_FIX_OPTIONS)})")
+    for key, value in options.items():
+        if not _NAME.match(value):
+            raise ConfigurationError(f"FIX venue {item!r}: {key}={value!r} must be 1-32 letters, digits, '_', '.', '-'")
+    name = options.get("name") or destination or f"fix-{port}"
+    return VenueAddress("fix", name, host, port, destination, options)
+
+
+def open_venues(
+    addresses: list[VenueAddress],
+    *,
+    seed: int = 0,
+    clock: Clock | None = None,
+    remember_ids: int | None = None,
+    connect_timeout: float = 5.0,
+) -> dict[str, Any]:
+    """Build the venues, in the order given; FIX venues are connected (logged on, their
+    instruments and books received) before this returns. A venue that cannot be reached
+    raises, after the ones already connected are closed."""
+    sims = [a.name for a in addresses if a.kind == "sim"]
+    specs = tuple(spec for spec in DEFAULT_VENUES if spec.name in sims)
+    built: dict[str, Any] = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids) if specs else {}
+    venues: dict[str, Any] = {}
+    try:
+        for address in addresses:
+            if address.kind == "sim":
+                venues[address.name] = built[address.name]
+                continue
+            from .venues.fixio.venue import FixVenue
+
+            kwargs: dict[str, Any] = {"name": address.name, "destination": address.destination,
+                                      "connect_timeout": connect_timeout}
+            if "sender" in address.options:
+                kwargs["sender_comp_id"] = address.options["sender"]
+            if "target" in address.options:
+                kwargs["target_comp_id"] = address.options["target"]
+            venue = FixVenue(address.host, address.port, **kwargs)
+            venues[address.name] = venue
+            venue.connect()
+    except BaseException:
+        for venue in venues.values():
+            close = getattr(venue, "close", None)
+            if close is not None:
+                close()
+        raise
+    return venues

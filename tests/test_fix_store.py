@@ -1,0 +1,147 @@
+"""FIX session stores: numbers and sent messages kept across connections and restarts,
+messages parked for a counterparty that is away, one store per counterparty at an acceptor,
+and files that are not ours refused untouched."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from engine.errors import ConfigurationError
+from engine.venues.fix import FixSession, MsgType, Role, SessionConfig, SessionStatus
+from engine.venues.fix.store import SessionStore
+from engine.venues.fixio.store import SqliteSessionStore
+from tests.test_fix_session import ORDER, Pair
+
+ER = [(37, "O1"), (11, "ord-1"), (17, "E1"), (150, "F"), (39, "2"), (55, "BTC-USD"), (54, "1"),
+      (151, "0"), (14, "1"), (6, "100")]
+
+
+def pair_with(desk: SessionStore, venue: SessionStore | None = None, **venue_kw) -> Pair:
+    pair = Pair()
+    pair.desk = FixSession(SessionConfig("DESK", "VENUE"), Role.INITIATOR, desk)
+    pair.venue = FixSession(SessionConfig("VENUE", **venue_kw.pop("config", {})), Role.ACCEPTOR, venue, **venue_kw)
+    return pair
+
+
+def test_the_memory_store_keeps_the_newest_window_and_parks_with_the_next_number() -> None:
+    store = SessionStore(resend_window=3)
+    for seq in range(1, 6):
+        store.save_sent(seq, "8", "20260101-00:00:00.000", [(11, f"o{seq}")])
+    assert store.held(2) is None and store.held(3).fields == ((11, "o3"),)
+    store.next_outgoing = 6
+    assert store.park("8", [(11, "away")], 1_700_000_000.0) == 6
+    assert store.next_outgoing == 7 and store.held(6).fields == ((11, "away"),)
+    store.reset()
+    assert (store.next_outgoing, store.next_incoming, store.held(6)) == (1, 1, None)
+
+
+def test_sqlite_stores_carry_both_sides_numbers_across_a_restart(tmp_path) -> None:
+    desk_db, venue_db = tmp_path / "desk.sqlite", tmp_path / "venue.sqlite"
+    pair = pair_with(SqliteSessionStore(desk_db, "DESK->VENUE"), SqliteSessionStore(venue_db, "VENUE->DESK"))
+    pair.logon()
+    pair.take("desk", pair.desk.send(MsgType.NEW_ORDER_SINGLE, ORDER, pair.now))
+    pair.deliver()
+    pair.take("venue", pair.venue.send(MsgType.EXECUTION_REPORT, ER, pair.now))
+    pair.deliver()
+    for side in (pair.desk, pair.venue):
+        side.store.close()  # what the driver's last commit leaves on disk
+    # Both processes restart.
+    again = pair_with(SqliteSessionStore(desk_db, "DESK->VENUE"), SqliteSessionStore(venue_db, "VENUE->DESK"))
+    assert (again.desk.store.next_outgoing, again.desk.store.next_incoming) == (3, 3)
+    assert (again.venue.store.next_outgoing, again.venue.store.next_incoming) == (3, 3)
+    again.logon()
+    assert again.wire["desk"][0].seq_num == 3 and again.venue.status is SessionStatus.ACTIVE
+    assert "gap" not in again.kinds("desk") + again.kinds("venue")
+    # The execution report sent before the restart can still be resent from disk.
+    assert again.venue.store.held(2).fields[0] == (37, "O1")
+
+
+def test_a_report_parked_while_the_desk_was_away_arrives_by_resend_at_its_next_logon(tmp_path) -> None:
+    stores: dict[str, SessionStore] = {}
+
+    def store_for(counterparty: str) -> SessionStore:
+        return stores.setdefault(counterparty, SqliteSessionStore(tmp_path / "venue.sqlite", f"VENUE->{counterparty}"))
+
+    desk_store = SessionStore()
+    pair = pair_with(desk_store, store_for=store_for)
+    pair.logon()
+    pair.take("desk", pair.desk.send(MsgType.NEW_ORDER_SINGLE, ORDER, pair.now))
+    pair.deliver()
+    # The desk's connection drops; meanwhile its resting order fills: the venue parks the report.
+    stores["DESK"].park("8", ER, pair.now)
+    stores["DESK"].commit()
+    again = pair_with(desk_store, store_for=store_for)
+    again.logon()
+    assert "gap" in again.kinds("desk")
+    delivered = [m for m in again.received["desk"] if m.msg_type == "8"]
+    assert len(delivered) == 1 and delivered[0].poss_dup and delivered[0].get(37) == "O1"
+    assert desk_store.next_incoming == stores["DESK"].next_outgoing
+
+
+def test_an_acceptor_refuses_a_logon_its_store_for_refuses_and_the_initiator_hears_why() -> None:
+    pair = pair_with(SessionStore(), store_for=lambda who: f"SenderCompID {who} is already logged on")
+    pair.logon()
+    assert pair.venue.status is SessionStatus.CLOSED and pair.desk.status is SessionStatus.CLOSED
+    assert pair.events["desk"][-1].text == "Logon refused: SenderCompID DESK is already logged on"
+
+
+def test_a_desk_that_resends_no_application_message_gap_fills_them() -> None:
+    desk = SessionStore()
+    pair = Pair()
+    pair.desk = FixSession(SessionConfig("DESK", "VENUE", resend_application=False), Role.INITIATOR, desk)
+    pair.logon()
+    pair.take("desk", pair.desk.send(MsgType.NEW_ORDER_SINGLE, ORDER, pair.now))
+    pair.deliver(drop_from="desk")  # the order never arrived
+    pair.take("desk", pair.desk.send(MsgType.NEW_ORDER_SINGLE, [(11, "ord-2"), *ORDER[1:]], pair.now))
+    pair.deliver()
+    # The venue saw a gap and asked; the desk answered with a GapFill, not the order.
+    assert [m.get(11) for m in pair.received["venue"]] == []
+    assert "4" in pair.sent_types("desk") and pair.sent_types("desk").count("D") == 2
+    assert pair.venue.store.next_incoming == desk.next_outgoing
+
+
+def test_a_foreign_database_is_refused_and_left_untouched(tmp_path) -> None:
+    path = tmp_path / "other.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE invoices (id INTEGER)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match="is not an execdesk FIX session store"):
+        SqliteSessionStore(path, "VENUE->DESK")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 50, b"SQLite format 3\x00" + b"\xff" * 200])
+def test_a_corrupt_file_is_refused_and_left_untouched(tmp_path, content) -> None:
+    path = tmp_path / "store.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(ConfigurationError, match="corrupt or not a database|not an execdesk"):
+        SqliteSessionStore(path, "VENUE->DESK")
+    assert path.read_bytes() == content
+
+
+def test_a_store_from_a_newer_execdesk_is_refused(tmp_path) -> None:
+    path = tmp_path / "store.sqlite"
+    SqliteSessionStore(path, "VENUE->DESK").close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(ConfigurationError, match="newer execdesk"):
+        SqliteSessionStore(path, "VENUE->DESK")
+
+
+def test_the_window_is_pruned_on_disk_and_reloaded(tmp_path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = SqliteSessionStore(path, "K", resend_window=5)
+    for seq in range(1, 21):
+        store.save_sent(seq, "8", "20260101-00:00:00.000", [(11, f"o{seq}"), (58, "a=b")])
+        store.next_outgoing = seq + 1
+        store.commit()
+    store.close()
+    rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM fix_sent").fetchone()[0]
+    assert rows <= 6
+    again = SqliteSessionStore(path, "K", resend_window=5)
+    assert again.held(20).fields == ((11, "o20"), (58, "a=b")) and again.held(10) is None
