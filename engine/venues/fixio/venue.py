@@ -1205,7 +1205,7 @@ class FixVenue:
             return
         self._conn = None
         if not self._closing:
-            self._last_error = f"connection lost: {text}"
+            self._last_error = text if text.startswith("connection lost") else f"connection lost: {text}"
             self._state = "reconnecting" if self._reconnect else "closed"
             log.warning("FIX venue %s: %s", self.name, self._last_error)
         for req in list(self._pending.values()):
