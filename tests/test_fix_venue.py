@@ -16,7 +16,7 @@ import pytest
 from engine import Engine
 from engine.clock import VirtualClock
 from engine.errors import UnknownOrderError, VenueUnavailableError
-from engine.events import OrderFilled
+from engine.events import OrderFilled, VenueSessionChanged
 from engine.market_data import ExecutionReport
 from engine.models import Liquidity, Order, OrderStatus
 from engine.venues.fixio.server import FixVenueServer
@@ -285,8 +285,12 @@ async def test_the_engine_trades_through_a_fix_venue_and_survives_a_drop(net, se
         assert sims["swift"].status("e-lost").status is OrderStatus.FILLED
         assert sims["swift"].counters.submitted == 4  # nothing twice
 
-        fills = [e for e in sub.drain() if isinstance(e, OrderFilled)]
+        events = sub.drain()
+        fills = [e for e in events if isinstance(e, OrderFilled)]
         assert {e.order_id for e in fills} == {"e-buy", "e-sell", "e-lost"}
+        # The drop and the new Logon are in the one event stream, for the desk's log.
+        sessions = [(e.venue, e.state) for e in events if isinstance(e, VenueSessionChanged)]
+        assert sessions == [("fix", "reconnecting"), ("fix", "logged on")]
         [btc] = [p for p in engine.positions() if p.symbol == SYMBOL]
         assert btc.net_quantity == pytest.approx(0.0) and btc.bought == pytest.approx(0.02)
         assert btc.sold == pytest.approx(0.02) and btc.fills == len(fills)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import anyio
 import pytest
 
 from engine.market_data import ExecutionReport, PublicTrade

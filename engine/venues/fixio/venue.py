@@ -318,6 +318,7 @@ class FixVenue:
         self._instruments_view: Mapping[str, Instrument] = MappingProxyType(self._instruments)
         self._report_listeners: tuple[ReportListener, ...] = ()
         self._trade_listeners: tuple[TradeListener, ...] = ()
+        self._session_listeners: tuple[Callable[[str, str], None], ...] = ()
 
     def __repr__(self) -> str:
         return f"FixVenue({self.name!r}, {self.host}:{self.port}, {self._state})"
@@ -348,14 +349,14 @@ class FixVenue:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"fix-venue-{self.name}", daemon=True)
         self._thread.start()
-        self._state = "connecting"
+        self._set_state("connecting")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._start_supervisor, ready)
         try:
             ready.result(self.connect_timeout + 3 * self.request_timeout + 1.0)
         except BaseException as exc:
             self._shutdown_thread()
-            self._state = "closed"
+            self._set_state("closed")
             if isinstance(exc, concurrent.futures.TimeoutError):
                 raise VenueUnavailableError(
                     f"{self.name}: no Logon from the FIX venue at {self.host}:{self.port} in time", venue=self.name
@@ -382,7 +383,7 @@ class FixVenue:
         except concurrent.futures.TimeoutError:
             log.warning("FIX venue %s: logout did not finish in 5 s; closing anyway", self.name)
         self._shutdown_thread()
-        self._state = "closed"
+        self._set_state("closed")
         close = getattr(self._numbers, "close", None)
         if close is not None:
             close()
@@ -443,6 +444,24 @@ class FixVenue:
         if since is None:
             return kept
         return [t for t in kept if t.ts_event > since]
+
+    def add_session_listener(self, listener: Callable[[str, str], None]) -> None:
+        """`listener(state, detail)` on every change of the session's state (any thread)."""
+        self._session_listeners = (*self._session_listeners, listener)
+
+    def _set_state(self, state: str) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        if state == "logged on":
+            detail = f"{self._peer}, {self.sender_comp_id}->{self.target_comp_id}"
+        else:
+            detail = self._last_error or ""
+        for listener in self._session_listeners:
+            try:
+                listener(state, detail)
+            except Exception:  # a listener's bug must not take the session down
+                log.exception("FIX venue %s: session listener failed", self.name)
 
     def add_report_listener(self, listener: ReportListener) -> None:
         self._report_listeners = (*self._report_listeners, listener)
@@ -1124,9 +1143,9 @@ class FixVenue:
                 if not ready.done():
                     ready.set_exception(VenueUnavailableError(f"{self.name}: {self._last_error}", venue=self.name))
             if ready.exception() is not None or self._closing or not self._reconnect:
-                self._state = "closed"
+                self._set_state("closed")
                 return  # the first connect failed (connect() raised), or we are done
-            self._state = "reconnecting"
+            self._set_state("reconnecting")
             if logged_on:
                 delay = _BACKOFF_FIRST
             await asyncio.sleep(delay)
@@ -1175,7 +1194,7 @@ class FixVenue:
                     venue=self.name))
             return False
         self._conn = conn
-        self._state = "logged on"
+        self._set_state("logged on")
         try:
             await self._after_logon(first=not ready.done())
         except VenueError as exc:
@@ -1206,7 +1225,7 @@ class FixVenue:
         self._conn = None
         if not self._closing:
             self._last_error = text if text.startswith("connection lost") else f"connection lost: {text}"
-            self._state = "reconnecting" if self._reconnect else "closed"
+            self._set_state("reconnecting" if self._reconnect else "closed")
             log.warning("FIX venue %s: %s", self.name, self._last_error)
         for req in list(self._pending.values()):
             if req.kind == "D" and not self._closing:
@@ -1346,7 +1365,7 @@ class FixVenue:
                 f"{self.name}: the venue was closed before the answer", venue=self.name))
         self._fail_inbox()
         self._conn = None
-        self._state = "closed"
+        self._set_state("closed")
 
 
 __all__ = ["FixSessionInfo", "FixVenue"]
