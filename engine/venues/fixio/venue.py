@@ -67,16 +67,14 @@ from engine.market_data import BookLevel, BookSnapshot, ExecutionReport, PublicT
 from engine.models import FeeSchedule, Fill, Instrument, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
-from engine.venues.fix.session import FixSession, Role, SequenceState, SessionConfig, SessionEvent, SessionStatus
+from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.tags import MsgType, Tag
 from engine.venues.fixio.driver import FixConnection, open_fix_connection
 from engine.venues.fixio.server import fix_number
 from engine.venues.sim.config import UnknownSymbolError
 
-try:  # the persistent session store (lands with the venue's restart work)
-    from engine.venues.fix.store import SessionStore
-except ImportError:  # pragma: no cover - older tree: numbers kept in a SequenceState
-    SessionStore = None  # type: ignore[assignment,misc]
+from engine.venues.fix.store import SessionStore
+from engine.venues.fixio.store import SqliteSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -327,13 +325,7 @@ class FixVenue:
 
     def _open_store(self) -> Any:
         if self._state_dir is None:
-            return SessionStore() if SessionStore is not None else SequenceState()
-        try:
-            from engine.venues.fixio.store import SqliteSessionStore
-        except ImportError:
-            raise ConfigurationError(
-                "state_dir needs the FIX session store (engine.venues.fixio.store), which this tree lacks"
-            ) from None
+            return SessionStore()
         self._state_dir.mkdir(parents=True, exist_ok=True)
         return SqliteSessionStore(self._state_dir / "fix-session.sqlite",
                                   f"{self.sender_comp_id}->{self.target_comp_id}")
@@ -1121,10 +1113,7 @@ class FixVenue:
     def _new_session(self) -> FixSession:
         config = SessionConfig(self.sender_comp_id, self.target_comp_id, heart_bt_int=self.heart_bt_int,
                                answer_timeout=self.connect_timeout)
-        if hasattr(config, "resend_application"):
-            config.resend_application = False  # orders are reconciled by status, never resent
-        else:  # pragma: no cover - before the store: nothing held means nothing to resend
-            config.resend_window = 0
+        config.resend_application = False  # orders are reconciled by status, never resent
         if self._accept_reset:
             self._accept_reset = False
             log.warning("FIX venue %s: the counterparty's numbers restarted; expecting 1 again", self.name)
