@@ -4,6 +4,7 @@ inside the Engine. Everything listens on 127.0.0.1, port 0, and stops by itself.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -298,3 +299,25 @@ async def test_the_engine_trades_through_a_fix_venue_and_survives_a_drop(net, se
         await engine.stop(drain=False)
         await anyio.to_thread.run_sync(venue.close)
         net.run(proxy.stop())
+
+
+@pytest.mark.anyio
+async def test_on_the_callers_own_loop_orders_go_with_no_thread_and_sync_callers_still_reach_it(server, sims) -> None:
+    _, ask = touch(sims["swift"])
+    fv = await FixVenue("127.0.0.1", server.port, destination="swift", request_timeout=WAIT,
+                        connect_timeout=WAIT).connect_async()
+    try:
+        assert fv.session_info().state == "logged on"
+        results = await asyncio.gather(*(fv.submit_async(market(f"own-{i}")) for i in range(20)))
+        assert {r.status for r in results} == {OrderStatus.FILLED}
+        assert all(r.average_price == ask for r in results[:1])
+        # A sync caller on another thread (the sync router, the desk) goes through the queue.
+        other = await anyio.to_thread.run_sync(fv.status, "own-0")
+        assert (other.status, other.filled_quantity) == (OrderStatus.FILLED, 0.01)
+        with pytest.raises(RuntimeError, match="would block it; await close_async"):
+            fv.close()
+    finally:
+        await fv.close_async()
+    assert fv.session_info().state == "closed"
+    with pytest.raises(VenueUnavailableError, match="not connected"):
+        await fv.submit_async(market("after"))

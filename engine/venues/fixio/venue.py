@@ -6,11 +6,14 @@ V/W/X for books and public trades).
 
 Rules:
 
-- One daemon thread runs the venue's own event loop, which owns every piece of FIX state
-  (the session, the requests waiting for answers, the orders it tracks). Callers on any
-  thread or loop reach it through a queue and get a `concurrent.futures.Future` back; the
-  sync methods wait on it, the `_async` ones await it with `asyncio.wrap_future`. Local
-  reads (`book`, `trades`, `instruments`, `session_info`) never make a round trip.
+- One event loop owns every piece of FIX state (the session, the requests waiting for
+  answers, the orders it tracks): a daemon thread's own (`connect()`), or the caller's
+  (`await connect_async()`). Callers on other threads or loops reach it through a queue
+  and get a `concurrent.futures.Future` back; the sync methods wait on it, the `_async`
+  ones await it with `asyncio.wrap_future`. An `_async` call on the venue's own loop runs
+  at once, with no hop: its orders leave with the others sent in the same turn of the
+  loop, in one write. Local reads (`book`, `trades`, `instruments`, `session_info`)
+  never make a round trip.
 - Requests are correlated by ClOrdID. An order's ClOrdID is the engine's client order id;
   a cancel or replace takes a new one (`cid.cN`, `cid.rN`), mapped back so the engine only
   ever sees its own id. The answer to a submit is built from the ERs that arrived for it
@@ -317,6 +320,7 @@ class FixVenue:
         self._report_listeners: tuple[ReportListener, ...] = ()
         self._trade_listeners: tuple[TradeListener, ...] = ()
         self._session_listeners: tuple[Callable[[str, str], None], ...] = ()
+        self._loop_ident: int | None = None  # the thread running the session's loop
 
     def __repr__(self) -> str:
         return f"FixVenue({self.name!r}, {self.host}:{self.port}, {self._state})"
@@ -332,15 +336,17 @@ class FixVenue:
 
     def connect(self) -> FixVenue:
         """Connect and log on, load instruments and fees, subscribe to the books; blocks.
+        The session runs on a loop thread of its own, so any thread or loop may use it.
 
         Raises `VenueUnavailableError` naming the address and the cause when the venue
         cannot be reached or refuses the Logon (then nothing keeps running)."""
-        if self._thread is not None:
+        if self._loop is not None:
             return self
         self._closing = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"fix-venue-{self.name}", daemon=True)
         self._thread.start()
+        self._loop_ident = self._thread.ident
         self._set_state("connecting")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._start_supervisor, ready)
@@ -356,10 +362,58 @@ class FixVenue:
             raise
         return self
 
+    async def connect_async(self) -> FixVenue:
+        """Connect and log on as `connect` does, with the session on the running loop
+        instead of a thread of its own: the `_async` calls made on this loop then reach
+        the session with no hop between threads (a batch of orders sent in one turn of
+        the loop goes out in one write). Sync calls from other threads still work; close
+        with `await close_async()`."""
+        if self._loop is not None:
+            return self
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._loop_ident = threading.get_ident()
+        self._set_state("connecting")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._start_supervisor(ready)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(ready), self.connect_timeout + 3 * self.request_timeout + 1.0)
+        except BaseException as exc:
+            await self._stop()
+            self._loop = None
+            self._loop_ident = None
+            self._set_state("closed")
+            if isinstance(exc, asyncio.TimeoutError):
+                raise VenueUnavailableError(
+                    f"{self.name}: no Logon from the FIX venue at {self.host}:{self.port} in time", venue=self.name
+                ) from None
+            raise
+        return self
+
+    async def close_async(self) -> None:
+        """Close from the venue's own loop (after `connect_async`), or from any loop."""
+        if self._loop is None:
+            return
+        if self._thread is not None:
+            await asyncio.to_thread(self.close)
+            return
+        await self._stop()
+        self._loop = None
+        self._loop_ident = None
+        self._set_state("closed")
+        close = getattr(self._numbers, "close", None)
+        if close is not None:
+            close()
+
     def close(self) -> None:
         """Log out and stop the loop thread; requests still waiting fail (outcome unknown)."""
         loop = self._loop
-        if loop is None or self._thread is None:
+        if loop is None:
+            return
+        if self._thread is None:  # on a caller's loop (connect_async)
+            if threading.get_ident() == self._loop_ident:
+                raise RuntimeError(f"{self.name}: close() on the venue's own loop would block it; await close_async()")
+            asyncio.run_coroutine_threadsafe(self.close_async(), loop).result(10.0)
             return
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
@@ -389,6 +443,7 @@ class FixVenue:
         if not thread.is_alive():
             loop.close()
         self._loop = None
+        self._loop_ident = None
         self._thread = None
 
     def __enter__(self) -> FixVenue:
@@ -473,13 +528,22 @@ class FixVenue:
         return self._wait(self._call(self._send_order, order))
 
     async def submit_async(self, order: Order) -> OrderResult:
-        return await asyncio.wrap_future(self._call(self._send_order, order))
+        return await self._request_async(self._send_order, order)  # type: ignore[no-any-return]
+
+    async def _request_async(self, fn: Callable[..., None], *args: Any) -> Any:
+        if threading.get_ident() == self._loop_ident:
+            # On the venue's own loop: the request goes now, answered through a plain
+            # asyncio future (a concurrent one is chained back through the self-pipe).
+            future = self._loop.create_future()  # type: ignore[union-attr]
+            fn(future, *args)
+            return await future
+        return await asyncio.wrap_future(self._call(fn, *args))
 
     def cancel(self, client_order_id: str) -> OrderResult:
         return self._wait(self._call(self._send_cancel, client_order_id))
 
     async def cancel_async(self, client_order_id: str) -> OrderResult:
-        return await asyncio.wrap_future(self._call(self._send_cancel, client_order_id))
+        return await self._request_async(self._send_cancel, client_order_id)
 
     def amend(self, client_order_id: str, quantity: float | None = None, price: float | None = None) -> OrderResult:
         return self._wait(self._call(self._send_amend, client_order_id, quantity, price))
@@ -487,20 +551,20 @@ class FixVenue:
     async def amend_async(
         self, client_order_id: str, quantity: float | None = None, price: float | None = None
     ) -> OrderResult:
-        return await asyncio.wrap_future(self._call(self._send_amend, client_order_id, quantity, price))
+        return await self._request_async(self._send_amend, client_order_id, quantity, price)
 
     def status(self, client_order_id: str) -> OrderResult:
         """Raises UnknownOrderError when the venue does not know the order."""
         return self._wait(self._call(self._send_status, client_order_id))
 
     async def status_async(self, client_order_id: str) -> OrderResult:
-        return await asyncio.wrap_future(self._call(self._send_status, client_order_id))
+        return await self._request_async(self._send_status, client_order_id)
 
     def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         return self._wait(self._call(self._send_mass_status, symbol))
 
     async def open_orders_async(self, symbol: str | None = None) -> list[OrderResult]:
-        return await asyncio.wrap_future(self._call(self._send_mass_status, symbol))
+        return await self._request_async(self._send_mass_status, symbol)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> concurrent.futures.Future[Any]:
         """Run `fn(future, *args)` on the venue's loop; the future carries its answer."""
@@ -522,7 +586,7 @@ class FixVenue:
         return future
 
     def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._loop_ident:
             raise RuntimeError(f"{self.name}: a sync FixVenue call on its own loop thread would deadlock; "
                                "await the _async form")
         try:
