@@ -45,3 +45,21 @@ def test_simulated_venues_are_built_on_one_reference_market_in_the_order_given()
     assert all(isinstance(v, SimulatedExchange) for v in venues.values())
     mids = [v.book("BTC/USD", depth=1).mid for v in venues.values()]
     assert abs(mids[0] - mids[1]) / mids[0] < 0.01  # the same fair price under both
+
+
+def test_a_fix_venue_nobody_listens_for_is_refused_naming_the_address() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main(sys.argv[1:]))",
+         "--venues", f"sim:swift,fix://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"the FIX venue at 127.0.0.1:{port} cannot be reached" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -244,7 +244,8 @@ class DeskApp(App[None]):
         # queries would search the dialog, and the frame timer keeps running.
         self.topbar = Static(id="topbar")
         self.tabs = Static(id="tabs")
-        self.venues_panel = VenuesPanel(id="venues")
+        links = any(hasattr(venue, "session_info") for venue in self.engine.venues.values())
+        self.venues_panel = VenuesPanel(links=links, id="venues")
         self.market = MarketPanel(id="market")
         self.blotter = Blotter(id="orders")
         self.tape = FillsTape(max_rows=TAPE_ROWS, id="fills")

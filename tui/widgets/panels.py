@@ -61,18 +61,22 @@ class VenuesPanel(KeyedTable):
                 tooltip="Inject an outage, latency spike or error burst on the selected venue"),
     ]
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            [Column("venue", "Venue", 8), Column("on", "Route", 6), Column("breaker", "Breaker", 19),
-             Column("p50", "p50 ms", 8, right=True), Column("p99", "p99 ms", 8, right=True),
-             Column("fill", "Fill %", 7, right=True), Column("err", "Err %", 7, right=True),
-             Column("fees", "Fee m/t bps", 14)],
-            **kwargs,
-        )
+    def __init__(self, *, links: bool = False, **kwargs: Any) -> None:
+        """`links`: a Link column (how each venue is reached, its FIX session's state and
+        numbers), for a desk with network venues; the simulators alone need none."""
+        columns = [Column("venue", "Venue", 8), Column("on", "Route", 6), Column("breaker", "Breaker", 19),
+                   Column("p50", "p50 ms", 8, right=True), Column("p99", "p99 ms", 8, right=True),
+                   Column("fill", "Fill %", 7, right=True), Column("err", "Err %", 7, right=True),
+                   Column("fees", "Fee m/t bps", 14)]
+        if links:
+            columns.insert(2, Column("link", "Link", 22))
+        super().__init__(columns, **kwargs)
+        self.links = links
 
     def refresh_from(self, engine: Engine) -> None:
         router = engine.router
         now = engine.clock.now()
+        venues = engine.venues
         for name in router.exchanges:
             breaker = router.breaker(name)
             state = breaker.state.value
@@ -82,9 +86,11 @@ class VenuesPanel(KeyedTable):
             vstats = router.venue_stats(name)
             fees = router.client(name).fees
             enabled = router.is_enabled(name)
+            link = (link_label(self, venues.get(name)),) if self.links else ()
             self.upsert(name, (
                 self.paint(name, None, bold=True),
                 self.paint("ON", "success") if enabled else self.paint("OFF", "error", bold=True),
+                *link,
                 self.paint(label, colour, bold=state != "CLOSED"),
                 f"{stats.median / 1e6:6.2f}" if stats.count else "—",
                 f"{stats.p99 / 1e6:6.2f}" if stats.count else "—",
@@ -92,6 +98,18 @@ class VenuesPanel(KeyedTable):
                 f"{vstats.error_rate:5.1%}",
                 f"{fees.maker_bps:g}/{fees.taker_bps:g}",
             ))
+
+
+def link_label(table: KeyedTable, venue: Any) -> Any:
+    """How the desk reaches a venue: "in-process" for a simulator, else its session's
+    state and sequence numbers (out/in), coloured by whether orders can go."""
+    session_info = getattr(venue, "session_info", None)
+    if session_info is None:
+        return "in-process"
+    info = session_info()
+    up = info.state == "logged on"
+    text = f"FIX {info.state} {info.next_outgoing}/{info.next_incoming}" if up else f"FIX {info.state}"
+    return table.paint(text, "success" if up else "error", bold=not up)
 
 
 def breaker_label(breaker: Any, now: float) -> str:
