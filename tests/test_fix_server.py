@@ -99,21 +99,26 @@ def book(venue: SimulatedExchange):
 
 
 @pytest.mark.anyio
-async def test_a_crossing_order_is_acknowledged_then_filled_at_the_simulators_price(client, venues):
+async def test_a_crossing_order_filled_at_once_gets_one_trade_report_at_the_simulators_price(client, venues):
     venue = venues["swift"]
     _, ask = book(venue)
     client.order("buy-1", "1", "0.01", fix_number(ask))
-    new, trade = await client.next(), await client.next()
-    assert (new.msg_type, new.get(Tag.ExecType), new.get(Tag.OrdStatus)) == ("8", "0", "0")
-    assert new.get(Tag.LeavesQty) == "0.01" and new.get(Tag.CumQty) == "0"
+    trade = await client.next()  # filled in full at once: the Trade ER is the acknowledgment
     result = venue.status("buy-1")
     assert result.status is OrderStatus.FILLED and len(result.fills) == 1
-    assert (trade.get(Tag.ExecType), trade.get(Tag.OrdStatus)) == ("F", "2")
+    assert (trade.msg_type, trade.get(Tag.ExecType), trade.get(Tag.OrdStatus)) == ("8", "F", "2")
     assert float(trade.get(Tag.LastPx)) == result.fills[0].price == ask
     assert float(trade.get(Tag.LastQty)) == result.fills[0].quantity == 0.01
     assert float(trade.get(Tag.AvgPx)) == result.average_price
     assert (trade.get(Tag.CumQty), trade.get(Tag.LeavesQty)) == ("0.01", "0")
-    assert trade.get(Tag.OrderID) == "swift:buy-1" and trade.get(Tag.ExecID) != new.get(Tag.ExecID)
+    assert trade.get(Tag.OrderID) == "swift:buy-1"
+    # More than the touch holds, at the touch's price: New first, then the partial fill.
+    size = venue.book("BTC/USD").asks[0].quantity
+    client.order("buy-2", "1", fix_number(round(size + 0.01, 4)), fix_number(ask))
+    new, part = await client.next(), await client.next()
+    assert (new.get(Tag.ExecType), new.get(Tag.OrdStatus), new.get(Tag.CumQty)) == ("0", "0", "0")
+    assert (part.get(Tag.ExecType), part.get(Tag.OrdStatus)) == ("F", "1")
+    assert part.get(Tag.ExecID) != new.get(Tag.ExecID)
 
 
 @pytest.mark.anyio
@@ -190,7 +195,6 @@ async def test_ex_destination_picks_the_venue_and_an_unknown_one_is_refused(clie
     _, ask = book(venues["deep"])
     client.order("deep-1", "1", "0.01", fix_number(ask), extra=[(100, "deep")])
     assert (await client.next()).get(Tag.OrderID) == "deep:deep-1"
-    await client.next()
     assert venues["deep"].status("deep-1").status is OrderStatus.FILLED
     client.order("nowhere-1", "1", "0.01", "100", extra=[(207, "nowhere")])
     refused = await client.next()
@@ -287,9 +291,8 @@ async def test_bytes_written_by_simplefix_are_accepted(server, venues):
         assert (logon.get(35), logon.get(56), logon.get(108)) == (b"A", b"SF", b"30")
         sf.send("D", (11, "sf-1"), (55, "BTC/USD"), (54, "1"), (38, "0.01"), (40, "2"),
                 (44, fix_number(ask)), (59, "3"))
-        new, trade = await sf.answer(), await sf.answer()
-        assert (new.get(35), new.get(150), new.get(39)) == (b"8", b"0", b"0")
-        assert (trade.get(150), trade.get(39), float(trade.get(31)), trade.get(32)) == (b"F", b"2", ask, b"0.01")
+        trade = await sf.answer()
+        assert (trade.get(35), trade.get(150), trade.get(39), float(trade.get(31)), trade.get(32)) == (b"8", b"F", b"2", ask, b"0.01")
         sf.send("5")
         logout = await sf.answer()
         assert logout.get(35) == b"5"

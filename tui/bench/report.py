@@ -42,6 +42,11 @@ def format_table(doc: dict[str, Any]) -> str:
                 _us(w["p50_us"]), _us(w["p99_us"]),
                 _fmt(w["fills"]), _fmt(w["rejected"]), _goal(w), met,
             ))
+        elif name == "fix_roundtrip":
+            rows.append((name, f"{_fmt(w['orders_per_s'])} orders/s ({w['in_flight']} in flight)", "", "-",
+                         f"{_fmt(w['floor_frames_per_s'])} echo/s", _fmt(w["ratio_to_floor"], ".3f"),
+                         f"{_us(w['one_in_flight_p50_us'])} (1 in flight)", _us(w["one_in_flight_p99_us"]),
+                         _fmt(w["fills"]), _fmt(w["rejected"]), w["goal"], met))
         elif name == "profiler_record":
             rows.append((name, f"{w['ns_per_sample']:.0f} ns/sample", "", "-", f"{w['floor_ns_per_sample']:.0f} ns",
                          _fmt(w["ratio_to_floor"], ".3f"), "", "", "", "", w["goal"], met))

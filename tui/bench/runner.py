@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from .common import FULL, QUICK, Context, Sizes, apply_yard_stick
 from .desk import bench_desk_soak, bench_desk_under_load
 from .engine_async import bench_async_latency, bench_async_optimizer, bench_engine_events, bench_twap_hour
+from .fix import bench_fix_roundtrip
 from .engine_sync import bench_batch, bench_profiler_record, bench_resting, bench_smart_router, bench_sync_router
 from .machine import machine_info, product_build_us
 from .reference import reference_build_us
@@ -36,6 +37,7 @@ WORKLOADS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "twap_hour": bench_twap_hour,
     "desk_under_load": bench_desk_under_load,
     "steady_state": bench_steady_state,
+    "fix_roundtrip": bench_fix_roundtrip,
     "desk_soak": bench_desk_soak,
 }
 # Run only when asked for by name (--only): an hour long.

@@ -657,10 +657,13 @@ class FixVenueServer:
         self._report_result(info, result, client)
 
     def _report_result(self, info: _OrderInfo, result: OrderResult, client: _Client) -> None:
-        """ER New, one ER Trade per fill, then ER Expired for a remainder that does not rest."""
+        """ER New, one ER Trade per fill, then ER Expired for a remainder that does not rest;
+        an order filled in full at once gets its Trade ER(s) alone (the first says it was
+        accepted): half the messages for the commonest answer, on both sides."""
         self._set_status(info, OrdStatus.NEW)
         send = client.send
-        send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.NEW, OrdStatus.NEW))
+        if result.status is not OrderStatus.FILLED or not result.fills:
+            send(MsgType.EXECUTION_REPORT, self._er(info, ExecType.NEW, OrdStatus.NEW))
         self._send_fills(info, result, send)
         if result.status is OrderStatus.EXPIRED:
             self._set_status(info, OrdStatus.EXPIRED, result.reason)
