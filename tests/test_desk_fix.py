@@ -1,0 +1,122 @@
+"""The desk trading through an `execdesk venue` process over FIX: an order sent by keys
+rests at the venue, the venue is killed (-9) and restarted on its state, and the desk
+says so and settles the order without an operator."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine import Engine, OrderStatus
+from engine.venue_spec import open_venues, parse_venues
+from tests.desk_support import until
+from tests.test_desk import log_text, send_ticket
+from tui.app import DeskApp
+
+ROOT = Path(__file__).resolve().parents[1]
+LISTENING = re.compile(r"on 127\.0\.0\.1:(\d+)")
+
+
+class Venue:
+    """An `execdesk venue` process on `port` with its state in `state`; start, kill, start again."""
+
+    def __init__(self, port: int, state: Path) -> None:
+        self.port, self.state = port, state
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "venue", "--port", str(self.port), "--venues", "swift",
+             "--seed", "3", "--state", str(self.state), "--tick-interval", "3600"],  # a market that holds still
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert LISTENING.search(line), (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[Venue]:
+    process = Venue(free_port(), tmp_path / "venue-state")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def link(app: DeskApp) -> str:
+    return str(app.venues_panel.cell("swift", "link"))
+
+
+@pytest.mark.anyio
+async def test_the_desk_trades_through_a_venue_process_and_rides_out_its_restart(tmp_path: Path, venue: Venue) -> None:
+    venues = open_venues(parse_venues(f"fix://127.0.0.1:{venue.port}/swift"), connect_timeout=10.0)
+    fix = venues["swift"]
+    app = DeskApp(Engine(venues, seed=3), live=False, settings_path=tmp_path / "settings.json", order_prefix="T")
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            app.draw_slow_panels()
+            assert link(app).startswith("FIX logged on ")
+            # The market panel shows the FIX venue's book (market data over FIX).
+            book = fix.book("BTC/USD", depth=1)
+            assert book.best_bid is not None and book.best_ask is not None
+
+            # A market sell: filled over FIX, its fill on the tape and in the positions.
+            await send_ticket(pilot, ["f2", "enter"], side="s")
+            await until(pilot, lambda: "T-1" in app.blotter.keys
+                        and app.engine.status("T-1").status is OrderStatus.FILLED, tries=500)
+            # b then Enter: a limit buy at the bid, resting at the venue process.
+            await send_ticket(pilot, ["f3", "enter"])
+            await until(pilot, lambda: "T-2" in app.blotter.keys and app.engine.status("T-2").status is OrderStatus.NEW,
+                        tries=500)
+
+            # The venue dies without a word, and comes back on its state.
+            await anyio.to_thread.run_sync(venue.kill)
+            await until(pilot, lambda: fix.session_info().state == "reconnecting", tries=500)
+            app.draw_slow_panels()
+            assert link(app) == "FIX reconnecting"
+            await anyio.to_thread.run_sync(venue.start)
+            await until(pilot, lambda: fix.session_info().state == "logged on", tries=1000)
+            # The restart canceled the resting order (the venue says why); the desk learned it
+            # by the resent report, never by asking the operator.
+            await until(pilot, lambda: app.engine.status("T-2").status is OrderStatus.CANCELED, tries=1000)
+            assert "venue restarted" in (app.engine.status("T-2").reason or "")
+            assert app.engine.status("T-1").status is OrderStatus.FILLED
+            [btc] = [p for p in app.engine.positions() if p.symbol == "BTC/USD"]
+            assert btc.sold > 0 and btc.bought == 0
+            await until(pilot, lambda: "SESSION swift: logged on" in log_text(app), tries=500)
+            assert "SESSION swift: reconnecting (connection lost" in log_text(app)
+            await app.shutdown_engine()
+    finally:
+        await anyio.to_thread.run_sync(fix.close)
