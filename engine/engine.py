@@ -177,6 +177,7 @@ class Engine:
             store=self.store,
         )
         self.venues: dict[str, Any] = dict(venues)
+        self._held_by_session: set[str] = set()  # breakers held open while a session is down
         for name, venue in self.venues.items():
             self.router.register_exchange(name, venue)
             # A network venue tells its session's ups and downs; they join the one stream.
@@ -394,9 +395,22 @@ class Engine:
         self.store.publish(EngineError(now, now, where, f"{type(exc).__name__}: {exc}"))
 
     def _on_session(self, venue: str, state: str, detail: str = "") -> None:
-        """A venue's session changed (any thread): published as VenueSessionChanged."""
+        """A venue's session changed (any thread): published as VenueSessionChanged, and
+        the venue's breaker told. While the session is down the breaker is held open (no
+        order is offered to a venue that cannot take it, the smart router looks
+        elsewhere); the Logon that ends the drop releases it, unless the operator forced
+        it since."""
         now = self.clock.now()
         self.store.publish(VenueSessionChanged(now, now, venue, state, detail))
+        breaker = self.router.breaker(venue)
+        if state in ("reconnecting", "closed"):
+            if breaker.forced is None:
+                breaker.force_open(f"{state}: {detail}" if detail else state, by="FIX session")
+                self._held_by_session.add(venue)
+        elif state == "logged on" and venue in self._held_by_session:
+            self._held_by_session.discard(venue)
+            if breaker.forced == "open" and (breaker.snapshot().reason or "").startswith("forced open by FIX session"):
+                breaker.release_force("logged on again", by="FIX session")
 
     def _on_parent(self, state: ParentState) -> None:
         if not self.bus.active:

@@ -106,6 +106,8 @@ async def test_the_desk_trades_through_a_venue_process_and_rides_out_its_restart
             await until(pilot, lambda: fix.session_info().state == "reconnecting", tries=500)
             app.draw_slow_panels()
             assert link(app) == "FIX reconnecting"
+            # The breaker holds the venue out of routing while its session is down.
+            assert str(app.venues_panel.cell("swift", "breaker")) == "OPEN (forced)"
             await anyio.to_thread.run_sync(venue.start)
             await until(pilot, lambda: fix.session_info().state == "logged on", tries=1000)
             # The restart canceled the resting order (the venue says why); the desk learned it
@@ -117,6 +119,7 @@ async def test_the_desk_trades_through_a_venue_process_and_rides_out_its_restart
             assert btc.sold > 0 and btc.bought == 0
             await until(pilot, lambda: "SESSION swift: logged on" in log_text(app), tries=500)
             assert "SESSION swift: reconnecting (connection lost" in log_text(app)
+            assert app.engine.router.breaker("swift").state.value == "CLOSED"
             await app.shutdown_engine()
     finally:
         await anyio.to_thread.run_sync(fix.close)

@@ -17,7 +17,7 @@ import pytest
 from engine import Engine
 from engine.clock import VirtualClock
 from engine.errors import UnknownOrderError, VenueUnavailableError
-from engine.events import OrderFilled, VenueSessionChanged
+from engine.events import BreakerStateChanged, OrderFilled, VenueSessionChanged
 from engine.market_data import ExecutionReport
 from engine.models import Liquidity, Order, OrderStatus
 from engine.venues.fixio.server import FixVenueServer
@@ -292,6 +292,11 @@ async def test_the_engine_trades_through_a_fix_venue_and_survives_a_drop(net, se
         # The drop and the new Logon are in the one event stream, for the desk's log.
         sessions = [(e.venue, e.state) for e in events if isinstance(e, VenueSessionChanged)]
         assert sessions == [("fix", "reconnecting"), ("fix", "logged on")]
+        # The breaker was held open while the session was down, and let go at the Logon.
+        moves = [(e.new_state, e.reason) for e in events if isinstance(e, BreakerStateChanged)]
+        assert [m[0] for m in moves] == ["OPEN", "CLOSED"]
+        assert moves[0][1].startswith("forced open by FIX session: reconnecting")
+        assert engine.router.breaker("fix").forced is None
         [btc] = [p for p in engine.positions() if p.symbol == SYMBOL]
         assert btc.net_quantity == pytest.approx(0.0) and btc.bought == pytest.approx(0.02)
         assert btc.sold == pytest.approx(0.02) and btc.fills == len(fills)

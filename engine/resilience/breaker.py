@@ -441,18 +441,19 @@ class CircuitBreaker:
         return self._move(Trigger.TRIALS_PASSED, reason, now)
 
     # -- operator overrides ------------------------------------------------
-    def force_open(self, reason: str) -> None:
-        """Refuse every call until `release_force()` or `reset()`."""
-        self._operator(Trigger.FORCE_OPEN, "open", f"forced open by operator: {reason}")
+    def force_open(self, reason: str, *, by: str = "operator") -> None:
+        """Refuse every call until `release_force()` or `reset()` (`by`: who, for the
+        reason's text: the operator, or a venue's session that dropped)."""
+        self._operator(Trigger.FORCE_OPEN, "open", f"forced open by {by}: {reason}")
 
     def force_closed(self, reason: str) -> None:
         """Admit every call and never trip until `release_force()` or `reset()`."""
         self._operator(Trigger.FORCE_CLOSED, "closed", f"forced closed by operator: {reason}")
 
-    def release_force(self, reason: str = "") -> None:
+    def release_force(self, reason: str = "", *, by: str = "operator") -> None:
         """End an override: back to a plain CLOSED breaker with an empty window.
         A no-op when nothing is forced."""
-        text = "force released by operator" + (f": {reason}" if reason else "")
+        text = f"force released by {by}" + (f": {reason}" if reason else "")
         self._operator(Trigger.RELEASE_FORCE, None, text)
 
     def reset(self, reason: str = "") -> None:
