@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -107,10 +108,15 @@ def open_venues(
     clock: Clock | None = None,
     remember_ids: int | None = None,
     connect_timeout: float = 5.0,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Build the venues, in the order given; FIX venues are connected (logged on, their
     instruments and books received) before this returns. A venue that cannot be reached
-    raises, after the ones already connected are closed."""
+    raises, after the ones already connected are closed.
+
+    `state_dir`: where each FIX venue keeps its session's sequence numbers (a directory
+    per venue name), so the next run logs on where this one stopped; a venue that has
+    seen them would refuse a desk that starts again at 1."""
     sims = [a.name for a in addresses if a.kind == "sim"]
     specs = tuple(spec for spec in DEFAULT_VENUES if spec.name in sims)
     built: dict[str, Any] = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids) if specs else {}
@@ -124,6 +130,8 @@ def open_venues(
 
             kwargs: dict[str, Any] = {"name": address.name, "destination": address.destination,
                                       "connect_timeout": connect_timeout}
+            if state_dir is not None:
+                kwargs["state_dir"] = Path(state_dir) / address.name
             if "sender" in address.options:
                 kwargs["sender_comp_id"] = address.options["sender"]
             if "target" in address.options:

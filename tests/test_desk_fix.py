@@ -123,3 +123,16 @@ async def test_the_desk_trades_through_a_venue_process_and_rides_out_its_restart
             await app.shutdown_engine()
     finally:
         await anyio.to_thread.run_sync(fix.close)
+
+
+def test_a_desk_restarted_logs_on_where_it_stopped(tmp_path: Path, venue: Venue) -> None:
+    line = f"fix://127.0.0.1:{venue.port}/swift"
+    first = open_venues(parse_venues(line), connect_timeout=10.0, state_dir=tmp_path / "fix")["swift"]
+    first.close()
+    numbers = first.session_info()
+    again = open_venues(parse_venues(line), connect_timeout=10.0, state_dir=tmp_path / "fix")["swift"]
+    try:
+        info = again.session_info()
+        assert info.state == "logged on" and info.next_outgoing > numbers.next_outgoing
+    finally:
+        again.close()

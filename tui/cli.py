@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine.venue_spec import open_venues, parse_venues
 
         try:
-            venues = open_venues(parse_venues(args.venues), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS)
+            venues = open_venues(parse_venues(args.venues), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS,
+                                 state_dir=config_dir() / "fix")
         except (ExecdeskError, OSError) as exc:
             parser.exit(2, f"execdesk: --venues {args.venues}: {exc}\n")
     try:
