@@ -4,6 +4,7 @@ says so and settles the order without an operator."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine import Engine, OrderStatus
+from engine import Engine, Order, OrderStatus
 from engine.venue_spec import open_venues, parse_venues
 from tests.desk_support import until
 from tests.test_desk import log_text, send_ticket
@@ -29,14 +30,14 @@ LISTENING = re.compile(r"on 127\.0\.0\.1:(\d+)")
 class Venue:
     """An `execdesk venue` process on `port` with its state in `state`; start, kill, start again."""
 
-    def __init__(self, port: int, state: Path) -> None:
-        self.port, self.state = port, state
+    def __init__(self, port: int, state: Path, tick_interval: str = "3600") -> None:  # a market that holds still
+        self.port, self.state, self.tick_interval = port, state, tick_interval
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tui.cli", "venue", "--port", str(self.port), "--venues", "swift",
-             "--seed", "3", "--state", str(self.state), "--tick-interval", "3600"],  # a market that holds still
+             "--seed", "3", "--state", str(self.state), "--tick-interval", self.tick_interval],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )
@@ -136,3 +137,28 @@ def test_a_desk_restarted_logs_on_where_it_stopped(tmp_path: Path, venue: Venue)
         assert info.state == "logged on" and info.next_outgoing > numbers.next_outgoing
     finally:
         again.close()
+
+
+@pytest.mark.anyio
+async def test_a_vwap_reads_the_fix_venues_public_trades(tmp_path: Path) -> None:
+    moving = Venue(free_port(), tmp_path / "state", tick_interval="0.05")  # a market that trades
+    moving.start()
+    venues = open_venues(parse_venues(f"fix://127.0.0.1:{moving.port}/swift"), connect_timeout=10.0)
+    fix = venues["swift"]
+    engine = Engine(venues, seed=3)
+    try:
+        await engine.start()
+        vwap = Order(id="vw-1", symbol="BTC/USD", side="BUY", type="VWAP", quantity=0.02,
+                     metadata={"duration_s": 2, "buckets": 2})
+        result = await engine.wait(await engine.submit(vwap), timeout=30)
+        assert (result.status, result.filled_quantity) == (OrderStatus.FILLED, 0.02)
+        state = engine.scheduler.parent("vw-1")
+        tape = [t for t in fix.trades("BTC/USD", state.created_at - 1e-6) if t.ts_event <= state.done_at]
+        others = [t for t in tape if not any(f.trade_id and f.price == t.price for f in result.fills)]
+        assert others, "the venue's market printed trades over FIX (MDEntryType 2)"
+        assert result.detail["market_volume"] == pytest.approx(math.fsum(t.quantity for t in tape))
+        assert result.detail["market_volume"] > 0
+    finally:
+        await engine.stop(drain=False)
+        await anyio.to_thread.run_sync(fix.close)
+        moving.stop()
