@@ -52,7 +52,10 @@ class Pair:
         """Pass bytes both ways until nobody has anything to send. `drop_from` ("desk" or
         "venue") loses what that side sends in this first round (a lost packet)."""
         first = True
+        rounds = 0
         while self.pending["desk"] or self.pending["venue"]:
+            rounds += 1
+            assert rounds < 1_000, "the sessions never went quiet (a message storm)"
             for side, other in (("desk", "venue"), ("venue", "desk")):
                 data, self.pending[side] = self.pending[side], b""
                 if data and not (first and drop_from == side):

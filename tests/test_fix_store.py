@@ -9,10 +9,10 @@ import sqlite3
 import pytest
 
 from engine.errors import ConfigurationError
-from engine.venues.fix import FixSession, MsgType, Role, SessionConfig, SessionStatus
+from engine.venues.fix import FixSession, Message, MsgType, Role, SessionConfig, SessionStatus, encode, utc_timestamp
 from engine.venues.fix.store import SessionStore
 from engine.venues.fixio.store import SqliteSessionStore
-from tests.test_fix_session import ORDER, Pair
+from tests.test_fix_session import ORDER, T0, Pair
 
 ER = [(37, "O1"), (11, "ord-1"), (17, "E1"), (150, "F"), (39, "2"), (55, "BTC-USD"), (54, "1"),
       (151, "0"), (14, "1"), (6, "100")]
@@ -145,3 +145,57 @@ def test_the_window_is_pruned_on_disk_and_reloaded(tmp_path) -> None:
     assert rows <= 6
     again = SqliteSessionStore(path, "K", resend_window=5)
     assert again.held(20).fields == ((11, "o20"), (58, "a=b")) and again.held(10) is None
+
+
+def test_when_both_sides_see_a_gap_at_logon_each_answers_the_other_and_it_converges() -> None:
+    # Each side sent a message the other never saw (killed between reading and saving).
+    desk, venue = SessionStore(5, 4), SessionStore(7, 3)
+    desk.save_sent(4, "D", "20260101-00:00:00.000", ORDER)
+    venue.save_sent(6, "8", "20260101-00:00:00.000", ER)
+    pair = pair_with(desk, venue)
+    pair.logon()
+    for _ in range(5):
+        pair.advance(1.0)
+    assert pair.desk.status is SessionStatus.ACTIVE and pair.venue.status is SessionStatus.ACTIVE
+    assert pair.sent_types("desk").count("2") == 1 and pair.sent_types("venue").count("2") == 1
+    assert desk.next_incoming == venue.next_outgoing and venue.next_incoming == desk.next_outgoing
+    assert [m.msg_type for m in pair.received["desk"]] == ["8"] and pair.received["desk"][0].poss_dup
+    assert [m.msg_type for m in pair.received["venue"]] == ["D"]
+
+
+def test_a_resend_request_loop_is_answered_once_a_second() -> None:
+    pair = Pair()
+    pair.logon()
+    for i in range(50):
+        pair.take("venue", pair.venue.send(MsgType.EXECUTION_REPORT, ER, pair.now))
+    pair.deliver()
+    ask = [(7, "1"), (16, "0")]
+    for _ in range(20):  # a peer asking for everything, again and again
+        pair.take("desk", pair.desk.send("2", ask, pair.now))  # sent as if it were application data
+    pair.deliver()
+    resent = [m for m in pair.wire["venue"] if isinstance(m, Message) and m.poss_dup and m.msg_type == "8"]
+    assert len(resent) == 50  # one answer, not twenty
+    pair.advance(1.5)
+    pair.take("desk", pair.desk.send("2", ask, pair.now))
+    pair.deliver()
+    resent = [m for m in pair.wire["venue"] if isinstance(m, Message) and m.poss_dup and m.msg_type == "8"]
+    assert len(resent) == 100
+
+
+def test_an_acceptor_closes_a_connection_that_never_logs_on() -> None:
+    venue = FixSession(SessionConfig("VENUE", answer_timeout=10.0), Role.ACCEPTOR)
+    venue.connection_made(T0)
+    assert venue.next_deadline() == T0 + 10.0
+    venue.receive(b"8=FIX.4.4\x01", T0 + 5)  # a byte now and then keeps nothing alive
+    out = venue.tick(T0 + 10.0)
+    assert venue.status is SessionStatus.CLOSED and out.events[-1].text == "no Logon within 10 s of connecting"
+
+
+@pytest.mark.parametrize("interval", ["\u00b2", "0", "-1", "99999999999", "9" * 5000, "abc"])
+def test_a_logon_heartbeat_interval_that_is_not_1_to_3600_seconds_is_refused(interval) -> None:
+    venue = FixSession(SessionConfig("VENUE"), Role.ACCEPTOR)
+    venue.connection_made(T0)
+    logon = encode("A", "DESK", "VENUE", 1, utc_timestamp(T0), [(98, "0"), (108, interval)])
+    out = venue.receive(logon, T0)
+    assert venue.status is SessionStatus.CLOSED
+    assert out.events[-1].text == f"Logon HeartBtInt {interval!r} is not a number of seconds from 1 to 3600"

@@ -41,6 +41,11 @@ from engine.venues.fix.tags import MsgType, SessionRejectReason, Tag
 StoreFor = Callable[[str], "SessionStore | str"]
 
 
+#: The longest heartbeat interval an acceptor agrees to: a longer one would turn off the
+#: detection of a dead peer for hours.
+MAX_HEART_BT_INT = 3600
+
+
 class Role(Enum):
     INITIATOR = "initiator"
     ACCEPTOR = "acceptor"
@@ -138,7 +143,9 @@ class FixSession:
         self._test_request_sent: float | None = None
         self._test_request_id = 0
         self._answer_deadline: float | None = None
-        self._resend_requested_to: int | None = None  # their highest number seen when we asked
+        self._resend_requested_to: int | None = None  # their highest number seen since we asked
+        self._resend_requested_at = 0.0
+        self._resend_answered_at: float | None = None
 
     @property
     def state(self) -> SequenceState:
@@ -148,8 +155,10 @@ class FixSession:
     # -- the caller's calls ---------------------------------------------------------------
 
     def connection_made(self, now: float) -> Output:
-        """The transport is up: an initiator sends its Logon."""
+        """The transport is up: an initiator sends its Logon; an acceptor waits for one,
+        `answer_timeout` at most (a connection that never logs on is closed)."""
         self._last_heard = self._last_sent = now
+        self._answer_deadline = now + self.config.answer_timeout
         if self.role is Role.INITIATOR:
             if self.target_comp_id is None:
                 raise ValueError("an initiator needs target_comp_id")
@@ -184,7 +193,7 @@ class FixSession:
         """The time `tick` has something to do next (None: nothing until bytes arrive)."""
         if self.status is SessionStatus.CLOSED:
             return None
-        if self.status in (SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
+        if self.status in (SessionStatus.CONNECTED, SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
             return self._answer_deadline
         if self.status is not SessionStatus.ACTIVE:
             return None
@@ -195,7 +204,10 @@ class FixSession:
     def tick(self, now: float) -> Output:
         """Run the timers: heartbeat, test request, unanswered test request, Logon/Logout timeout."""
         status = self.status
-        if status in (SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
+        if status is SessionStatus.CONNECTED:
+            if self._answer_deadline is not None and now >= self._answer_deadline:
+                self._close(f"no Logon within {self.config.answer_timeout:g} s of connecting")
+        elif status in (SessionStatus.LOGON_SENT, SessionStatus.LOGOUT_SENT):
             if self._answer_deadline is not None and now >= self._answer_deadline:
                 self._close(f"no answer to our {'Logon' if status is SessionStatus.LOGON_SENT else 'Logout'}")
         elif status is SessionStatus.ACTIVE:
@@ -290,6 +302,11 @@ class FixSession:
             if mtype == "5":
                 self._on_logout(msg, now)
                 return
+            if mtype == "2":
+                # Answered even ahead of the gap (FIX 4.4 Vol. 2): when both sides see a
+                # gap at the same Logon, each waiting for the other's resend first would
+                # stall them both, each asking again for every number it sees.
+                self._answer_resend(msg, now)
             self._request_resend(now, seq)
             return
         self.store.next_incoming = seq + 1
@@ -335,8 +352,9 @@ class FixSession:
                     return False
                 self.store = store
             interval = _int(msg.get(Tag.HeartBtInt))
-            if interval is None or interval <= 0:
-                self._close(f"Logon HeartBtInt {msg.get(Tag.HeartBtInt)!r} is not a positive number")
+            if interval is None or not 0 < interval <= MAX_HEART_BT_INT:
+                self._close(f"Logon HeartBtInt {msg.get(Tag.HeartBtInt)!r} is not a number of seconds "
+                            f"from 1 to {MAX_HEART_BT_INT}")
                 return False
             self.heart_bt_int = interval
         return True
@@ -373,14 +391,28 @@ class FixSession:
             self._resend_requested_to = None
 
     def _request_resend(self, now: float, seen: int) -> None:
-        if self._resend_requested_to is not None and seen <= self._resend_requested_to:
-            return  # already asked: the resend covers it
+        if self._resend_requested_to is not None and now < self._resend_requested_at + self._resend_patience():
+            # Already asked, to infinity (EndSeqNo 0): the answer covers this number too.
+            # Asked again only if no answer came for a while.
+            self._resend_requested_to = max(self._resend_requested_to, seen)
+            return
         self._resend_requested_to = seen
+        self._resend_requested_at = now
         begin = self.store.next_incoming
         self._send_admin(MsgType.RESEND_REQUEST, now, [(Tag.BeginSeqNo, str(begin)), (Tag.EndSeqNo, "0")])
         self._events.append(SessionEvent("gap", f"expected {begin}, received {seen}", seen))
 
+    def _resend_patience(self) -> float:
+        return max(float(self.heart_bt_int), 2.0)
+
     def _answer_resend(self, msg: Message, now: float) -> None:
+        if self._resend_answered_at is not None and now < self._resend_answered_at + 1.0:
+            # One answer a second at most: each can be the whole resend window, and a peer
+            # asking in a loop would have us re-encode it without end. A peer that really
+            # lost the answer asks again after its patience runs out.
+            self._events.append(SessionEvent("resend", "ResendRequest ignored: one was answered under 1 s ago"))
+            return
+        self._resend_answered_at = now
         begin = _int(msg.get(Tag.BeginSeqNo)) or 1
         end = _int(msg.get(Tag.EndSeqNo)) or 0
         last = self.store.next_outgoing - 1
@@ -440,4 +472,5 @@ class FixSession:
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    """A FIX int of at most 18 ASCII digits, else None (`str.isdigit` alone takes '²')."""
+    return int(text) if text is not None and len(text) <= 18 and text.isascii() and text.isdigit() else None
