@@ -106,6 +106,8 @@ class ScriptedVenue:
         self.writer: asyncio.StreamWriter | None = None
         self.md_req_id: str | None = None
         self.cross_at = 100.0
+        self.hold_cancels = False  # True: an F is kept in `held`, unanswered, for the test to answer
+        self.held: list[Message] = []
         self.logons = 0
         self._exec = 0
         self._server: asyncio.base_events.Server | None = None
@@ -200,6 +202,8 @@ class ScriptedVenue:
             o.update(qty=float(msg.get(38)), price=float(msg.get(44)))
             self.aliases[msg.get(11)] = cid
             self.send("8", self.er(cid, "5", wire=msg.get(11), extra=[(41, orig)]))
+        elif kind == "F" and self.hold_cancels:
+            self.held.append(msg)
         elif kind == "H":
             wire = msg.get(11)
             cid = self.aliases.get(wire, wire)

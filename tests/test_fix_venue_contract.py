@@ -168,3 +168,83 @@ def test_after_a_drop_what_changed_is_reported_once_each(venue: FixVenue, script
     assert info.state == "logged on" and info.reconnects == 1
     assert info.next_outgoing == scripted.store.next_incoming  # one sequence across connections
     assert {m.msg_type for m in scripted.received} >= {"x", "V", "D", "AF", "H"}
+
+
+def resting(venue: FixVenue, cid: str, qty: float = 0.01) -> None:
+    result = venue.submit(Order(id=cid, symbol="BTC/USD", side="BUY", type="LIMIT", quantity=qty, price=99.0))
+    assert result.status is OrderStatus.NEW
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda body: [f for f in body if f[0] != Tag.CumQty], "CumQty(14) missing"),
+    (lambda body: [(t, "nan" if t == Tag.CumQty else v) for t, v in body], "CumQty(14) 'nan' is not a quantity"),
+    (lambda body: [(t, "1000000000" if t == Tag.CumQty else v) for t, v in body],
+     "CumQty(14) 1000000000 is above the order's quantity 0.01"),
+    (lambda body: [(t, "Z" if t == Tag.ExecType else v) for t, v in body], "ExecType(150) 'Z' is not one FIX 4.4 defines"),
+    (lambda body: [(t, "Q" if t == Tag.OrdStatus else v) for t, v in body], "OrdStatus(39) 'Q' is not one FIX 4.4 defines"),
+])
+def test_a_report_that_cannot_be_read_is_logged_and_believed_in_nothing(venue, scripted, net, caplog, change, why) -> None:
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    resting(venue, "odd-1")
+    order = scripted.orders["odd-1"]
+    order.update(cum=0.01, avg=99.0, status="2")
+    net.call(scripted.send, "8", change(scripted.er("odd-1", "F", last=("99", "0.01"))))
+    wait_for(lambda: why in caplog.text, "the warning")
+    assert reports == []
+    assert f"execution report for odd-1 ignored: {why}" in caplog.text
+    net.call(scripted.send, "8", scripted.er("odd-1", "F", last=("99", "0.01")))  # the good one counts, once
+    wait_for(lambda: reports, "the fill")
+    assert [(r.status, r.fill.quantity) for r in reports] == [(OrderStatus.FILLED, 0.01)]
+
+
+def test_a_fill_reported_under_a_pending_cancels_id_counts_and_the_cancel_still_waits(venue, scripted, net) -> None:
+    import threading
+
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    resting(venue, "race-1", qty=0.02)
+    scripted.hold_cancels = True
+    answer: list[Any] = []
+    worker = threading.Thread(target=lambda: answer.append(venue.cancel("race-1")))
+    worker.start()
+    wait_for(lambda: scripted.held, "the cancel at the venue")
+    cancel_id = scripted.held[0].get(Tag.ClOrdID)
+    order = scripted.orders["race-1"]
+    order.update(cum=0.01, avg=99.0, status="1")
+    net.call(scripted.send, "8", scripted.er("race-1", "F", wire=cancel_id, last=("99", "0.01"),
+                                              extra=[(Tag.OrigClOrdID, "race-1")]))
+    wait_for(lambda: reports, "the fill")
+    assert [(r.status, r.fill.quantity) for r in reports] == [(OrderStatus.PARTIALLY_FILLED, 0.01)]
+    assert worker.is_alive()  # the cancel is still waiting for its own answer
+    order.update(status="4")
+    net.call(scripted.send, "8", scripted.er("race-1", "4", wire=cancel_id, extra=[(Tag.OrigClOrdID, "race-1")]))
+    worker.join(WAIT)
+    [result] = answer
+    assert (result.status, result.filled_quantity) == (OrderStatus.CANCELED, 0.01)
+
+
+def test_a_working_order_the_venue_forgot_across_a_drop_ends_canceled_saying_why(venue, scripted, net) -> None:
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    resting(venue, "lost-1")
+    logons = scripted.logons
+    scripted.orders.clear()  # the venue comes back without its state
+    net.call(scripted.drop)
+    wait_for(lambda: scripted.logons > logons and reports, "the reconnect and the report")
+    [report] = reports
+    assert (report.client_order_id, report.status) == ("lost-1", OrderStatus.CANCELED)
+    assert "no longer knows the order after the reconnect" in (report.reason or "")
+
+
+def test_a_venue_closed_and_connected_again_keeps_its_numbers(scripted, tmp_path) -> None:
+    fv = FixVenue("127.0.0.1", scripted.port, request_timeout=WAIT, connect_timeout=WAIT, state_dir=tmp_path)
+    fv.connect()
+    fv.close()
+    before = fv.session_info().next_outgoing
+    fv.connect()
+    try:
+        info = fv.session_info()
+        assert info.state == "logged on" and info.next_outgoing > before and info.last_error is None
+    finally:
+        fv.close()

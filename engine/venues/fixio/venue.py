@@ -47,6 +47,7 @@ import calendar
 import concurrent.futures
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -201,9 +202,39 @@ def _f(text: str | None, default: float = 0.0) -> float:
     if text is None:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return default
+    return value if math.isfinite(value) else default
+
+
+# ExecType values of FIX 4.4 (Vol. 4): anything else is not an execution report we can read.
+_EXEC_TYPES = frozenset("0345678ABCDEFGHI")
+
+
+def _report_problem(msg: Message, quantity: float) -> str | None:
+    """Why an execution report cannot be applied to an order of `quantity` (None: it can).
+    ExecType, OrdStatus and CumQty are required; CumQty is a finite quantity from 0 to
+    the order's (a rejection may carry none)."""
+    exec_type, status = msg.get(Tag.ExecType), msg.get(Tag.OrdStatus)
+    if exec_type not in _EXEC_TYPES:
+        return f"ExecType(150) {exec_type!r} is not one FIX 4.4 defines"
+    if status not in _STATUS:
+        return f"OrdStatus(39) {status!r} is not one FIX 4.4 defines"
+    if exec_type == "8" or status == "8":
+        return None
+    text = msg.get(Tag.CumQty)
+    if text is None:
+        return "CumQty(14) missing"
+    try:
+        cum = float(text)
+    except ValueError:
+        cum = math.nan
+    if not (math.isfinite(cum) and cum >= 0):
+        return f"CumQty(14) {text!r} is not a quantity"
+    if quantity and cum > quantity * (1 + 1e-9) + 1e-12:
+        return f"CumQty(14) {text} is above the order's quantity {quantity:g}"
+    return None
 
 
 _TS_CACHE: list[Any] = [None, 0]
@@ -286,6 +317,7 @@ class FixVenue:
         self._reconnect = reconnect
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._numbers: Any = self._open_store()
+        self._store_closed = False
         # Owned by the loop thread.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -343,6 +375,7 @@ class FixVenue:
         if self._loop is not None:
             return self
         self._closing = False
+        self._reopen_store()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"fix-venue-{self.name}", daemon=True)
         self._thread.start()
@@ -371,6 +404,7 @@ class FixVenue:
         if self._loop is not None:
             return self
         self._closing = False
+        self._reopen_store()
         self._loop = asyncio.get_running_loop()
         self._loop_ident = threading.get_ident()
         self._set_state("connecting")
@@ -401,9 +435,7 @@ class FixVenue:
         self._loop = None
         self._loop_ident = None
         self._set_state("closed")
-        close = getattr(self._numbers, "close", None)
-        if close is not None:
-            close()
+        self._close_store()
 
     def close(self) -> None:
         """Log out and stop the loop thread; requests still waiting fail (outcome unknown)."""
@@ -430,9 +462,17 @@ class FixVenue:
             log.warning("FIX venue %s: logout did not finish in 5 s; closing anyway", self.name)
         self._shutdown_thread()
         self._set_state("closed")
-        close = getattr(self._numbers, "close", None)
-        if close is not None:
-            close()
+        self._close_store()
+
+    def _close_store(self) -> None:
+        self._numbers.close()
+        self._store_closed = True
+
+    def _reopen_store(self) -> None:
+        """A venue closed and connected again takes up its numbers where it left them."""
+        if self._store_closed:
+            self._numbers = self._open_store()
+            self._store_closed = False
 
     def _shutdown_thread(self) -> None:
         loop, thread = self._loop, self._thread
@@ -843,16 +883,29 @@ class FixVenue:
             self._on_status_report(msg)
             return
         req = self._pending.get(wire)
+        known = req.track if req is not None and req.track is not None else self._track_for_wire(msg, wire)
+        problem = _report_problem(msg, known.quantity if known is not None else 0.0)
+        if problem is not None:
+            # Nothing of it is believed: a request it would answer times out and is settled
+            # by a status query, as a lost answer is.
+            log.warning("FIX venue %s: execution report for %s ignored: %s", self.name, wire, problem)
+            return
         if req is not None and req.kind == "D":
             self._on_order_answer(req, msg, exec_type)
             return
         if req is not None and req.kind == "F":
             track = req.track or self._track_of(req.extra)
-            if exec_type == "4" and track is not None:
+            if exec_type != "4":
+                # The order's own news while its cancel is pending (FIX 4.4 reports a fill
+                # under the cancel's ClOrdID): applied to the order; the cancel still waits.
+                if track is not None:
+                    self._apply(track, msg, push=True)
+                return
+            if track is not None:
                 self._apply(track, msg, push=False)
                 self._finish(track)
                 self._settle(req, track.result(OrderStatus.CANCELED, None, msg.get(Tag.Text), self.name, self._clock()))
-            elif exec_type == "4":
+            else:
                 self._settle(req, OrderResult(req.extra, self.name, OrderStatus.CANCELED,
                                               _f(msg.get(Tag.OrderQty)), _f(msg.get(Tag.CumQty)),
                                               reason=msg.get(Tag.Text), timestamp=self._clock()))
@@ -867,11 +920,7 @@ class FixVenue:
             self._apply(track, msg, push=False)
             self._touch(req)
             return
-        cid = self._aliases.get(wire, wire)
-        track = self._tracks.get(cid) or self._finished.get(cid)
-        if track is None:
-            orig = msg.get(Tag.OrigClOrdID)
-            track = self._tracks.get(self._aliases.get(orig, orig)) if orig else None
+        track = known
         if track is None:
             log.info("FIX venue %s: ER for an order not sent from here: %s", self.name, wire)
             return
@@ -882,6 +931,15 @@ class FixVenue:
                 replace.fills.append(fill)
             return
         self._apply(track, msg, push=True)
+
+    def _track_for_wire(self, msg: Message, wire: str) -> _Track | None:
+        """The order an ER is about, by its ClOrdID (ours, a replace's) or its OrigClOrdID."""
+        cid = self._aliases.get(wire, wire)
+        track = self._tracks.get(cid) or self._finished.get(cid)
+        if track is None:
+            orig = msg.get(Tag.OrigClOrdID)
+            track = self._tracks.get(self._aliases.get(orig, orig)) if orig else None
+        return track
 
     def _on_order_answer(self, req: _Request, msg: Message, exec_type: str | None) -> None:
         track = req.track
@@ -1247,6 +1305,7 @@ class FixVenue:
                     venue=self.name))
             return False
         self._conn = conn
+        self._last_error = None
         self._set_state("logged on")
         try:
             await self._after_logon(first=not ready.done())
@@ -1362,11 +1421,20 @@ class FixVenue:
                 self._settled_by_status(track, answer)
             elif isinstance(answer, UnknownOrderError):
                 req = self._pending.get(track.cid)
-                self._tracks.pop(track.cid, None)
                 if req is not None and req.kind == "D":
+                    self._tracks.pop(track.cid, None)
                     self._settle(req, error=TransientVenueError(
                         f"{self.name}: order {track.cid!r} never reached the venue (status query after a "
                         "reconnect: not known); nothing was placed, safe to send again", venue=self.name))
+                else:
+                    # Acknowledged before the drop, unknown now (a venue restarted without its
+                    # state): it works nowhere, and whoever waits for its end must hear it.
+                    track.status = OrderStatus.CANCELED
+                    self._emit(ExecutionReport(
+                        self.name, track.cid, track.symbol, OrderStatus.CANCELED, track.cum, 0.0, self._clock(),
+                        None, f"{self.name} no longer knows the order after the reconnect (it restarted "
+                        "without its state?): it works nowhere"))
+                    self._finish(track)
             else:
                 log.warning("FIX venue %s: reconcile of %s: %s", self.name, track.cid, answer)
 
