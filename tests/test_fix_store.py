@@ -199,3 +199,17 @@ def test_a_logon_heartbeat_interval_that_is_not_1_to_3600_seconds_is_refused(int
     out = venue.receive(logon, T0)
     assert venue.status is SessionStatus.CLOSED
     assert out.events[-1].text == f"Logon HeartBtInt {interval!r} is not a number of seconds from 1 to 3600"
+
+
+def test_a_stored_message_that_is_not_fix_is_refused_as_corrupt(tmp_path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = SqliteSessionStore(path, "K")
+    store.save_sent(1, "8", "20260101-00:00:00.000", [(11, "a")])
+    store.next_outgoing = 2
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE fix_sent SET body='x=1'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigurationError, match="is corrupt .*'x=1' is not tag=value"):
+        SqliteSessionStore(path, "K")

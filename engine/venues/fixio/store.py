@@ -105,13 +105,13 @@ class SqliteSessionStore(SessionStore):
                 "SELECT seq, msg_type, sending_time, body FROM fix_sent WHERE key=? ORDER BY seq DESC LIMIT ?",
                 (key, resend_window),
             ).fetchall()
-        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            for seq, msg_type, sending_time, body in reversed(rows):
+                super().save_sent(int(seq), str(msg_type), str(sending_time), _fields(body))
+        except (sqlite3.DatabaseError, ValueError, TypeError, AttributeError) as exc:
             self._db.close()
             raise ConfigurationError(
                 f"the FIX session store {str(self.path)!r} is corrupt ({exc}); it was left untouched"
             ) from None
-        for seq, msg_type, sending_time, body in reversed(rows):
-            super().save_sent(int(seq), msg_type, sending_time, _fields(body))
 
     def save_sent(self, seq: int, msg_type: str, sending_time: str, fields: Iterable[tuple[int, FieldValue]]) -> None:
         fields = tuple(fields)
@@ -138,7 +138,11 @@ class SqliteSessionStore(SessionStore):
             db.execute("INSERT OR REPLACE INTO fix_session VALUES (?, ?, ?)", (self.key, *numbers))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed ROLLBACK must not hide why the commit failed
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
         self._rows.clear()
         self._saved = numbers
@@ -153,6 +157,8 @@ class SqliteSessionStore(SessionStore):
 def _fields(body: str) -> list[tuple[int, FieldValue]]:
     fields: list[tuple[int, FieldValue]] = []
     for part in body.split("\x01") if body else ():
-        tag, _, value = part.partition("=")
+        tag, sep, value = part.partition("=")
+        if not (sep and tag.isascii() and tag.isdigit() and len(tag) <= 9 and value):
+            raise ValueError(f"a stored message field {part[:40]!r} is not tag=value")
         fields.append((int(tag), value))
     return fields
