@@ -13,13 +13,21 @@ Rules:
   iteration; an order changed five times in one batch is written once. Never one commit
   per order.
 - The file says what it is (`PRAGMA application_id`, schema version in `user_version`).
-  A file that is not SQLite, or is another program's database, or a newer schema, is
-  refused with `VenueStateError` naming the file and what is wrong; it is never
-  overwritten. An empty file (or none) becomes a new state.
+  A file that is not SQLite, or is another program's database, or a newer schema, or
+  fails SQLite's `quick_check`, or holds a row that is not an order (a status FIX does
+  not define, a quantity that is not a number), is refused with `VenueStateError`
+  naming the file and what is wrong; it is never overwritten. An empty file (or none)
+  becomes a new state.
+- One venue process per directory: an exclusive lock on `venue.lock` (held until the
+  process ends) refuses a second one, which would take the same ClOrdIDs twice.
+- A commit that fails keeps its changes for the next one (a lock or a full disk may
+  pass) and says why in `failing` until one succeeds.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,7 @@ from typing import Any, Protocol
 
 from engine.errors import ConfigurationError, ExecdeskError
 from engine.models import Fill
+from engine.venues.fix.tags import OrdStatus
 from engine.venues.fixio.store import APPLICATION_ID as STORE_APPLICATION_ID
 from engine.venues.fixio.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
 from engine.venues.fixio.store import _SCHEMA as STORE_SCHEMA
@@ -126,13 +135,20 @@ class VenueState:
             raise VenueStateError(f"state directory {self.directory} cannot be created: {exc}") from None
         if not self.directory.is_dir():
             raise VenueStateError(f"state directory {self.directory} is not a directory")
-        self._conn = self._open()
+        self._lock = _lock_directory(self.directory)
+        self.failing: str | None = None  # why the last commit failed (None: it did not)
+        try:
+            self._conn = self._open()
+        except BaseException:
+            self._lock.close()
+            raise
         # The session stores' file is checked now, so a bad one stops the start, not a Logon.
         try:
             open_database(self.directory / SESSIONS_FILE, application_id=STORE_APPLICATION_ID, schema=STORE_SCHEMA,
                           version=STORE_SCHEMA_VERSION, what="FIX session store").close()
         except ConfigurationError as exc:
             self._conn.close()
+            self._lock.close()
             raise VenueStateError(str(exc)) from None
         self._orders: dict[str, _OrderLike] = {}
         self._ids: list[tuple[str, str]] = []
@@ -174,6 +190,15 @@ class VenueState:
             conn.close()
             raise VenueStateError(
                 f"state file {path} has schema version {version}; this execdesk reads version {SCHEMA_VERSION}")
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            check = str(exc)
+        if check != "ok":
+            conn.close()
+            raise VenueStateError(
+                f"state file {path} is damaged (SQLite quick_check: {check}); it was left as it is: "
+                "restore it from a copy or point --state at another directory")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -204,21 +229,29 @@ class VenueState:
         """Write every change since the last commit in one transaction."""
         if not (self._orders or self._ids or self._fills):
             return
-        orders, self._orders = self._orders, {}
-        ids, self._ids = self._ids, []
-        fills, self._fills = self._fills, []
+        orders, ids, fills = self._orders, self._ids, self._fills
         conn = self._conn
-        with conn:
-            if orders:
-                conn.executemany(_UPSERT_ORDER, [_order_row(o) for o in orders.values()])
-            if ids:
-                conn.executemany("INSERT OR IGNORE INTO cl_ord_ids VALUES (?,?)", ids)
-            if fills:
-                conn.executemany("INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?)", fills)
+        try:
+            with conn:
+                if orders:
+                    conn.executemany(_UPSERT_ORDER, [_order_row(o) for o in orders.values()])
+                if ids:
+                    conn.executemany("INSERT OR IGNORE INTO cl_ord_ids VALUES (?,?)", ids)
+                if fills:
+                    conn.executemany("INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?)", fills)
+        except sqlite3.Error as exc:
+            # Kept for the next commit; the server refuses new orders while this is set.
+            self.failing = f"the venue cannot save its state in {self.path}: {exc}"
+            raise VenueStateError(self.failing) from None
+        self._orders, self._ids, self._fills = {}, [], []
+        self.failing = None
 
     def close(self) -> None:
-        self.commit()
-        self._conn.close()
+        try:
+            self.commit()
+        finally:
+            self._conn.close()
+            self._lock.close()
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -230,12 +263,65 @@ class VenueState:
         out = []
         for row in self._conn.execute("SELECT * FROM orders ORDER BY rowid"):
             key = row[0]
-            out.append(OrderRecord(*row, cl_ord_ids=tuple(ids.get(key) or (key,))))
+            record = OrderRecord(*row, cl_ord_ids=tuple(ids.get(key) or (key,)))
+            problem = _record_problem(record)
+            if problem is not None:
+                raise VenueStateError(f"state file {self.path}: order {key!r} {problem}; the file was left as it is")
+            out.append(record)
         return out
 
     def fills(self, key: str | None = None) -> list[FillRecord]:
         query = "SELECT * FROM fills" + (" WHERE key = ?" if key is not None else "") + " ORDER BY rowid"
         return [FillRecord(*row) for row in self._conn.execute(query, (key,) if key is not None else ())]
+
+
+_STATUSES = frozenset(s.value for s in OrdStatus)
+
+
+def _record_problem(r: OrderRecord) -> str | None:
+    if r.status not in _STATUSES:
+        return f"has status {r.status!r}, which FIX does not define"
+    for name in ("quantity", "cum_qty", "avg_px") + (("price",) if r.price is not None else ()):
+        value = getattr(r, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return f"has {name} {value!r}, which is not a quantity"
+    if not all(isinstance(v, str) and v for v in (r.key, r.venue, r.owner, r.symbol, r.side, r.ord_type, r.tif)):
+        return "has an empty or non-text identifier field"
+    return None
+
+
+class _DirectoryLock:
+    """An exclusive lock on `directory`/venue.lock for as long as it is open."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "venue.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no lock to take (documented)
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self._fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(self._fd)
+            raise VenueStateError(
+                f"state directory {directory} is in use by another execdesk venue (pid {holder}); "
+                "one venue process per state directory") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = -1
+
+
+def _lock_directory(directory: Path) -> _DirectoryLock:
+    try:
+        return _DirectoryLock(directory)
+    except OSError as exc:
+        raise VenueStateError(f"state directory {directory} cannot be locked: {exc}") from None
 
 
 def _order_row(o: _OrderLike) -> tuple[Any, ...]:
