@@ -7,8 +7,12 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   counterparty's SenderCompID (their *owner*), not to a connection: fills of a resting
   order go to whichever connection that CompID has now. One live connection per CompID:
   a second Logon with a CompID already logged on is logged out with a Text saying so.
-- A session's application messages are handled one after another, in arrival order, by
-  one worker task per connection, so the answers to one order keep their order. An
+- A session's application messages are handled one after another, in arrival order, so
+  the answers to one order keep their order: at once, in the read that brought them (their
+  answers leave in that read's one write), while nothing in them waits: D/F/G to a venue
+  that answers without waiting (a simulator with no latency or faults) and everything
+  else. A D/F/G that must await its venue, and every message after it on that connection
+  until the backlog is drained, goes through the connection's worker task instead. An
   order's immediate ERs (New, Trades, Expired) are written in one go.
 - The server keeps its own record of every order it acknowledged (`_OrderInfo`: ClOrdIDs,
   owner, status, cum qty, average price) and answers H and AF from it, so its answers
@@ -40,7 +44,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -53,7 +57,7 @@ from engine.errors import ConfigurationError, UnknownOrderError, UnknownOutcomeE
 from engine.market_data import BookLevel, ExecutionReport, PublicTrade
 from engine.models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
-from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent
+from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.store import SessionStore
 from engine.venues.fix.tags import ExecType, MsgType, OrdStatus, Tag
 from engine.venues.fixio.driver import FixConnection
@@ -201,36 +205,63 @@ class _OrderInfo:
 
 
 class _Client:
-    """One accepted connection: its driver and the worker that handles its messages in order."""
+    """One accepted connection: its driver, and its messages handled in arrival order: at
+    once while nothing waits, else by a worker task that drains them one after another."""
 
     def __init__(self, server: FixVenueServer) -> None:
         self.server = server
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.inbox: deque[Message] = deque()  # messages waiting behind one that awaits
+        self.worker: asyncio.Task[None] | None = None
         self.connection: FixConnection | None = None
         self.comp_id: str | None = None  # set once logged on and accepted
         self.subscriptions: dict[str, _Subscription] = {}
 
     @property
     def alive(self) -> bool:
-        return self.connection is not None and not self.connection.closed.is_set()
+        connection = self.connection
+        return (connection is not None and not connection.closed.is_set()
+                and connection.session.status is SessionStatus.ACTIVE)
 
     def send(self, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
         if self.alive and self.comp_id is not None:
             self.connection.send(msg_type, body)  # type: ignore[union-attr]
 
-    async def work(self) -> None:
+    def receive(self, message: Message) -> None:
+        """The connection's `on_message`: handle it now, unless it must wait (for a venue
+        that answers later) or others wait before it; then it queues for the worker."""
+        if self.worker is None:
+            if self.comp_id is None:
+                return  # a session refused after its Logon: nothing of it is acted on
+            try:
+                if self.server._handle_now(self, message):
+                    return
+            except Exception:  # one bad message must not end the session
+                self._failed(message)
+                return
+            self.worker = asyncio.ensure_future(self._work())
+            self.server._tasks.add(self.worker)
+        self.inbox.append(message)
+
+    async def _work(self) -> None:
         server = self.server
         inbox = self.inbox
-        while True:
-            message = await inbox.get()
-            if self.comp_id is None:
-                continue  # a session refused after its Logon: nothing of it is acted on
-            try:
-                await server._handle(self, message)
-            except Exception:  # one bad message must not end the session's worker
-                log.exception("FIX venue: handling %r failed", message)
-                with contextlib.suppress(Exception):
-                    server._business_reject(self, message, BIZ_REJ_OTHER, "internal error handling the message")
+        try:
+            while inbox:
+                message = inbox.popleft()
+                if self.comp_id is None:
+                    continue
+                try:
+                    await server._handle(self, message)
+                except Exception:  # one bad message must not end the session's worker
+                    self._failed(message)
+        finally:
+            server._tasks.discard(self.worker)  # type: ignore[arg-type]
+            self.worker = None
+
+    def _failed(self, message: Message) -> None:
+        log.exception("FIX venue: handling %r failed", message)
+        with contextlib.suppress(Exception):
+            self.server._business_reject(self, message, BIZ_REJ_OTHER, "internal error handling the message")
 
 
 # -- market data ---------------------------------------------------------------------------------
@@ -395,7 +426,7 @@ class FixVenueServer:
             venue.add_report_listener(self._on_report)
             venue.add_trade_listener(self._on_trade)
         self._cancel_restarted()
-        self._server = await asyncio.start_server(self._accept, self.host, self._port)
+        self._server = await self._loop.create_server(self._connection_made, self.host, self._port)
         if self.tick_interval is not None:
             self._ticker = asyncio.ensure_future(self._tick_forever(self.tick_interval))
 
@@ -433,7 +464,8 @@ class FixVenueServer:
 
     # -- connections ------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _connection_made(self) -> FixConnection:
+        """The protocol factory: one client, its connection and its worker per TCP connection."""
         config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties,
                                heart_bt_int=self.heart_bt_int)
         client = _Client(self)
@@ -442,22 +474,24 @@ class FixVenueServer:
         def on_event(event: SessionEvent) -> None:
             self._on_event(client, event)
 
-        client.connection = FixConnection(
-            session, reader, writer,
-            on_message=client.inbox.put_nowait, on_event=on_event, clock=self._clock,
-        )
+        connection = client.connection = FixConnection(
+            session, on_message=client.receive, on_event=on_event, clock=self._clock)
         self._clients.add(client)
-        worker = asyncio.ensure_future(client.work())
-        run = asyncio.current_task()
-        self._tasks.add(worker)
-        if run is not None:
-            self._tasks.add(run)
+        run = asyncio.ensure_future(self._serve(client))
+        self._tasks.add(run)
+        return connection
+
+    async def _serve(self, client: _Client) -> None:
+        """Wait for the connection to end, then forget its client."""
+        assert client.connection is not None
         try:
             await client.connection.run()
         finally:
-            worker.cancel()
+            if client.worker is not None:
+                client.worker.cancel()
+            client.inbox.clear()
             self._clients.discard(client)
-            self._tasks.discard(worker)
+            run = asyncio.current_task()
             if run is not None:
                 self._tasks.discard(run)
             self._drop_client(client)
@@ -553,24 +587,61 @@ class FixVenueServer:
 
     # -- application messages ------------------------------------------------------------------
 
-    async def _handle(self, client: _Client, msg: Message) -> None:
+    def _acceptable(self, client: _Client, msg: Message) -> bool:
+        """A MsgType we speak with the fields it requires; else a BusinessMessageReject."""
         kind = msg.msg_type
         required = _REQUIRED.get(kind)
         if required is None:
             self._business_reject(client, msg, BIZ_REJ_UNSUPPORTED_MSG_TYPE, f"MsgType {kind} is not supported")
-            return
+            return False
         missing = [int(tag) for tag in required if tag not in msg]
         if missing:
             self._business_reject(client, msg, BIZ_REJ_FIELD_MISSING,
                                   f"required field(s) missing: {', '.join(map(str, missing))}")
-            return
+            return False
+        return True
+
+    def _handle_now(self, client: _Client, msg: Message) -> bool:
+        """Handle `msg` at once if nothing in it awaits: D/F/G only when their venue answers
+        without waiting (a simulator with no latency or faults); False: it must be awaited."""
+        kind = msg.msg_type
         if kind == "D":
-            await self._new_order(client, msg)
-        elif kind == "F":
-            await self._cancel(client, msg)
-        elif kind == "G":
-            await self._replace(client, msg)
-        elif kind == "H":
+            venue = self._venue_for(msg)
+            if venue is not None and not _answers_at_once(venue):
+                return False
+        elif kind == "F" or kind == "G":
+            info = self._orders.get(msg.get(Tag.OrigClOrdID) or "")
+            if info is not None and not _answers_at_once(info.venue):
+                return False
+        if self._acceptable(client, msg):
+            if kind == "D":
+                self._new_order_now(client, msg)
+            elif kind == "F":
+                self._cancel_now(client, msg)
+            elif kind == "G":
+                self._replace_now(client, msg)
+            else:
+                self._handle_local(client, msg)
+        self._schedule_batch()
+        return True
+
+    async def _handle(self, client: _Client, msg: Message) -> None:
+        kind = msg.msg_type
+        if self._acceptable(client, msg):
+            if kind == "D":
+                await self._new_order(client, msg)
+            elif kind == "F":
+                await self._cancel(client, msg)
+            elif kind == "G":
+                await self._replace(client, msg)
+            else:
+                self._handle_local(client, msg)
+        self._schedule_batch()
+
+    def _handle_local(self, client: _Client, msg: Message) -> None:
+        """The messages answered from the server's own records (H, AF, x, V)."""
+        kind = msg.msg_type
+        if kind == "H":
             self._status(client, msg)
         elif kind == "AF":
             self._mass_status(client, msg)
@@ -578,52 +649,59 @@ class FixVenueServer:
             self._security_list(client, msg)
         else:
             self._market_data_request(client, msg)
-        self._schedule_batch()
 
-    async def _new_order(self, client: _Client, msg: Message) -> None:
+    def _refuse_order(self, client: _Client, msg: Message, text: str, reason: str = ORD_REJ_OTHER,
+                      venue_name: str = "") -> None:
+        """ER Rejected for the NewOrderSingle `msg` (OrdRejReason `reason`, Text `text`)."""
+        cid = msg.get(Tag.ClOrdID)
+        body: list[tuple[int, FieldValue]] = [
+            (Tag.OrderID, f"{venue_name}:{cid}" if venue_name else "NONE"), (Tag.ClOrdID, cid),  # type: ignore[list-item]
+            (Tag.ExecID, self._exec_id()), (Tag.ExecType, ExecType.REJECTED), (Tag.OrdStatus, OrdStatus.REJECTED),
+            (Tag.Symbol, msg.get(Tag.Symbol)), (Tag.Side, msg.get(Tag.Side)),  # type: ignore[list-item]
+            (Tag.OrderQty, msg.get(Tag.OrderQty) or "0"),
+            (Tag.LeavesQty, "0"), (Tag.CumQty, "0"), (Tag.AvgPx, "0"),
+            (Tag.TransactTime, utc_timestamp(self._clock())),
+        ]
+        if venue_name:
+            body.append((EX_DESTINATION, venue_name))
+        body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
+        client.send(MsgType.EXECUTION_REPORT, body)
+
+    def _order_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, Order] | None:
+        """The order a NewOrderSingle asks for, remembered under its ClOrdID; None when it
+        was refused (its ER Rejected sent)."""
         cid = msg.get(Tag.ClOrdID)
         symbol = msg.get(Tag.Symbol)
         side_code = msg.get(Tag.Side)
         ord_type = msg.get(Tag.OrdType)
         price_text = msg.get(Tag.Price)
         assert cid is not None and symbol is not None and side_code is not None and ord_type is not None
-
-        def refuse(text: str, reason: str = ORD_REJ_OTHER, venue_name: str = "") -> None:
-            body: list[tuple[int, FieldValue]] = [
-                (Tag.OrderID, f"{venue_name}:{cid}" if venue_name else "NONE"), (Tag.ClOrdID, cid),
-                (Tag.ExecID, self._exec_id()), (Tag.ExecType, ExecType.REJECTED), (Tag.OrdStatus, OrdStatus.REJECTED),
-                (Tag.Symbol, symbol), (Tag.Side, side_code), (Tag.OrderQty, msg.get(Tag.OrderQty) or "0"),
-                (Tag.LeavesQty, "0"), (Tag.CumQty, "0"), (Tag.AvgPx, "0"),
-                (Tag.TransactTime, utc_timestamp(self._clock())),
-            ]
-            if venue_name:
-                body.append((EX_DESTINATION, venue_name))
-            body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
-            client.send(MsgType.EXECUTION_REPORT, body)
-
         known = self._orders.get(cid)
         if known is not None:
-            refuse(f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; no new order was made",
-                   ORD_REJ_DUPLICATE)
-            return
+            self._refuse_order(client, msg, f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; "
+                               "no new order was made", ORD_REJ_DUPLICATE)
+            return None
         venue = self._venue_for(msg)
         if venue is None:
-            refuse(f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
-                   f"(venues: {', '.join(self.venues)})")
-            return
+            self._refuse_order(client, msg, f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
+                               f"(venues: {', '.join(self.venues)})")
+            return None
         side = _SIDES.get(side_code)
         otype = _ORD_TYPES.get(ord_type)
         tif_code = msg.get(Tag.TimeInForce, "0")
         tif = _TIFS.get(tif_code)
         if side is None:
-            refuse(f"Side(54) {side_code!r} is not supported (1 buy, 2 sell)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"Side(54) {side_code!r} is not supported (1 buy, 2 sell)",
+                               venue_name=venue.name)
+            return None
         if otype is None:
-            refuse(f"OrdType(40) {ord_type!r} is not supported (1 market, 2 limit)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"OrdType(40) {ord_type!r} is not supported (1 market, 2 limit)",
+                               venue_name=venue.name)
+            return None
         if tif is None:
-            refuse(f"TimeInForce(59) {tif_code!r} is not supported (0, 1, 3, 4, 6)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"TimeInForce(59) {tif_code!r} is not supported (0, 1, 3, 4, 6)",
+                               venue_name=venue.name)
+            return None
         try:
             quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
             price = float(price_text) if price_text is not None and otype is OrderType.LIMIT else None
@@ -631,28 +709,58 @@ class FixVenueServer:
             order = Order(id=cid, client_order_id=cid, symbol=symbol, side=side, type=otype, quantity=quantity,
                           price=price, time_in_force=tif, expire_at=expire_at)
         except (ValueError, ValidationError) as exc:  # ValidationError is a ValueError; both named for the reader
-            refuse(f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
+            return None
         info = _OrderInfo(cid, venue, client.comp_id or "", symbol, side_code, quantity, ord_type, price, tif_code,
                           [cid])
         info.pending = []
         self._remember_id(cid, info)
+        return info, order
+
+    async def _new_order(self, client: _Client, msg: Message) -> None:
+        asked = self._order_of(client, msg)
+        if asked is None:
+            return
+        info, order = asked
+        venue = info.venue
         try:
             result = await venue.submit_async(order)
         except UnknownOutcomeError as exc:
             try:
-                result = await venue.status_async(cid)
+                result = await venue.status_async(info.key)
             except (UnknownOrderError, VenueError):
-                result = OrderResult(cid, venue.name, OrderStatus.REJECTED,
+                result = OrderResult(info.key, venue.name, OrderStatus.REJECTED,
                                      reason=f"{exc}; the order is not known at the venue")
         except VenueError as exc:
-            result = OrderResult(cid, venue.name, OrderStatus.REJECTED, reason=str(exc))
+            result = OrderResult(info.key, venue.name, OrderStatus.REJECTED, reason=str(exc))
+        self._order_answered(client, msg, info, result)
+
+    def _new_order_now(self, client: _Client, msg: Message) -> None:
+        """`_new_order` for a venue that answers at once: its sync calls, the same answers."""
+        asked = self._order_of(client, msg)
+        if asked is None:
+            return
+        info, order = asked
+        venue = info.venue
+        try:
+            result = venue.submit(order)
+        except UnknownOutcomeError as exc:
+            try:
+                result = venue.status(info.key)
+            except (UnknownOrderError, VenueError):
+                result = OrderResult(info.key, venue.name, OrderStatus.REJECTED,
+                                     reason=f"{exc}; the order is not known at the venue")
+        except VenueError as exc:
+            result = OrderResult(info.key, venue.name, OrderStatus.REJECTED, reason=str(exc))
+        self._order_answered(client, msg, info, result)
+
+    def _order_answered(self, client: _Client, msg: Message, info: _OrderInfo, result: OrderResult) -> None:
         if result.status is OrderStatus.REJECTED:
             info.status = OrdStatus.REJECTED
             info.text = result.reason or "rejected by the venue"
             info.pending = None
             self._changed(info)
-            refuse(info.text, venue_name=venue.name)
+            self._refuse_order(client, msg, info.text, venue_name=info.venue.name)
             return
         self._report_result(info, result, client)
 
@@ -676,32 +784,63 @@ class FixVenueServer:
             self._unsolicited(report)
         self._touch(info)
 
-    async def _cancel(self, client: _Client, msg: Message) -> None:
+    def _cancel_reject(self, client: _Client, info: _OrderInfo | None, cid: str, orig: str, reason: str,
+                       status: str, text: str, response_to: str = "1") -> None:
+        """OrderCancelReject (9) to a cancel (CxlRejResponseTo 1) or a replace (2)."""
+        client.send(MsgType.ORDER_CANCEL_REJECT, [
+            (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
+            (Tag.OrdStatus, status), (Tag.CxlRejResponseTo, response_to), (Tag.CxlRejReason, reason),
+            (Tag.Text, text),
+        ])
+
+    def _cancel_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, str, str] | None:
+        """The order an OrderCancelRequest may cancel, its OrigClOrdID and ClOrdID; None
+        when it was refused (its OrderCancelReject sent)."""
         orig = msg.get(Tag.OrigClOrdID) or ""
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(orig)
         if info is not None and info.owner != client.comp_id:
             info = None  # another counterparty's order is not this one's to touch
-
-        def cancel_reject(reason: str, status: str, text: str) -> None:
-            client.send(MsgType.ORDER_CANCEL_REJECT, [
-                (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
-                (Tag.OrdStatus, status), (Tag.CxlRejResponseTo, "1"), (Tag.CxlRejReason, reason), (Tag.Text, text),
-            ])
-
         if info is None:
-            cancel_reject(CXL_REJ_UNKNOWN_ORDER, OrdStatus.REJECTED, f"order {orig!r} is not known")
-            return
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_UNKNOWN_ORDER, OrdStatus.REJECTED,
+                                f"order {orig!r} is not known")
+            return None
         if cid in self._orders:
-            cancel_reject(CXL_REJ_DUPLICATE, info.status, f"duplicate ClOrdID {cid!r}: it was used before")
-            return
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_DUPLICATE, info.status,
+                                f"duplicate ClOrdID {cid!r}: it was used before")
+            return None
         if info.status not in _WORKING:
-            cancel_reject(CXL_REJ_TOO_LATE, info.status, f"order {orig!r} is already {info.status.name}")
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE, info.status,
+                                f"order {orig!r} is already {info.status.name}")
+            return None
+        return info, orig, cid
+
+    async def _cancel(self, client: _Client, msg: Message) -> None:
+        asked = self._cancel_of(client, msg)
+        if asked is None:
             return
+        info = asked[0]
         try:
-            result = await info.venue.cancel_async(info.key)
+            result: OrderResult | VenueError = await info.venue.cancel_async(info.key)
         except VenueError as exc:
-            cancel_reject(CXL_REJ_OTHER, info.status, str(exc))  # not canceled: it stands as last reported
+            result = exc
+        self._cancel_answered(client, *asked, result)
+
+    def _cancel_now(self, client: _Client, msg: Message) -> None:
+        asked = self._cancel_of(client, msg)
+        if asked is None:
+            return
+        info = asked[0]
+        try:
+            result: OrderResult | VenueError = info.venue.cancel(info.key)
+        except VenueError as exc:
+            result = exc
+        self._cancel_answered(client, *asked, result)
+
+    def _cancel_answered(self, client: _Client, info: _OrderInfo, orig: str, cid: str,
+                         result: OrderResult | VenueError) -> None:
+        if isinstance(result, VenueError):  # not canceled: it stands as last reported
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_OTHER, info.status, str(result))
             return
         if result.status is OrderStatus.CANCELED:
             self._remember_id(cid, info)
@@ -710,10 +849,12 @@ class FixVenueServer:
                 info, ExecType.CANCELED, OrdStatus.CANCELED, cl_ord_id=cid, orig=orig, text=result.reason))
             self._touch(info)
             return
-        cancel_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER, info.status,
-                      result.reason or "cancel refused")
+        self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER,
+                            info.status, result.reason or "cancel refused")
 
-    async def _replace(self, client: _Client, msg: Message) -> None:
+    def _replace_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, str, str, float, float | None] | None:
+        """The order an OrderCancelReplaceRequest may replace, OrigClOrdID, ClOrdID and the
+        new quantity and price; None when it was refused (its OrderCancelReject sent)."""
         orig = msg.get(Tag.OrigClOrdID) or ""
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(orig)
@@ -721,27 +862,24 @@ class FixVenueServer:
             info = None
 
         def replace_reject(reason: str, text: str) -> None:
-            client.send(MsgType.ORDER_CANCEL_REJECT, [
-                (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
-                (Tag.OrdStatus, info.status if info else OrdStatus.REJECTED), (Tag.CxlRejResponseTo, "2"),
-                (Tag.CxlRejReason, reason), (Tag.Text, text),
-            ])
+            self._cancel_reject(client, info, cid, orig, reason, info.status if info else OrdStatus.REJECTED, text,
+                                response_to="2")
 
         if info is None:
             replace_reject(CXL_REJ_UNKNOWN_ORDER, f"order {orig!r} is not known")
-            return
+            return None
         if cid in self._orders:
             replace_reject(CXL_REJ_DUPLICATE, f"duplicate ClOrdID {cid!r}: it was used before")
-            return
+            return None
         if info.status not in _WORKING:
             replace_reject(CXL_REJ_TOO_LATE, f"order {orig!r} is already {info.status.name}")
-            return
+            return None
         for tag, name, have in ((Tag.Symbol, "Symbol", info.symbol), (Tag.Side, "Side", info.side),
                                 (Tag.OrdType, "OrdType", info.ord_type)):
             if msg.get(tag) != have:
                 replace_reject(CXL_REJ_OTHER, f"{name}({int(tag)}) cannot change in a replace: the order's is "
                                               f"{have!r}, the request's {msg.get(tag)!r}")
-                return
+                return None
         price_text = msg.get(Tag.Price)
         try:
             quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
@@ -749,19 +887,43 @@ class FixVenueServer:
         except ValueError:
             replace_reject(CXL_REJ_OTHER, f"OrderQty(38) {msg.get(Tag.OrderQty)!r} or Price(44) {price_text!r} "
                                           "is not a number")
-            return
+            return None
         if info.ord_type == "2" and price is None:
             replace_reject(CXL_REJ_OTHER, "Price(44) is required to replace a limit order")
+            return None
+        return info, orig, cid, quantity, price
+
+    async def _replace(self, client: _Client, msg: Message) -> None:
+        asked = self._replace_of(client, msg)
+        if asked is None:
             return
+        info, _, _, quantity, price = asked
         try:
-            result = await info.venue.amend_async(info.key, quantity=quantity, price=price)
+            result: OrderResult | VenueError = await info.venue.amend_async(info.key, quantity=quantity, price=price)
         except VenueError as exc:
-            replace_reject(CXL_REJ_OTHER, str(exc))
+            result = exc
+        self._replace_answered(client, *asked, result)
+
+    def _replace_now(self, client: _Client, msg: Message) -> None:
+        asked = self._replace_of(client, msg)
+        if asked is None:
+            return
+        info, _, _, quantity, price = asked
+        try:
+            result: OrderResult | VenueError = info.venue.amend(info.key, quantity=quantity, price=price)
+        except VenueError as exc:
+            result = exc
+        self._replace_answered(client, *asked, result)
+
+    def _replace_answered(self, client: _Client, info: _OrderInfo, orig: str, cid: str, quantity: float,
+                          price: float | None, result: OrderResult | VenueError) -> None:
+        if isinstance(result, VenueError):
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_OTHER, info.status, str(result), response_to="2")
             return
         if result.status is OrderStatus.REJECTED:
             # Finished meanwhile (a fill reported while we waited): too late; else the request was bad.
-            replace_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER,
-                           result.reason or "replace refused")
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE if info.status not in _WORKING
+                                else CXL_REJ_OTHER, info.status, result.reason or "replace refused", response_to="2")
             return
         self._remember_id(cid, info)
         info.quantity = quantity
@@ -1227,6 +1389,12 @@ class FixVenueServer:
             (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefMsgType, msg.msg_type),
             (Tag.BusinessRejectReason, reason), (Tag.Text, text),
         ])
+
+
+def _answers_at_once(venue: SimulatedExchange) -> bool:
+    """True when the venue's calls return without waiting (a simulator with no latency,
+    faults, outage or spike: its sync and async forms are the same work)."""
+    return getattr(venue, "_quiet", False) is True
 
 
 def _related_symbols(msg: Message) -> list[tuple[str, str | None]]:

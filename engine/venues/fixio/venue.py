@@ -72,7 +72,7 @@ from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
 from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.tags import MsgType, Tag
-from engine.venues.fixio.driver import FixConnection, open_fix_connection
+from engine.venues.fixio.driver import FixConnection
 from engine.venues.fixio.server import fix_number
 from engine.venues.sim.config import UnknownSymbolError
 
@@ -1212,11 +1212,11 @@ class FixVenue:
         self._generation += 1
         generation = self._generation
         self._close_text = ""
+        conn = FixConnection(session, on_message=self._on_message,
+                             on_event=lambda event: self._on_event(event, generation, conn), clock=self._clock)
         try:
-            conn, task = await asyncio.wait_for(open_fix_connection(
-                self.host, self.port, session, on_message=self._on_message,
-                on_event=lambda event: self._on_event(event, generation), clock=self._clock),
-                self.connect_timeout)
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: conn, self.host, self.port),
+                                   self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             cause = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
             self._last_error = f"cannot connect to {self.host}:{self.port}: {cause}"
@@ -1225,6 +1225,7 @@ class FixVenue:
                     f"{self.name}: the FIX venue at {self.host}:{self.port} cannot be reached: {cause}",
                     venue=self.name))
             return False
+        task = asyncio.ensure_future(conn.run())
         self._peer = conn.peer
         logon = asyncio.ensure_future(conn.logged_on.wait())
         closed = asyncio.ensure_future(conn.closed.wait())
@@ -1259,10 +1260,17 @@ class FixVenue:
         self._dropped(generation, self._close_text or "connection closed")
         return True
 
-    def _on_event(self, event: SessionEvent, generation: int) -> None:
+    def _on_event(self, event: SessionEvent, generation: int, conn: FixConnection) -> None:
         if event.kind in ("closed", "logged_out") and event.text:
             self._close_text = event.text
-        if event.kind == "closed":
+        if event.kind == "logged_on":
+            if generation == self._generation and not self._closing:
+                # Usable from the Logon on: what arrives with it (a resent answer) may
+                # settle a request before the supervisor's turn comes.
+                self._conn = conn
+                self._peer = conn.peer
+                self._set_state("logged on")
+        elif event.kind == "closed":
             self._dropped(generation, event.text)
         elif event.kind == "rejected_ours" and event.seq_num is not None:
             req = self._by_seq.get(event.seq_num)
