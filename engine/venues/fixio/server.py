@@ -30,8 +30,10 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   loop iteration that touched the book (an order, a fill) and after every ticker step.
   A ticker task calls each venue's `tick()` every `tick_interval` seconds, so the market
   moves and resting orders fill with nobody asking.
-- Work that is batched runs once per event-loop iteration (`_after_batch`): the market
-  data diffs and the state commit. Nothing is logged per message at INFO.
+- Work that is batched runs once per event-loop iteration (`_after_batch`), or at the end
+  of a read before its answers are written (so an order's ERs, the market data it moved
+  and the state commit go together, the commit first): the market data diffs and the
+  state commit. Nothing is logged per message at INFO.
 - Listens on loopback only unless `allow_remote=True`.
 """
 
@@ -401,7 +403,7 @@ class FixVenueServer:
         self._loop_thread: int | None = None
         self._markets: dict[tuple[str, str], _Market] = {}
         self._dirty: set[_Market] = set()
-        self._batch_scheduled = False
+        self._batch: asyncio.Handle | None = None  # the `_after_batch` call scheduled
         #: Reports for a counterparty with no live connection, parked in its session store.
         self.parked = 0
         self._restarted: list[_OrderInfo] = []
@@ -475,7 +477,7 @@ class FixVenueServer:
             self._on_event(client, event)
 
         connection = client.connection = FixConnection(
-            session, on_message=client.receive, on_event=on_event, clock=self._clock)
+            session, on_message=client.receive, on_event=on_event, before_write=self._read_done, clock=self._clock)
         self._clients.add(client)
         run = asyncio.ensure_future(self._serve(client))
         self._tasks.add(run)
@@ -551,12 +553,22 @@ class FixVenueServer:
     # -- batching: once per event-loop iteration ---------------------------------------------
 
     def _schedule_batch(self) -> None:
-        if not self._batch_scheduled and self._loop is not None:
-            self._batch_scheduled = True
-            self._loop.call_soon(self._after_batch)
+        if self._batch is None and self._loop is not None:
+            self._batch = self._loop.call_soon(self._after_batch)
+
+    def _read_done(self) -> None:
+        """A connection's read was handled and its answers are about to be written: the
+        batch's work runs now, so its market data leaves in the same write."""
+        if self._batch is not None:
+            try:
+                self._after_batch()
+            except Exception:  # the read's answers must still go out
+                log.exception("FIX venue: the batch's work failed")
 
     def _after_batch(self) -> None:
-        self._batch_scheduled = False
+        if self._batch is not None:
+            self._batch.cancel()
+            self._batch = None
         if self._dirty:
             self._publish()
         if self._parked:
