@@ -113,31 +113,28 @@ def encode(
 
 class Message:
     """A decoded message: its MsgType and every field after 35 and before 10 in wire order
-    (header fields, then body and repeating groups), values as bytes."""
+    (header fields, then body and repeating groups), values as bytes. Lookups by tag give
+    the first occurrence (a repeating group's first entry)."""
 
     __slots__ = ("msg_type", "pairs", "raw", "_index")
 
-    def __init__(self, msg_type: str, pairs: list[tuple[int, bytes]], raw: bytes = b"") -> None:
+    def __init__(self, msg_type: str, pairs: list[tuple[int, bytes]], raw: bytes = b"",
+                 index: dict[int, bytes] | None = None) -> None:
         self.msg_type = msg_type
         self.pairs = pairs
         self.raw = raw
-        self._index: dict[int, bytes] | None = None
+        # Reversed, so the first occurrence of a tag is the one written last and kept.
+        self._index: dict[int, bytes] = dict(reversed(pairs)) if index is None else index
 
     def _lookup(self) -> dict[int, bytes]:
-        index = self._index
-        if index is None:
-            index = {}
-            for tag, value in self.pairs:
-                index.setdefault(tag, value)  # the first occurrence, as a group's first entry
-            self._index = index
-        return index
+        return self._index
 
     def get_bytes(self, tag: int) -> bytes | None:
-        return self._lookup().get(tag)
+        return self._index.get(tag)
 
     def get(self, tag: int, default: str | None = None) -> str | None:
         """The first value of `tag` as text, or `default`."""
-        value = self._lookup().get(tag)
+        value = self._index.get(tag)
         return default if value is None else value.decode("latin-1")
 
     def get_all(self, tag: int) -> list[str]:
@@ -145,23 +142,23 @@ class Message:
         return [value.decode("latin-1") for t, value in self.pairs if t == tag]
 
     def __contains__(self, tag: int) -> bool:
-        return tag in self._lookup()
+        return tag in self._index
 
     @property
     def seq_num(self) -> int:
-        return int(self._lookup()[34])
+        return int(self._index[34])
 
     @property
     def sender(self) -> str:
-        return self._lookup()[49].decode("latin-1")
+        return self._index[49].decode("latin-1")
 
     @property
     def target(self) -> str:
-        return self._lookup()[56].decode("latin-1")
+        return self._index[56].decode("latin-1")
 
     @property
     def poss_dup(self) -> bool:
-        return self._lookup().get(43) == b"Y"
+        return self._index.get(43) == b"Y"
 
     def body(self) -> list[tuple[int, bytes]]:
         """The fields after the standard header fields (49, 56, 34, 52, 43, 122, 97)."""
@@ -309,7 +306,44 @@ class FixDecoder:
         return _parse_fields(raw, body_start - pos, body_end - pos)
 
 
+class _TagNumbers(dict):  # type: ignore[type-arg]
+    """Tag text -> tag number, learned as met (a bounded few thousand); a text that is not
+    all digits raises KeyError."""
+
+    def __missing__(self, text: bytes) -> int:
+        if not text.isdigit():
+            raise KeyError(text)
+        number = int(text)
+        if len(self) < 4096:
+            self[text] = number
+        return number
+
+
+_TAG_NUMBERS = _TagNumbers()
+
+
 def _parse_fields(raw: bytes, body_start: int, body_end: int) -> Message | BadMessage:
+    # The common case in C: no value holds "=", so the fields split into tag, value, tag,
+    # value... with every tag a number and no value empty, 35 first, the header complete.
+    body = raw[body_start:body_end]
+    parts = body.replace(b"\x01", b"=").split(b"=")
+    values = parts[1::2]
+    if len(parts) == 2 * body.count(b"\x01") + 1 and parts[0] == b"35" and b"" not in values:
+        try:
+            tags = list(map(_TAG_NUMBERS.__getitem__, parts[2:-1:2]))
+        except KeyError:
+            tags = None
+        if tags is not None:
+            pairs = list(zip(tags, values[1:]))
+            index = dict(reversed(pairs))
+            seq_text = index.get(34)
+            if 49 in index and 56 in index and 52 in index and seq_text is not None and seq_text.isdigit():
+                return Message(values[0].decode("latin-1"), pairs, raw, index)
+    return _parse_fields_slowly(raw, body_start, body_end)
+
+
+def _parse_fields_slowly(raw: bytes, body_start: int, body_end: int) -> Message | BadMessage:
+    """Field by field, to name the first problem (a message `_parse_fields` did not pass)."""
     fields = raw[body_start:body_end].split(b"\x01")
     fields.pop()  # the empty piece after the last SOH
     first = fields[0]
