@@ -169,7 +169,8 @@ class _Track:
 class _Request:
     """A request that went out and waits for its answer."""
 
-    __slots__ = ("kind", "key", "future", "track", "fills", "reason", "sent_ns", "answer_ns", "seq", "timer",
+    __slots__ = ("kind", "key", "future", "track", "fills", "reason", "sent_ns", "answer_ns", "seq", "deadline",
+                 "settled",
                  "items", "extra", "touched")
 
     def __init__(self, kind: str, key: str, future: concurrent.futures.Future[Any], track: _Track | None) -> None:
@@ -182,7 +183,8 @@ class _Request:
         self.sent_ns = 0
         self.answer_ns = 0
         self.seq = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # the loop's time its answer is due by
+        self.settled = False
         self.items: list[Message] = []
         self.extra: Any = None
         self.touched = False
@@ -298,6 +300,8 @@ class FixVenue:
         self._aliases: dict[str, str] = {}  # a replace's ClOrdID -> the engine's id
         self._finished: OrderedDict[str, _Track] = OrderedDict()
         self._touched: list[_Request] = []
+        self._deadlines: deque[_Request] = deque()  # requests in the order sent: `_due`
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._ids = itertools.count(1)
         self._closing = False
@@ -637,7 +641,7 @@ class FixVenue:
         req.sent_ns = time.perf_counter_ns()
         self._pending[req.key] = req
         self._by_seq[seq] = req
-        req.timer = self._loop.call_later(self.request_timeout, self._expire, req)  # type: ignore[union-attr]
+        self._due(req)
         conn.send(msg_type, body)
 
     def _send_order(self, future: concurrent.futures.Future[Any], order: Order) -> None:
@@ -764,9 +768,7 @@ class FixVenue:
             del self._pending[req.key]
         if self._by_seq.get(req.seq) is req:
             del self._by_seq[req.seq]
-        if req.timer is not None:
-            req.timer.cancel()
-            req.timer = None
+        req.settled = True
         if req.future.done():
             return
         if error is not None:
@@ -774,8 +776,40 @@ class FixVenue:
         else:
             req.future.set_result(result)
 
+    def _due(self, req: _Request) -> None:
+        """`req` is answered within `request_timeout`, or `_expire`d. Every request has the
+        same timeout, so their deadlines come in the order they were sent: one queue and
+        one loop timer (for the oldest) serve them all, where a timer each would cost a
+        heap push and a cancel per request."""
+        loop = self._loop
+        assert loop is not None
+        queue = self._deadlines
+        while queue and queue[0].settled:  # answered already: nothing to watch
+            queue.popleft()
+        req.deadline = loop.time() + self.request_timeout
+        queue.append(req)
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(queue[0].deadline, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        queue = self._deadlines
+        while queue:
+            req = queue[0]
+            if req.settled:
+                queue.popleft()
+            elif req.deadline <= now:
+                queue.popleft()
+                self._expire(req)
+            else:
+                self._deadline_timer = loop.call_at(req.deadline, self._check_deadlines)
+                return
+
     def _expire(self, req: _Request) -> None:
-        req.timer = None
         what = {"D": f"order {req.key!r}", "F": f"cancel of {req.extra!r}", "G": f"amend {req.key!r}",
                 "H": f"status of {req.extra!r}", "AF": "mass status", "x": "security list"}.get(req.kind, req.kind)
         self._settle(req, error=UnknownOutcomeError(
@@ -1424,6 +1458,10 @@ class FixVenue:
         for req in list(self._pending.values()):
             self._settle(req, error=UnknownOutcomeError(
                 f"{self.name}: the venue was closed before the answer", venue=self.name))
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
         self._fail_inbox()
         self._conn = None
         self._set_state("closed")
