@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from zlib import adler32
 
 from engine.errors import ExecdeskError
@@ -80,9 +81,17 @@ def utc_timestamp(epoch_seconds: float) -> str:
     return text
 
 
+_MEMBER_TEXT: dict[Enum, str] = {}  # an enum member -> the text it writes (its value's)
+
+
 def field_text(tag: int, value: FieldValue) -> str:
     if value.__class__ is str:
         text = value
+    elif isinstance(value, Enum) and isinstance(value, (str, int)):  # Side.BUY, Tag.ClOrdID: their value
+        text = _MEMBER_TEXT.get(value)  # type: ignore[assignment]
+        if text is None:
+            member = value.value
+            text = _MEMBER_TEXT[value] = member if isinstance(member, str) else str(int(member))
     elif isinstance(value, bytes):
         text = value.decode("latin-1")
     elif isinstance(value, int):

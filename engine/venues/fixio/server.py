@@ -142,12 +142,24 @@ _REQUIRED = {
 }
 
 
+_NUMBER_TEXT: dict[float, str] = {}  # the texts of numbers met lately: quantities and prices repeat
+
+
 def fix_number(value: float) -> str:
     """A float as a FIX decimal: no exponent, the shortest text that reads back as it."""
+    text = _NUMBER_TEXT.get(value)
+    if text is not None:
+        return text
     text = repr(float(value))
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+    if text.endswith(".0"):
+        text = text[:-2]
+    if value:  # not zero: 0.0 and -0.0 are one key but write "0" and "-0"
+        if len(_NUMBER_TEXT) >= 65536:
+            _NUMBER_TEXT.clear()
+        _NUMBER_TEXT[value] = text
+    return text
 
 
 def _decimal_text(value: Decimal | float) -> str:
