@@ -129,6 +129,7 @@ _ORD_STATUS = {
     OrderStatus.PENDING_CANCEL: OrdStatus.PENDING_CANCEL, OrderStatus.CANCELED: OrdStatus.CANCELED,
     OrderStatus.REJECTED: OrdStatus.REJECTED, OrderStatus.EXPIRED: OrdStatus.EXPIRED,
 }
+_ACTIVE = SessionStatus.ACTIVE
 _WORKING = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED, OrdStatus.PENDING_NEW})
 _LIQUIDITY = {Liquidity.MAKER: "1", Liquidity.TAKER: "2"}
 _REQUIRED = {
@@ -234,11 +235,13 @@ class _Client:
     def alive(self) -> bool:
         connection = self.connection
         return (connection is not None and not connection.closed.is_set()
-                and connection.session.status is SessionStatus.ACTIVE)
+                and connection.session.status is _ACTIVE)
 
     def send(self, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
-        if self.alive and self.comp_id is not None:
-            self.connection.send(msg_type, body)  # type: ignore[union-attr]
+        connection = self.connection
+        if (connection is not None and connection.session.status is _ACTIVE and not connection.closed.is_set()
+                and self.comp_id is not None):
+            connection.send(msg_type, body)
 
     def receive(self, message: Message) -> None:
         """The connection's `on_message`: handle it now, unless it must wait (for a venue
@@ -631,11 +634,11 @@ class FixVenueServer:
         kind = msg.msg_type
         if kind == "D":
             venue = self._venue_for(msg)
-            if venue is not None and not _answers_at_once(venue):
+            if venue is not None and not venue._quiet:
                 return False
         elif kind == "F" or kind == "G":
             info = self._orders.get(msg.get(Tag.OrigClOrdID) or "")
-            if info is not None and not _answers_at_once(info.venue):
+            if info is not None and not info.venue._quiet:
                 return False
         if self._acceptable(client, msg):
             if kind == "D":
@@ -1413,12 +1416,6 @@ class FixVenueServer:
             (Tag.RefSeqNum, str(msg.seq_num)), (Tag.RefMsgType, msg.msg_type),
             (Tag.BusinessRejectReason, reason), (Tag.Text, text),
         ])
-
-
-def _answers_at_once(venue: SimulatedExchange) -> bool:
-    """True when the venue's calls return without waiting (a simulator with no latency,
-    faults, outage or spike: its sync and async forms are the same work)."""
-    return getattr(venue, "_quiet", False) is True
 
 
 def _related_symbols(msg: Message) -> list[tuple[str, str | None]]:
