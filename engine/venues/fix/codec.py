@@ -81,17 +81,32 @@ def utc_timestamp(epoch_seconds: float) -> str:
     return text
 
 
-_MEMBER_TEXT: dict[Enum, str] = {}  # an enum member -> the text it writes (its value's)
+# The text each member of a str or int enum writes (its value's), by its class: an enum
+# member's `.value` is a Python-level property, and `isinstance` against Enum is not cheap.
+_MEMBER_TEXT: dict[type, dict[Enum, str]] = {}
+
+
+def _member_text(value: Enum) -> str:
+    texts = _MEMBER_TEXT.get(value.__class__)
+    if texts is None:
+        texts = _MEMBER_TEXT[value.__class__] = {
+            member: member.value if isinstance(member.value, str) else str(int(member.value))
+            for member in value.__class__  # type: ignore[attr-defined]
+        }
+    text = texts.get(value)
+    if text is None:  # a member not iterated (an IntFlag's combination)
+        text = texts[value] = value.value if isinstance(value.value, str) else str(int(value.value))
+    return text
 
 
 def field_text(tag: int, value: FieldValue) -> str:
-    if value.__class__ is str:
-        text = value
+    cls = value.__class__
+    if cls is str:
+        text = value  # type: ignore[assignment]
+    elif cls in _MEMBER_TEXT:
+        text = _MEMBER_TEXT[cls].get(value) or _member_text(value)  # type: ignore[arg-type]
     elif isinstance(value, Enum) and isinstance(value, (str, int)):  # Side.BUY, Tag.ClOrdID: their value
-        text = _MEMBER_TEXT.get(value)  # type: ignore[assignment]
-        if text is None:
-            member = value.value
-            text = _MEMBER_TEXT[value] = member if isinstance(member, str) else str(int(member))
+        text = _member_text(value)
     elif isinstance(value, bytes):
         text = value.decode("latin-1")
     elif isinstance(value, int):

@@ -642,7 +642,7 @@ class FixVenueServer:
                 return False
         if self._acceptable(client, msg):
             if kind == "D":
-                self._new_order_now(client, msg)
+                self._new_order_now(client, msg, venue)
             elif kind == "F":
                 self._cancel_now(client, msg)
             elif kind == "G":
@@ -694,9 +694,10 @@ class FixVenueServer:
         body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
         client.send(MsgType.EXECUTION_REPORT, body)
 
-    def _order_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, Order] | None:
-        """The order a NewOrderSingle asks for, remembered under its ClOrdID; None when it
-        was refused (its ER Rejected sent)."""
+    def _order_of(self, client: _Client, msg: Message, venue: SimulatedExchange | None
+                  ) -> tuple[_OrderInfo, Order] | None:
+        """The order a NewOrderSingle asks for at `venue` (`_venue_for`), remembered under
+        its ClOrdID; None when it was refused (its ER Rejected sent)."""
         cid = msg.get(Tag.ClOrdID)
         symbol = msg.get(Tag.Symbol)
         side_code = msg.get(Tag.Side)
@@ -708,7 +709,6 @@ class FixVenueServer:
             self._refuse_order(client, msg, f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; "
                                "no new order was made", ORD_REJ_DUPLICATE)
             return None
-        venue = self._venue_for(msg)
         if venue is None:
             self._refuse_order(client, msg, f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
                                f"(venues: {', '.join(self.venues)})")
@@ -745,7 +745,7 @@ class FixVenueServer:
         return info, order
 
     async def _new_order(self, client: _Client, msg: Message) -> None:
-        asked = self._order_of(client, msg)
+        asked = self._order_of(client, msg, self._venue_for(msg))
         if asked is None:
             return
         info, order = asked
@@ -762,9 +762,9 @@ class FixVenueServer:
             result = OrderResult(info.key, venue.name, OrderStatus.REJECTED, reason=str(exc))
         self._order_answered(client, msg, info, result)
 
-    def _new_order_now(self, client: _Client, msg: Message) -> None:
+    def _new_order_now(self, client: _Client, msg: Message, venue: SimulatedExchange | None) -> None:
         """`_new_order` for a venue that answers at once: its sync calls, the same answers."""
-        asked = self._order_of(client, msg)
+        asked = self._order_of(client, msg, venue)
         if asked is None:
             return
         info, order = asked
