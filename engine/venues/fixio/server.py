@@ -48,7 +48,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -130,6 +130,7 @@ _ORD_STATUS = {
     OrderStatus.REJECTED: OrdStatus.REJECTED, OrderStatus.EXPIRED: OrdStatus.EXPIRED,
 }
 _ACTIVE = SessionStatus.ACTIVE
+_CODES: dict[str, str] = {member: member.value for member in (*ExecType, *OrdStatus)}
 _WORKING = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED, OrdStatus.PENDING_NEW})
 _LIQUIDITY = {Liquidity.MAKER: "1", Liquidity.TAKER: "2"}
 _REQUIRED = {
@@ -192,7 +193,7 @@ class _OrderInfo:
     ord_type: str
     price: float | None
     tif: str
-    cl_ord_ids: list[str] = field(default_factory=list)
+    cl_ord_ids: tuple[str, ...] = ()
     status: OrdStatus = OrdStatus.PENDING_NEW
     cum_qty: float = 0.0
     notional: float = 0.0
@@ -332,9 +333,8 @@ def _level_entries(
     after = {level.price: level for level in new}
     for price, level in before.items():
         if price not in after:
-            out += [(Tag.MDUpdateAction, "2"), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
-                    (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)), (Tag.MDEntrySize, "0"),
-                    (NUMBER_OF_ORDERS, "0")]
+            out += [(279, "2"), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
+                    (271, "0"), (NUMBER_OF_ORDERS, "0")]
     for price, level in after.items():
         seen = before.get(price)
         if seen is None:
@@ -343,9 +343,8 @@ def _level_entries(
             action = "1"
         else:
             continue
-        out += [(Tag.MDUpdateAction, action), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
-                (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)),
-                (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+        out += [(279, action), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
+                (271, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
     return out
 
 
@@ -353,9 +352,8 @@ def _trade_entries(trades: list[PublicTrade]) -> list[tuple[int, FieldValue]]:
     out: list[tuple[int, FieldValue]] = []
     for trade in trades:
         stamp = utc_timestamp(trade.ts_event)
-        out += [(Tag.MDUpdateAction, "0"), (Tag.MDEntryType, "2"), (Tag.Symbol, trade.symbol),
-                (SECURITY_EXCHANGE, trade.venue), (Tag.MDEntryPx, fix_number(trade.price)),
-                (Tag.MDEntrySize, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
+        out += [(279, "0"), (269, "2"), (55, trade.symbol), (SECURITY_EXCHANGE, trade.venue),
+                (270, fix_number(trade.price)), (271, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
                 (MD_ENTRY_TIME, stamp[9:]), (AGGRESSOR_SIDE, _SIDE_CODES[trade.aggressor])]
     return out
 
@@ -739,7 +737,7 @@ class FixVenueServer:
             self._refuse_order(client, msg, f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
             return None
         info = _OrderInfo(cid, venue, client.comp_id or "", symbol, side_code, quantity, ord_type, price, tif_code,
-                          [cid])
+                          (cid,))
         info.pending = []
         self._remember_id(cid, info)
         return info, order
@@ -1321,7 +1319,7 @@ class FixVenueServer:
     def _remember_id(self, cl_ord_id: str, info: _OrderInfo) -> None:
         self._orders[cl_ord_id] = info
         if cl_ord_id not in info.cl_ord_ids:
-            info.cl_ord_ids.append(cl_ord_id)
+            info.cl_ord_ids = (*info.cl_ord_ids, cl_ord_id)
         if self._state is not None:
             self._state.add_id(cl_ord_id, info)
         if len(self._orders) > self._remember:
@@ -1338,7 +1336,7 @@ class FixVenueServer:
             if venue is None:
                 continue  # a venue not served this time: its orders stay on disk, untouched
             info = _OrderInfo(record.key, venue, record.owner, record.symbol, record.side, record.quantity,
-                              record.ord_type, record.price, record.tif, list(record.cl_ord_ids),
+                              record.ord_type, record.price, record.tif, tuple(record.cl_ord_ids),
                               OrdStatus(record.status), record.cum_qty, record.cum_qty * record.avg_px, record.text)
             for cid in info.cl_ord_ids:
                 self._orders[cid] = info
@@ -1384,28 +1382,28 @@ class FixVenueServer:
         orig: str | None = None,
         text: str | None = None,
     ) -> list[tuple[int, FieldValue]]:
+        # Plain int tags and str values (not IntEnum/str-enum members): the store keeps the
+        # body for resends, and tuples of plain values drop out of the cycle collector's walks.
         cum = info.cum_qty
-        body: list[tuple[int, FieldValue]] = [(Tag.OrderID, info.order_id), (Tag.ClOrdID, cl_ord_id or info.cl_ord_id)]
+        body: list[tuple[int, FieldValue]] = [(37, info.order_id), (11, cl_ord_id or info.cl_ord_id)]
         if orig is not None:
-            body.append((Tag.OrigClOrdID, orig))
+            body.append((41, orig))
         body += [
-            (Tag.ExecID, exec_id or self._exec_id()), (Tag.ExecType, exec_type), (Tag.OrdStatus, status),
-            (Tag.Symbol, info.symbol), (Tag.Side, info.side), (Tag.OrderQty, fix_number(info.quantity)),
-            (Tag.OrdType, info.ord_type),
+            (17, exec_id or self._exec_id()), (150, _CODES[exec_type]), (39, _CODES[status]),
+            (55, info.symbol), (54, info.side), (38, fix_number(info.quantity)), (40, info.ord_type),
         ]
         if info.price is not None:
-            body.append((Tag.Price, fix_number(info.price)))
-        body.append((Tag.TimeInForce, info.tif))
+            body.append((44, fix_number(info.price)))
+        body.append((59, info.tif))
         if fill is not None:
-            body += [(Tag.LastPx, fix_number(fill.price)), (Tag.LastQty, fix_number(fill.quantity)),
+            body += [(31, fix_number(fill.price)), (32, fix_number(fill.quantity)),
                      (COMMISSION, fix_number(fill.fee)), (COMM_TYPE, "3"),
                      (LAST_LIQUIDITY_IND, _LIQUIDITY[fill.liquidity])]
             if fill.trade_id:
                 body.append((TRADE_ID, fill.trade_id))
         body += [
-            (Tag.LeavesQty, fix_number(info.leaves if status in _WORKING else 0.0)), (Tag.CumQty, fix_number(cum)),
-            (Tag.AvgPx, fix_number(info.avg_px)), (Tag.TransactTime, utc_timestamp(self._clock())),
-            (EX_DESTINATION, info.venue.name),
+            (151, fix_number(info.leaves if status in _WORKING else 0.0)), (14, fix_number(cum)),
+            (6, fix_number(info.avg_px)), (60, utc_timestamp(self._clock())), (EX_DESTINATION, info.venue.name),
         ]
         if text:
             body.append((Tag.Text, text))

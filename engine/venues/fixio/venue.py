@@ -665,18 +665,19 @@ class FixVenue:
                 reason=f"order type {order.type.value} is not sent over FIX (MARKET, LIMIT)",
                 symbol=order.symbol, side=order.side, price=order.price, timestamp=self._clock()))
             return
+        # Plain int tags and str values: the session store keeps the body, and tuples of
+        # plain values drop out of the cycle collector's walks.
         body: list[tuple[int, FieldValue]] = [
-            (Tag.ClOrdID, cid), (Tag.Symbol, order.symbol), (Tag.Side, _SIDE_CODES[order.side]),
-            (Tag.OrderQty, fix_number(order.quantity)), (Tag.OrdType, ord_type),
-            (Tag.TimeInForce, _TIF_CODES[order.time_in_force]),
+            (11, cid), (55, order.symbol), (54, _SIDE_CODES[order.side]), (38, fix_number(order.quantity)),
+            (40, ord_type), (59, _TIF_CODES[order.time_in_force]),
         ]
         if order.price is not None:
-            body.append((Tag.Price, fix_number(order.price)))
+            body.append((44, fix_number(order.price)))
         if order.expire_at is not None:
             body.append((EXPIRE_TIME, utc_timestamp(order.expire_at)))
         if self.destination:
             body.append((EX_DESTINATION, self.destination))
-        body.append((Tag.TransactTime, utc_timestamp(self._clock())))
+        body.append((60, utc_timestamp(self._clock())))
         track = _Track(cid, order.symbol, order.side, order.quantity, order.price, ord_type)
         self._tracks[cid] = track
         self._send(_Request("D", cid, future, track), MsgType.NEW_ORDER_SINGLE, body)
