@@ -8,10 +8,10 @@ Rules:
   has its application messages handed to `on_message` and its events to `on_event`,
   synchronously (a consumer that needs to await queues them), and its bytes queued.
 - Queued bytes go out after `session.store.commit()`, in one write per batch: at the end
-  of the read that produced them (the answers to everything in one read leave together;
-  `before_write` runs first, the owner's last chance to add to them), and otherwise once
-  per turn of the loop (sends made in one turn leave together). No sequence number
-  reaches the wire unsaved.
+  of the read that produced them (the answers to everything in one read leave together),
+  and otherwise once per turn of the loop (sends made in one turn leave together). No
+  sequence number reaches the wire unsaved. `after_read` runs once the read's answers
+  are written (the owner's batch work, off their path); what it sends is written next.
 - One loop timer runs `session.tick` when `session.next_deadline()` is reached. Traffic
   only moves that deadline later, so a timer that fires early ticks (harmless) and is
   armed again; whatever may move it earlier (a Logon, a Logout, a tick) re-arms it.
@@ -53,13 +53,13 @@ class FixConnection(asyncio.BufferedProtocol):
         *,
         on_message: Callable[[Message], None] | None = None,
         on_event: Callable[[SessionEvent], None] | None = None,
-        before_write: Callable[[], None] | None = None,
+        after_read: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
         self._on_message = on_message
         self._on_event = on_event
-        self._before_write = before_write
+        self._after_read = after_read
         self._clock = clock
         self.logged_on = asyncio.Event()
         self.closed = asyncio.Event()
@@ -99,9 +99,11 @@ class FixConnection(asyncio.BufferedProtocol):
         if self.session.status is SessionStatus.CLOSED:
             return
         self._handle(self.session.receive(data, self._clock()))
-        if self._before_write is not None:
-            self._before_write()
         self._flush()
+        if self._after_read is not None:
+            self._after_read()
+            if self._pending:
+                self._flush()
         self._after()
 
     def eof_received(self) -> bool:

@@ -31,9 +31,9 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   A ticker task calls each venue's `tick()` every `tick_interval` seconds, so the market
   moves and resting orders fill with nobody asking.
 - Work that is batched runs once per event-loop iteration (`_after_batch`), or at the end
-  of a read before its answers are written (so an order's ERs, the market data it moved
-  and the state commit go together, the commit first): the market data diffs and the
-  state commit. Nothing is logged per message at INFO.
+  of a read right after its answers are written (so the ERs do not wait for it, and the
+  market data they moved follows in the same turn of the loop): the market data diffs
+  and the state commit. Nothing is logged per message at INFO.
 - Listens on loopback only unless `allow_remote=True`.
 """
 
@@ -490,7 +490,7 @@ class FixVenueServer:
             self._on_event(client, event)
 
         connection = client.connection = FixConnection(
-            session, on_message=client.receive, on_event=on_event, before_write=self._read_done, clock=self._clock)
+            session, on_message=client.receive, on_event=on_event, after_read=self._read_done, clock=self._clock)
         self._clients.add(client)
         run = asyncio.ensure_future(self._serve(client))
         self._tasks.add(run)
@@ -570,8 +570,8 @@ class FixVenueServer:
             self._batch = self._loop.call_soon(self._after_batch)
 
     def _read_done(self) -> None:
-        """A connection's read was handled and its answers are about to be written: the
-        batch's work runs now, so its market data leaves in the same write."""
+        """A connection's read was handled and its answers written: the batch's work runs
+        now (its market data leaves right after them, in this turn of the loop)."""
         if self._batch is not None:
             try:
                 self._after_batch()
