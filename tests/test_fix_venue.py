@@ -215,6 +215,26 @@ def test_a_refused_logon_fails_connect_naming_the_refusal(net: NetLoop, sims) ->
         net.run(srv.stop())
 
 
+def test_an_answer_cut_across_reads_by_the_read_size_is_still_answered_whole(net, server, sims, monkeypatch):
+    """A limit buy through the best ask for more than it shows: ER New then ER Trade
+    (partially filled, resting), written together. Read 128 bytes at a time, they arrive
+    over many reads; the submit's answer still carries the fill, not a bare New."""
+    import engine.venues.fixio.venue as venue_module
+
+    monkeypatch.setattr(venue_module, "_READ_SIZE", 128)
+    venue = FixVenue("127.0.0.1", server.port, destination="swift", request_timeout=WAIT, connect_timeout=WAIT)
+    venue.connect()
+    try:
+        level = sims["swift"].book(SYMBOL).asks[0]
+        qty = round(level.quantity + 0.01, 8)
+        result = venue.submit(limit("cut-1", "BUY", qty, level.price))
+        assert result.status is OrderStatus.PARTIALLY_FILLED
+        assert [(f.price, f.quantity) for f in result.fills] == [(level.price, level.quantity)]
+        assert result.filled_quantity == pytest.approx(level.quantity)
+    finally:
+        venue.close()
+
+
 # -- answers that never come ----------------------------------------------------------------------
 
 

@@ -18,7 +18,8 @@ Rules:
   a cancel or replace takes a new one (`cid.cN`, `cid.rN`), mapped back so the engine only
   ever sees its own id. The answer to a submit is built from the ERs that arrived for it
   in one read of the stream (the venue writes New, Trades and Expired in one go): it is
-  resolved at once by a final ER, else at the end of that read. Anything that arrives
+  resolved at once by a final ER, else at the end of that read (a read that filled the
+  driver's buffer was cut by its size: the reads after it count as the same one). Anything that arrives
   later goes to the report listeners as an `ExecutionReport`.
 - A fill counts once: an ER whose CumQty is not above what is known already added its
   fill (a resent report, or a fill learned by status while disconnected).
@@ -72,7 +73,7 @@ from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
 from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.tags import MsgType, Tag
-from engine.venues.fixio.driver import FixConnection
+from engine.venues.fixio.driver import READ_SIZE, FixConnection
 from engine.venues.fixio.server import fix_number
 from engine.venues.sim.config import UnknownSymbolError
 
@@ -119,6 +120,7 @@ _TIF_CODES = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", 
 _RANK = {OrderStatus.PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CANCEL: 1,
          OrderStatus.PARTIALLY_FILLED: 2}
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
+_READ_SIZE = READ_SIZE  # bytes per read (a test makes it small)
 _TRADES_KEPT = 1000
 _FINISHED_KEPT = 10_000
 
@@ -300,6 +302,7 @@ class FixVenue:
         self._aliases: dict[str, str] = {}  # a replace's ClOrdID -> the engine's id
         self._finished: OrderedDict[str, _Track] = OrderedDict()
         self._touched: list[_Request] = []
+        self._end_deferred_at = -1  # the read count `_end_of_read` last waited past
         self._deadlines: deque[_Request] = deque()  # requests in the order sent: `_due`
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
@@ -844,7 +847,14 @@ class FixVenue:
             self._loop.call_soon(self._end_of_read)  # type: ignore[union-attr]
 
     def _end_of_read(self) -> None:
-        """The read that brought a submit's (or amend's) first ERs is over: answer it."""
+        """The read that brought a submit's (or amend's) first ERs is over: answer it. A
+        read that filled the driver's buffer was cut by its size, not by the venue: the
+        answer waits for the read after it (once; a short read ends the wait)."""
+        conn = self._conn
+        if conn is not None and conn.last_read_full and self._end_deferred_at != conn.reads:
+            self._end_deferred_at = conn.reads
+            self._loop.call_soon(self._end_of_read)  # type: ignore[union-attr]
+            return
         self._flush_scheduled = False
         touched, self._touched = self._touched, []
         now = self._clock()
@@ -1248,7 +1258,8 @@ class FixVenue:
         generation = self._generation
         self._close_text = ""
         conn = FixConnection(session, on_message=self._on_message,
-                             on_event=lambda event: self._on_event(event, generation, conn), clock=self._clock)
+                             on_event=lambda event: self._on_event(event, generation, conn), clock=self._clock,
+                             read_size=_READ_SIZE)
         try:
             await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: conn, self.host, self.port),
                                    self.connect_timeout)
