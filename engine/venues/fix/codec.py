@@ -379,23 +379,30 @@ class _TagNumbers(dict):  # type: ignore[type-arg]
 _TAG_NUMBERS = _TagNumbers()
 
 
+#: Every byte but "=" and SOH: deleted, they leave a message's skeleton.
+_NOT_EQ_OR_SOH = bytes(b for b in range(256) if b not in b"=\x01")
+
+
 def _parse_fields(raw: bytes, body_start: int, body_end: int) -> Message | BadMessage:
-    # The common case in C: no value holds "=", so the fields split into tag, value, tag,
-    # value... with every tag a number and no value empty, 35 first, the header complete.
+    # The common case in C: every field holds exactly one "=" (its skeleton is "=SOH" per
+    # field), so the fields split into tag, value, tag, value...; with every tag a number,
+    # no value empty, 35 first and the header complete, that split is the message.
     body = raw[body_start:body_end]
-    parts = body.replace(b"\x01", b"=").split(b"=")
-    values = parts[1::2]
-    if len(parts) == 2 * body.count(b"\x01") + 1 and parts[0] == b"35" and b"" not in values:
-        try:
-            tags = list(map(_TAG_NUMBERS.__getitem__, parts[2:-1:2]))
-        except KeyError:
-            tags = None
-        if tags is not None:
-            pairs = list(zip(tags, values[1:]))
-            index = dict(reversed(pairs))
-            seq_text = index.get(34)
-            if 49 in index and 56 in index and 52 in index and seq_text is not None and seq_text.isdigit():
-                return Message(values[0].decode("latin-1"), pairs, raw, index)
+    fields = body.count(b"\x01")
+    if body.translate(None, _NOT_EQ_OR_SOH) == b"=\x01" * fields:
+        parts = body.replace(b"\x01", b"=").split(b"=")
+        values = parts[1::2]
+        if parts[0] == b"35" and b"" not in values:
+            try:
+                tags = list(map(_TAG_NUMBERS.__getitem__, parts[2:-1:2]))
+            except KeyError:  # a tag that is not a number
+                tags = None
+            if tags is not None:
+                pairs = list(zip(tags, values[1:]))
+                index = dict(reversed(pairs))
+                seq_text = index.get(34)
+                if 49 in index and 56 in index and 52 in index and seq_text is not None and seq_text.isdigit():
+                    return Message(values[0].decode("latin-1"), pairs, raw, index)
     return _parse_fields_slowly(raw, body_start, body_end)
 
 
