@@ -103,7 +103,6 @@ class ScriptedVenue:
         self.aliases: dict[str, str] = {}
         self.received: list[Message] = []
         self.connection: FixConnection | None = None
-        self.writer: asyncio.StreamWriter | None = None
         self.md_req_id: str | None = None
         self.cross_at = 100.0
         self.hold_cancels = False  # True: an F is kept in `held`, unanswered, for the test to answer
@@ -118,7 +117,7 @@ class ScriptedVenue:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.get_running_loop().create_server(self._accept, "127.0.0.1", 0)
 
     async def stop(self) -> None:
         self.drop()
@@ -126,15 +125,13 @@ class ScriptedVenue:
             self._server.close()
 
     def drop(self) -> None:
-        if self.writer is not None:
-            self.writer.transport.abort()
+        if self.connection is not None:
+            self.connection.abort()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self) -> FixConnection:
         session = FixSession(SessionConfig("VENUE"), Role.ACCEPTOR, store_for=lambda sender: self.store)
-        connection = FixConnection(session, reader, writer, on_message=self._handle,
-                                   on_event=self._event)
-        self.connection, self.writer = connection, writer
-        await connection.run()
+        self.connection = FixConnection(session, on_message=self._handle, on_event=self._event)
+        return self.connection
 
     def _event(self, event: Any) -> None:
         if event.kind == "logged_on":

@@ -218,3 +218,29 @@ async def test_a_fill_made_while_the_owner_is_away_is_delivered_by_resend_on_its
         assert any(e.kind == "gap" for e in again.events)
     finally:
         await again.close()
+
+
+@pytest.mark.anyio
+async def test_behind_an_order_its_venue_answers_late_the_next_messages_wait_their_turn():
+    """A venue with latency is awaited (the connection's worker): a status request and a
+    second order sent right after the first are answered after it, in arrival order."""
+    from engine.venues.sim.config import LatencyModel
+    from engine.venues.sim.exchange import SimulatedExchange
+
+    slow = SimulatedExchange("slow", seed=7, latency=LatencyModel(median_s=0.02))
+    srv = base.FixVenueServer(slow, comp_id="VENUE", tick_interval=None)
+    await srv.start()
+    client = Client()
+    try:
+        await client.connect(srv.port)
+        client.order("late-1", "1", "0.01", None, tif="3")
+        status_request(client, "late-1")
+        client.order("late-2", "2", "0.01", None, tif="3")
+        answers = [await client.next() for _ in range(3)]
+        assert [(m.get(Tag.ClOrdID), m.get(Tag.ExecType)) for m in answers] == [
+            ("late-1", "F"), ("late-1", "I"), ("late-2", "F")]
+        assert answers[1].get(Tag.OrdStatus) == "2"  # the status saw the first order's fill
+        await client.close()
+    finally:
+        with anyio.fail_after(WAIT):
+            await srv.stop()

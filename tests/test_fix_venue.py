@@ -16,7 +16,7 @@ import pytest
 
 from engine import Engine
 from engine.clock import VirtualClock
-from engine.errors import UnknownOrderError, VenueUnavailableError
+from engine.errors import UnknownOrderError, UnknownOutcomeError, VenueUnavailableError
 from engine.events import BreakerStateChanged, OrderFilled, VenueSessionChanged
 from engine.market_data import ExecutionReport
 from engine.models import Liquidity, Order, OrderStatus
@@ -213,6 +213,53 @@ def test_a_refused_logon_fails_connect_naming_the_refusal(net: NetLoop, sims) ->
             venue.connect()
     finally:
         net.run(srv.stop())
+
+
+def test_an_answer_cut_across_reads_by_the_read_size_is_still_answered_whole(net, server, sims, monkeypatch):
+    """A limit buy through the best ask for more than it shows: ER New then ER Trade
+    (partially filled, resting), written together. Read 128 bytes at a time, they arrive
+    over many reads; the submit's answer still carries the fill, not a bare New."""
+    import engine.venues.fixio.venue as venue_module
+
+    monkeypatch.setattr(venue_module, "_READ_SIZE", 128)
+    venue = FixVenue("127.0.0.1", server.port, destination="swift", request_timeout=WAIT, connect_timeout=WAIT)
+    venue.connect()
+    try:
+        level = sims["swift"].book(SYMBOL).asks[0]
+        qty = round(level.quantity + 0.01, 8)
+        result = venue.submit(limit("cut-1", "BUY", qty, level.price))
+        assert result.status is OrderStatus.PARTIALLY_FILLED
+        assert [(f.price, f.quantity) for f in result.fills] == [(level.price, level.quantity)]
+        assert result.filled_quantity == pytest.approx(level.quantity)
+    finally:
+        venue.close()
+
+
+# -- answers that never come ----------------------------------------------------------------------
+
+
+def test_requests_whose_answers_are_lost_fail_after_request_timeout_and_answered_ones_never_do(net, server, sims):
+    proxy = Proxy(server.port)
+    net.run(proxy.start())
+    venue = FixVenue("127.0.0.1", proxy.port, destination="swift", request_timeout=0.3, connect_timeout=WAIT)
+    venue.connect()
+    try:
+        answered = venue.submit(market("kept"))
+        assert answered.status is OrderStatus.FILLED
+        proxy.blackhole = True  # from now on the venue's answers are lost
+        with pytest.raises(UnknownOutcomeError, match=r"no answer to the order 'gone-1' within 0.3 s"):
+            venue.submit(market("gone-1"))
+        with pytest.raises(UnknownOutcomeError, match=r"no answer to the status of 'kept' within 0.3 s"):
+            venue.status("kept")
+        with pytest.raises(UnknownOutcomeError, match=r"no answer to the order 'gone-2' within 0.3 s"):
+            venue.submit(market("gone-2"))  # the one timer serves the requests that come after
+        assert sims["swift"].counters.submitted == 3  # they reached the venue; only the answers were lost
+        proxy.blackhole = False
+        time.sleep(0.5)  # past the deadline of an answered request: nothing expires twice
+        assert venue.submit(market("after")).status is OrderStatus.FILLED
+    finally:
+        venue.close()
+        net.run(proxy.stop())
 
 
 # -- a drop with an order in flight ---------------------------------------------------------------

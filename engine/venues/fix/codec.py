@@ -25,6 +25,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from enum import Enum
+from zlib import adler32
 
 from engine.errors import ExecdeskError
 from engine.venues.fix.tags import GarbledReason, SessionRejectReason
@@ -45,21 +47,66 @@ class FixEncodeError(ExecdeskError, ValueError):
     """A message that cannot be written as valid FIX (an empty value, an SOH in a value)."""
 
 
-_TIME_CACHE: list = [None, ""]
+def byte_sum(data: bytes, end: int) -> int:
+    """The sum of the bytes of `data[:end]` (CheckSum's sum), in C: the low half of an
+    Adler-32 is 1 + the sum mod 65521, exact for up to 256 bytes at a time."""
+    if end <= 256:
+        return (adler32(data[:end] if end < len(data) else data) & 0xFFFF) - 1
+    total = 0
+    with memoryview(data) as view:
+        for start in range(0, end, 256):
+            total += (adler32(view[start : min(start + 256, end)]) & 0xFFFF) - 1
+    return total
+
+
+# (second, its text) and (millisecond, its text): one tuple each, replaced whole, so a
+# thread reading one never sees half of another thread's update.
+_SECOND: tuple[int, str] = (-1, "")
+_MILLI: tuple[int, str] = (-1, "")
 
 
 def utc_timestamp(epoch_seconds: float) -> str:
     """UTCTimestamp in milliseconds, as SendingTime (52) wants: YYYYMMDD-HH:MM:SS.sss."""
-    whole, millis = divmod(int(round(epoch_seconds * 1000)), 1000)
-    if _TIME_CACHE[0] != whole:  # the date-and-seconds part changes once a second
-        _TIME_CACHE[0] = whole
-        _TIME_CACHE[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(whole))
-    return f"{_TIME_CACHE[1]}.{millis:03d}"
+    global _SECOND, _MILLI
+    ms = int(round(epoch_seconds * 1000))
+    last = _MILLI
+    if last[0] == ms:  # a burst of messages shares its millisecond
+        return last[1]
+    whole, millis = divmod(ms, 1000)
+    second = _SECOND
+    if second[0] != whole:  # the date-and-seconds part changes once a second
+        second = _SECOND = (whole, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(whole)))
+    text = f"{second[1]}.{millis:03d}"
+    _MILLI = (ms, text)
+    return text
+
+
+# The text each member of a str or int enum writes (its value's), by its class: an enum
+# member's `.value` is a Python-level property, and `isinstance` against Enum is not cheap.
+_MEMBER_TEXT: dict[type, dict[Enum, str]] = {}
+
+
+def _member_text(value: Enum) -> str:
+    texts = _MEMBER_TEXT.get(value.__class__)
+    if texts is None:
+        texts = _MEMBER_TEXT[value.__class__] = {
+            member: member.value if isinstance(member.value, str) else str(int(member.value))
+            for member in value.__class__  # type: ignore[attr-defined]
+        }
+    text = texts.get(value)
+    if text is None:  # a member not iterated (an IntFlag's combination)
+        text = texts[value] = value.value if isinstance(value.value, str) else str(int(value.value))
+    return text
 
 
 def field_text(tag: int, value: FieldValue) -> str:
-    if value.__class__ is str:
-        text = value
+    cls = value.__class__
+    if cls is str:
+        text = value  # type: ignore[assignment]
+    elif cls in _MEMBER_TEXT:
+        text = _MEMBER_TEXT[cls].get(value) or _member_text(value)  # type: ignore[arg-type]
+    elif isinstance(value, Enum) and isinstance(value, (str, int)):  # Side.BUY, Tag.ClOrdID: their value
+        text = _member_text(value)
     elif isinstance(value, bytes):
         text = value.decode("latin-1")
     elif isinstance(value, int):
@@ -71,6 +118,18 @@ def field_text(tag: int, value: FieldValue) -> str:
     if not text:
         raise FixEncodeError(f"tag {tag}: empty value (FIX forbids a tag without a value)")
     return text
+
+
+#: "tag=" per tag number met (a bounded few thousand): formatting an IntEnum tag each time
+#: costs twice a plain int's.
+_TAG_PREFIX: dict[int, str] = {}
+
+
+def _tag_prefix(tag: int) -> str:
+    prefix = f"{int(tag)}="
+    if len(_TAG_PREFIX) < 4096:
+        _TAG_PREFIX[tag] = prefix
+    return prefix
 
 
 def encode(
@@ -87,18 +146,16 @@ def encode(
     if msg_type.__class__ is not str:  # a MsgType member writes its value
         msg_type = msg_type.value
     parts = [f"35={msg_type}\x0149={sender}\x0156={target}\x0134={seq_num}\x0152={sending_time}\x01"]
-    count = 5
+    append = parts.append
+    prefix_of = _TAG_PREFIX.get
     for tag, value in header:
-        parts.append(f"{tag}={field_text(tag, value)}\x01")
-        count += 1
+        append(f"{prefix_of(tag) or _tag_prefix(tag)}{field_text(tag, value)}\x01")
     for tag, value in body:
-        if value.__class__ is str and value:  # the common case, without a call
-            parts.append(f"{tag}={value}\x01")
-        else:
-            parts.append(f"{tag}={field_text(tag, value)}\x01")
-        count += 1
+        if value.__class__ is not str or not value:  # the common case (a str) without a call
+            value = field_text(tag, value)
+        append(f"{prefix_of(tag) or _tag_prefix(tag)}{value}\x01")
     text = "".join(parts)
-    if text.count("\x01") != count:
+    if text.count("\x01") != len(parts) + 4:  # the first part holds five fields
         raise FixEncodeError("a value contains SOH (0x01), which would end its field early")
     if not (msg_type and sender and target and sending_time):
         raise FixEncodeError("MsgType, SenderCompID, TargetCompID and SendingTime must not be empty")
@@ -107,37 +164,34 @@ def encode(
     except UnicodeEncodeError as exc:
         raise FixEncodeError(f"a value is not latin-1 text: {exc.object[exc.start:exc.end]!r}") from None
     head = b"8=FIX.4.4\x019=%d\x01" % len(payload)
-    checksum = (sum(head) + sum(payload)) & 0xFF
+    checksum = (byte_sum(head, len(head)) + byte_sum(payload, len(payload))) & 0xFF
     return b"%b%b10=%03d\x01" % (head, payload, checksum)
 
 
 class Message:
     """A decoded message: its MsgType and every field after 35 and before 10 in wire order
-    (header fields, then body and repeating groups), values as bytes."""
+    (header fields, then body and repeating groups), values as bytes. Lookups by tag give
+    the first occurrence (a repeating group's first entry)."""
 
     __slots__ = ("msg_type", "pairs", "raw", "_index")
 
-    def __init__(self, msg_type: str, pairs: list[tuple[int, bytes]], raw: bytes = b"") -> None:
+    def __init__(self, msg_type: str, pairs: list[tuple[int, bytes]], raw: bytes = b"",
+                 index: dict[int, bytes] | None = None) -> None:
         self.msg_type = msg_type
         self.pairs = pairs
         self.raw = raw
-        self._index: dict[int, bytes] | None = None
+        # Reversed, so the first occurrence of a tag is the one written last and kept.
+        self._index: dict[int, bytes] = dict(reversed(pairs)) if index is None else index
 
     def _lookup(self) -> dict[int, bytes]:
-        index = self._index
-        if index is None:
-            index = {}
-            for tag, value in self.pairs:
-                index.setdefault(tag, value)  # the first occurrence, as a group's first entry
-            self._index = index
-        return index
+        return self._index
 
     def get_bytes(self, tag: int) -> bytes | None:
-        return self._lookup().get(tag)
+        return self._index.get(tag)
 
     def get(self, tag: int, default: str | None = None) -> str | None:
         """The first value of `tag` as text, or `default`."""
-        value = self._lookup().get(tag)
+        value = self._index.get(tag)
         return default if value is None else value.decode("latin-1")
 
     def get_all(self, tag: int) -> list[str]:
@@ -145,23 +199,23 @@ class Message:
         return [value.decode("latin-1") for t, value in self.pairs if t == tag]
 
     def __contains__(self, tag: int) -> bool:
-        return tag in self._lookup()
+        return tag in self._index
 
     @property
     def seq_num(self) -> int:
-        return int(self._lookup()[34])
+        return int(self._index[34])
 
     @property
     def sender(self) -> str:
-        return self._lookup()[49].decode("latin-1")
+        return self._index[49].decode("latin-1")
 
     @property
     def target(self) -> str:
-        return self._lookup()[56].decode("latin-1")
+        return self._index[56].decode("latin-1")
 
     @property
     def poss_dup(self) -> bool:
-        return self._lookup().get(43) == b"Y"
+        return self._index.get(43) == b"Y"
 
     def body(self) -> list[tuple[int, bytes]]:
         """The fields after the standard header fields (49, 56, 34, 52, 43, 122, 97)."""
@@ -299,17 +353,61 @@ class FixDecoder:
         if buf[body_end - 1] != 1 or buf[body_end : body_end + 3] != b"10=" or buf[frame_end - 1] != 1:
             return self._garbled(pos, GarbledReason.BAD_BODY_LENGTH, f"9={body_length} does not end at 10=")
         sum_digits = bytes(buf[body_end + 3 : frame_end - 1])
-        if not sum_digits.isdigit() or (sum(buf[pos:body_end]) & 0xFF) != int(sum_digits):
-            return self._garbled(
-                pos, GarbledReason.BAD_CHECKSUM, f"10={sum_digits.decode('latin-1')}, bytes sum to "
-                f"{sum(buf[pos:body_end]) & 0xFF:03d}"
-            )
         raw = bytes(buf[pos:frame_end])
+        checksum = byte_sum(raw, body_end - pos) & 0xFF
+        if not sum_digits.isdigit() or checksum != int(sum_digits):
+            return self._garbled(
+                pos, GarbledReason.BAD_CHECKSUM, f"10={sum_digits.decode('latin-1')}, bytes sum to {checksum:03d}"
+            )
         self._pos = frame_end
         return _parse_fields(raw, body_start - pos, body_end - pos)
 
 
+class _TagNumbers(dict):  # type: ignore[type-arg]
+    """Tag text -> tag number, learned as met (a bounded few thousand); a text that is not
+    all digits raises KeyError."""
+
+    def __missing__(self, text: bytes) -> int:
+        if not text.isdigit():
+            raise KeyError(text)
+        number = int(text)
+        if len(self) < 4096:
+            self[text] = number
+        return number
+
+
+_TAG_NUMBERS = _TagNumbers()
+
+
+#: Every byte but "=" and SOH: deleted, they leave a message's skeleton.
+_NOT_EQ_OR_SOH = bytes(b for b in range(256) if b not in b"=\x01")
+
+
 def _parse_fields(raw: bytes, body_start: int, body_end: int) -> Message | BadMessage:
+    # The common case in C: every field holds exactly one "=" (its skeleton is "=SOH" per
+    # field), so the fields split into tag, value, tag, value...; with every tag a number,
+    # no value empty, 35 first and the header complete, that split is the message.
+    body = raw[body_start:body_end]
+    fields = body.count(b"\x01")
+    if body.translate(None, _NOT_EQ_OR_SOH) == b"=\x01" * fields:
+        parts = body.replace(b"\x01", b"=").split(b"=")
+        values = parts[1::2]
+        if parts[0] == b"35" and b"" not in values:
+            try:
+                tags = list(map(_TAG_NUMBERS.__getitem__, parts[2:-1:2]))
+            except KeyError:  # a tag that is not a number
+                tags = None
+            if tags is not None:
+                pairs = list(zip(tags, values[1:]))
+                index = dict(reversed(pairs))
+                seq_text = index.get(34)
+                if 49 in index and 56 in index and 52 in index and seq_text is not None and seq_text.isdigit():
+                    return Message(values[0].decode("latin-1"), pairs, raw, index)
+    return _parse_fields_slowly(raw, body_start, body_end)
+
+
+def _parse_fields_slowly(raw: bytes, body_start: int, body_end: int) -> Message | BadMessage:
+    """Field by field, to name the first problem (a message `_parse_fields` did not pass)."""
     fields = raw[body_start:body_end].split(b"\x01")
     fields.pop()  # the empty piece after the last SOH
     first = fields[0]

@@ -171,14 +171,19 @@ class FixSession:
         """Send one application message; it is kept for resending."""
         if self.status is not SessionStatus.ACTIVE:
             raise RuntimeError(f"cannot send {msg_type}: the session is {self.status.value}")
-        fields = list(body)
-        seq = self.store.next_outgoing
+        fields = body if body.__class__ is list else list(body)
+        store = self.store
+        seq = store.next_outgoing
         sending_time = utc_timestamp(now)
-        self._write(encode(msg_type, self.config.sender_comp_id, self.target_comp_id, seq, sending_time, fields), now)
-        self.store.next_outgoing = seq + 1
+        data = encode(msg_type, self.config.sender_comp_id, self.target_comp_id, seq, sending_time, fields)  # type: ignore[arg-type]
+        store.next_outgoing = seq + 1
+        self._last_sent = now
         kind = msg_type.value if isinstance(msg_type, MsgType) else msg_type
-        self.store.save_sent(seq, kind, sending_time, fields)
-        return self._flush()
+        store.save_sent(seq, kind, sending_time, fields)
+        if self._out:  # not expected (nothing is left between calls), but never reorder
+            self._out.append(data)
+            return self._flush()
+        return Output(data)
 
     def logout(self, now: float, text: str = "") -> Output:
         if self.status is SessionStatus.ACTIVE:

@@ -7,8 +7,12 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   counterparty's SenderCompID (their *owner*), not to a connection: fills of a resting
   order go to whichever connection that CompID has now. One live connection per CompID:
   a second Logon with a CompID already logged on is logged out with a Text saying so.
-- A session's application messages are handled one after another, in arrival order, by
-  one worker task per connection, so the answers to one order keep their order. An
+- A session's application messages are handled one after another, in arrival order, so
+  the answers to one order keep their order: at once, in the read that brought them (their
+  answers leave in that read's one write), while nothing in them waits: D/F/G to a venue
+  that answers without waiting (a simulator with no latency or faults) and everything
+  else. A D/F/G that must await its venue, and every message after it on that connection
+  until the backlog is drained, goes through the connection's worker task instead. An
   order's immediate ERs (New, Trades, Expired) are written in one go.
 - The server keeps its own record of every order it acknowledged (`_OrderInfo`: ClOrdIDs,
   owner, status, cum qty, average price) and answers H and AF from it, so its answers
@@ -26,8 +30,10 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   loop iteration that touched the book (an order, a fill) and after every ticker step.
   A ticker task calls each venue's `tick()` every `tick_interval` seconds, so the market
   moves and resting orders fill with nobody asking.
-- Work that is batched runs once per event-loop iteration (`_after_batch`): the market
-  data diffs and the state commit. Nothing is logged per message at INFO.
+- Work that is batched runs once per event-loop iteration (`_after_batch`), or at the end
+  of a read right after its answers are written (so the ERs do not wait for it, and the
+  market data they moved follows in the same turn of the loop): the market data diffs
+  and the state commit. Nothing is logged per message at INFO.
 - Listens on loopback only unless `allow_remote=True`.
 """
 
@@ -40,9 +46,9 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -53,7 +59,7 @@ from engine.errors import ConfigurationError, UnknownOrderError, UnknownOutcomeE
 from engine.market_data import BookLevel, ExecutionReport, PublicTrade
 from engine.models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
-from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent
+from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.store import SessionStore
 from engine.venues.fix.tags import ExecType, MsgType, OrdStatus, Tag
 from engine.venues.fixio.driver import FixConnection
@@ -123,6 +129,8 @@ _ORD_STATUS = {
     OrderStatus.PENDING_CANCEL: OrdStatus.PENDING_CANCEL, OrderStatus.CANCELED: OrdStatus.CANCELED,
     OrderStatus.REJECTED: OrdStatus.REJECTED, OrderStatus.EXPIRED: OrdStatus.EXPIRED,
 }
+_ACTIVE = SessionStatus.ACTIVE
+_CODES: dict[str, str] = {member: member.value for member in (*ExecType, *OrdStatus)}
 _WORKING = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED, OrdStatus.PENDING_NEW})
 _LIQUIDITY = {Liquidity.MAKER: "1", Liquidity.TAKER: "2"}
 _REQUIRED = {
@@ -136,12 +144,24 @@ _REQUIRED = {
 }
 
 
+_NUMBER_TEXT: dict[float, str] = {}  # the texts of numbers met lately: quantities and prices repeat
+
+
 def fix_number(value: float) -> str:
     """A float as a FIX decimal: no exponent, the shortest text that reads back as it."""
+    text = _NUMBER_TEXT.get(value)
+    if text is not None:
+        return text
     text = repr(float(value))
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+    if text.endswith(".0"):
+        text = text[:-2]
+    if value:  # not zero: 0.0 and -0.0 are one key but write "0" and "-0"
+        if len(_NUMBER_TEXT) >= 65536:
+            _NUMBER_TEXT.clear()
+        _NUMBER_TEXT[value] = text
+    return text
 
 
 def _decimal_text(value: Decimal | float) -> str:
@@ -173,7 +193,7 @@ class _OrderInfo:
     ord_type: str
     price: float | None
     tif: str
-    cl_ord_ids: list[str] = field(default_factory=list)
+    cl_ord_ids: tuple[str, ...] = ()
     status: OrdStatus = OrdStatus.PENDING_NEW
     cum_qty: float = 0.0
     notional: float = 0.0
@@ -201,36 +221,65 @@ class _OrderInfo:
 
 
 class _Client:
-    """One accepted connection: its driver and the worker that handles its messages in order."""
+    """One accepted connection: its driver, and its messages handled in arrival order: at
+    once while nothing waits, else by a worker task that drains them one after another."""
 
     def __init__(self, server: FixVenueServer) -> None:
         self.server = server
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.inbox: deque[Message] = deque()  # messages waiting behind one that awaits
+        self.worker: asyncio.Task[None] | None = None
         self.connection: FixConnection | None = None
         self.comp_id: str | None = None  # set once logged on and accepted
         self.subscriptions: dict[str, _Subscription] = {}
 
     @property
     def alive(self) -> bool:
-        return self.connection is not None and not self.connection.closed.is_set()
+        connection = self.connection
+        return (connection is not None and not connection.closed.is_set()
+                and connection.session.status is _ACTIVE)
 
     def send(self, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
-        if self.alive and self.comp_id is not None:
-            self.connection.send(msg_type, body)  # type: ignore[union-attr]
+        connection = self.connection
+        if (connection is not None and connection.session.status is _ACTIVE and not connection.closed.is_set()
+                and self.comp_id is not None):
+            connection.send(msg_type, body)
 
-    async def work(self) -> None:
+    def receive(self, message: Message) -> None:
+        """The connection's `on_message`: handle it now, unless it must wait (for a venue
+        that answers later) or others wait before it; then it queues for the worker."""
+        if self.worker is None:
+            if self.comp_id is None:
+                return  # a session refused after its Logon: nothing of it is acted on
+            try:
+                if self.server._handle_now(self, message):
+                    return
+            except Exception:  # one bad message must not end the session
+                self._failed(message)
+                return
+            self.worker = asyncio.ensure_future(self._work())
+            self.server._tasks.add(self.worker)
+        self.inbox.append(message)
+
+    async def _work(self) -> None:
         server = self.server
         inbox = self.inbox
-        while True:
-            message = await inbox.get()
-            if self.comp_id is None:
-                continue  # a session refused after its Logon: nothing of it is acted on
-            try:
-                await server._handle(self, message)
-            except Exception:  # one bad message must not end the session's worker
-                log.exception("FIX venue: handling %r failed", message)
-                with contextlib.suppress(Exception):
-                    server._business_reject(self, message, BIZ_REJ_OTHER, "internal error handling the message")
+        try:
+            while inbox:
+                message = inbox.popleft()
+                if self.comp_id is None:
+                    continue
+                try:
+                    await server._handle(self, message)
+                except Exception:  # one bad message must not end the session's worker
+                    self._failed(message)
+        finally:
+            server._tasks.discard(self.worker)  # type: ignore[arg-type]
+            self.worker = None
+
+    def _failed(self, message: Message) -> None:
+        log.exception("FIX venue: handling %r failed", message)
+        with contextlib.suppress(Exception):
+            self.server._business_reject(self, message, BIZ_REJ_OTHER, "internal error handling the message")
 
 
 # -- market data ---------------------------------------------------------------------------------
@@ -284,9 +333,8 @@ def _level_entries(
     after = {level.price: level for level in new}
     for price, level in before.items():
         if price not in after:
-            out += [(Tag.MDUpdateAction, "2"), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
-                    (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)), (Tag.MDEntrySize, "0"),
-                    (NUMBER_OF_ORDERS, "0")]
+            out += [(279, "2"), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
+                    (271, "0"), (NUMBER_OF_ORDERS, "0")]
     for price, level in after.items():
         seen = before.get(price)
         if seen is None:
@@ -295,9 +343,8 @@ def _level_entries(
             action = "1"
         else:
             continue
-        out += [(Tag.MDUpdateAction, action), (Tag.MDEntryType, kind), (Tag.Symbol, symbol),
-                (SECURITY_EXCHANGE, venue), (Tag.MDEntryPx, fix_number(price)),
-                (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+        out += [(279, action), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
+                (271, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
     return out
 
 
@@ -305,9 +352,8 @@ def _trade_entries(trades: list[PublicTrade]) -> list[tuple[int, FieldValue]]:
     out: list[tuple[int, FieldValue]] = []
     for trade in trades:
         stamp = utc_timestamp(trade.ts_event)
-        out += [(Tag.MDUpdateAction, "0"), (Tag.MDEntryType, "2"), (Tag.Symbol, trade.symbol),
-                (SECURITY_EXCHANGE, trade.venue), (Tag.MDEntryPx, fix_number(trade.price)),
-                (Tag.MDEntrySize, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
+        out += [(279, "0"), (269, "2"), (55, trade.symbol), (SECURITY_EXCHANGE, trade.venue),
+                (270, fix_number(trade.price)), (271, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
                 (MD_ENTRY_TIME, stamp[9:]), (AGGRESSOR_SIDE, _SIDE_CODES[trade.aggressor])]
     return out
 
@@ -370,7 +416,7 @@ class FixVenueServer:
         self._loop_thread: int | None = None
         self._markets: dict[tuple[str, str], _Market] = {}
         self._dirty: set[_Market] = set()
-        self._batch_scheduled = False
+        self._batch: asyncio.Handle | None = None  # the `_after_batch` call scheduled
         #: Reports for a counterparty with no live connection, parked in its session store.
         self.parked = 0
         self._restarted: list[_OrderInfo] = []
@@ -395,7 +441,7 @@ class FixVenueServer:
             venue.add_report_listener(self._on_report)
             venue.add_trade_listener(self._on_trade)
         self._cancel_restarted()
-        self._server = await asyncio.start_server(self._accept, self.host, self._port)
+        self._server = await self._loop.create_server(self._connection_made, self.host, self._port)
         if self.tick_interval is not None:
             self._ticker = asyncio.ensure_future(self._tick_forever(self.tick_interval))
 
@@ -433,7 +479,8 @@ class FixVenueServer:
 
     # -- connections ------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _connection_made(self) -> FixConnection:
+        """The protocol factory: one client, its connection and its worker per TCP connection."""
         config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties,
                                heart_bt_int=self.heart_bt_int)
         client = _Client(self)
@@ -442,22 +489,24 @@ class FixVenueServer:
         def on_event(event: SessionEvent) -> None:
             self._on_event(client, event)
 
-        client.connection = FixConnection(
-            session, reader, writer,
-            on_message=client.inbox.put_nowait, on_event=on_event, clock=self._clock,
-        )
+        connection = client.connection = FixConnection(
+            session, on_message=client.receive, on_event=on_event, after_read=self._read_done, clock=self._clock)
         self._clients.add(client)
-        worker = asyncio.ensure_future(client.work())
-        run = asyncio.current_task()
-        self._tasks.add(worker)
-        if run is not None:
-            self._tasks.add(run)
+        run = asyncio.ensure_future(self._serve(client))
+        self._tasks.add(run)
+        return connection
+
+    async def _serve(self, client: _Client) -> None:
+        """Wait for the connection to end, then forget its client."""
+        assert client.connection is not None
         try:
             await client.connection.run()
         finally:
-            worker.cancel()
+            if client.worker is not None:
+                client.worker.cancel()
+            client.inbox.clear()
             self._clients.discard(client)
-            self._tasks.discard(worker)
+            run = asyncio.current_task()
             if run is not None:
                 self._tasks.discard(run)
             self._drop_client(client)
@@ -517,12 +566,22 @@ class FixVenueServer:
     # -- batching: once per event-loop iteration ---------------------------------------------
 
     def _schedule_batch(self) -> None:
-        if not self._batch_scheduled and self._loop is not None:
-            self._batch_scheduled = True
-            self._loop.call_soon(self._after_batch)
+        if self._batch is None and self._loop is not None:
+            self._batch = self._loop.call_soon(self._after_batch)
+
+    def _read_done(self) -> None:
+        """A connection's read was handled and its answers written: the batch's work runs
+        now (its market data leaves right after them, in this turn of the loop)."""
+        if self._batch is not None:
+            try:
+                self._after_batch()
+            except Exception:  # the read's answers must still go out
+                log.exception("FIX venue: the batch's work failed")
 
     def _after_batch(self) -> None:
-        self._batch_scheduled = False
+        if self._batch is not None:
+            self._batch.cancel()
+            self._batch = None
         if self._dirty:
             self._publish()
         if self._parked:
@@ -553,24 +612,61 @@ class FixVenueServer:
 
     # -- application messages ------------------------------------------------------------------
 
-    async def _handle(self, client: _Client, msg: Message) -> None:
+    def _acceptable(self, client: _Client, msg: Message) -> bool:
+        """A MsgType we speak with the fields it requires; else a BusinessMessageReject."""
         kind = msg.msg_type
         required = _REQUIRED.get(kind)
         if required is None:
             self._business_reject(client, msg, BIZ_REJ_UNSUPPORTED_MSG_TYPE, f"MsgType {kind} is not supported")
-            return
+            return False
         missing = [int(tag) for tag in required if tag not in msg]
         if missing:
             self._business_reject(client, msg, BIZ_REJ_FIELD_MISSING,
                                   f"required field(s) missing: {', '.join(map(str, missing))}")
-            return
+            return False
+        return True
+
+    def _handle_now(self, client: _Client, msg: Message) -> bool:
+        """Handle `msg` at once if nothing in it awaits: D/F/G only when their venue answers
+        without waiting (a simulator with no latency or faults); False: it must be awaited."""
+        kind = msg.msg_type
         if kind == "D":
-            await self._new_order(client, msg)
-        elif kind == "F":
-            await self._cancel(client, msg)
-        elif kind == "G":
-            await self._replace(client, msg)
-        elif kind == "H":
+            venue = self._venue_for(msg)
+            if venue is not None and not venue._quiet:
+                return False
+        elif kind == "F" or kind == "G":
+            info = self._orders.get(msg.get(Tag.OrigClOrdID) or "")
+            if info is not None and not info.venue._quiet:
+                return False
+        if self._acceptable(client, msg):
+            if kind == "D":
+                self._new_order_now(client, msg, venue)
+            elif kind == "F":
+                self._cancel_now(client, msg)
+            elif kind == "G":
+                self._replace_now(client, msg)
+            else:
+                self._handle_local(client, msg)
+        self._schedule_batch()
+        return True
+
+    async def _handle(self, client: _Client, msg: Message) -> None:
+        kind = msg.msg_type
+        if self._acceptable(client, msg):
+            if kind == "D":
+                await self._new_order(client, msg)
+            elif kind == "F":
+                await self._cancel(client, msg)
+            elif kind == "G":
+                await self._replace(client, msg)
+            else:
+                self._handle_local(client, msg)
+        self._schedule_batch()
+
+    def _handle_local(self, client: _Client, msg: Message) -> None:
+        """The messages answered from the server's own records (H, AF, x, V)."""
+        kind = msg.msg_type
+        if kind == "H":
             self._status(client, msg)
         elif kind == "AF":
             self._mass_status(client, msg)
@@ -578,52 +674,59 @@ class FixVenueServer:
             self._security_list(client, msg)
         else:
             self._market_data_request(client, msg)
-        self._schedule_batch()
 
-    async def _new_order(self, client: _Client, msg: Message) -> None:
+    def _refuse_order(self, client: _Client, msg: Message, text: str, reason: str = ORD_REJ_OTHER,
+                      venue_name: str = "") -> None:
+        """ER Rejected for the NewOrderSingle `msg` (OrdRejReason `reason`, Text `text`)."""
+        cid = msg.get(Tag.ClOrdID)
+        body: list[tuple[int, FieldValue]] = [
+            (Tag.OrderID, f"{venue_name}:{cid}" if venue_name else "NONE"), (Tag.ClOrdID, cid),  # type: ignore[list-item]
+            (Tag.ExecID, self._exec_id()), (Tag.ExecType, ExecType.REJECTED), (Tag.OrdStatus, OrdStatus.REJECTED),
+            (Tag.Symbol, msg.get(Tag.Symbol)), (Tag.Side, msg.get(Tag.Side)),  # type: ignore[list-item]
+            (Tag.OrderQty, msg.get(Tag.OrderQty) or "0"),
+            (Tag.LeavesQty, "0"), (Tag.CumQty, "0"), (Tag.AvgPx, "0"),
+            (Tag.TransactTime, utc_timestamp(self._clock())),
+        ]
+        if venue_name:
+            body.append((EX_DESTINATION, venue_name))
+        body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
+        client.send(MsgType.EXECUTION_REPORT, body)
+
+    def _order_of(self, client: _Client, msg: Message, venue: SimulatedExchange | None
+                  ) -> tuple[_OrderInfo, Order] | None:
+        """The order a NewOrderSingle asks for at `venue` (`_venue_for`), remembered under
+        its ClOrdID; None when it was refused (its ER Rejected sent)."""
         cid = msg.get(Tag.ClOrdID)
         symbol = msg.get(Tag.Symbol)
         side_code = msg.get(Tag.Side)
         ord_type = msg.get(Tag.OrdType)
         price_text = msg.get(Tag.Price)
         assert cid is not None and symbol is not None and side_code is not None and ord_type is not None
-
-        def refuse(text: str, reason: str = ORD_REJ_OTHER, venue_name: str = "") -> None:
-            body: list[tuple[int, FieldValue]] = [
-                (Tag.OrderID, f"{venue_name}:{cid}" if venue_name else "NONE"), (Tag.ClOrdID, cid),
-                (Tag.ExecID, self._exec_id()), (Tag.ExecType, ExecType.REJECTED), (Tag.OrdStatus, OrdStatus.REJECTED),
-                (Tag.Symbol, symbol), (Tag.Side, side_code), (Tag.OrderQty, msg.get(Tag.OrderQty) or "0"),
-                (Tag.LeavesQty, "0"), (Tag.CumQty, "0"), (Tag.AvgPx, "0"),
-                (Tag.TransactTime, utc_timestamp(self._clock())),
-            ]
-            if venue_name:
-                body.append((EX_DESTINATION, venue_name))
-            body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
-            client.send(MsgType.EXECUTION_REPORT, body)
-
         known = self._orders.get(cid)
         if known is not None:
-            refuse(f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; no new order was made",
-                   ORD_REJ_DUPLICATE)
-            return
-        venue = self._venue_for(msg)
+            self._refuse_order(client, msg, f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; "
+                               "no new order was made", ORD_REJ_DUPLICATE)
+            return None
         if venue is None:
-            refuse(f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
-                   f"(venues: {', '.join(self.venues)})")
-            return
+            self._refuse_order(client, msg, f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
+                               f"(venues: {', '.join(self.venues)})")
+            return None
         side = _SIDES.get(side_code)
         otype = _ORD_TYPES.get(ord_type)
         tif_code = msg.get(Tag.TimeInForce, "0")
         tif = _TIFS.get(tif_code)
         if side is None:
-            refuse(f"Side(54) {side_code!r} is not supported (1 buy, 2 sell)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"Side(54) {side_code!r} is not supported (1 buy, 2 sell)",
+                               venue_name=venue.name)
+            return None
         if otype is None:
-            refuse(f"OrdType(40) {ord_type!r} is not supported (1 market, 2 limit)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"OrdType(40) {ord_type!r} is not supported (1 market, 2 limit)",
+                               venue_name=venue.name)
+            return None
         if tif is None:
-            refuse(f"TimeInForce(59) {tif_code!r} is not supported (0, 1, 3, 4, 6)", venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"TimeInForce(59) {tif_code!r} is not supported (0, 1, 3, 4, 6)",
+                               venue_name=venue.name)
+            return None
         try:
             quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
             price = float(price_text) if price_text is not None and otype is OrderType.LIMIT else None
@@ -631,28 +734,58 @@ class FixVenueServer:
             order = Order(id=cid, client_order_id=cid, symbol=symbol, side=side, type=otype, quantity=quantity,
                           price=price, time_in_force=tif, expire_at=expire_at)
         except (ValueError, ValidationError) as exc:  # ValidationError is a ValueError; both named for the reader
-            refuse(f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
-            return
+            self._refuse_order(client, msg, f"invalid order: {exc}".replace("\n", " "), venue_name=venue.name)
+            return None
         info = _OrderInfo(cid, venue, client.comp_id or "", symbol, side_code, quantity, ord_type, price, tif_code,
-                          [cid])
+                          (cid,))
         info.pending = []
         self._remember_id(cid, info)
+        return info, order
+
+    async def _new_order(self, client: _Client, msg: Message) -> None:
+        asked = self._order_of(client, msg, self._venue_for(msg))
+        if asked is None:
+            return
+        info, order = asked
+        venue = info.venue
         try:
             result = await venue.submit_async(order)
         except UnknownOutcomeError as exc:
             try:
-                result = await venue.status_async(cid)
+                result = await venue.status_async(info.key)
             except (UnknownOrderError, VenueError):
-                result = OrderResult(cid, venue.name, OrderStatus.REJECTED,
+                result = OrderResult(info.key, venue.name, OrderStatus.REJECTED,
                                      reason=f"{exc}; the order is not known at the venue")
         except VenueError as exc:
-            result = OrderResult(cid, venue.name, OrderStatus.REJECTED, reason=str(exc))
+            result = OrderResult(info.key, venue.name, OrderStatus.REJECTED, reason=str(exc))
+        self._order_answered(client, msg, info, result)
+
+    def _new_order_now(self, client: _Client, msg: Message, venue: SimulatedExchange | None) -> None:
+        """`_new_order` for a venue that answers at once: its sync calls, the same answers."""
+        asked = self._order_of(client, msg, venue)
+        if asked is None:
+            return
+        info, order = asked
+        venue = info.venue
+        try:
+            result = venue.submit(order)
+        except UnknownOutcomeError as exc:
+            try:
+                result = venue.status(info.key)
+            except (UnknownOrderError, VenueError):
+                result = OrderResult(info.key, venue.name, OrderStatus.REJECTED,
+                                     reason=f"{exc}; the order is not known at the venue")
+        except VenueError as exc:
+            result = OrderResult(info.key, venue.name, OrderStatus.REJECTED, reason=str(exc))
+        self._order_answered(client, msg, info, result)
+
+    def _order_answered(self, client: _Client, msg: Message, info: _OrderInfo, result: OrderResult) -> None:
         if result.status is OrderStatus.REJECTED:
             info.status = OrdStatus.REJECTED
             info.text = result.reason or "rejected by the venue"
             info.pending = None
             self._changed(info)
-            refuse(info.text, venue_name=venue.name)
+            self._refuse_order(client, msg, info.text, venue_name=info.venue.name)
             return
         self._report_result(info, result, client)
 
@@ -676,32 +809,63 @@ class FixVenueServer:
             self._unsolicited(report)
         self._touch(info)
 
-    async def _cancel(self, client: _Client, msg: Message) -> None:
+    def _cancel_reject(self, client: _Client, info: _OrderInfo | None, cid: str, orig: str, reason: str,
+                       status: str, text: str, response_to: str = "1") -> None:
+        """OrderCancelReject (9) to a cancel (CxlRejResponseTo 1) or a replace (2)."""
+        client.send(MsgType.ORDER_CANCEL_REJECT, [
+            (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
+            (Tag.OrdStatus, status), (Tag.CxlRejResponseTo, response_to), (Tag.CxlRejReason, reason),
+            (Tag.Text, text),
+        ])
+
+    def _cancel_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, str, str] | None:
+        """The order an OrderCancelRequest may cancel, its OrigClOrdID and ClOrdID; None
+        when it was refused (its OrderCancelReject sent)."""
         orig = msg.get(Tag.OrigClOrdID) or ""
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(orig)
         if info is not None and info.owner != client.comp_id:
             info = None  # another counterparty's order is not this one's to touch
-
-        def cancel_reject(reason: str, status: str, text: str) -> None:
-            client.send(MsgType.ORDER_CANCEL_REJECT, [
-                (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
-                (Tag.OrdStatus, status), (Tag.CxlRejResponseTo, "1"), (Tag.CxlRejReason, reason), (Tag.Text, text),
-            ])
-
         if info is None:
-            cancel_reject(CXL_REJ_UNKNOWN_ORDER, OrdStatus.REJECTED, f"order {orig!r} is not known")
-            return
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_UNKNOWN_ORDER, OrdStatus.REJECTED,
+                                f"order {orig!r} is not known")
+            return None
         if cid in self._orders:
-            cancel_reject(CXL_REJ_DUPLICATE, info.status, f"duplicate ClOrdID {cid!r}: it was used before")
-            return
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_DUPLICATE, info.status,
+                                f"duplicate ClOrdID {cid!r}: it was used before")
+            return None
         if info.status not in _WORKING:
-            cancel_reject(CXL_REJ_TOO_LATE, info.status, f"order {orig!r} is already {info.status.name}")
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE, info.status,
+                                f"order {orig!r} is already {info.status.name}")
+            return None
+        return info, orig, cid
+
+    async def _cancel(self, client: _Client, msg: Message) -> None:
+        asked = self._cancel_of(client, msg)
+        if asked is None:
             return
+        info = asked[0]
         try:
-            result = await info.venue.cancel_async(info.key)
+            result: OrderResult | VenueError = await info.venue.cancel_async(info.key)
         except VenueError as exc:
-            cancel_reject(CXL_REJ_OTHER, info.status, str(exc))  # not canceled: it stands as last reported
+            result = exc
+        self._cancel_answered(client, *asked, result)
+
+    def _cancel_now(self, client: _Client, msg: Message) -> None:
+        asked = self._cancel_of(client, msg)
+        if asked is None:
+            return
+        info = asked[0]
+        try:
+            result: OrderResult | VenueError = info.venue.cancel(info.key)
+        except VenueError as exc:
+            result = exc
+        self._cancel_answered(client, *asked, result)
+
+    def _cancel_answered(self, client: _Client, info: _OrderInfo, orig: str, cid: str,
+                         result: OrderResult | VenueError) -> None:
+        if isinstance(result, VenueError):  # not canceled: it stands as last reported
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_OTHER, info.status, str(result))
             return
         if result.status is OrderStatus.CANCELED:
             self._remember_id(cid, info)
@@ -710,10 +874,12 @@ class FixVenueServer:
                 info, ExecType.CANCELED, OrdStatus.CANCELED, cl_ord_id=cid, orig=orig, text=result.reason))
             self._touch(info)
             return
-        cancel_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER, info.status,
-                      result.reason or "cancel refused")
+        self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER,
+                            info.status, result.reason or "cancel refused")
 
-    async def _replace(self, client: _Client, msg: Message) -> None:
+    def _replace_of(self, client: _Client, msg: Message) -> tuple[_OrderInfo, str, str, float, float | None] | None:
+        """The order an OrderCancelReplaceRequest may replace, OrigClOrdID, ClOrdID and the
+        new quantity and price; None when it was refused (its OrderCancelReject sent)."""
         orig = msg.get(Tag.OrigClOrdID) or ""
         cid = msg.get(Tag.ClOrdID) or ""
         info = self._orders.get(orig)
@@ -721,27 +887,24 @@ class FixVenueServer:
             info = None
 
         def replace_reject(reason: str, text: str) -> None:
-            client.send(MsgType.ORDER_CANCEL_REJECT, [
-                (Tag.OrderID, info.order_id if info else "NONE"), (Tag.ClOrdID, cid), (Tag.OrigClOrdID, orig),
-                (Tag.OrdStatus, info.status if info else OrdStatus.REJECTED), (Tag.CxlRejResponseTo, "2"),
-                (Tag.CxlRejReason, reason), (Tag.Text, text),
-            ])
+            self._cancel_reject(client, info, cid, orig, reason, info.status if info else OrdStatus.REJECTED, text,
+                                response_to="2")
 
         if info is None:
             replace_reject(CXL_REJ_UNKNOWN_ORDER, f"order {orig!r} is not known")
-            return
+            return None
         if cid in self._orders:
             replace_reject(CXL_REJ_DUPLICATE, f"duplicate ClOrdID {cid!r}: it was used before")
-            return
+            return None
         if info.status not in _WORKING:
             replace_reject(CXL_REJ_TOO_LATE, f"order {orig!r} is already {info.status.name}")
-            return
+            return None
         for tag, name, have in ((Tag.Symbol, "Symbol", info.symbol), (Tag.Side, "Side", info.side),
                                 (Tag.OrdType, "OrdType", info.ord_type)):
             if msg.get(tag) != have:
                 replace_reject(CXL_REJ_OTHER, f"{name}({int(tag)}) cannot change in a replace: the order's is "
                                               f"{have!r}, the request's {msg.get(tag)!r}")
-                return
+                return None
         price_text = msg.get(Tag.Price)
         try:
             quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
@@ -749,19 +912,43 @@ class FixVenueServer:
         except ValueError:
             replace_reject(CXL_REJ_OTHER, f"OrderQty(38) {msg.get(Tag.OrderQty)!r} or Price(44) {price_text!r} "
                                           "is not a number")
-            return
+            return None
         if info.ord_type == "2" and price is None:
             replace_reject(CXL_REJ_OTHER, "Price(44) is required to replace a limit order")
+            return None
+        return info, orig, cid, quantity, price
+
+    async def _replace(self, client: _Client, msg: Message) -> None:
+        asked = self._replace_of(client, msg)
+        if asked is None:
             return
+        info, _, _, quantity, price = asked
         try:
-            result = await info.venue.amend_async(info.key, quantity=quantity, price=price)
+            result: OrderResult | VenueError = await info.venue.amend_async(info.key, quantity=quantity, price=price)
         except VenueError as exc:
-            replace_reject(CXL_REJ_OTHER, str(exc))
+            result = exc
+        self._replace_answered(client, *asked, result)
+
+    def _replace_now(self, client: _Client, msg: Message) -> None:
+        asked = self._replace_of(client, msg)
+        if asked is None:
+            return
+        info, _, _, quantity, price = asked
+        try:
+            result: OrderResult | VenueError = info.venue.amend(info.key, quantity=quantity, price=price)
+        except VenueError as exc:
+            result = exc
+        self._replace_answered(client, *asked, result)
+
+    def _replace_answered(self, client: _Client, info: _OrderInfo, orig: str, cid: str, quantity: float,
+                          price: float | None, result: OrderResult | VenueError) -> None:
+        if isinstance(result, VenueError):
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_OTHER, info.status, str(result), response_to="2")
             return
         if result.status is OrderStatus.REJECTED:
             # Finished meanwhile (a fill reported while we waited): too late; else the request was bad.
-            replace_reject(CXL_REJ_TOO_LATE if info.status not in _WORKING else CXL_REJ_OTHER,
-                           result.reason or "replace refused")
+            self._cancel_reject(client, info, cid, orig, CXL_REJ_TOO_LATE if info.status not in _WORKING
+                                else CXL_REJ_OTHER, info.status, result.reason or "replace refused", response_to="2")
             return
         self._remember_id(cid, info)
         info.quantity = quantity
@@ -1132,7 +1319,7 @@ class FixVenueServer:
     def _remember_id(self, cl_ord_id: str, info: _OrderInfo) -> None:
         self._orders[cl_ord_id] = info
         if cl_ord_id not in info.cl_ord_ids:
-            info.cl_ord_ids.append(cl_ord_id)
+            info.cl_ord_ids = (*info.cl_ord_ids, cl_ord_id)
         if self._state is not None:
             self._state.add_id(cl_ord_id, info)
         if len(self._orders) > self._remember:
@@ -1149,7 +1336,7 @@ class FixVenueServer:
             if venue is None:
                 continue  # a venue not served this time: its orders stay on disk, untouched
             info = _OrderInfo(record.key, venue, record.owner, record.symbol, record.side, record.quantity,
-                              record.ord_type, record.price, record.tif, list(record.cl_ord_ids),
+                              record.ord_type, record.price, record.tif, tuple(record.cl_ord_ids),
                               OrdStatus(record.status), record.cum_qty, record.cum_qty * record.avg_px, record.text)
             for cid in info.cl_ord_ids:
                 self._orders[cid] = info
@@ -1195,28 +1382,28 @@ class FixVenueServer:
         orig: str | None = None,
         text: str | None = None,
     ) -> list[tuple[int, FieldValue]]:
+        # Plain int tags and str values (not IntEnum/str-enum members): the store keeps the
+        # body for resends, and tuples of plain values drop out of the cycle collector's walks.
         cum = info.cum_qty
-        body: list[tuple[int, FieldValue]] = [(Tag.OrderID, info.order_id), (Tag.ClOrdID, cl_ord_id or info.cl_ord_id)]
+        body: list[tuple[int, FieldValue]] = [(37, info.order_id), (11, cl_ord_id or info.cl_ord_id)]
         if orig is not None:
-            body.append((Tag.OrigClOrdID, orig))
+            body.append((41, orig))
         body += [
-            (Tag.ExecID, exec_id or self._exec_id()), (Tag.ExecType, exec_type), (Tag.OrdStatus, status),
-            (Tag.Symbol, info.symbol), (Tag.Side, info.side), (Tag.OrderQty, fix_number(info.quantity)),
-            (Tag.OrdType, info.ord_type),
+            (17, exec_id or self._exec_id()), (150, _CODES[exec_type]), (39, _CODES[status]),
+            (55, info.symbol), (54, info.side), (38, fix_number(info.quantity)), (40, info.ord_type),
         ]
         if info.price is not None:
-            body.append((Tag.Price, fix_number(info.price)))
-        body.append((Tag.TimeInForce, info.tif))
+            body.append((44, fix_number(info.price)))
+        body.append((59, info.tif))
         if fill is not None:
-            body += [(Tag.LastPx, fix_number(fill.price)), (Tag.LastQty, fix_number(fill.quantity)),
+            body += [(31, fix_number(fill.price)), (32, fix_number(fill.quantity)),
                      (COMMISSION, fix_number(fill.fee)), (COMM_TYPE, "3"),
                      (LAST_LIQUIDITY_IND, _LIQUIDITY[fill.liquidity])]
             if fill.trade_id:
                 body.append((TRADE_ID, fill.trade_id))
         body += [
-            (Tag.LeavesQty, fix_number(info.leaves if status in _WORKING else 0.0)), (Tag.CumQty, fix_number(cum)),
-            (Tag.AvgPx, fix_number(info.avg_px)), (Tag.TransactTime, utc_timestamp(self._clock())),
-            (EX_DESTINATION, info.venue.name),
+            (151, fix_number(info.leaves if status in _WORKING else 0.0)), (14, fix_number(cum)),
+            (6, fix_number(info.avg_px)), (60, utc_timestamp(self._clock())), (EX_DESTINATION, info.venue.name),
         ]
         if text:
             body.append((Tag.Text, text))

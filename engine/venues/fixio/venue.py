@@ -18,7 +18,8 @@ Rules:
   a cancel or replace takes a new one (`cid.cN`, `cid.rN`), mapped back so the engine only
   ever sees its own id. The answer to a submit is built from the ERs that arrived for it
   in one read of the stream (the venue writes New, Trades and Expired in one go): it is
-  resolved at once by a final ER, else at the end of that read. Anything that arrives
+  resolved at once by a final ER, else at the end of that read (a read that filled the
+  driver's buffer was cut by its size: the reads after it count as the same one). Anything that arrives
   later goes to the report listeners as an `ExecutionReport`.
 - A fill counts once: an ER whose CumQty is not above what is known already added its
   fill (a resent report, or a fill learned by status while disconnected).
@@ -73,7 +74,7 @@ from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
 from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
 from engine.venues.fix.tags import MsgType, Tag
-from engine.venues.fixio.driver import FixConnection, open_fix_connection
+from engine.venues.fixio.driver import READ_SIZE, FixConnection
 from engine.venues.fixio.server import fix_number
 from engine.venues.sim.config import UnknownSymbolError
 
@@ -120,6 +121,7 @@ _TIF_CODES = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", 
 _RANK = {OrderStatus.PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CANCEL: 1,
          OrderStatus.PARTIALLY_FILLED: 2}
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
+_READ_SIZE = READ_SIZE  # bytes per read (a test makes it small)
 _TRADES_KEPT = 1000
 _FINISHED_KEPT = 10_000
 
@@ -170,7 +172,8 @@ class _Track:
 class _Request:
     """A request that went out and waits for its answer."""
 
-    __slots__ = ("kind", "key", "future", "track", "fills", "reason", "sent_ns", "answer_ns", "seq", "timer",
+    __slots__ = ("kind", "key", "future", "track", "fills", "reason", "sent_ns", "answer_ns", "seq", "deadline",
+                 "settled",
                  "items", "extra", "touched")
 
     def __init__(self, kind: str, key: str, future: concurrent.futures.Future[Any], track: _Track | None) -> None:
@@ -183,7 +186,8 @@ class _Request:
         self.sent_ns = 0
         self.answer_ns = 0
         self.seq = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # the loop's time its answer is due by
+        self.settled = False
         self.items: list[Message] = []
         self.extra: Any = None
         self.touched = False
@@ -330,6 +334,9 @@ class FixVenue:
         self._aliases: dict[str, str] = {}  # a replace's ClOrdID -> the engine's id
         self._finished: OrderedDict[str, _Track] = OrderedDict()
         self._touched: list[_Request] = []
+        self._end_deferred_at = -1  # the read count `_end_of_read` last waited past
+        self._deadlines: deque[_Request] = deque()  # requests in the order sent: `_due`
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._ids = itertools.count(1)
         self._closing = False
@@ -677,7 +684,7 @@ class FixVenue:
         req.sent_ns = time.perf_counter_ns()
         self._pending[req.key] = req
         self._by_seq[seq] = req
-        req.timer = self._loop.call_later(self.request_timeout, self._expire, req)  # type: ignore[union-attr]
+        self._due(req)
         conn.send(msg_type, body)
 
     def _send_order(self, future: concurrent.futures.Future[Any], order: Order) -> None:
@@ -701,18 +708,19 @@ class FixVenue:
                 reason=f"order type {order.type.value} is not sent over FIX (MARKET, LIMIT)",
                 symbol=order.symbol, side=order.side, price=order.price, timestamp=self._clock()))
             return
+        # Plain int tags and str values: the session store keeps the body, and tuples of
+        # plain values drop out of the cycle collector's walks.
         body: list[tuple[int, FieldValue]] = [
-            (Tag.ClOrdID, cid), (Tag.Symbol, order.symbol), (Tag.Side, _SIDE_CODES[order.side]),
-            (Tag.OrderQty, fix_number(order.quantity)), (Tag.OrdType, ord_type),
-            (Tag.TimeInForce, _TIF_CODES[order.time_in_force]),
+            (11, cid), (55, order.symbol), (54, _SIDE_CODES[order.side]), (38, fix_number(order.quantity)),
+            (40, ord_type), (59, _TIF_CODES[order.time_in_force]),
         ]
         if order.price is not None:
-            body.append((Tag.Price, fix_number(order.price)))
+            body.append((44, fix_number(order.price)))
         if order.expire_at is not None:
             body.append((EXPIRE_TIME, utc_timestamp(order.expire_at)))
         if self.destination:
             body.append((EX_DESTINATION, self.destination))
-        body.append((Tag.TransactTime, utc_timestamp(self._clock())))
+        body.append((60, utc_timestamp(self._clock())))
         track = _Track(cid, order.symbol, order.side, order.quantity, order.price, ord_type)
         self._tracks[cid] = track
         self._send(_Request("D", cid, future, track), MsgType.NEW_ORDER_SINGLE, body)
@@ -804,9 +812,7 @@ class FixVenue:
             del self._pending[req.key]
         if self._by_seq.get(req.seq) is req:
             del self._by_seq[req.seq]
-        if req.timer is not None:
-            req.timer.cancel()
-            req.timer = None
+        req.settled = True
         if req.future.done():
             return
         if error is not None:
@@ -814,8 +820,40 @@ class FixVenue:
         else:
             req.future.set_result(result)
 
+    def _due(self, req: _Request) -> None:
+        """`req` is answered within `request_timeout`, or `_expire`d. Every request has the
+        same timeout, so their deadlines come in the order they were sent: one queue and
+        one loop timer (for the oldest) serve them all, where a timer each would cost a
+        heap push and a cancel per request."""
+        loop = self._loop
+        assert loop is not None
+        queue = self._deadlines
+        while queue and queue[0].settled:  # answered already: nothing to watch
+            queue.popleft()
+        req.deadline = loop.time() + self.request_timeout
+        queue.append(req)
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(queue[0].deadline, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        queue = self._deadlines
+        while queue:
+            req = queue[0]
+            if req.settled:
+                queue.popleft()
+            elif req.deadline <= now:
+                queue.popleft()
+                self._expire(req)
+            else:
+                self._deadline_timer = loop.call_at(req.deadline, self._check_deadlines)
+                return
+
     def _expire(self, req: _Request) -> None:
-        req.timer = None
         what = {"D": f"order {req.key!r}", "F": f"cancel of {req.extra!r}", "G": f"amend {req.key!r}",
                 "H": f"status of {req.extra!r}", "AF": "mass status", "x": "security list"}.get(req.kind, req.kind)
         self._settle(req, error=UnknownOutcomeError(
@@ -849,7 +887,14 @@ class FixVenue:
             self._loop.call_soon(self._end_of_read)  # type: ignore[union-attr]
 
     def _end_of_read(self) -> None:
-        """The read that brought a submit's (or amend's) first ERs is over: answer it."""
+        """The read that brought a submit's (or amend's) first ERs is over: answer it. A
+        read that filled the driver's buffer was cut by its size, not by the venue: the
+        answer waits for the read after it (once; a short read ends the wait)."""
+        conn = self._conn
+        if conn is not None and conn.last_read_full and self._end_deferred_at != conn.reads:
+            self._end_deferred_at = conn.reads
+            self._loop.call_soon(self._end_of_read)  # type: ignore[union-attr]
+            return
         self._flush_scheduled = False
         touched, self._touched = self._touched, []
         now = self._clock()
@@ -1270,11 +1315,12 @@ class FixVenue:
         self._generation += 1
         generation = self._generation
         self._close_text = ""
+        conn = FixConnection(session, on_message=self._on_message,
+                             on_event=lambda event: self._on_event(event, generation, conn), clock=self._clock,
+                             read_size=_READ_SIZE)
         try:
-            conn, task = await asyncio.wait_for(open_fix_connection(
-                self.host, self.port, session, on_message=self._on_message,
-                on_event=lambda event: self._on_event(event, generation), clock=self._clock),
-                self.connect_timeout)
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: conn, self.host, self.port),
+                                   self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             cause = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
             self._last_error = f"cannot connect to {self.host}:{self.port}: {cause}"
@@ -1283,6 +1329,7 @@ class FixVenue:
                     f"{self.name}: the FIX venue at {self.host}:{self.port} cannot be reached: {cause}",
                     venue=self.name))
             return False
+        task = asyncio.ensure_future(conn.run())
         self._peer = conn.peer
         logon = asyncio.ensure_future(conn.logged_on.wait())
         closed = asyncio.ensure_future(conn.closed.wait())
@@ -1318,10 +1365,17 @@ class FixVenue:
         self._dropped(generation, self._close_text or "connection closed")
         return True
 
-    def _on_event(self, event: SessionEvent, generation: int) -> None:
+    def _on_event(self, event: SessionEvent, generation: int, conn: FixConnection) -> None:
         if event.kind in ("closed", "logged_out") and event.text:
             self._close_text = event.text
-        if event.kind == "closed":
+        if event.kind == "logged_on":
+            if generation == self._generation and not self._closing:
+                # Usable from the Logon on: what arrives with it (a resent answer) may
+                # settle a request before the supervisor's turn comes.
+                self._conn = conn
+                self._peer = conn.peer
+                self._set_state("logged on")
+        elif event.kind == "closed":
             self._dropped(generation, event.text)
         elif event.kind == "rejected_ours" and event.seq_num is not None:
             req = self._by_seq.get(event.seq_num)
@@ -1484,6 +1538,10 @@ class FixVenue:
         for req in list(self._pending.values()):
             self._settle(req, error=UnknownOutcomeError(
                 f"{self.name}: the venue was closed before the answer", venue=self.name))
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
         self._fail_inbox()
         self._conn = None
         self._set_state("closed")
