@@ -44,6 +44,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -220,6 +221,11 @@ class _OrderInfo:
         return max(round(self.quantity - self.cum_qty, 12), 0.0) if self.status in _WORKING else 0.0
 
 
+#: What is parked for a counterparty that is away: an order's execution reports and cancel
+#: rejects (what it must not miss); market data and the rest go only to a live session.
+_PARKED_TYPES = frozenset({"8", "9"})
+
+
 class _Client:
     """One accepted connection: its driver, and its messages handled in arrival order: at
     once while nothing waits, else by a worker task that drains them one after another."""
@@ -243,6 +249,11 @@ class _Client:
         if (connection is not None and connection.session.status is _ACTIVE and not connection.closed.is_set()
                 and self.comp_id is not None):
             connection.send(msg_type, body)
+        elif self.comp_id is not None and str(getattr(msg_type, "value", msg_type)) in _PARKED_TYPES:
+            # The connection went while this was being answered: an order's news goes to the
+            # counterparty's live session if it has logged on again, else is parked for its
+            # next Logon; never lost (market data is).
+            self.server._deliver(self.comp_id, msg_type, body)
 
     def receive(self, message: Message) -> None:
         """The connection's `on_message`: handle it now, unless it must wait (for a venue
@@ -377,6 +388,7 @@ class FixVenueServer:
         tick_interval: float | None = 0.1,
         state: VenueState | None = None,
         heart_bt_int: int = 30,
+        max_counterparties: int = 1_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(venues, SimulatedExchange):
@@ -397,6 +409,10 @@ class FixVenueServer:
         self.allowed_counterparties = allowed_counterparties
         self.tick_interval = tick_interval
         self.heart_bt_int = heart_bt_int
+        #: SenderCompIDs whose sessions are kept (each holds its numbers and resend window):
+        #: a Logon from one more is refused, so a flood of made-up CompIDs cannot exhaust
+        #: memory or files.
+        self.max_counterparties = max_counterparties
         self._remember = remember_ids
         self._clock = clock
         self._state = state
@@ -502,9 +518,8 @@ class FixVenueServer:
         try:
             await client.connection.run()
         finally:
-            if client.worker is not None:
-                client.worker.cancel()
-            client.inbox.clear()
+            # A worker still handling what arrived before the drop finishes it (an order
+            # already at its venue must be recorded and reported): its answers are parked.
             self._clients.discard(client)
             run = asyncio.current_task()
             if run is not None:
@@ -518,6 +533,11 @@ class FixVenueServer:
         if other is not None and other.alive:
             log.warning("FIX venue: a second Logon from %s refused (already logged on)", comp_id)
             return f"SenderCompID {comp_id} is already logged on"
+        if comp_id not in self._stores and len(self._stores) >= self.max_counterparties:
+            log.warning("FIX venue: a Logon from a new SenderCompID %r refused: %d counterparties known",
+                        comp_id, len(self._stores))
+            return (f"this venue serves at most {self.max_counterparties} SenderCompIDs and knows that many; "
+                    "log on with one it knows")
         try:
             return self._store(comp_id)
         except Exception as exc:  # a broken store file: refuse this Logon, keep serving others
@@ -557,6 +577,9 @@ class FixVenueServer:
         if client is not None and client.alive and client.comp_id == owner:
             client.send(msg_type, body)
             return
+        self._park(owner, msg_type, body)
+
+    def _park(self, owner: str, msg_type: str, body: list[tuple[int, FieldValue]]) -> None:
         store = self._store(owner)
         store.park(getattr(msg_type, "value", msg_type), body, self._clock())
         self.parked += 1
@@ -704,8 +727,17 @@ class FixVenueServer:
         assert cid is not None and symbol is not None and side_code is not None and ord_type is not None
         known = self._orders.get(cid)
         if known is not None:
-            self._refuse_order(client, msg, f"duplicate ClOrdID {cid!r}: order {known.order_id} already has it; "
-                               "no new order was made", ORD_REJ_DUPLICATE)
+            whose = f"order {known.order_id} already has it" if known.owner == client.comp_id else "it was used before"
+            self._refuse_order(client, msg, f"duplicate ClOrdID {cid!r}: {whose}; no new order was made",
+                               ORD_REJ_DUPLICATE)
+            return None
+        if cid == "NONE":
+            self._refuse_order(client, msg, "ClOrdID 'NONE' is reserved (it marks 'no order' in mass status answers)")
+            return None
+        if self._state is not None and self._state.failing is not None:
+            # An order the venue cannot record would be forgotten by a restart, its ClOrdID
+            # taken again: refused until a commit succeeds.
+            self._refuse_order(client, msg, f"{self._state.failing}; no new order is taken until it can")
             return None
         if venue is None:
             self._refuse_order(client, msg, f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
@@ -728,8 +760,8 @@ class FixVenueServer:
                                venue_name=venue.name)
             return None
         try:
-            quantity = float(msg.get(Tag.OrderQty))  # type: ignore[arg-type]
-            price = float(price_text) if price_text is not None and otype is OrderType.LIMIT else None
+            quantity = _fix_float(msg.get(Tag.OrderQty), "OrderQty(38)")
+            price = _fix_float(price_text, "Price(44)") if price_text is not None and otype is OrderType.LIMIT else None
             expire_at = _parse_utc(msg.get(EXPIRE_TIME, "")) if tif is TimeInForce.GTD else None
             order = Order(id=cid, client_order_id=cid, symbol=symbol, side=side, type=otype, quantity=quantity,
                           price=price, time_in_force=tif, expire_at=expire_at)
@@ -1429,6 +1461,17 @@ def _related_symbols(msg: Message) -> list[tuple[str, str | None]]:
 
 def _count_entries(fields: Iterable[tuple[int, FieldValue]]) -> int:
     return sum(1 for tag, _ in fields if tag == Tag.MDUpdateAction)
+
+
+_FIX_FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
+
+
+def _fix_float(text: str | None, what: str) -> float:
+    """A FIX float: digits with an optional point and sign, nothing else (Python's float()
+    also takes '1_0', ' 1', '1e2', 'inf')."""
+    if text is None or len(text) > 40 or not text.isascii() or _FIX_FLOAT.fullmatch(text) is None:
+        raise ValueError(f"{what} {text!r} is not a FIX decimal number")
+    return float(text)
 
 
 def _is_loopback(host: str) -> bool:

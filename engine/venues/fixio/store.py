@@ -87,13 +87,24 @@ def open_database(path: Path, *, application_id: int, schema: str, version: int,
     return db
 
 
+def open_session_database(path: Path | str, *, durable: bool = False) -> sqlite3.Connection:
+    """One connection to a session store file, to share between the stores of many
+    counterparties (`SqliteSessionStore(..., db=...)`): one file descriptor for all."""
+    return open_database(Path(path), application_id=APPLICATION_ID, schema=_SCHEMA, version=SCHEMA_VERSION,
+                         what="FIX session store", durable=durable)
+
+
 class SqliteSessionStore(SessionStore):
-    def __init__(self, path: Path | str, key: str, *, resend_window: int = 10_000, durable: bool = False) -> None:
+    """`db`: a connection from `open_session_database` to share (closed by its owner, not
+    by the store); without it the store opens its own."""
+
+    def __init__(self, path: Path | str, key: str, *, resend_window: int = 10_000, durable: bool = False,
+                 db: sqlite3.Connection | None = None) -> None:
         super().__init__(resend_window=resend_window)
         self.path = Path(path)
         self.key = key
-        self._db = open_database(self.path, application_id=APPLICATION_ID, schema=_SCHEMA,
-                                 version=SCHEMA_VERSION, what="FIX session store", durable=durable)
+        self._owns_db = db is None
+        self._db = db if db is not None else open_session_database(self.path, durable=durable)
         self._rows: list[tuple[str, int, str, str, str]] = []
         self._saved: tuple[int, int] | None = None
         try:
@@ -108,7 +119,8 @@ class SqliteSessionStore(SessionStore):
             for seq, msg_type, sending_time, body in reversed(rows):
                 super().save_sent(int(seq), str(msg_type), str(sending_time), _fields(body))
         except (sqlite3.DatabaseError, ValueError, TypeError, AttributeError) as exc:
-            self._db.close()
+            if self._owns_db:
+                self._db.close()
             raise ConfigurationError(
                 f"the FIX session store {str(self.path)!r} is corrupt ({exc}); it was left untouched"
             ) from None
@@ -151,7 +163,8 @@ class SqliteSessionStore(SessionStore):
         try:
             self.commit()
         finally:
-            self._db.close()
+            if self._owns_db:
+                self._db.close()
 
 
 def _fields(body: str) -> list[tuple[int, FieldValue]]:

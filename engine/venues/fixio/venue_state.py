@@ -36,10 +36,7 @@ from typing import Any, Protocol
 from engine.errors import ConfigurationError, ExecdeskError
 from engine.models import Fill
 from engine.venues.fix.tags import OrdStatus
-from engine.venues.fixio.store import APPLICATION_ID as STORE_APPLICATION_ID
-from engine.venues.fixio.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
-from engine.venues.fixio.store import _SCHEMA as STORE_SCHEMA
-from engine.venues.fixio.store import SqliteSessionStore, open_database
+from engine.venues.fixio.store import SqliteSessionStore, open_session_database
 
 STATE_FILE = "venue.sqlite3"
 SESSIONS_FILE = "sessions.sqlite3"  # the FIX session stores (engine.venues.fixio.store)
@@ -142,10 +139,10 @@ class VenueState:
         except BaseException:
             self._lock.close()
             raise
-        # The session stores' file is checked now, so a bad one stops the start, not a Logon.
+        # The session stores' file is checked now, so a bad one stops the start, not a Logon;
+        # its one connection serves every counterparty's store.
         try:
-            open_database(self.directory / SESSIONS_FILE, application_id=STORE_APPLICATION_ID, schema=STORE_SCHEMA,
-                          version=STORE_SCHEMA_VERSION, what="FIX session store").close()
+            self._sessions = open_session_database(self.directory / SESSIONS_FILE)
         except ConfigurationError as exc:
             self._conn.close()
             self._lock.close()
@@ -205,7 +202,7 @@ class VenueState:
 
     def session_store(self, comp_id: str, counterparty: str) -> SqliteSessionStore:
         """The FIX session store of `counterparty` (ours is `comp_id`), in the same directory."""
-        return SqliteSessionStore(self.directory / SESSIONS_FILE, f"{comp_id}->{counterparty}")
+        return SqliteSessionStore(self.directory / SESSIONS_FILE, f"{comp_id}->{counterparty}", db=self._sessions)
 
     # -- writing (batched) -----------------------------------------------------------------------
 
@@ -251,6 +248,7 @@ class VenueState:
             self.commit()
         finally:
             self._conn.close()
+            self._sessions.close()
             self._lock.close()
 
     # -- reading ----------------------------------------------------------------------------------
