@@ -92,3 +92,42 @@ async def test_a_silent_peer_gets_a_test_request_then_a_logout_and_the_connectio
     test_request = next(m for m in heard if m.msg_type == "1")
     assert test_request.get(112) == "TEST1"
     assert heard[-1].get(58) == "TestRequest TEST1 unanswered"
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_does_not_read_is_cut_off_past_the_unsent_bound(monkeypatch) -> None:
+    import socket
+
+    from engine.venues.fixio import driver
+
+    monkeypatch.setattr(driver, "MAX_UNSENT", 256 * 1024)
+    acceptors: list[FixConnection] = []
+    events: list = []
+
+    def accept() -> FixConnection:
+        acceptors.append(FixConnection(FixSession(SessionConfig("VENUE"), Role.ACCEPTOR), on_event=events.append))
+        return acceptors[-1]
+
+    server = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0)
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.connect(server.sockets[0].getsockname())
+    try:
+        peer.sendall(encode("A", "SLOW", "VENUE", 1, utc_timestamp(1e9), [(98, "0"), (108, "30")]))
+        with anyio.fail_after(WAIT):
+            while not acceptors or acceptors[0].session.status is not SessionStatus.ACTIVE:
+                await asyncio.sleep(0.01)
+        venue = acceptors[0]
+        sock = venue._transport.get_extra_info("socket")  # a small kernel buffer: ours fills first
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        news = [(58, "x" * 900)]
+        with anyio.fail_after(WAIT):
+            while not venue.closed.is_set():
+                for _ in range(50):  # market data it never reads
+                    if not venue.closed.is_set():
+                        venue.send("B", news)
+                await asyncio.sleep(0.001)
+        assert any(e.kind == "closed" and "the peer is not reading" in e.text for e in events)
+    finally:
+        peer.close()
+        server.close()

@@ -16,7 +16,10 @@ Rules:
   only moves that deadline later, so a timer that fires early ticks (harmless) and is
   armed again; whatever may move it earlier (a Logon, a Logout, a tick) re-arms it.
 - While the peer does not read (the transport's buffer is full) we stop reading from it,
-  so a slow peer is not flooded with answers it has not asked for yet.
+  so a slow peer is not flooded with answers it has not asked for yet; and past
+  `MAX_UNSENT` bytes waiting for it (market data or resends it does not take) the
+  connection is cut, said as a `closed` event: one slow peer cannot take the process's
+  memory.
 - The connection ends when the session is CLOSED (Logout exchanged, a timeout, a fatal
   error) or the peer closes the stream; either way `closed` is set and the transport
   closed (after the bytes already queued). A peer that vanishes without a Logout is
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 #: to the first part of a burst leave while the rest is handled, so two busy peers overlap
 #: their work (8 to 32 KiB measured the same; 256 KiB made them take turns).
 READ_SIZE = 16 * 1024
+MAX_UNSENT = 16 * 1024 * 1024
 
 
 class FixConnection(asyncio.BufferedProtocol):
@@ -202,6 +206,13 @@ class FixConnection(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            unsent = transport.get_write_buffer_size()
+            if unsent > MAX_UNSENT:
+                text = f"connection cut: the peer is not reading ({unsent / 1e6:.0f} MB unsent)"
+                log.warning("FIX %s: %s", self._peer, text)
+                if self._on_event is not None and self.session.status is not SessionStatus.CLOSED:
+                    self._on_event(SessionEvent("closed", text))
+                transport.abort()
         pending.clear()
 
     def _after(self) -> None:
