@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import simplefix
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -242,3 +243,27 @@ def test_the_fast_parse_and_the_field_by_field_parse_agree_on_any_body(edits) ->
                 getattr(m, "ref_tag", None), getattr(m, "reject_reason", None), getattr(m, "seq_num", None))
 
     assert seen(_parse_fields(raw, 0, len(raw))) == seen(_parse_fields_slowly(raw, 0, len(raw)))
+
+
+def _frame(body: bytes) -> bytes:
+    head = b"8=FIX.4.4\x019=%d\x01" % len(body)
+    return head + body + b"10=%03d\x01" % ((sum(head) + sum(body)) & 0xFF)
+
+
+@pytest.mark.parametrize(("field", "says"), [
+    ("\u00b2=5".encode("latin-1"), "tag '\u00b2' is not a number"),
+    (b"9" * 5000 + b"=5", "tag '99999999999999999999' is not a number"),
+])
+def test_a_tag_of_odd_or_endless_digits_is_a_malformed_field_not_a_crash(field, says) -> None:
+    header = b"35=D\x0149=DESK\x0156=VENUE\x0134=2\x0152=20260101-00:00:00.000\x01"
+    decoder = FixDecoder()
+    decoder.feed(_frame(header + field + b"\x01"))
+    [bad] = list(decoder)
+    assert isinstance(bad, BadMessage) and not bad.garbled and bad.text == says and bad.seq_num == 2
+
+
+def test_a_sequence_number_of_endless_digits_is_not_a_crash() -> None:
+    decoder = FixDecoder()
+    decoder.feed(_frame(b"35=0\x0149=DESK\x0156=VENUE\x0134=" + b"7" * 5000 + b"\x0152=20260101-00:00:00.000\x01"))
+    [bad] = list(decoder)
+    assert isinstance(bad, BadMessage) and bad.seq_num is None and "is not a number" in bad.text

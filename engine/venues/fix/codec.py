@@ -368,7 +368,7 @@ class _TagNumbers(dict):  # type: ignore[type-arg]
     all digits raises KeyError."""
 
     def __missing__(self, text: bytes) -> int:
-        if not text.isdigit():
+        if len(text) > 9 or not text.isdigit():  # bytes.isdigit is ASCII only
             raise KeyError(text)
         number = int(text)
         if len(self) < 4096:
@@ -401,7 +401,8 @@ def _parse_fields(raw: bytes, body_start: int, body_end: int) -> Message | BadMe
                 pairs = list(zip(tags, values[1:]))
                 index = dict(reversed(pairs))
                 seq_text = index.get(34)
-                if 49 in index and 56 in index and 52 in index and seq_text is not None and seq_text.isdigit():
+                if (49 in index and 56 in index and 52 in index and seq_text is not None
+                        and len(seq_text) <= 18 and seq_text.isdigit()):
                     return Message(values[0].decode("latin-1"), pairs, raw, index)
     return _parse_fields_slowly(raw, body_start, body_end)
 
@@ -420,21 +421,21 @@ def _parse_fields_slowly(raw: bytes, body_start: int, body_end: int) -> Message 
     append = pairs.append
     for field in fields[1:]:
         tag_text, sep, value = field.partition(b"=")
-        if tag_text.isdigit() and value:
+        if len(tag_text) <= 9 and tag_text.isdigit() and value:
             append((int(tag_text), value))
             continue
         if problem is not None:
             continue
-        if not sep or not tag_text.isdigit():
+        if not sep or not (len(tag_text) <= 9 and tag_text.isdigit()):
             problem = (SessionRejectReason.INVALID_TAG_NUMBER, None,
-                       f"tag {tag_text.decode('latin-1')!r} is not a number")
+                       f"tag {tag_text[:20].decode('latin-1')!r} is not a number")
         else:
             problem = (SessionRejectReason.TAG_SPECIFIED_WITHOUT_A_VALUE, int(tag_text),
                        f"tag {int(tag_text)} has no value")
     message = Message(msg_type, pairs, raw)
     index = message._lookup()
     seq_text = index.get(34)
-    seq_num = int(seq_text) if seq_text is not None and seq_text.isdigit() else None
+    seq_num = int(seq_text) if seq_text is not None and len(seq_text) <= 18 and seq_text.isdigit() else None
     if problem is None:
         for tag in REQUIRED_HEADER:
             if tag not in index:
@@ -443,7 +444,7 @@ def _parse_fields_slowly(raw: bytes, body_start: int, body_end: int) -> Message 
         else:
             if seq_num is None:
                 problem = (SessionRejectReason.INCORRECT_DATA_FORMAT, 34,
-                           f"MsgSeqNum(34) {seq_text.decode('latin-1')!r} is not a number")
+                           f"MsgSeqNum(34) {seq_text[:20].decode('latin-1')!r} is not a number")
     if problem is None:
         return message
     reason, ref_tag, text = problem
