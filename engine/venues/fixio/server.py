@@ -476,9 +476,14 @@ class FixVenueServer:
         for client in list(self._clients):
             if client.connection is not None:
                 client.connection.logout("venue shutting down")
-        waits = [c.connection.closed.wait() for c in self._clients if c.connection is not None]
+        waits = [asyncio.ensure_future(c.connection.closed.wait()) for c in self._clients if c.connection is not None]
         if waits:
-            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5.0)
+            await asyncio.wait(waits, timeout=5.0)
+        for wait in waits:
+            wait.cancel()
+        for client in list(self._clients):  # a peer that never answered our Logout: cut
+            if client.connection is not None and not client.connection.closed.is_set():
+                client.connection.abort()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
