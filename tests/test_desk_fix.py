@@ -137,6 +137,13 @@ def test_a_desk_restarted_logs_on_where_it_stopped(tmp_path: Path, venue: Venue)
         assert info.state == "logged on" and info.next_outgoing > numbers.next_outgoing
     finally:
         again.close()
+    # A desk that lost its numbers has none to offer: it logs on with ResetSeqNumFlag, both at 1.
+    fresh = open_venues(parse_venues(line), connect_timeout=10.0, state_dir=tmp_path / "lost")["swift"]
+    try:
+        info = fresh.session_info()
+        assert info.state == "logged on" and info.next_outgoing < numbers.next_outgoing
+    finally:
+        fresh.close()
 
 
 @pytest.mark.anyio
@@ -156,8 +163,9 @@ async def test_a_vwap_reads_the_fix_venues_public_trades(tmp_path: Path) -> None
         tape = [t for t in fix.trades("BTC/USD", state.created_at - 1e-6) if t.ts_event <= state.done_at]
         others = [t for t in tape if not any(f.trade_id and f.price == t.price for f in result.fills)]
         assert others, "the venue's market printed trades over FIX (MDEntryType 2)"
-        assert result.detail["market_volume"] == pytest.approx(math.fsum(t.quantity for t in tape))
-        assert result.detail["market_volume"] > 0
+        # What the VWAP counted came over FIX (a print stamped inside its window may arrive
+        # after it finished: the tape read now may hold more, never less).
+        assert 0 < result.detail["market_volume"] <= math.fsum(t.quantity for t in tape) + 1e-9
     finally:
         await engine.stop(drain=False)
         await anyio.to_thread.run_sync(fix.close)

@@ -213,3 +213,18 @@ def test_a_stored_message_that_is_not_fix_is_refused_as_corrupt(tmp_path) -> Non
     db.close()
     with pytest.raises(ConfigurationError, match="is corrupt .*'x=1' is not tag=value"):
         SqliteSessionStore(path, "K")
+
+
+def test_a_logon_with_reset_seq_num_flag_starts_both_sides_again_at_1() -> None:
+    desk = SessionStore()
+    venue = SessionStore(40, 25)  # numbers from an earlier life the desk no longer has
+    venue.save_sent(39, "8", "20260101-00:00:00.000", ER)
+    pair = Pair()
+    pair.desk = FixSession(SessionConfig("DESK", "VENUE", reset_on_logon=True), Role.INITIATOR, desk)
+    pair.venue = FixSession(SessionConfig("VENUE"), Role.ACCEPTOR, venue)
+    pair.logon()
+    assert pair.desk.status is SessionStatus.ACTIVE and pair.venue.status is SessionStatus.ACTIVE
+    logon, answer = pair.wire["desk"][0], pair.wire["venue"][0]
+    assert (logon.seq_num, logon.get(141), answer.seq_num, answer.get(141)) == (1, "Y", 1, "Y")
+    assert (desk.next_outgoing, desk.next_incoming, venue.next_outgoing, venue.next_incoming) == (2, 2, 2, 2)
+    assert venue.held(39) is None and "gap" not in pair.kinds("desk") + pair.kinds("venue")

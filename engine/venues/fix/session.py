@@ -85,6 +85,9 @@ class SessionConfig:
     #: False: a ResendRequest is answered with GapFill only. An order desk sets it, so an
     #: order sent before a drop is never sent again blindly (it is reconciled by status).
     resend_application: bool = True
+    #: Initiator: send ResetSeqNumFlag(141)=Y on the Logon, both sides starting again at 1
+    #: (a counterparty with no numbers of its own to offer: a first connection, a lost store).
+    reset_on_logon: bool = False
 
     def margin(self, heart_bt_int: float) -> float:
         """The margin for the interval in force (the one agreed at Logon)."""
@@ -145,6 +148,7 @@ class FixSession:
         self._answer_deadline: float | None = None
         self._resend_requested_to: int | None = None  # their highest number seen since we asked
         self._resend_requested_at = 0.0
+        self._reset_answer = False  # the Logon we answer says ResetSeqNumFlag=Y
         self._resend_answered_at: float | None = None
 
     @property
@@ -162,7 +166,11 @@ class FixSession:
         if self.role is Role.INITIATOR:
             if self.target_comp_id is None:
                 raise ValueError("an initiator needs target_comp_id")
-            self._send_admin(MsgType.LOGON, now, [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))])
+            logon: list[tuple[int, FieldValue]] = [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))]
+            if self.config.reset_on_logon:
+                self.store.reset()
+                logon.append((Tag.ResetSeqNumFlag, "Y"))
+            self._send_admin(MsgType.LOGON, now, logon)
             self.status = SessionStatus.LOGON_SENT
             self._answer_deadline = now + self.config.answer_timeout
         return self._flush()
@@ -362,11 +370,22 @@ class FixSession:
                             f"from 1 to {MAX_HEART_BT_INT}")
                 return False
             self.heart_bt_int = interval
+            if msg.get(Tag.ResetSeqNumFlag) == "Y":
+                if msg.seq_num != 1:
+                    self._close(f"Logon with ResetSeqNumFlag(141)=Y must be MsgSeqNum 1, not {msg.seq_num}")
+                    return False
+                # The counterparty starts again at 1, and asks us to: what it was owed is
+                # gone with its numbers (it reconciles by status).
+                self.store.reset()
+                self._reset_answer = True
         return True
 
     def _logged_on(self, now: float) -> None:
         if self.role is Role.ACCEPTOR and self.status is SessionStatus.CONNECTED:
-            self._send_admin(MsgType.LOGON, now, [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))])
+            answer: list[tuple[int, FieldValue]] = [(Tag.EncryptMethod, "0"), (Tag.HeartBtInt, str(self.heart_bt_int))]
+            if self._reset_answer:
+                answer.append((Tag.ResetSeqNumFlag, "Y"))
+            self._send_admin(MsgType.LOGON, now, answer)
         if self.status is not SessionStatus.ACTIVE:
             self.status = SessionStatus.ACTIVE
             self._answer_deadline = None

@@ -1281,6 +1281,8 @@ class FixVenue:
         config = SessionConfig(self.sender_comp_id, self.target_comp_id, heart_bt_int=self.heart_bt_int,
                                answer_timeout=self.connect_timeout)
         config.resend_application = False  # orders are reconciled by status, never resent
+        # A store that never logged on has no numbers to offer: both sides start at 1.
+        config.reset_on_logon = self._numbers.next_outgoing == 1 and self._numbers.next_incoming == 1
         if self._accept_reset:
             self._accept_reset = False
             log.warning("FIX venue %s: the counterparty's numbers restarted; expecting 1 again", self.name)
@@ -1342,7 +1344,9 @@ class FixVenue:
                                f"failed: {text}"
             conn.logout("no Logon")
             await asyncio.wait({task}, timeout=2.0)
-            if "MsgSeqNum too low" in text:
+            if "MsgSeqNum too low" in text and not text.startswith("Logon refused"):
+                # Our session said it: *their* numbers went back (a venue restarted without
+                # its state). When the venue says it of ours, it is told in the error.
                 self._accept_reset = True
                 if not ready.done():  # the first connect tries once more at once
                     return await self._run_connection(ready)
