@@ -33,6 +33,7 @@ Virtual time
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -65,3 +66,15 @@ def virtual_anyio_backend(clock: VirtualClock) -> tuple[str, dict[str, Any]]:
 def virtual_clock() -> VirtualClock:
     """A fresh VirtualClock at VIRTUAL_START; the test's thread takes part in it."""
     return VirtualClock(start=VIRTUAL_START)
+
+
+@pytest.fixture
+def net() -> Iterator[Any]:
+    """A network loop in a thread for a FIX test's servers, closed after the test."""
+    from tests.fix_venue_helpers import NetLoop
+
+    loop = NetLoop()
+    try:
+        yield loop
+    finally:
+        loop.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -16,6 +17,15 @@ from engine.venues.fix.store import SessionStore
 from engine.venues.fixio.driver import FixConnection
 
 WAIT = 10.0  # seconds any single step may take on a loaded machine before the test fails
+
+
+def wait_for(predicate: Any, what: str) -> None:
+    """Wait (blocking, polling) until `predicate()` holds; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
 
 
 class NetLoop:
@@ -225,4 +235,4 @@ class ScriptedVenue:
             self.send("j", [(45, str(msg.seq_num)), (372, kind), (380, "3"), (58, f"MsgType {kind} is not supported")])
 
 
-__all__ = ["MsgType", "NetLoop", "Proxy", "ScriptedVenue", "WAIT"]
+__all__ = ["MsgType", "NetLoop", "Proxy", "ScriptedVenue", "WAIT", "wait_for"]

@@ -23,7 +23,7 @@ from engine.models import Liquidity, Order, OrderStatus
 from engine.venues.fixio.server import FixVenueServer
 from engine.venues.fixio.venue import FixVenue
 from engine.venues.sim.exchange import SimulatedExchange
-from tests.fix_venue_helpers import WAIT, NetLoop, Proxy
+from tests.fix_venue_helpers import WAIT, NetLoop, Proxy, wait_for
 
 SYMBOL = "BTC/USD"
 
@@ -32,14 +32,6 @@ SYMBOL = "BTC/USD"
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture
-def net() -> Iterator[NetLoop]:
-    loop = NetLoop()
-    try:
-        yield loop
-    finally:
-        loop.close()
 
 
 @pytest.fixture
@@ -81,13 +73,6 @@ def limit(oid: str, side: str, qty: float, price: float, tif: str = "GTC") -> Or
 def market(oid: str, side: str = "BUY", qty: float = 0.01) -> Order:
     return Order(id=oid, symbol=SYMBOL, side=side, type="MARKET", quantity=qty)
 
-
-def wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 # -- orders -------------------------------------------------------------------------------------

@@ -17,21 +17,13 @@ from engine.market_data import ExecutionReport, PublicTrade
 from engine.models import FeeSchedule, Liquidity, Order, OrderStatus
 from engine.venues.fix import Tag
 from engine.venues.fixio.venue import FixVenue
-from tests.fix_venue_helpers import WAIT, NetLoop, ScriptedVenue
+from tests.fix_venue_helpers import WAIT, NetLoop, ScriptedVenue, wait_for
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture
-def net() -> Iterator[NetLoop]:
-    loop = NetLoop()
-    try:
-        yield loop
-    finally:
-        loop.close()
 
 
 @pytest.fixture
@@ -53,13 +45,6 @@ def venue(scripted: ScriptedVenue) -> Iterator[FixVenue]:
     finally:
         fv.close()
 
-
-def wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_instruments_filters_and_fees_come_from_the_security_list(venue: FixVenue) -> None:
