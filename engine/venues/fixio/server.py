@@ -660,11 +660,11 @@ class FixVenueServer:
         kind = msg.msg_type
         if kind == "D":
             venue = self._venue_for(msg)
-            if venue is not None and not venue._quiet:
+            if venue is not None and not venue.answers_at_once:
                 return False
         elif kind == "F" or kind == "G":
             info = self._orders.get(msg.get(Tag.OrigClOrdID) or "")
-            if info is not None and not info.venue._quiet:
+            if info is not None and not info.venue.answers_at_once:
                 return False
         if self._acceptable(client, msg):
             if kind == "D":

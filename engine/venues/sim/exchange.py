@@ -339,6 +339,12 @@ class SimulatedExchange:
 
     # -- configuration -------------------------------------------------------------
     @property
+    def answers_at_once(self) -> bool:
+        """True while a request is answered without waiting (no simulated latency, no
+        faults, no outage or spike): its sync calls give the async ones' answers."""
+        return self._quiet
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
