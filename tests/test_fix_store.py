@@ -228,3 +228,17 @@ def test_a_logon_with_reset_seq_num_flag_starts_both_sides_again_at_1() -> None:
     assert (logon.seq_num, logon.get(141), answer.seq_num, answer.get(141)) == (1, "Y", 1, "Y")
     assert (desk.next_outgoing, desk.next_incoming, venue.next_outgoing, venue.next_incoming) == (2, 2, 2, 2)
     assert venue.held(39) is None and "gap" not in pair.kinds("desk") + pair.kinds("venue")
+
+
+def test_a_possible_duplicate_without_its_original_sending_time_is_rejected_and_not_acted_on() -> None:
+    pair = Pair()
+    pair.logon()
+    seq = pair.desk.store.next_outgoing
+    raw = encode("D", "DESK", "VENUE", seq, utc_timestamp(pair.now), ORDER, header=[(43, "Y")])
+    pair.take("venue", pair.venue.receive(raw, pair.now))
+    pair.desk.store.next_outgoing = seq + 1  # as if the desk had sent it
+    pair.deliver()
+    assert pair.received["venue"] == []
+    [reject] = [m for m in pair.wire["venue"] if isinstance(m, Message) and m.msg_type == "3"]
+    assert (reject.get(45), reject.get(371), reject.get(373)) == (str(seq), "122", "1")
+    assert pair.venue.store.next_incoming == seq + 1 and pair.venue.status is SessionStatus.ACTIVE

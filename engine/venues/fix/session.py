@@ -325,6 +325,16 @@ class FixSession:
         self.store.next_incoming = seq + 1
         if self._resend_requested_to is not None and seq >= self._resend_requested_to:
             self._resend_requested_to = None  # the gap we asked about is closed
+        if msg.poss_dup and mtype not in ("4", "A") and Tag.OrigSendingTime not in msg:
+            # A possible duplicate must say when it was first sent (FIX 4.4 Vol. 2); one
+            # that does not is refused, its number consumed, its content not acted on.
+            self._send_admin(MsgType.REJECT, now, [
+                (Tag.RefSeqNum, str(seq)), (Tag.RefTagID, str(int(Tag.OrigSendingTime))), (Tag.RefMsgType, mtype),
+                (Tag.SessionRejectReason, str(int(SessionRejectReason.REQUIRED_TAG_MISSING))),
+                (Tag.Text, "PossDupFlag(43)=Y without OrigSendingTime(122)"),
+            ])
+            self._events.append(SessionEvent("rejected_theirs", "PossDupFlag(43)=Y without OrigSendingTime(122)", seq))
+            return
         if mtype == "A":
             self._logged_on(now)
         elif mtype == "0":
