@@ -44,7 +44,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import calendar
 import concurrent.futures
 import itertools
 import logging
@@ -54,9 +53,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from engine.errors import (
@@ -68,7 +65,7 @@ from engine.errors import (
     VenueError,
     VenueUnavailableError,
 )
-from engine.market_data import BookLevel, BookSnapshot, ExecutionReport, PublicTrade, ReportListener, TradeListener
+from engine.market_data import BookSnapshot, ExecutionReport, PublicTrade, ReportListener, TradeListener
 from engine.models import FeeSchedule, Fill, Instrument, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
@@ -76,7 +73,7 @@ from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEv
 from engine.venues.fix.tags import MsgType, Tag
 from engine.venues.fixio.driver import READ_SIZE, FixConnection
 from engine.venues.fixio.server import fix_number
-from engine.venues.sim.config import UnknownSymbolError
+from engine.venues.fixio.venue_data import SECURITY_EXCHANGE, MarketView, as_float, parse_utc
 
 from engine.venues.fix.store import SessionStore
 from engine.venues.fixio.store import SqliteSessionStore
@@ -88,24 +85,11 @@ COMMISSION = 12
 ORD_REJ_REASON = 103
 EX_DESTINATION = 100
 EXPIRE_TIME = 126
-SECURITY_EXCHANGE = 207
-MD_ENTRY_DATE = 272
-MD_ENTRY_TIME = 273
 MD_REQ_REJ_REASON = 281
-NUMBER_OF_ORDERS = 346
-ROUND_LOT = 561
-MIN_TRADE_VOL = 562
 ORD_STATUS_REQ_ID = 790
 LAST_LIQUIDITY_IND = 851
-MIN_PRICE_INCREMENT = 969
 TRADE_ID = 1003
-MAX_TRADE_VOL = 1140
 MD_UPDATE_TYPE = 265
-AGGRESSOR_SIDE = 2446
-MIN_NOTIONAL = 20001
-MAX_NOTIONAL = 20002
-MAKER_FEE_BPS = 20003
-TAKER_FEE_BPS = 20004
 
 _STATUS = {
     "0": OrderStatus.NEW, "1": OrderStatus.PARTIALLY_FILLED, "2": OrderStatus.FILLED,
@@ -122,7 +106,6 @@ _RANK = {OrderStatus.PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CAN
          OrderStatus.PARTIALLY_FILLED: 2}
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
 _READ_SIZE = READ_SIZE  # bytes per read (a test makes it small)
-_TRADES_KEPT = 1000
 _FINISHED_KEPT = 10_000
 
 
@@ -193,25 +176,6 @@ class _Request:
         self.touched = False
 
 
-class _Book:
-    __slots__ = ("bids", "asks", "snapshot")
-
-    def __init__(self) -> None:
-        self.bids: dict[float, tuple[float, int]] = {}
-        self.asks: dict[float, tuple[float, int]] = {}
-        self.snapshot: BookSnapshot | None = None
-
-
-def _f(text: str | None, default: float = 0.0) -> float:
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        return default
-    return value if math.isfinite(value) else default
-
-
 # ExecType values of FIX 4.4 (Vol. 4): anything else is not an execution report we can read.
 _EXEC_TYPES = frozenset("0345678ABCDEFGHI")
 
@@ -239,44 +203,6 @@ def _report_problem(msg: Message, quantity: float) -> str | None:
     if quantity and cum > quantity * (1 + 1e-9) + 1e-12:
         return f"CumQty(14) {text} is above the order's quantity {quantity:g}"
     return None
-
-
-_TS_CACHE: list[Any] = [None, 0]
-
-
-def _parse_utc(text: str | None) -> float | None:
-    """A UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss]) as epoch seconds; None when unreadable."""
-    if not text or len(text) < 17:
-        return None
-    head = text[:17]
-    try:
-        if _TS_CACHE[0] != head:
-            base = calendar.timegm((int(head[0:4]), int(head[4:6]), int(head[6:8]), int(head[9:11]),
-                                    int(head[12:14]), int(head[15:17]), 0, 0, 0))
-            _TS_CACHE[0], _TS_CACHE[1] = head, base
-        frac = text[18:]
-        return _TS_CACHE[1] + (int(frac) / 10 ** len(frac) if frac.isdigit() else 0.0)
-    except ValueError:
-        return None
-
-
-def _groups(msg: Message, count_tag: int, first_tag: int) -> list[dict[int, str]]:
-    """The entries of the repeating group counted by `count_tag`, each starting at `first_tag`."""
-    entries: list[dict[int, str]] = []
-    inside = False
-    current: dict[int, str] = {}
-    for tag, value in msg.pairs:
-        if tag == count_tag:
-            inside = True
-            continue
-        if not inside:
-            continue
-        if tag == first_tag:
-            current = {}
-            entries.append(current)
-        if entries:
-            current.setdefault(tag, value.decode("latin-1"))
-    return entries
 
 
 class FixVenue:
@@ -342,7 +268,6 @@ class FixVenue:
         self._closing = False
         self._close_text = ""
         self._accept_reset = False
-        self._venue_name: str | None = destination  # the venue at the counterparty this one trades on
         self._md_waiting: set[str] = set()
         # Shared with other threads.
         self._inbox: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -351,13 +276,8 @@ class FixVenue:
         self._peer = f"{host}:{port}"
         self._reconnects = 0
         self._last_error: str | None = None
-        self._md_lock = threading.Lock()
-        self._books: dict[str, _Book] = {}
-        self._trades: dict[str, deque[PublicTrade]] = {}
-        self._instruments: dict[str, Instrument] = {}
-        self._instruments_view: Mapping[str, Instrument] = MappingProxyType(self._instruments)
+        self._market = MarketView(self.name, clock)  # instruments, books, public trades
         self._report_listeners: tuple[ReportListener, ...] = ()
-        self._trade_listeners: tuple[TradeListener, ...] = ()
         self._session_listeners: tuple[Callable[[str, str], None], ...] = ()
         self._loop_ident: int | None = None  # the thread running the session's loop
 
@@ -507,37 +427,18 @@ class FixVenue:
     # -- the venue interface: local reads ---------------------------------------------------------
 
     def instruments(self) -> Mapping[str, Instrument]:
-        return self._instruments_view
+        return self._market.instruments()
 
     def book(self, symbol: str, depth: int = 10) -> BookSnapshot:
         """The book as the venue's market data last said it (no round trip)."""
-        with self._md_lock:
-            book = self._books.get(symbol)
-            if book is None:
-                if symbol not in self._instruments:
-                    raise UnknownSymbolError(
-                        f"unknown symbol {symbol!r} at {self.name} (symbols: {', '.join(self._instruments) or 'none'})"
-                    )
-                return BookSnapshot(self.name, symbol, (), (), self._clock())
-            snap = book.snapshot
-            if snap is None:
-                bids = tuple(BookLevel(p, q, n) for p, (q, n) in sorted(book.bids.items(), reverse=True))
-                asks = tuple(BookLevel(p, q, n) for p, (q, n) in sorted(book.asks.items()))
-                snap = book.snapshot = BookSnapshot(self.name, symbol, bids, asks, self._clock())
-        if len(snap.bids) > depth or len(snap.asks) > depth:
-            return BookSnapshot(self.name, symbol, snap.bids[:depth], snap.asks[:depth], snap.ts_event)
-        return snap
+        return self._market.book(symbol, depth)
 
     async def book_async(self, symbol: str, depth: int = 10) -> BookSnapshot:
-        return self.book(symbol, depth)
+        return self._market.book(symbol, depth)
 
     def trades(self, symbol: str, since: float | None = None) -> list[PublicTrade]:
         """Public trades from the market data (the last 1,000 per symbol), oldest first."""
-        with self._md_lock:
-            kept = list(self._trades.get(symbol, ()))
-        if since is None:
-            return kept
-        return [t for t in kept if t.ts_event > since]
+        return self._market.trades(symbol, since)
 
     def add_session_listener(self, listener: Callable[[str, str], None]) -> None:
         """`listener(state, detail)` on every change of the session's state (any thread)."""
@@ -564,10 +465,10 @@ class FixVenue:
         self._report_listeners = tuple(x for x in self._report_listeners if x != listener)
 
     def add_trade_listener(self, listener: TradeListener) -> None:
-        self._trade_listeners = (*self._trade_listeners, listener)
+        self._market.add_trade_listener(listener)
 
     def remove_trade_listener(self, listener: TradeListener) -> None:
-        self._trade_listeners = tuple(x for x in self._trade_listeners if x != listener)
+        self._market.remove_trade_listener(listener)
 
     # -- the venue interface: requests ----------------------------------------------------------
 
@@ -865,7 +766,7 @@ class FixVenue:
             if kind == "8":
                 self._on_execution_report(msg)
             elif kind == "X":
-                self._on_md_incremental(msg)
+                self._market.apply_incremental(msg)
             elif kind == "W":
                 self._on_md_snapshot(msg)
             elif kind == "9":
@@ -952,15 +853,15 @@ class FixVenue:
                 self._settle(req, track.result(OrderStatus.CANCELED, None, msg.get(Tag.Text), self.name, self._clock()))
             else:
                 self._settle(req, OrderResult(req.extra, self.name, OrderStatus.CANCELED,
-                                              _f(msg.get(Tag.OrderQty)), _f(msg.get(Tag.CumQty)),
+                                              as_float(msg.get(Tag.OrderQty)), as_float(msg.get(Tag.CumQty)),
                                               reason=msg.get(Tag.Text), timestamp=self._clock()))
             return
         if req is not None and req.kind == "G" and exec_type == "5":
             track = req.track
             assert track is not None
-            track.quantity = _f(msg.get(Tag.OrderQty), track.quantity)
+            track.quantity = as_float(msg.get(Tag.OrderQty), track.quantity)
             if Tag.Price in msg:
-                track.price = _f(msg.get(Tag.Price), track.price or 0.0)
+                track.price = as_float(msg.get(Tag.Price), track.price or 0.0)
             track.wire_id = wire
             self._apply(track, msg, push=False)
             self._touch(req)
@@ -1018,17 +919,17 @@ class FixVenue:
             status = track.status  # a final state never changes
         elif not status.is_final and _RANK.get(status, 0) < _RANK.get(track.status, 0):
             status = track.status
-        cum = _f(msg.get(Tag.CumQty), track.cum)
+        cum = as_float(msg.get(Tag.CumQty), track.cum)
         order_id = msg.get(Tag.OrderID)
         if order_id and order_id != "NONE":
             track.order_id = order_id
         fill = None
         if cum > track.cum + 1e-12:
             now = self._clock()
-            avg = _f(msg.get(Tag.AvgPx)) or None
-            last_qty = _f(msg.get(Tag.LastQty))
+            avg = as_float(msg.get(Tag.AvgPx)) or None
+            last_qty = as_float(msg.get(Tag.LastQty))
             if last_qty and Tag.LastPx in msg and not synthesize:
-                qty, px = last_qty, _f(msg.get(Tag.LastPx))
+                qty, px = last_qty, as_float(msg.get(Tag.LastPx))
                 trade_id = msg.get(TRADE_ID) or f"{track.order_id or track.cid}/{msg.get(Tag.ExecID, '')}"
             else:  # learned by status: the fill(s) missed, as one, at the price they averaged
                 qty = cum - track.cum
@@ -1037,9 +938,9 @@ class FixVenue:
             ind = msg.get(LAST_LIQUIDITY_IND)
             liquidity = (Liquidity.MAKER if ind == "1" else Liquidity.TAKER if ind == "2"
                          else Liquidity.TAKER if immediate else Liquidity.MAKER)
-            fee = _f(msg.get(COMMISSION)) if COMMISSION in msg else self.fees.fee(px * qty, liquidity)
+            fee = as_float(msg.get(COMMISSION)) if COMMISSION in msg else self.fees.fee(px * qty, liquidity)
             fill = Fill(track.cid, self.name, track.symbol, track.side, px, qty, fee, liquidity,
-                        _parse_utc(msg.get(Tag.TransactTime)) or now, trade_id)
+                        parse_utc(msg.get(Tag.TransactTime)) or now, trade_id)
             track.fills.append(fill)
             track.cum = cum
             track.avg = avg if avg is not None else track.avg
@@ -1047,7 +948,7 @@ class FixVenue:
         track.status = status
         if push and (fill is not None or changed):
             reason = msg.get(Tag.Text) if status.is_final else None
-            leaves = 0.0 if status.is_final else max(_f(msg.get(Tag.LeavesQty), track.quantity - track.cum), 0.0)
+            leaves = 0.0 if status.is_final else max(as_float(msg.get(Tag.LeavesQty), track.quantity - track.cum), 0.0)
             self._emit(ExecutionReport(self.name, track.cid, track.symbol, status, track.cum, leaves,
                                        fill.timestamp if fill else self._clock(), fill, reason))
         if status.is_final and push:
@@ -1099,7 +1000,7 @@ class FixVenue:
                 return
             if msg.get(Tag.ClOrdID) != "NONE" and msg.get(Tag.OrderID) != "NONE":
                 req.items.append(msg)
-            total = _f(msg.get(Tag.TotNumReports), -1)
+            total = as_float(msg.get(Tag.TotNumReports), -1)
             if msg.get(Tag.LastRptRequested) == "Y" or 0 <= total <= len(req.items):
                 if req.kind == "AF":
                     self._settle(req, list(req.items))
@@ -1127,12 +1028,12 @@ class FixVenue:
 
     def _status_result(self, cid: str, msg: Message, track: _Track | None) -> OrderResult:
         status = _STATUS.get(msg.get(Tag.OrdStatus) or "", OrderStatus.NEW)
-        cum = _f(msg.get(Tag.CumQty))
-        avg = _f(msg.get(Tag.AvgPx)) or None
+        cum = as_float(msg.get(Tag.CumQty))
+        avg = as_float(msg.get(Tag.AvgPx)) or None
         side = _SIDES.get(msg.get(Tag.Side) or "")
-        price = _f(msg.get(Tag.Price)) if Tag.Price in msg else None
+        price = as_float(msg.get(Tag.Price)) if Tag.Price in msg else None
         fills = list(track.fills) if track is not None else []
-        return OrderResult(cid, self.name, status, _f(msg.get(Tag.OrderQty)), cum, avg if cum else None, fills,
+        return OrderResult(cid, self.name, status, as_float(msg.get(Tag.OrderQty)), cum, avg if cum else None, fills,
                            msg.get(Tag.Text), msg.get(Tag.Symbol) or "", side, price, self._clock())
 
     def _on_business_reject(self, msg: Message) -> None:
@@ -1171,34 +1072,10 @@ class FixVenue:
                 self._settle(req, error=PermanentVenueError(
                     f"{self.name}: security list refused (SecurityRequestResult {result}): {msg.get(Tag.Text, '')}"))
             return
-        entries = _groups(msg, Tag.NoRelatedSym, Tag.Symbol)
-        venue = self.destination
-        found: dict[str, Instrument] = {}
-        fees: FeeSchedule | None = None
-        for entry in entries:
-            where = entry.get(SECURITY_EXCHANGE)
-            if venue is None and where:
-                venue = where  # the venue's first (its default destination)
-            if where and venue and where != venue:
-                continue
-            symbol = entry.get(Tag.Symbol, "")
-            try:
-                tick = Decimal(entry[MIN_PRICE_INCREMENT])
-                lot = Decimal(entry[ROUND_LOT] if ROUND_LOT in entry else entry[MIN_TRADE_VOL])
-                found[symbol] = Instrument(
-                    symbol, tick, lot, Decimal(entry.get(MIN_TRADE_VOL) or str(lot)),
-                    Decimal(entry[MAX_TRADE_VOL]) if MAX_TRADE_VOL in entry else None,
-                    Decimal(entry[MIN_NOTIONAL]) if MIN_NOTIONAL in entry else None,
-                    Decimal(entry[MAX_NOTIONAL]) if MAX_NOTIONAL in entry else None,
-                )
-            except (KeyError, InvalidOperation, ValueError) as exc:
-                self._last_error = f"security list entry {symbol!r} unreadable: {exc!r}"
-                log.warning("FIX venue %s: %s", self.name, self._last_error)
-                continue
-            if fees is None and (MAKER_FEE_BPS in entry or TAKER_FEE_BPS in entry):
-                fees = FeeSchedule(_f(entry.get(MAKER_FEE_BPS)), _f(entry.get(TAKER_FEE_BPS)))
-        with self._md_lock:
-            self._instruments.update(found)
+        venue, fees, problems = self._market.apply_security_list(msg, self.destination)
+        for problem in problems:
+            self._last_error = problem
+            log.warning("FIX venue %s: %s", self.name, problem)
         if fees is not None and not self._fees_given:
             self.fees = fees
         if req is not None:
@@ -1207,70 +1084,9 @@ class FixVenue:
                 self._settle(req, venue)
 
     def _on_md_snapshot(self, msg: Message) -> None:
-        symbol = msg.get(Tag.Symbol)
-        where = msg.get(SECURITY_EXCHANGE)
-        if symbol is None or (where and self._venue_name and where != self._venue_name):
-            return
-        book = _Book()
-        for entry in _groups(msg, Tag.NoMDEntries, Tag.MDEntryType):
-            kind = entry.get(Tag.MDEntryType)
-            if kind in ("0", "1"):
-                side = book.bids if kind == "0" else book.asks
-                side[_f(entry.get(Tag.MDEntryPx))] = (_f(entry.get(Tag.MDEntrySize)),
-                                                      int(_f(entry.get(NUMBER_OF_ORDERS), 1)))
-            elif kind == "2":
-                self._public_trade(symbol, entry)
-        with self._md_lock:
-            self._books[symbol] = book
-        self._md_waiting.discard(symbol)
-
-    def _on_md_incremental(self, msg: Message) -> None:
-        touched: set[str] = set()
-        with self._md_lock:
-            for entry in _groups(msg, Tag.NoMDEntries, Tag.MDUpdateAction):
-                symbol = entry.get(Tag.Symbol)
-                where = entry.get(SECURITY_EXCHANGE)
-                if symbol is None or (where and self._venue_name and where != self._venue_name):
-                    continue
-                kind = entry.get(Tag.MDEntryType)
-                if kind == "2":
-                    continue
-                book = self._books.get(symbol)
-                if book is None:
-                    book = self._books[symbol] = _Book()
-                side = book.bids if kind == "0" else book.asks if kind == "1" else None
-                if side is None:
-                    continue
-                price = _f(entry.get(Tag.MDEntryPx))
-                if entry.get(Tag.MDUpdateAction) == "2":
-                    side.pop(price, None)
-                else:
-                    side[price] = (_f(entry.get(Tag.MDEntrySize)), int(_f(entry.get(NUMBER_OF_ORDERS), 1)))
-                book.snapshot = None
-                touched.add(symbol)
-        for entry in _groups(msg, Tag.NoMDEntries, Tag.MDUpdateAction):  # trades, outside the lock
-            if entry.get(Tag.MDEntryType) == "2" and entry.get(Tag.Symbol):
-                where = entry.get(SECURITY_EXCHANGE)
-                if not (where and self._venue_name and where != self._venue_name):
-                    self._public_trade(entry[Tag.Symbol], entry)
-
-    def _public_trade(self, symbol: str, entry: dict[int, str]) -> None:
-        ts = None
-        if MD_ENTRY_DATE in entry and MD_ENTRY_TIME in entry:
-            ts = _parse_utc(f"{entry[MD_ENTRY_DATE]}-{entry[MD_ENTRY_TIME]}")
-        trade = PublicTrade(self.name, symbol, _f(entry.get(Tag.MDEntryPx)), _f(entry.get(Tag.MDEntrySize)),
-                            OrderSide.SELL if entry.get(AGGRESSOR_SIDE) == "2" else OrderSide.BUY,
-                            ts if ts is not None else self._clock())
-        with self._md_lock:
-            kept = self._trades.get(symbol)
-            if kept is None:
-                kept = self._trades[symbol] = deque(maxlen=_TRADES_KEPT)
-            kept.append(trade)
-        for listener in self._trade_listeners:
-            try:
-                listener(trade)
-            except Exception:
-                log.exception("FIX venue %s: trade listener failed", self.name)
+        symbol = self._market.apply_snapshot(msg)
+        if symbol is not None:
+            self._md_waiting.discard(symbol)
 
     # -- the connection (on the loop) --------------------------------------------------------------
 
@@ -1416,7 +1232,7 @@ class FixVenue:
         return await asyncio.wrap_future(future)
 
     async def _after_logon(self, *, first: bool) -> None:
-        if first or not self._instruments:
+        if first or not self._market.instruments():
             future: concurrent.futures.Future[Any] = concurrent.futures.Future()
             future.set_running_or_notify_cancel()
             if not self._not_logged_on(future):
@@ -1424,13 +1240,13 @@ class FixVenue:
                 self._send(_Request("x", rid, future, None), MsgType.SECURITY_LIST_REQUEST,
                            [(Tag.SecurityReqID, rid), (Tag.SecurityListRequestType, "4")])
             try:
-                self._venue_name = await asyncio.wrap_future(future)
+                self._market.venue_name = await asyncio.wrap_future(future)
             except VenueError as exc:
                 self._last_error = f"no security list: {exc}"
                 log.warning("FIX venue %s: %s", self.name, self._last_error)
         if self.destination:
-            self._venue_name = self.destination
-        if self._market_data and self._instruments and self._conn is not None:
+            self._market.venue_name = self.destination
+        if self._market_data and self._market.instruments() and self._conn is not None:
             await self._subscribe(wait=first)
         if not first:
             await self._reconcile()
@@ -1438,7 +1254,7 @@ class FixVenue:
     async def _subscribe(self, *, wait: bool) -> None:
         conn = self._conn
         assert conn is not None
-        symbols = list(self._instruments)
+        symbols = list(self._market.instruments())
         self._md_waiting = set(symbols)
         body: list[tuple[int, FieldValue]] = [
             (Tag.MDReqID, f"MD{next(self._ids)}"), (Tag.SubscriptionRequestType, "1"), (Tag.MarketDepth, "10"),
@@ -1447,8 +1263,8 @@ class FixVenue:
         ]
         for symbol in symbols:
             body.append((Tag.Symbol, symbol))
-            if self._venue_name:
-                body.append((SECURITY_EXCHANGE, self._venue_name))
+            if self._market.venue_name:
+                body.append((SECURITY_EXCHANGE, self._market.venue_name))
         conn.send(MsgType.MARKET_DATA_REQUEST, body)
         if not wait:
             return
