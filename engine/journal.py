@@ -171,17 +171,18 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 # One row per order event: the order's latest state. A submitted event for an order
 # never recorded (a child the router made) makes its row from the event's terms; an
 # amend changes quantity and price. Parameters: client order id, symbol, side, type, quantity, price,
-# venue, parent_id, ts, status, filled_quantity, reason, final, amended (0/1).
+# venue, parent_id, ts (the latest), status, filled_quantity, reason, final, amended (0/1),
+# recorded_at (the first event's ts).
 _UPSERT_STATUS = """
 INSERT INTO orders (client_order_id, id, symbol, side, type, quantity, price, venue, parent_id, recorded_at,
                     updated_at, status, filled_quantity, reason, final)
-VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, coalesce(?11, 0), ?12, ?13)
+VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?15, ?9, ?10, coalesce(?11, 0), ?12, ?13)
 ON CONFLICT (client_order_id) DO UPDATE SET
     symbol = coalesce(symbol, excluded.symbol),
     side = coalesce(side, excluded.side),
     type = coalesce(type, excluded.type),
     quantity = CASE WHEN ?14 OR quantity IS NULL THEN coalesce(excluded.quantity, quantity) ELSE quantity END,
-    price = CASE WHEN ?14 THEN excluded.price ELSE coalesce(price, excluded.price) END,
+    price = CASE WHEN ?14 THEN coalesce(excluded.price, price) ELSE coalesce(price, excluded.price) END,
     venue = coalesce(excluded.venue, venue),
     parent_id = coalesce(parent_id, excluded.parent_id),
     status = CASE WHEN final THEN status ELSE excluded.status END,
@@ -268,7 +269,27 @@ def _status_row(event: OrderEvent, row: tuple[Any, ...]) -> tuple[Any, ...]:
         quantity, price = row[7] or None, row[6]
     return (event.order_id, symbol, side, kind, quantity, price, event.venue, event.parent_id, event.ts_event,
             status, row[8], row[12] if event.__class__ is not OrderUpdated else None,
-            1 if status in _FINAL else 0, 1 if amended else 0)
+            1 if status in _FINAL else 0, 1 if amended else 0, event.ts_event)
+
+
+def _merge(old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Two status rows of one order, in the order they came, as one: the upsert's rule,
+    applied in memory, so a batch writes each order's row once."""
+    cid, symbol, side, kind, quantity, price, venue, parent_id, _, status, filled, reason, final, amended, \
+        recorded = old
+    n_quantity, n_price, n_filled, n_amended = new[4], new[5], new[10], new[13]
+    if (n_amended or quantity is None) and n_quantity is not None:
+        quantity = n_quantity
+    if n_price is not None and (n_amended or price is None):
+        price = n_price
+    if not final:
+        status = new[9]
+        if new[11] is not None:
+            reason = new[11]
+    if n_filled is not None and (filled is None or n_filled > filled):
+        filled = n_filled
+    return (cid, symbol or new[1], side or new[2], kind or new[3], quantity, price, new[6] or venue,
+            parent_id or new[7], new[8], status, filled, reason, final or new[12], amended or n_amended, recorded)
 
 
 class Journal:
@@ -299,7 +320,8 @@ class Journal:
         self._lock = threading.Lock()
         self._orders: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
-        self._statuses: list[tuple[Any, ...]] = []
+        # The orders-table row each order's events so far in this batch make (one per order).
+        self._statuses: dict[str, tuple[Any, ...]] = {}
         self.closed = False
         self.commits = 0
 
@@ -325,7 +347,9 @@ class Journal:
         with self._lock:
             self._events.append(row)
             if status is not None:
-                self._statuses.append(status)
+                statuses = self._statuses
+                old = statuses.get(status[0])
+                statuses[status[0]] = status if old is None else _merge(old, status)
             if len(self._events) + len(self._orders) >= self.batch:
                 self._commit_locked()
 
@@ -354,7 +378,7 @@ class Journal:
             if self._events:
                 db.executemany(_INSERT_EVENT, self._events)
             if self._statuses:
-                db.executemany(_UPSERT_STATUS, self._statuses)
+                db.executemany(_UPSERT_STATUS, self._statuses.values())
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # a failed ROLLBACK must not hide why the commit failed
