@@ -295,3 +295,89 @@ async def test_size_per_thousand_filled_orders_is_measured(tmp_path: Path, virtu
           f"{subscriber_s / max(events, 1) * 1e6:.1f} us/event")
     assert events >= 3000  # submitted, accepted, filled at least
     assert 50_000 < size < 2_000_000
+
+
+def _stream() -> list[Any]:
+    """One order's life and then some: submitted, accepted, amended, partly filled,
+    canceled, then a late fill report after the cancel; a child the journal learns of
+    from its events; a parent's progress; a halt."""
+    from engine import Fill, OrderSide
+    from engine.events import (
+        Halted,
+        OrderAccepted,
+        OrderAmended,
+        OrderCanceled,
+        OrderFilled,
+        OrderSubmitted,
+        OrderUpdated,
+    )
+    from engine.models import Liquidity, OrderType
+
+    def fill(oid: str, qty: float, price: float, ts: float) -> Fill:
+        return Fill(oid, "deep", SYMBOL, OrderSide.BUY, price, qty, 0.01, Liquidity.MAKER, ts, f"t{ts}")
+
+    S = OrderStatus
+    return [
+        OrderSubmitted(1.0, 1.0, "a", "deep", S.PENDING_NEW, None, SYMBOL, OrderSide.BUY, OrderType.LIMIT, 2.0, 100.0),
+        OrderAccepted(1.1, 1.1, "a", "deep", S.NEW),
+        OrderAmended(1.2, 1.2, "a", "deep", S.NEW, None, 3.0, 99.5),
+        OrderFilled(1.3, 1.3, "a", "deep", S.PARTIALLY_FILLED, None, fill("a", 1.0, 99.5, 1.3), 1.0, 2.0),
+        OrderCanceled(1.4, 1.4, "a", "deep", S.CANCELED, None, 1.0, "canceled by request"),
+        OrderAccepted(1.5, 1.5, "a", "deep", S.NEW),  # stale: the order is final
+        OrderSubmitted(2.0, 2.0, "p.1", "swift", S.PENDING_NEW, "p", SYMBOL, OrderSide.BUY, OrderType.MARKET, 0.5),
+        OrderFilled(2.1, 2.1, "p.1", "swift", S.FILLED, "p", fill("p.1", 0.5, 101.0, 2.1), 0.5, 0.0),
+        OrderUpdated(2.2, 2.2, "p", None, S.PARTIALLY_FILLED, None, 0.5, 1.0, 101.0, "1 of 2 slices"),
+        Halted(3.0, 3.0, "drill"),
+    ]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 1000])
+def test_events_make_the_same_orders_table_whatever_the_batch(tmp_path: Path, batch: int) -> None:
+    parent = Order(id="p", symbol=SYMBOL, side="BUY", type="TWAP", quantity=1.0, metadata={"duration_s": 60})
+    with Journal(tmp_path / "j.db", batch=batch) as journal:
+        journal.record_order(order("a", "LIMIT", 2.0, price=100.0), "deep")
+        journal.record_order(parent)
+        journal.commit()
+        for event in _stream():
+            journal.subscriber(event)
+        a, child, p = journal.status("a"), journal.status("p.1"), journal.status("p")
+        rows = journal._read("SELECT client_order_id, symbol, side, type, quantity, price, venue, parent_id, status, "
+                             "filled_quantity, reason, final FROM orders ORDER BY 1")
+        open_ids = [j.order_id for j in journal.open_orders()]
+    assert rows == [
+        ("a", SYMBOL, "BUY", "LIMIT", 3.0, 99.5, "deep", None, "CANCELED", 1.0, "canceled by request", 1),
+        ("p", SYMBOL, "BUY", "TWAP", 1.0, None, None, None, "PARTIALLY_FILLED", 0.5, None, 0),
+        ("p.1", SYMBOL, "BUY", "MARKET", 0.5, None, "swift", "p", "FILLED", 0.5, None, 1),
+    ]
+    assert (a.status, a.filled_quantity, a.average_price, a.quantity) == (OrderStatus.CANCELED, 1.0, 99.5, 3.0)
+    assert [f.trade_id for f in a.fills] == ["t1.3"]
+    assert (child.status, child.average_price, child.exchange_id) == (OrderStatus.FILLED, 101.0, "swift")
+    assert (p.status, p.filled_quantity, [f.order_id for f in p.fills]) == (OrderStatus.PARTIALLY_FILLED, 0.5, ["p.1"])
+    assert open_ids == ["p"]
+
+
+def test_a_callback_subscription_journals_on_its_own_thread(tmp_path: Path) -> None:
+    """The way the engine will run it: `subscriber` as a lossless subscription's callback
+    (its dispatcher thread), read back from the test's thread meanwhile."""
+
+    async def main() -> None:
+        engine = Engine.default(seed=2, specs=instant_specs())
+        subscription = engine.subscribe(lossless=True, name="journal", callback=journal.subscriber)
+        await engine.start(num_workers=2)
+        try:
+            for i in range(20):
+                await engine.submit(order(f"cb{i}", "MARKET", 0.01))
+            for i in range(20):
+                await engine.wait(f"cb{i}", timeout=30)
+            with anyio.fail_after(30):
+                while not all(getattr(journal.status(f"cb{i}"), "status", None) is OrderStatus.FILLED
+                              for i in range(20)):
+                    await anyio.sleep(0.02)
+        finally:
+            await engine.stop(drain=False)
+            subscription.close()
+        for i in range(20):
+            assert essentials(journal.status(f"cb{i}")) == essentials(engine.status(f"cb{i}"))
+
+    with Journal(tmp_path / "j.db", batch=7) as journal:
+        anyio.run(main)
