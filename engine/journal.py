@@ -16,9 +16,12 @@ Rules:
 * WAL mode with `synchronous=NORMAL` survives a kill -9 of the process (what was
   committed is there when the file is reopened), not a power cut or an OS crash;
   `durable=True` asks for `FULL` (an fsync per commit), which survives those too.
-* Safe from any thread: one lock guards the queued rows and the connection. Reads
-  (`status`, `open_orders`, `fills`) commit what is queued first, so they see every
-  event handed to the journal.
+* Safe from any thread. One lock guards the queued rows, held only to append or to take
+  them all, so `record_order` on the engine's path never waits for a transaction
+  another thread is writing; a second lock lets one transaction or read use the
+  connection at a time. Reads (`status`, `open_orders`, `fills`) commit what is queued
+  first, so they see every event handed to the journal. A commit that fails (disk
+  full) puts its rows back in the queue and raises; the next commit writes them.
 * A file that is not ours (another application's database, a corrupt or truncated
   file, one of a newer or an older schema version) is refused with
   `ConfigurationError` naming the file, and never written to.
@@ -317,7 +320,8 @@ class Journal:
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"the order journal {str(self.path)!r} is corrupt ({exc})") from None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queues, held for an append or a swap
+        self._write_lock = threading.RLock()  # the connection: one transaction or read at a time
         self._orders: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
         # The orders-table row each order's events so far in this batch make (one per order).
@@ -350,12 +354,14 @@ class Journal:
                 statuses = self._statuses
                 old = statuses.get(status[0])
                 statuses[status[0]] = status if old is None else _merge(old, status)
-            if len(self._events) + len(self._orders) >= self.batch:
-                self._commit_locked()
+            full = len(self._events) + len(self._orders) >= self.batch
+        if full:
+            self.commit()
 
     def commit(self) -> None:
-        """Write every queued order and event in one transaction (no-op when none)."""
-        with self._lock:
+        """Write every order and event queued before the call in one transaction (no-op
+        when none); on disk when it returns."""
+        with self._write_lock:
             self._commit_locked()
 
     flush = commit
@@ -366,19 +372,25 @@ class Journal:
         return len(self._orders) + len(self._events)
 
     def _commit_locked(self) -> None:
-        if not (self._orders or self._events):
-            return
-        if self.closed:
-            raise ConfigurationError(f"the order journal {str(self.path)!r} is closed")
+        """Take the queued rows (the queue lock held only for the swap: `record_order`
+        never waits for a transaction) and write them; the caller holds `_write_lock`,
+        so transactions land in the order their rows were taken."""
+        with self._lock:
+            orders, events, statuses = self._orders, self._events, self._statuses
+            if not (orders or events):
+                return
+            if self.closed:
+                raise ConfigurationError(f"the order journal {str(self.path)!r} is closed")
+            self._orders, self._events, self._statuses = [], [], {}
         db = self._db
-        db.execute("BEGIN")
         try:
-            if self._orders:
-                db.executemany(_INSERT_ORDER, self._orders)
-            if self._events:
-                db.executemany(_INSERT_EVENT, self._events)
-            if self._statuses:
-                db.executemany(_UPSERT_STATUS, self._statuses.values())
+            db.execute("BEGIN")
+            if orders:
+                db.executemany(_INSERT_ORDER, orders)
+            if events:
+                db.executemany(_INSERT_EVENT, events)
+            if statuses:
+                db.executemany(_UPSERT_STATUS, statuses.values())
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # a failed ROLLBACK must not hide why the commit failed
@@ -386,15 +398,19 @@ class Journal:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+            with self._lock:  # nothing is lost: the rows go back ahead of what came since
+                self._orders[:0] = orders
+                self._events[:0] = events
+                for cid, row in self._statuses.items():
+                    old = statuses.get(cid)
+                    statuses[cid] = row if old is None else _merge(old, row)
+                self._statuses = statuses
             raise
-        self._orders.clear()
-        self._events.clear()
-        self._statuses.clear()
         self.commits += 1
 
     def close(self) -> None:
         """Commit what is queued and close the file (a second call does nothing)."""
-        with self._lock:
+        with self._write_lock:
             if self.closed:
                 return
             try:
@@ -411,7 +427,7 @@ class Journal:
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._write_lock:
             self._commit_locked()
             return self._db.execute(sql, params).fetchall()
 

@@ -381,3 +381,45 @@ def test_a_callback_subscription_journals_on_its_own_thread(tmp_path: Path) -> N
 
     with Journal(tmp_path / "j.db", batch=7) as journal:
         anyio.run(main)
+
+
+def test_a_commit_that_fails_loses_nothing_and_the_next_one_writes_it(tmp_path: Path) -> None:
+    class FullDisk:
+        """The journal's connection, whose next write fails as a full disk would."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db, self.fail = db, True
+
+        def execute(self, *args: Any) -> Any:
+            return self.db.execute(*args)
+
+        def executemany(self, *args: Any) -> Any:
+            if self.fail:
+                self.fail = False
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.executemany(*args)
+
+        @property
+        def in_transaction(self) -> bool:
+            return self.db.in_transaction
+
+        def close(self) -> None:
+            self.db.close()
+
+    journal = Journal(tmp_path / "j.db")
+    journal._db = FullDisk(journal._db)  # type: ignore[assignment]
+    events = _stream()
+    journal.record_order(order("a", "LIMIT", 2.0, price=100.0), "deep")
+    for event in events[:3]:
+        journal.subscriber(event)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        journal.commit()
+    assert journal.pending == 4
+    for event in events[3:]:
+        journal.subscriber(event)
+    journal.close()
+    with Journal(tmp_path / "j.db") as reopened:
+        a = reopened.status("a")
+        assert (a.status, a.quantity, a.filled_quantity, a.reason) == (
+            OrderStatus.CANCELED, 3.0, 1.0, "canceled by request")
+        assert reopened._read("SELECT count(*) FROM events")[0][0] == len(events)
