@@ -216,13 +216,17 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(b"this is not a database at all, just text " * 100)
 
 
-def _truncated(path: Path) -> None:
-    with Journal(path) as journal:
-        for i in range(2000):
-            journal.record_order(order(f"o{i}", "LIMIT", 1.0, price=100.0 + i))
-    data = path.read_bytes()
-    assert len(data) > 40_000
-    path.write_bytes(data[: len(data) // 2])
+def _truncated(cut: int) -> Any:
+    """A journal of ours cut short by `cut` bytes: whole pages (SQLite finds it as it
+    reads), or part of the last page (only the open's quick_check finds that)."""
+    def make(path: Path) -> None:
+        with Journal(path) as journal:
+            for i in range(2000):
+                journal.record_order(order(f"o{i}", "LIMIT", 1.0, price=100.0 + i))
+        data = path.read_bytes()
+        assert len(data) > 40_000
+        path.write_bytes(data[: len(data) - cut])
+    return make
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -230,8 +234,9 @@ def _truncated(path: Path) -> None:
     (_versioned(SCHEMA_VERSION + 1), f"written by a newer execdesk (schema {SCHEMA_VERSION + 1}"),
     (_versioned(SCHEMA_VERSION - 1), f"written by an older execdesk (schema {SCHEMA_VERSION - 1}"),
     (_corrupt, "is corrupt, truncated or not a database"),
-    (_truncated, "is corrupt, truncated or not a database"),
-], ids=["foreign", "newer", "older", "corrupt", "truncated"])
+    (_truncated(100_000), "is corrupt, truncated or not a database (database disk image is malformed)"),
+    (_truncated(100), "is corrupt, truncated or not a database (*** in database main ***"),
+], ids=["foreign", "newer", "older", "corrupt", "truncated", "last-page-cut"])
 def test_a_file_that_is_not_a_journal_of_ours_is_refused_and_left_untouched(
         tmp_path: Path, make: Any, message: str) -> None:
     path = tmp_path / "journal.db"
@@ -250,6 +255,9 @@ def test_a_new_journal_says_what_it_is(tmp_path: Path) -> None:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for durable, synchronous in ((False, 1), (True, 2)):  # NORMAL, FULL
+        with Journal(tmp_path / "j.db", durable=durable) as journal:
+            assert journal._read("PRAGMA synchronous") == [(synchronous,)]
 
 
 # -- size and cost ---------------------------------------------------------------------------------
