@@ -118,7 +118,7 @@ def test_a_foreign_database_is_refused_and_left_untouched(tmp_path) -> None:
 def test_a_corrupt_file_is_refused_and_left_untouched(tmp_path, content) -> None:
     path = tmp_path / "store.sqlite"
     path.write_bytes(content)
-    with pytest.raises(ConfigurationError, match="corrupt or not a database|not an execdesk"):
+    with pytest.raises(ConfigurationError, match="corrupt, truncated or not a database|not an execdesk"):
         SqliteSessionStore(path, "VENUE->DESK")
     assert path.read_bytes() == content
 

@@ -47,8 +47,13 @@ CREATE TABLE IF NOT EXISTS fix_sent (
 
 
 def open_database(path: Path, *, application_id: int, schema: str, version: int, what: str,
-                  durable: bool = False) -> sqlite3.Connection:
-    """Open (or create) an SQLite file of ours: refuse a foreign, corrupt or newer one."""
+                  durable: bool = False, oldest: int | None = None, verify: bool = False) -> sqlite3.Connection:
+    """Open (or create) an SQLite file of ours: refuse a foreign, corrupt or newer one.
+
+    `oldest`: the oldest schema version this one reads; an older file is refused (a
+    caller with a migration passes None and migrates after opening). `verify`: run
+    SQLite's `quick_check` over an existing file first (a read of the whole file), so a
+    truncated or damaged one is refused at open rather than misread later."""
     path = Path(path)
     existed = path.exists() and path.stat().st_size > 0
     try:
@@ -70,6 +75,18 @@ def open_database(path: Path, *, application_id: int, schema: str, version: int,
                     f"the {what} {str(path)!r} was written by a newer execdesk (schema {user_version}, "
                     f"this one reads {version}); it was left untouched"
                 )
+            if oldest is not None and user_version < oldest:
+                raise ConfigurationError(
+                    f"the {what} {str(path)!r} was written by an older execdesk (schema {user_version}, "
+                    f"this one reads {oldest} to {version}) and cannot be migrated; it was left untouched"
+                )
+            if verify:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+                if problems != ["ok"]:
+                    raise ConfigurationError(
+                        f"the {what} {str(path)!r} is corrupt, truncated or not a database ({'; '.join(problems)}); "
+                        "it was left untouched"
+                    )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         db.executescript(f"BEGIN; {schema} COMMIT;")
@@ -79,7 +96,7 @@ def open_database(path: Path, *, application_id: int, schema: str, version: int,
     except sqlite3.DatabaseError as exc:
         db.close()
         raise ConfigurationError(
-            f"the {what} {str(path)!r} is corrupt or not a database ({exc}); it was left untouched"
+            f"the {what} {str(path)!r} is corrupt, truncated or not a database ({exc}); it was left untouched"
         ) from None
     except ConfigurationError:
         db.close()
