@@ -295,7 +295,7 @@ class Engine:
             return self._amend_refused(
                 order_id, f"it is an algorithm parent ({parent.order.type.value}), whose algorithm sends and "
                           "prices the child orders; cancel it and send a new one")
-        result = await self.router.amend_order_async(order_id, quantity=quantity, price=price)
+        result = await self.router.amend_order_async(self._venue_order_id(order_id), quantity=quantity, price=price)
         if result.status is not OrderStatus.REJECTED:
             return result
         why = result.reason or "no reason given"
@@ -304,6 +304,16 @@ class Engine:
                 why = why[len(prefix):]
                 break
         return self._amend_refused(order_id, why)
+
+    def _venue_order_id(self, order_id: str) -> str:
+        """The id the venue knows an order by. An order with a client order id of its own
+        is held by the optimizer as a split of one piece under that id (as cancel finds
+        it): amended there. An order split across venues is left to the router to refuse."""
+        if isinstance(order_id, str) and self.store.record(order_id) is None:
+            pieces = self.store.split_pieces(order_id)
+            if pieces is not None and len(pieces) == 1:
+                return next(iter(pieces))
+        return order_id
 
     def _amend_refused(self, order_id: str, why: str) -> OrderResult:
         current = self.order_status_or_none(order_id)

@@ -162,6 +162,18 @@ async def test_amend_changes_the_order_at_the_venue(engine: Engine) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_order_with_its_own_client_order_id_amends_by_either_id(engine: Engine) -> None:
+    order = resting("am2", engine, "swift", qty=0.02).model_copy(update={"client_order_id": "venue-am2"})
+    await engine.submit(order, venue="swift")
+    await settle(engine, "am2")
+    by_id = await engine.amend("am2", quantity=0.03)  # was "unknown order 'am2'"
+    assert by_id.status is OrderStatus.NEW, by_id.reason
+    by_cid = await engine.amend("venue-am2", quantity=0.04)
+    assert by_cid.status is OrderStatus.NEW, by_cid.reason
+    assert engine.venues["swift"].status("venue-am2").quantity == 0.04
+
+
+@pytest.mark.anyio
 async def test_every_amend_refusal_has_one_shape_whoever_refused(engine: Engine) -> None:
     order = resting("am2", engine, "swift", qty=0.02)
     await engine.submit(order, venue="swift")
