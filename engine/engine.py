@@ -12,10 +12,12 @@ first (the desk runs it in Textual's event loop); the sync pieces
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +27,7 @@ from .resilience.breaker import BreakerConfig
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
+from .journal import Journal
 from .events import EngineError, Halted, OrderUpdated, Resumed, VenueSessionChanged
 from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
 from .venues.sim.market import ReferenceMarket
@@ -143,7 +146,10 @@ class Engine:
         remember_orders: int = 100_000,
         max_queue: int = 10_000,
         risk: RiskLimits | None = DEFAULT_RISK_LIMITS,
+        journal: Journal | str | Path | None = None,
     ) -> None:
+        """`journal`: a `Journal` (or the path of one) that records every order before it
+        is queued and every event after (see engine.journal); None keeps none."""
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
         if isinstance(remember_orders, int) and not isinstance(remember_orders, bool) and remember_orders < 1:
@@ -201,6 +207,11 @@ class Engine:
         self._fills_applied: dict[str, int] = {}
         self._fills_applied_final: OrderedDict[str, int] = OrderedDict()
         self.router.add_order_listener(self._on_order_result)
+        # The journal hears every event through a lossless subscription (its own thread).
+        self._owns_journal = journal is not None and not isinstance(journal, Journal)
+        self.journal: Journal | None = Journal(journal) if self._owns_journal else journal  # type: ignore[arg-type]
+        self._journal_feed = (self.bus.subscribe(lossless=True, name="journal", callback=self.journal.subscriber)
+                              if self.journal is not None else None)
 
     @classmethod
     def default(
@@ -256,6 +267,22 @@ class Engine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.profiler.save(path)
+        await self._flush_journal()
+
+    async def _flush_journal(self, timeout: float = 5.0) -> None:
+        """Let the journal's subscription catch up, then commit what it holds (and close a
+        journal the engine opened itself)."""
+        feed, journal = self._journal_feed, self.journal
+        if feed is None or journal is None:
+            return
+        deadline = time.monotonic() + timeout
+        while feed.backlog and time.monotonic() < deadline:
+            await anyio.sleep(0.005)
+        journal.commit()
+        if self._owns_journal:
+            feed.close()
+            journal.close()
+            self._journal_feed = None
 
     @property
     def running(self) -> bool:
@@ -267,6 +294,10 @@ class Engine:
         if venue is not None and venue not in self.venues:
             raise ConfigurationError(f"unknown venue {venue!r} (venues: {', '.join(self.venues)})")
         self.stats.submitted += 1
+        journal = self.journal
+        if journal is not None:  # written before it can be sent
+            journal.record_order(order, venue)
+            journal.commit()
         return await self.optimizer.submit_order_async(order, venue)
 
     def supported_types(self) -> set[str]:
@@ -276,7 +307,14 @@ class Engine:
         return {"MARKET", "LIMIT", *(t.value for t in ALGORITHMS)}
 
     def status(self, order_id: str) -> OrderResult:
-        return self.optimizer.get_order_status(order_id)
+        """An order's state; once memory has forgotten a finished order, the journal's."""
+        try:
+            return self.optimizer.get_order_status(order_id)
+        except UnknownOrderError:
+            journaled = self.journal.status(order_id) if self.journal is not None else None
+            if journaled is None:
+                raise
+            return journaled
 
     async def wait(self, order_id: str, timeout: float | None = None) -> OrderResult:
         return await self.optimizer.wait_async(order_id, timeout)

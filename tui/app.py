@@ -162,9 +162,11 @@ class DeskApp(App[None]):
         tune_gc: bool = False,
         risk_path: Path | None = None,
         venues: Mapping[str, Any] | None = None,
+        journal_path: Path | None = None,
     ) -> None:
         """`venues`: what the engine trades (`execdesk --venues`); None: the built-in
-        simulators. Ignored when an `engine` is given."""
+        simulators. `journal_path`: the order journal (default journal.sqlite3 beside the
+        settings). Both ignored when an `engine` is given."""
         super().__init__()
         self.tune_gc = tune_gc
         self.settings_path = settings_path or config_dir() / "settings.json"
@@ -187,11 +189,16 @@ class DeskApp(App[None]):
             self._risk_file_refused = self.risk_path.exists()
             if self.risk_problem:
                 self._startup_notices.append(self.risk_problem)
+            # Every order and event on disk (engine.journal); a file that is not a journal of
+            # ours stops the start (ConfigurationError), it is never overwritten.
+            self.journal_path = journal_path or self.settings_path.parent / "journal.sqlite3"
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
             if venues is None:
                 engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
-                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits)
+                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits, journal=self.journal_path)
             else:
-                engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits)
+                engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits,
+                                journal=self.journal_path)
             engine.profiler.autosave_path = profiler_path
         self.engine = engine
         self.seed = seed

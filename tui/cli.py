@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the venues to trade, a comma list: sim:swift, sim:deep, sim:thrift (built-in "
                         "simulators), fix://HOST:PORT[/VENUE] (a FIX 4.4 venue, e.g. `execdesk venue`); "
                         "default: the three simulators")
+    parser.add_argument("--journal", type=Path, default=None, metavar="PATH",
+                        help="the order journal, SQLite (default: journal.sqlite3 in the config directory); "
+                        "read it with sqlite3")
     parser.add_argument("--risk", type=Path, default=None, metavar="PATH",
                         help="pre-trade risk limits, a TOML file (default: risk.toml in the config directory, "
                         "written with the built-in limits on the first run)")
@@ -101,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import config_dir
 
     configure_logging(config_dir())
+    from engine.errors import ExecdeskError
+
     venues = None
     if args.venues is not None:
-        from engine.errors import ExecdeskError
         from engine.venue_spec import open_venues, parse_venues
 
         try:
@@ -112,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ExecdeskError, OSError) as exc:
             parser.exit(2, f"execdesk: --venues {args.venues}: {exc}\n")
     try:
-        return run_desk(DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,
-                                risk_path=args.risk, venues=venues))
+        try:
+            app = DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,
+                          risk_path=args.risk, venues=venues, journal_path=args.journal)
+        except (ExecdeskError, OSError) as exc:
+            parser.exit(2, f"execdesk: {exc}\n")
+        return run_desk(app)
     finally:
         for venue in (venues or {}).values():
             close = getattr(venue, "close", None)
