@@ -99,7 +99,7 @@ from .events import (
     VenueSessionChanged,
 )
 from .models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus
-from .venues.fixio.store import open_database
+from .sqlite_file import open_database
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Journal", "JournaledOrder"]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from engine.errors import ConfigurationError
 from engine.venues.fix.codec import FieldValue, field_text
+from engine.sqlite_file import open_database
 from engine.venues.fix.store import SessionStore
 
 #: PRAGMA application_id of an execdesk FIX store ("EXFX").
@@ -44,64 +45,6 @@ CREATE TABLE IF NOT EXISTS fix_sent (
     PRIMARY KEY (key, seq)
 ) WITHOUT ROWID;
 """
-
-
-def open_database(path: Path, *, application_id: int, schema: str, version: int, what: str,
-                  durable: bool = False, oldest: int | None = None, verify: bool = False) -> sqlite3.Connection:
-    """Open (or create) an SQLite file of ours: refuse a foreign, corrupt or newer one.
-
-    `oldest`: the oldest schema version this one reads; an older file is refused (a
-    caller with a migration passes None and migrates after opening). `verify`: run
-    SQLite's `quick_check` over an existing file first (a read of the whole file), so a
-    truncated or damaged one is refused at open rather than misread later."""
-    path = Path(path)
-    existed = path.exists() and path.stat().st_size > 0
-    try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise ConfigurationError(f"cannot open the {what} {str(path)!r}: {exc}") from None
-    try:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        user_version = db.execute("PRAGMA user_version").fetchone()[0]
-        if existed:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if app_id != application_id:
-                raise ConfigurationError(
-                    f"{str(path)!r} is not an execdesk {what} (application id {app_id:#x}, tables "
-                    f"{sorted(tables) or 'none'}); it was left untouched: choose another path"
-                )
-            if user_version > version:
-                raise ConfigurationError(
-                    f"the {what} {str(path)!r} was written by a newer execdesk (schema {user_version}, "
-                    f"this one reads {version}); it was left untouched"
-                )
-            if oldest is not None and user_version < oldest:
-                raise ConfigurationError(
-                    f"the {what} {str(path)!r} was written by an older execdesk (schema {user_version}, "
-                    f"this one reads {oldest} to {version}) and cannot be migrated; it was left untouched"
-                )
-            if verify:
-                problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-                if problems != ["ok"]:
-                    raise ConfigurationError(
-                        f"the {what} {str(path)!r} is corrupt, truncated or not a database ({'; '.join(problems)}); "
-                        "it was left untouched"
-                    )
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        db.executescript(f"BEGIN; {schema} COMMIT;")
-        if not existed:
-            db.execute(f"PRAGMA application_id={application_id}")
-            db.execute(f"PRAGMA user_version={version}")
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise ConfigurationError(
-            f"the {what} {str(path)!r} is corrupt, truncated or not a database ({exc}); it was left untouched"
-        ) from None
-    except ConfigurationError:
-        db.close()
-        raise
-    return db
 
 
 def open_session_database(path: Path | str, *, durable: bool = False) -> sqlite3.Connection:
