@@ -75,6 +75,33 @@ class Tag(IntEnum):
     MassStatusReqType = 585
     TotNumReports = 911
     LastRptRequested = 912
+    # Orders, market data and instruments as the venue speaks them (AggressorSide 2446 is
+    # from a later FIX version; 20001-20004 are execdesk's own, user-defined):
+    Commission = 12
+    CommType = 13
+    ExDestination = 100
+    OrdRejReason = 103
+    ExpireTime = 126
+    SecurityExchange = 207
+    MDUpdateType = 265
+    MDEntryDate = 272
+    MDEntryTime = 273
+    MDReqRejReason = 281
+    NumberOfOrders = 346
+    TotNoRelatedSym = 393
+    RoundLot = 561
+    MinTradeVol = 562
+    OrdStatusReqID = 790
+    LastLiquidityInd = 851
+    LastFragment = 893
+    MinPriceIncrement = 969
+    TradeID = 1003
+    MaxTradeVol = 1140
+    AggressorSide = 2446
+    MinNotional = 20001
+    MaxNotional = 20002
+    MakerFeeBps = 20003
+    TakerFeeBps = 20004
 
 
 class MsgType(str, Enum):

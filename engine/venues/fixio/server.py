@@ -71,33 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Tags used here only (FIX 4.4 data dictionary; 2446 is from a later version, 200xx user-defined).
-COMMISSION = 12
-COMM_TYPE = 13
-EX_DESTINATION = 100
-ORD_REJ_REASON = 103
-EXPIRE_TIME = 126
-SECURITY_EXCHANGE = 207
-MD_UPDATE_TYPE = 265
-MD_ENTRY_DATE = 272
-MD_ENTRY_TIME = 273
-MD_REQ_REJ_REASON = 281
-NUMBER_OF_ORDERS = 346
-TOT_NO_RELATED_SYM = 393
-ROUND_LOT = 561
-MIN_TRADE_VOL = 562
-ORD_STATUS_REQ_ID = 790
-LAST_LIQUIDITY_IND = 851
-LAST_FRAGMENT = 893
-MIN_PRICE_INCREMENT = 969
-TRADE_ID = 1003
-MAX_TRADE_VOL = 1140
-AGGRESSOR_SIDE = 2446
-MIN_NOTIONAL = 20001
-MAX_NOTIONAL = 20002
-MAKER_FEE_BPS = 20003
-TAKER_FEE_BPS = 20004
-
+# Reason codes (FIX 4.4 data dictionary).
 ORD_REJ_DUPLICATE = "6"
 ORD_REJ_OTHER = "99"
 CXL_REJ_TOO_LATE = "0"
@@ -344,8 +318,8 @@ def _level_entries(
     after = {level.price: level for level in new}
     for price, level in before.items():
         if price not in after:
-            out += [(279, "2"), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
-                    (271, "0"), (NUMBER_OF_ORDERS, "0")]
+            out += [(279, "2"), (269, kind), (55, symbol), (Tag.SecurityExchange, venue), (270, fix_number(price)),
+                    (271, "0"), (Tag.NumberOfOrders, "0")]
     for price, level in after.items():
         seen = before.get(price)
         if seen is None:
@@ -354,8 +328,8 @@ def _level_entries(
             action = "1"
         else:
             continue
-        out += [(279, action), (269, kind), (55, symbol), (SECURITY_EXCHANGE, venue), (270, fix_number(price)),
-                (271, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+        out += [(279, action), (269, kind), (55, symbol), (Tag.SecurityExchange, venue), (270, fix_number(price)),
+                (271, fix_number(level.quantity)), (Tag.NumberOfOrders, str(level.orders))]
     return out
 
 
@@ -363,9 +337,9 @@ def _trade_entries(trades: list[PublicTrade]) -> list[tuple[int, FieldValue]]:
     out: list[tuple[int, FieldValue]] = []
     for trade in trades:
         stamp = utc_timestamp(trade.ts_event)
-        out += [(279, "0"), (269, "2"), (55, trade.symbol), (SECURITY_EXCHANGE, trade.venue),
-                (270, fix_number(trade.price)), (271, fix_number(trade.quantity)), (MD_ENTRY_DATE, stamp[:8]),
-                (MD_ENTRY_TIME, stamp[9:]), (AGGRESSOR_SIDE, _SIDE_CODES[trade.aggressor])]
+        out += [(279, "0"), (269, "2"), (55, trade.symbol), (Tag.SecurityExchange, trade.venue),
+                (270, fix_number(trade.price)), (271, fix_number(trade.quantity)), (Tag.MDEntryDate, stamp[:8]),
+                (Tag.MDEntryTime, stamp[9:]), (Tag.AggressorSide, _SIDE_CODES[trade.aggressor])]
     return out
 
 
@@ -716,8 +690,8 @@ class FixVenueServer:
             (Tag.TransactTime, utc_timestamp(self._clock())),
         ]
         if venue_name:
-            body.append((EX_DESTINATION, venue_name))
-        body += [(ORD_REJ_REASON, reason), (Tag.Text, text)]
+            body.append((Tag.ExDestination, venue_name))
+        body += [(Tag.OrdRejReason, reason), (Tag.Text, text)]
         client.send(MsgType.EXECUTION_REPORT, body)
 
     def _order_of(self, client: _Client, msg: Message, venue: SimulatedExchange | None
@@ -745,7 +719,7 @@ class FixVenueServer:
             self._refuse_order(client, msg, f"{self._state.failing}; no new order is taken until it can")
             return None
         if venue is None:
-            self._refuse_order(client, msg, f"unknown venue {msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)!r} "
+            self._refuse_order(client, msg, f"unknown venue {msg.get(Tag.ExDestination) or msg.get(Tag.SecurityExchange)!r} "
                                f"(venues: {', '.join(self.venues)})")
             return None
         side = _SIDES.get(side_code)
@@ -767,7 +741,7 @@ class FixVenueServer:
         try:
             quantity = _fix_float(msg.get(Tag.OrderQty), "OrderQty(38)")
             price = _fix_float(price_text, "Price(44)") if price_text is not None and otype is OrderType.LIMIT else None
-            expire_at = _parse_utc(msg.get(EXPIRE_TIME, "")) if tif is TimeInForce.GTD else None
+            expire_at = _parse_utc(msg.get(Tag.ExpireTime, "")) if tif is TimeInForce.GTD else None
             order = Order(id=cid, client_order_id=cid, symbol=symbol, side=side, type=otype, quantity=quantity,
                           price=price, time_in_force=tif, expire_at=expire_at)
         except (ValueError, ValidationError) as exc:  # ValidationError is a ValueError; both named for the reader
@@ -1003,8 +977,8 @@ class FixVenueServer:
         if info is not None and info.owner != client.comp_id:
             info = None
         extra: list[tuple[int, FieldValue]] = []
-        if ORD_STATUS_REQ_ID in msg:
-            extra.append((ORD_STATUS_REQ_ID, msg.get(ORD_STATUS_REQ_ID) or ""))
+        if Tag.OrdStatusReqID in msg:
+            extra.append((Tag.OrdStatusReqID, msg.get(Tag.OrdStatusReqID) or ""))
         if info is None:
             client.send(MsgType.EXECUTION_REPORT, [
                 (Tag.OrderID, "NONE"), (Tag.ClOrdID, cid), (Tag.ExecID, self._exec_id()),
@@ -1070,21 +1044,21 @@ class FixVenueServer:
                 if wanted is not None and inst.symbol != wanted:
                     continue
                 count += 1
-                entries += [(Tag.Symbol, inst.symbol), (SECURITY_EXCHANGE, venue.name),
-                            (MIN_PRICE_INCREMENT, _decimal_text(inst.tick_size)),
-                            (ROUND_LOT, _decimal_text(inst.lot_size)),
-                            (MIN_TRADE_VOL, _decimal_text(inst.min_quantity))]
+                entries += [(Tag.Symbol, inst.symbol), (Tag.SecurityExchange, venue.name),
+                            (Tag.MinPriceIncrement, _decimal_text(inst.tick_size)),
+                            (Tag.RoundLot, _decimal_text(inst.lot_size)),
+                            (Tag.MinTradeVol, _decimal_text(inst.min_quantity))]
                 if inst.max_quantity is not None:
-                    entries.append((MAX_TRADE_VOL, _decimal_text(inst.max_quantity)))
+                    entries.append((Tag.MaxTradeVol, _decimal_text(inst.max_quantity)))
                 if inst.min_notional is not None:
-                    entries.append((MIN_NOTIONAL, _decimal_text(inst.min_notional)))
+                    entries.append((Tag.MinNotional, _decimal_text(inst.min_notional)))
                 if inst.max_notional is not None:
-                    entries.append((MAX_NOTIONAL, _decimal_text(inst.max_notional)))
-                entries += [(MAKER_FEE_BPS, fix_number(fees.maker_bps)), (TAKER_FEE_BPS, fix_number(fees.taker_bps))]
+                    entries.append((Tag.MaxNotional, _decimal_text(inst.max_notional)))
+                entries += [(Tag.MakerFeeBps, fix_number(fees.maker_bps)), (Tag.TakerFeeBps, fix_number(fees.taker_bps))]
         body: list[tuple[int, FieldValue]] = [
             (Tag.SecurityReqID, req_id), (Tag.SecurityResponseID, self._exec_id()),
-            (Tag.SecurityRequestResult, "0" if count else "2"), (TOT_NO_RELATED_SYM, str(count)),
-            (LAST_FRAGMENT, "Y"),
+            (Tag.SecurityRequestResult, "0" if count else "2"), (Tag.TotNoRelatedSym, str(count)),
+            (Tag.LastFragment, "Y"),
         ]
         if count:
             body += [(Tag.NoRelatedSym, str(count)), *entries]
@@ -1100,7 +1074,7 @@ class FixVenueServer:
 
         def reject(reason: str, text: str) -> None:
             client.send(MD_REQUEST_REJECT, [
-                (Tag.MDReqID, req_id), (MD_REQ_REJ_REASON, reason), (Tag.Text, text)])
+                (Tag.MDReqID, req_id), (Tag.MDReqRejReason, reason), (Tag.Text, text)])
 
         if kind == "2":
             subscription = client.subscriptions.get(req_id)
@@ -1122,7 +1096,7 @@ class FixVenueServer:
             return
         depth = int(depth_text)
         depth = MAX_DEPTH if depth == 0 else min(depth, MAX_DEPTH)
-        update_type = msg.get(MD_UPDATE_TYPE, "1")
+        update_type = msg.get(Tag.MDUpdateType, "1")
         if kind == "1" and update_type != "1":
             reject(MD_REJ_UNSUPPORTED_UPDATE_TYPE,
                    f"MDUpdateType(265) {update_type!r} is not supported (1 incremental refresh)")
@@ -1181,13 +1155,13 @@ class FixVenueServer:
                 if "0" in types:
                     for level in bids:
                         entries += [(Tag.MDEntryType, "0"), (Tag.MDEntryPx, fix_number(level.price)),
-                                    (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+                                    (Tag.MDEntrySize, fix_number(level.quantity)), (Tag.NumberOfOrders, str(level.orders))]
                 if "1" in types:
                     for level in asks:
                         entries += [(Tag.MDEntryType, "1"), (Tag.MDEntryPx, fix_number(level.price)),
-                                    (Tag.MDEntrySize, fix_number(level.quantity)), (NUMBER_OF_ORDERS, str(level.orders))]
+                                    (Tag.MDEntrySize, fix_number(level.quantity)), (Tag.NumberOfOrders, str(level.orders))]
             client.send(MsgType.MARKET_DATA_SNAPSHOT, [
-                (Tag.MDReqID, req_id), (Tag.Symbol, market.symbol), (SECURITY_EXCHANGE, market.venue.name),
+                (Tag.MDReqID, req_id), (Tag.Symbol, market.symbol), (Tag.SecurityExchange, market.venue.name),
                 (Tag.NoMDEntries, str(len(entries) // 4)), *entries,
             ])
         if kind != "1":
@@ -1399,7 +1373,7 @@ class FixVenueServer:
         return list(seen)
 
     def _venue_for(self, msg: Message) -> SimulatedExchange | None:
-        name = msg.get(EX_DESTINATION) or msg.get(SECURITY_EXCHANGE)
+        name = msg.get(Tag.ExDestination) or msg.get(Tag.SecurityExchange)
         if name is None:
             return next(iter(self.venues.values()))
         return self.venues.get(name)
@@ -1434,13 +1408,13 @@ class FixVenueServer:
         body.append((59, info.tif))
         if fill is not None:
             body += [(31, fix_number(fill.price)), (32, fix_number(fill.quantity)),
-                     (COMMISSION, fix_number(fill.fee)), (COMM_TYPE, "3"),
-                     (LAST_LIQUIDITY_IND, _LIQUIDITY[fill.liquidity])]
+                     (Tag.Commission, fix_number(fill.fee)), (Tag.CommType, "3"),
+                     (Tag.LastLiquidityInd, _LIQUIDITY[fill.liquidity])]
             if fill.trade_id:
-                body.append((TRADE_ID, fill.trade_id))
+                body.append((Tag.TradeID, fill.trade_id))
         body += [
             (151, fix_number(info.leaves if status in _WORKING else 0.0)), (14, fix_number(cum)),
-            (6, fix_number(info.avg_px)), (60, utc_timestamp(self._clock())), (EX_DESTINATION, info.venue.name),
+            (6, fix_number(info.avg_px)), (60, utc_timestamp(self._clock())), (Tag.ExDestination, info.venue.name),
         ]
         if text:
             body.append((Tag.Text, text))
@@ -1459,7 +1433,7 @@ def _related_symbols(msg: Message) -> list[tuple[str, str | None]]:
     for tag, value in msg.pairs:
         if tag == 55:
             out.append((value.decode("latin-1"), None))
-        elif tag == SECURITY_EXCHANGE and out and out[-1][1] is None:
+        elif tag == Tag.SecurityExchange and out and out[-1][1] is None:
             out[-1] = (out[-1][0], value.decode("latin-1"))
     return out
 

@@ -73,23 +73,12 @@ from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEv
 from engine.venues.fix.tags import MsgType, Tag
 from engine.venues.fixio.driver import READ_SIZE, FixConnection
 from engine.venues.fixio.server import fix_number
-from engine.venues.fixio.venue_data import SECURITY_EXCHANGE, MarketView, as_float, parse_utc
+from engine.venues.fixio.venue_data import MarketView, as_float, parse_utc
 
 from engine.venues.fix.store import SessionStore
 from engine.venues.fixio.store import SqliteSessionStore
 
 log = logging.getLogger(__name__)
-
-# Tags used here only (FIX 4.4 data dictionary; 20001-20004 are the venue's user-defined ones).
-COMMISSION = 12
-ORD_REJ_REASON = 103
-EX_DESTINATION = 100
-EXPIRE_TIME = 126
-MD_REQ_REJ_REASON = 281
-ORD_STATUS_REQ_ID = 790
-LAST_LIQUIDITY_IND = 851
-TRADE_ID = 1003
-MD_UPDATE_TYPE = 265
 
 _STATUS = {
     "0": OrderStatus.NEW, "1": OrderStatus.PARTIALLY_FILLED, "2": OrderStatus.FILLED,
@@ -618,9 +607,9 @@ class FixVenue:
         if order.price is not None:
             body.append((44, fix_number(order.price)))
         if order.expire_at is not None:
-            body.append((EXPIRE_TIME, utc_timestamp(order.expire_at)))
+            body.append((Tag.ExpireTime, utc_timestamp(order.expire_at)))
         if self.destination:
-            body.append((EX_DESTINATION, self.destination))
+            body.append((Tag.ExDestination, self.destination))
         body.append((60, utc_timestamp(self._clock())))
         track = _Track(cid, order.symbol, order.side, order.quantity, order.price, ord_type)
         self._tracks[cid] = track
@@ -683,7 +672,7 @@ class FixVenue:
         body: list[tuple[int, FieldValue]] = [(Tag.ClOrdID, track.wire_id if track else cid)]
         if track is not None:
             body += [(Tag.Symbol, track.symbol), (Tag.Side, _SIDE_CODES[track.side])]
-        body.append((ORD_STATUS_REQ_ID, rid))
+        body.append((Tag.OrdStatusReqID, rid))
         req = _Request("H", rid, future, track)
         req.extra = cid
         self._send(req, MsgType.ORDER_STATUS_REQUEST, body)
@@ -930,15 +919,15 @@ class FixVenue:
             last_qty = as_float(msg.get(Tag.LastQty))
             if last_qty and Tag.LastPx in msg and not synthesize:
                 qty, px = last_qty, as_float(msg.get(Tag.LastPx))
-                trade_id = msg.get(TRADE_ID) or f"{track.order_id or track.cid}/{msg.get(Tag.ExecID, '')}"
+                trade_id = msg.get(Tag.TradeID) or f"{track.order_id or track.cid}/{msg.get(Tag.ExecID, '')}"
             else:  # learned by status: the fill(s) missed, as one, at the price they averaged
                 qty = cum - track.cum
                 px = ((avg or 0.0) * cum - (track.avg or 0.0) * track.cum) / qty if avg else (track.price or 0.0)
                 trade_id = f"{track.order_id or track.cid}/sync-{fix_number(cum)}"
-            ind = msg.get(LAST_LIQUIDITY_IND)
+            ind = msg.get(Tag.LastLiquidityInd)
             liquidity = (Liquidity.MAKER if ind == "1" else Liquidity.TAKER if ind == "2"
                          else Liquidity.TAKER if immediate else Liquidity.MAKER)
-            fee = as_float(msg.get(COMMISSION)) if COMMISSION in msg else self.fees.fee(px * qty, liquidity)
+            fee = as_float(msg.get(Tag.Commission)) if Tag.Commission in msg else self.fees.fee(px * qty, liquidity)
             fill = Fill(track.cid, self.name, track.symbol, track.side, px, qty, fee, liquidity,
                         parse_utc(msg.get(Tag.TransactTime)) or now, trade_id)
             track.fills.append(fill)
@@ -1008,7 +997,7 @@ class FixVenue:
                     self._settle(req, [self._status_result(self._aliases.get(w, w), m, self._tracks.get(
                         self._aliases.get(w, w))) for m in req.items for w in (m.get(Tag.ClOrdID) or "",)])
             return
-        rid = msg.get(ORD_STATUS_REQ_ID)
+        rid = msg.get(Tag.OrdStatusReqID)
         req = self._pending.get(rid) if rid else None
         if req is None:  # a counterparty that does not echo OrdStatusReqID: the oldest status asked of it
             wire = msg.get(Tag.ClOrdID)
@@ -1258,13 +1247,13 @@ class FixVenue:
         self._md_waiting = set(symbols)
         body: list[tuple[int, FieldValue]] = [
             (Tag.MDReqID, f"MD{next(self._ids)}"), (Tag.SubscriptionRequestType, "1"), (Tag.MarketDepth, "10"),
-            (MD_UPDATE_TYPE, "1"), (Tag.NoMDEntryTypes, "3"), (Tag.MDEntryType, "0"), (Tag.MDEntryType, "1"),
+            (Tag.MDUpdateType, "1"), (Tag.NoMDEntryTypes, "3"), (Tag.MDEntryType, "0"), (Tag.MDEntryType, "1"),
             (Tag.MDEntryType, "2"), (Tag.NoRelatedSym, str(len(symbols))),
         ]
         for symbol in symbols:
             body.append((Tag.Symbol, symbol))
             if self._market.venue_name:
-                body.append((SECURITY_EXCHANGE, self._market.venue_name))
+                body.append((Tag.SecurityExchange, self._market.venue_name))
         conn.send(MsgType.MARKET_DATA_REQUEST, body)
         if not wait:
             return
@@ -1328,7 +1317,7 @@ class FixVenue:
         req.extra = track.cid
         self._send(req, MsgType.ORDER_STATUS_REQUEST, [
             (Tag.ClOrdID, track.wire_id), (Tag.Symbol, track.symbol), (Tag.Side, _SIDE_CODES[track.side]),
-            (ORD_STATUS_REQ_ID, rid)])
+            (Tag.OrdStatusReqID, rid)])
 
     def _settled_by_status(self, track: _Track, msg: Message) -> None:
         """Apply a status learned after a reconnect; a submit still waiting gets its answer."""

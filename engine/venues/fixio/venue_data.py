@@ -34,19 +34,6 @@ from engine.venues.sim.config import UnknownSymbolError
 
 log = logging.getLogger(__name__)
 
-SECURITY_EXCHANGE = 207
-MD_ENTRY_DATE = 272
-MD_ENTRY_TIME = 273
-NUMBER_OF_ORDERS = 346
-ROUND_LOT = 561
-MIN_TRADE_VOL = 562
-MIN_PRICE_INCREMENT = 969
-MAX_TRADE_VOL = 1140
-AGGRESSOR_SIDE = 2446
-MIN_NOTIONAL = 20001
-MAX_NOTIONAL = 20002
-MAKER_FEE_BPS = 20003
-TAKER_FEE_BPS = 20004
 TRADES_KEPT = 1000
 
 
@@ -169,26 +156,26 @@ class MarketView:
         fees: FeeSchedule | None = None
         problems: list[str] = []
         for entry in groups(msg, Tag.NoRelatedSym, Tag.Symbol):
-            where = entry.get(SECURITY_EXCHANGE)
+            where = entry.get(Tag.SecurityExchange)
             if venue is None and where:
                 venue = where  # the venue's first (its default destination)
             if where and venue and where != venue:
                 continue
             symbol = entry.get(Tag.Symbol, "")
             try:
-                tick = Decimal(entry[MIN_PRICE_INCREMENT])
-                lot = Decimal(entry[ROUND_LOT] if ROUND_LOT in entry else entry[MIN_TRADE_VOL])
+                tick = Decimal(entry[Tag.MinPriceIncrement])
+                lot = Decimal(entry[Tag.RoundLot] if Tag.RoundLot in entry else entry[Tag.MinTradeVol])
                 found[symbol] = Instrument(
-                    symbol, tick, lot, Decimal(entry.get(MIN_TRADE_VOL) or str(lot)),
-                    Decimal(entry[MAX_TRADE_VOL]) if MAX_TRADE_VOL in entry else None,
-                    Decimal(entry[MIN_NOTIONAL]) if MIN_NOTIONAL in entry else None,
-                    Decimal(entry[MAX_NOTIONAL]) if MAX_NOTIONAL in entry else None,
+                    symbol, tick, lot, Decimal(entry.get(Tag.MinTradeVol) or str(lot)),
+                    Decimal(entry[Tag.MaxTradeVol]) if Tag.MaxTradeVol in entry else None,
+                    Decimal(entry[Tag.MinNotional]) if Tag.MinNotional in entry else None,
+                    Decimal(entry[Tag.MaxNotional]) if Tag.MaxNotional in entry else None,
                 )
             except (KeyError, InvalidOperation, ValueError) as exc:
                 problems.append(f"security list entry {symbol!r} unreadable: {exc!r}")
                 continue
-            if fees is None and (MAKER_FEE_BPS in entry or TAKER_FEE_BPS in entry):
-                fees = FeeSchedule(as_float(entry.get(MAKER_FEE_BPS)), as_float(entry.get(TAKER_FEE_BPS)))
+            if fees is None and (Tag.MakerFeeBps in entry or Tag.TakerFeeBps in entry):
+                fees = FeeSchedule(as_float(entry.get(Tag.MakerFeeBps)), as_float(entry.get(Tag.TakerFeeBps)))
         with self._lock:
             self._instruments.update(found)
         return venue, fees, problems
@@ -196,7 +183,7 @@ class MarketView:
     def apply_snapshot(self, msg: Message) -> str | None:
         """A W: the symbol's book as it says (None: not a book of ours)."""
         symbol = msg.get(Tag.Symbol)
-        if symbol is None or not self._ours(msg.get(SECURITY_EXCHANGE)):
+        if symbol is None or not self._ours(msg.get(Tag.SecurityExchange)):
             return None
         book = _Book()
         for entry in groups(msg, Tag.NoMDEntries, Tag.MDEntryType):
@@ -204,7 +191,7 @@ class MarketView:
             if kind in ("0", "1"):
                 side = book.bids if kind == "0" else book.asks
                 side[as_float(entry.get(Tag.MDEntryPx))] = (as_float(entry.get(Tag.MDEntrySize)),
-                                                      int(as_float(entry.get(NUMBER_OF_ORDERS), 1)))
+                                                      int(as_float(entry.get(Tag.NumberOfOrders), 1)))
             elif kind == "2":
                 self._public_trade(symbol, entry)
         with self._lock:
@@ -217,7 +204,7 @@ class MarketView:
         with self._lock:
             for entry in entries:
                 symbol = entry.get(Tag.Symbol)
-                if symbol is None or not self._ours(entry.get(SECURITY_EXCHANGE)):
+                if symbol is None or not self._ours(entry.get(Tag.SecurityExchange)):
                     continue
                 kind = entry.get(Tag.MDEntryType)
                 side_of = {"0": "bids", "1": "asks"}.get(kind or "")
@@ -231,10 +218,10 @@ class MarketView:
                 if entry.get(Tag.MDUpdateAction) == "2":
                     side.pop(price, None)
                 else:
-                    side[price] = (as_float(entry.get(Tag.MDEntrySize)), int(as_float(entry.get(NUMBER_OF_ORDERS), 1)))
+                    side[price] = (as_float(entry.get(Tag.MDEntrySize)), int(as_float(entry.get(Tag.NumberOfOrders), 1)))
                 book.snapshot = None
         for entry in entries:  # trades, outside the lock (listeners run here)
-            if entry.get(Tag.MDEntryType) == "2" and entry.get(Tag.Symbol) and self._ours(entry.get(SECURITY_EXCHANGE)):
+            if entry.get(Tag.MDEntryType) == "2" and entry.get(Tag.Symbol) and self._ours(entry.get(Tag.SecurityExchange)):
                 self._public_trade(entry[Tag.Symbol], entry)
 
     def _ours(self, where: str | None) -> bool:
@@ -242,10 +229,10 @@ class MarketView:
 
     def _public_trade(self, symbol: str, entry: dict[int, str]) -> None:
         ts = None
-        if MD_ENTRY_DATE in entry and MD_ENTRY_TIME in entry:
-            ts = parse_utc(f"{entry[MD_ENTRY_DATE]}-{entry[MD_ENTRY_TIME]}")
+        if Tag.MDEntryDate in entry and Tag.MDEntryTime in entry:
+            ts = parse_utc(f"{entry[Tag.MDEntryDate]}-{entry[Tag.MDEntryTime]}")
         trade = PublicTrade(self.name, symbol, as_float(entry.get(Tag.MDEntryPx)), as_float(entry.get(Tag.MDEntrySize)),
-                            OrderSide.SELL if entry.get(AGGRESSOR_SIDE) == "2" else OrderSide.BUY,
+                            OrderSide.SELL if entry.get(Tag.AggressorSide) == "2" else OrderSide.BUY,
                             ts if ts is not None else self._clock())
         with self._lock:
             kept = self._trades.get(symbol)
