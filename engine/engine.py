@@ -96,6 +96,9 @@ class _EngineStats:
 # How the layers below begin an amend's refusal; the Engine says it once, its own way.
 _AMEND_PREFIXES = ("amend refused: ",)
 
+# Who holds a venue's breaker open while its network session is down (force_open's `by`).
+_SESSION_HOLD = "FIX session"
+
 # Client order ids each built-in venue remembers (to refuse a duplicate). A real venue
 # forgets them after a session; at the desk demo's ~600 orders a second a million per
 # venue kept memory growing for most of an hour, 200,000 is still hours of a busy desk.
@@ -183,7 +186,6 @@ class Engine:
             store=self.store,
         )
         self.venues: dict[str, Any] = dict(venues)
-        self._held_by_session: set[str] = set()  # breakers held open while a session is down
         for name, venue in self.venues.items():
             self.router.register_exchange(name, venue)
             # A network venue tells its session's ups and downs; they join the one stream.
@@ -453,12 +455,9 @@ class Engine:
         breaker = self.router.breaker(venue)
         if state in ("reconnecting", "closed"):
             if breaker.forced is None:
-                breaker.force_open(f"{state}: {detail}" if detail else state, by="FIX session")
-                self._held_by_session.add(venue)
-        elif state == "logged on" and venue in self._held_by_session:
-            self._held_by_session.discard(venue)
-            if breaker.forced == "open" and (breaker.snapshot().reason or "").startswith("forced open by FIX session"):
-                breaker.release_force("logged on again", by="FIX session")
+                breaker.force_open(f"{state}: {detail}" if detail else state, by=_SESSION_HOLD)
+        elif state == "logged on":
+            breaker.release_force("logged on again", by=_SESSION_HOLD, only_if_held_by=_SESSION_HOLD)
 
     def _on_parent(self, state: ParentState) -> None:
         if not self.bus.active:

@@ -609,3 +609,16 @@ def test_operator_moves_stay_on_the_table(cfg: BreakerConfig, ops: list, overrid
         assert transition.old is state
         assert TRANSITIONS[transition.old][transition.trigger] is transition.new
         state = transition.new
+
+
+def test_a_hold_is_released_only_by_its_holder_and_not_over_the_operators_own() -> None:
+    breaker, _, _ = make()
+    breaker.force_open("reconnecting", by="FIX session")
+    breaker.release_force("someone else", only_if_held_by="operator")
+    assert breaker.forced == "open"  # not theirs to lift
+    breaker.release_force("logged on again", by="FIX session", only_if_held_by="FIX session")
+    assert breaker.forced is None and breaker.state is BreakerState.CLOSED
+    breaker.force_open("reconnecting", by="FIX session")
+    breaker.force_open("drill", by="operator")  # the operator forced it since
+    breaker.release_force("logged on again", by="FIX session", only_if_held_by="FIX session")
+    assert breaker.forced == "open" and breaker.snapshot().reason == "forced open by operator: drill"

@@ -283,6 +283,7 @@ class CircuitBreaker:
 
         self._state: BreakerState = _CLOSED
         self._forced: Forced | None = None
+        self._forced_by: str | None = None  # who forced it (force_open's `by`)
         self._reason = ""
         self._refused = 0
         # Sliding window: one byte of flags per call, with running counts.
@@ -442,32 +443,36 @@ class CircuitBreaker:
 
     # -- operator overrides ------------------------------------------------
     def force_open(self, reason: str, *, by: str = "operator") -> None:
-        """Refuse every call until `release_force()` or `reset()` (`by`: who, for the
-        reason's text: the operator, or a venue's session that dropped)."""
-        self._operator(Trigger.FORCE_OPEN, "open", f"forced open by {by}: {reason}")
+        """Refuse every call until `release_force()` or `reset()` (`by`: who holds it, for
+        the reason's text and `forced_by`: the operator, or a venue's session that dropped)."""
+        self._operator(Trigger.FORCE_OPEN, "open", f"forced open by {by}: {reason}", by)
 
     def force_closed(self, reason: str) -> None:
         """Admit every call and never trip until `release_force()` or `reset()`."""
         self._operator(Trigger.FORCE_CLOSED, "closed", f"forced closed by operator: {reason}")
 
-    def release_force(self, reason: str = "", *, by: str = "operator") -> None:
+    def release_force(self, reason: str = "", *, by: str = "operator", only_if_held_by: str | None = None) -> None:
         """End an override: back to a plain CLOSED breaker with an empty window.
-        A no-op when nothing is forced."""
+        A no-op when nothing is forced, or when `only_if_held_by` is not who forced it
+        (a session coming back must not lift what the operator forced since)."""
         text = f"force released by {by}" + (f": {reason}" if reason else "")
-        self._operator(Trigger.RELEASE_FORCE, None, text)
+        self._operator(Trigger.RELEASE_FORCE, None, text, only_if_held_by=only_if_held_by)
 
     def reset(self, reason: str = "") -> None:
         """Back to a plain CLOSED breaker with an empty window, overrides cleared."""
         text = "reset by operator" + (f": {reason}" if reason else "")
         self._operator(Trigger.RESET, None, text)
 
-    def _operator(self, trigger: Trigger, forced: Forced | None, reason: str) -> None:
+    def _operator(self, trigger: Trigger, forced: Forced | None, reason: str, by: str = "operator", *,
+                  only_if_held_by: str | None = None) -> None:
         with self._lock:
             now = self._clock.now()
-            if trigger is Trigger.RELEASE_FORCE and self._forced is None:
-                return  # nothing to release: an automatic OPEN stays OPEN
+            if trigger is Trigger.RELEASE_FORCE and (
+                    self._forced is None or (only_if_held_by is not None and self._forced_by != only_if_held_by)):
+                return  # nothing (of theirs) to release: an automatic OPEN stays OPEN
             transition = self._move(trigger, reason, now)
             self._forced = forced
+            self._forced_by = by if forced is not None else None
         self._notify(transition)
 
     # -- moving ---------------------------------------------------------------

@@ -300,14 +300,12 @@ class FixVenue:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._start_supervisor, ready)
         try:
-            ready.result(self.connect_timeout + 3 * self.request_timeout + 1.0)
+            ready.result(self._connect_wait)
         except BaseException as exc:
             self._shutdown_thread()
             self._set_state("closed")
             if isinstance(exc, concurrent.futures.TimeoutError):
-                raise VenueUnavailableError(
-                    f"{self.name}: no Logon from the FIX venue at {self.host}:{self.port} in time", venue=self.name
-                ) from None
+                raise self._no_logon_in_time() from None
             raise
         return self
 
@@ -327,18 +325,26 @@ class FixVenue:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._start_supervisor(ready)
         try:
-            await asyncio.wait_for(asyncio.wrap_future(ready), self.connect_timeout + 3 * self.request_timeout + 1.0)
+            await asyncio.wait_for(asyncio.wrap_future(ready), self._connect_wait)
         except BaseException as exc:
             await self._stop()
             self._loop = None
             self._loop_ident = None
             self._set_state("closed")
             if isinstance(exc, asyncio.TimeoutError):
-                raise VenueUnavailableError(
-                    f"{self.name}: no Logon from the FIX venue at {self.host}:{self.port} in time", venue=self.name
-                ) from None
+                raise self._no_logon_in_time() from None
             raise
         return self
+
+    @property
+    def _connect_wait(self) -> float:
+        """How long a connect waits at most: the connection, then the Logon and the security
+        list, mass status and market data asked after it."""
+        return self.connect_timeout + 3 * self.request_timeout + 1.0
+
+    def _no_logon_in_time(self) -> VenueUnavailableError:
+        return VenueUnavailableError(
+            f"{self.name}: no Logon from the FIX venue at {self.host}:{self.port} in time", venue=self.name)
 
     async def close_async(self) -> None:
         """Close from the venue's own loop (after `connect_async`), or from any loop."""
