@@ -12,7 +12,6 @@ first (the desk runs it in Textual's event loop); the sync pieces
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -277,14 +276,14 @@ class Engine:
         feed, journal = self._journal_feed, self.journal
         if feed is None or journal is None:
             return
-        deadline = time.monotonic() + timeout
-        while feed.backlog and time.monotonic() < deadline:
-            await anyio.sleep(0.005)
+        with anyio.move_on_after(timeout):
+            while feed.backlog:
+                await anyio.sleep(0.005)
         journal.commit()
         if self._owns_journal:
             feed.close()
             journal.close()
-            self._journal_feed = None
+            self._journal_feed = self.journal = None
 
     @property
     def running(self) -> bool:
