@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -213,6 +213,11 @@ class Engine:
         self.journal: Journal | None = Journal(journal) if self._owns_journal else journal  # type: ignore[arg-type]
         self._journal_feed = (self.bus.subscribe(lossless=True, name="journal", callback=self.journal.subscriber)
                               if self.journal is not None else None)
+        if self.journal is not None:
+            # Write-ahead: an order is on disk before it can be sent. Submitted orders when
+            # they are queued (a batch in one commit), children before their venue call.
+            self.optimizer.write_ahead = self._write_ahead
+            self.router.write_ahead = self._write_ahead_child
 
     @classmethod
     def default(
@@ -295,11 +300,30 @@ class Engine:
         if venue is not None and venue not in self.venues:
             raise ConfigurationError(f"unknown venue {venue!r} (venues: {', '.join(self.venues)})")
         self.stats.submitted += 1
+        return await self.optimizer.submit_order_async(order, venue)
+
+    async def submit_many(self, orders: Iterable[Order]) -> list[str]:
+        """Queue many orders (smart-routed) in one pass; returns the ids queued, in order.
+        An id already in use is skipped (logged); with a journal the batch is written in
+        one commit before any of it is queued."""
+        orders = list(orders)
+        ids = await self.optimizer.submit_orders_async(orders)
+        self.stats.submitted += len(ids)
+        return ids
+
+    def _write_ahead(self, items: list[tuple[Order, str | None]]) -> None:
         journal = self.journal
-        if journal is not None:  # written before it can be sent
+        if journal is None:
+            return
+        for order, venue in items:
+            journal.record_order(order, venue)
+        journal.commit()
+
+    def _write_ahead_child(self, order: Order, venue: str) -> None:
+        journal = self.journal
+        if journal is not None:
             journal.record_order(order, venue)
             journal.commit()
-        return await self.optimizer.submit_order_async(order, venue)
 
     def supported_types(self) -> set[str]:
         """Order types this engine can work (plain ones and the registered algorithms)."""

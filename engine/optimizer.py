@@ -33,7 +33,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -122,6 +122,10 @@ class _OptimizerCore:
         # The final result of an order someone waits for, as it became final: the store
         # may forget it before the waiter reads it (a small `remember`).
         self._final_seen: dict[str, OrderResult] = {}
+        # Called with the orders of a submission, after their ids were taken and before
+        # any is queued (the Engine's journal writes them ahead here). Should it raise,
+        # none of them is queued and their ids are free again.
+        self.write_ahead: Callable[[list[tuple[Order, str | None]]], None] | None = None
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
@@ -133,6 +137,18 @@ class _OptimizerCore:
         refused = self.store.take(order)
         if refused is not None:
             raise ConfigurationError(refused)
+
+    def _written_ahead(self, items: list[tuple[Order, str | None]]) -> None:
+        """Hand accepted orders to `write_ahead`; if it fails, free their ids and raise."""
+        hook = self.write_ahead
+        if hook is None or not items:
+            return
+        try:
+            hook(items)
+        except BaseException:
+            for order, _ in items:
+                self.store.unqueue(order.id)
+            raise
 
     def _status(self, order_id: str) -> OrderResult:
         found = self.store.lookup(order_id)
@@ -369,6 +385,7 @@ class ExecutionOptimizer(_OptimizerCore):
         with self._lock:
             self._check_open()
             self._accept(order)
+            self._written_ahead([(order, exchange_id)])
             self._work.append((order, exchange_id))
             self._ensure_thread()
         self._ready.set()
@@ -378,18 +395,19 @@ class ExecutionOptimizer(_OptimizerCore):
         """Queue many orders at once; an id already in use is skipped with a log line. A
         batch holding anything but Orders is refused whole (TypeError), nothing queued."""
         orders = _checked_batch(orders)
-        ids = []
         with self._lock:
             self._check_open()
-            work = self._work
             take = self.store.take
+            accepted = []
             for order in orders:
                 refused = take(order)
                 if refused is not None:
                     log.warning("order %s refused: %s", order.id, refused)
                     continue
-                work.append((order, None))
-                ids.append(order.id)
+                accepted.append((order, None))
+            self._written_ahead(accepted)
+            self._work.extend(accepted)
+            ids = [order.id for order, _ in accepted]
             self._ensure_thread()
         self._ready.set()
         return ids
@@ -660,6 +678,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         if not self.running:
             raise OptimizerStoppedError(self._not_running())
         self._accept(order)
+        self._written_ahead([(order, exchange_id)])
         work = self._work
         if len(work) >= self.max_queue:
             await self._wait_for_room(order)
@@ -678,11 +697,15 @@ class AsyncExecutionOptimizer(_OptimizerCore):
         ids = []
         work = self._work
         take = self.store.take
+        accepted = []
         for order in orders:
             refused = take(order)
             if refused is not None:
                 log.warning("order %s refused: %s", order.id, refused)
                 continue
+            accepted.append((order, None))
+        self._written_ahead(accepted)
+        for order, _ in accepted:
             if len(work) >= self.max_queue:
                 await self._wait_for_room(order)
             work.append((order, None))

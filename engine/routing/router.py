@@ -248,6 +248,11 @@ class _RouterCore:
         self.risk: RiskChecker | None = None
         if risk is not None:
             self.use_risk(risk)
+        # Called with a child order (one with a parent_id: an algorithm's or a split's
+        # piece) and its venue once it passed every check, before the venue sees it: the
+        # Engine's journal writes it ahead here (top-level orders were written when they
+        # were submitted). Should it raise, the order is refused and never sent.
+        self.write_ahead: Callable[[Order, str], None] | None = None
 
     # -- venues ---------------------------------------------------------------
     def register_exchange(self, exchange_id: str, client: Any) -> None:
@@ -511,6 +516,12 @@ class _RouterCore:
             raise
         if refusal is not None:
             return self.refuse(order, slot.id, refusal)
+        if order.parent_id is not None and self.write_ahead is not None:
+            try:
+                self.write_ahead(order, slot.id)
+            except Exception as exc:
+                self._give_back(slot, order)
+                return self.refuse(order, slot.id, f"not sent: it could not be written ahead ({exc})")
         return slot
 
     def _answer(self, order: Order, venue: str | None, status: OrderStatus, reason: str) -> OrderResult:
