@@ -333,6 +333,28 @@ class Resumed(Event):
     __slots__ = ()
 
 
+class Recovered(Event):
+    """A restart's recovery from the journal is done: what became of the orders the
+    previous process left open (see engine.recovery)."""
+
+    __slots__ = ("summary", "tracked", "finished", "never_sent", "unresolved")
+    summary: str
+    tracked: int
+    finished: int
+    never_sent: int
+    unresolved: int
+
+    def __init__(self, ts_event: float, ts_init: float, summary: str, tracked: int = 0, finished: int = 0,
+                 never_sent: int = 0, unresolved: int = 0) -> None:
+        self.ts_event = ts_event
+        self.ts_init = ts_init
+        self.summary = summary
+        self.tracked = tracked
+        self.finished = finished
+        self.never_sent = never_sent
+        self.unresolved = unresolved
+
+
 class EngineError(Event):
     """Something went wrong inside the engine; the engine kept running."""
 

@@ -57,7 +57,7 @@ event names the order by (the order's own id unless it gave a client order id):
     - updated (an algorithm parent's progress): quantity, filled_quantity, price (the
       average price), reason (its detail text)
     - halted, resumed, venue_enabled, venue_disabled, venue_session, breaker,
-      engine_error: no order; venue where there is one, reason the event's text
+      engine_error, recovered: no order; venue where there is one, reason the event's text
       (breaker: "old -> new: reason"; venue_session: "state: detail")
 
     An order's fills: ``SELECT * FROM events WHERE order_id=? AND kind='filled'`` (a
@@ -93,6 +93,7 @@ from .events import (
     OrderRejected,
     OrderSubmitted,
     OrderUpdated,
+    Recovered,
     Resumed,
     VenueDisabled,
     VenueEnabled,
@@ -206,6 +207,7 @@ class JournaledOrder(NamedTuple):
     venue: str | None
     status: OrderStatus
     filled_quantity: float
+    recorded_at: float | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -253,6 +255,7 @@ _ROWS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
                                           f"{e.state}: {e.detail}" if e.detail else e.state),
     BreakerStateChanged: lambda e: _other("breaker", e, e.venue, f"{e.old_state} -> {e.new_state}: {e.reason}"),
     EngineError: lambda e: _other("engine_error", e, reason=f"{e.where}: {e.message}"),
+    Recovered: lambda e: _other("recovered", e, reason=e.summary),
 }
 
 
@@ -481,10 +484,11 @@ class Journal:
         perhaps never sent), oldest first: what a restart reconciles with its venues."""
         rows = self._read(
             "SELECT id, client_order_id, symbol, side, type, quantity, price, time_in_force, expire_at, metadata, "
-            "venue, parent_id, status, filled_quantity FROM orders WHERE final = 0 ORDER BY recorded_at, client_order_id")
+            "venue, parent_id, status, filled_quantity, recorded_at FROM orders WHERE final = 0 "
+            "ORDER BY recorded_at, client_order_id")
         out = []
         for (oid, cid, symbol, side, kind, quantity, price, tif, expire_at, metadata, venue, parent_id, status,
-             filled) in rows:
+             filled, recorded_at) in rows:
             order = None
             if symbol and side and kind and quantity:
                 fields: dict[str, Any] = {"id": oid, "symbol": symbol, "side": side, "type": kind,
@@ -500,5 +504,22 @@ class Journal:
                     raise ConfigurationError(
                         f"the order journal {str(self.path)!r} holds order {oid!r} that is not a valid order: {exc}"
                     ) from None
-            out.append(JournaledOrder(oid, cid, order, venue, OrderStatus(status), filled or 0.0))
+            out.append(JournaledOrder(oid, cid, order, venue, OrderStatus(status), filled or 0.0, recorded_at))
         return out
+
+    def children(self, parent_id: str) -> list[JournaledOrder]:
+        """The orders whose parent is `parent_id` (an algorithm's children, a split's
+        pieces), final ones included, oldest first; `order` is None for these."""
+        rows = self._read("SELECT id, client_order_id, venue, status, filled_quantity, recorded_at FROM orders "
+                          "WHERE parent_id = ? ORDER BY recorded_at, client_order_id", (parent_id,))
+        return [JournaledOrder(oid, cid, None, venue, OrderStatus(status), filled or 0.0, recorded_at)
+                for oid, cid, venue, status, filled, recorded_at in rows]
+
+    def halted(self) -> str | None:
+        """The reason of the last halt, when no resume followed it (the kill switch holds
+        across restarts); None when trading was open."""
+        rows = self._read("SELECT kind, reason FROM events WHERE kind IN ('halted', 'resumed') "
+                          "ORDER BY seq DESC LIMIT 1")
+        if rows and rows[0][0] == "halted":
+            return rows[0][1] or "kill switch"
+        return None

@@ -42,7 +42,7 @@ from .scheduling.algos.base import ParentState
 from .bus import EventBus
 from .clock import Clock, ClockEvent
 from .errors import ConfigurationError, ExecdeskError, UnknownOrderError
-from .events import OrderCanceled
+from .events import OrderCanceled, OrderUpdated
 from .loops import set_event
 from .models import Order, OrderResult, OrderSide, OrderStatus
 from .profiler import LatencyProfiler
@@ -304,8 +304,22 @@ class _OptimizerCore:
             pieces = self.store.piece_results(order_id)
         result = self._aggregate(order_id, split, pieces)
         if result.status.is_final:
-            self.store.keep_split_result(order_id, result)
+            store = self.store
+            kept = store.split_result(order_id)
+            store.keep_split_result(order_id, result)
             self._seen(order_id, result)
+            if store.has_subscribers and (kept is None or kept.status is not result.status
+                                          or kept.filled_quantity != result.filled_quantity) \
+                    and split.pieces != (store.split_client_id(order_id),):
+                # The split's own ending on the one stream (its pieces have theirs): the
+                # journal and the desk's row learn how the whole order ended. Not for an
+                # order sent whole under a client order id of its own: its one piece's
+                # events are its own.
+                now = self.clock.now()
+                store.publish(OrderUpdated(
+                    result.timestamp, now, order_id, None, result.status, None,
+                    result.filled_quantity, result.quantity, result.average_price,
+                    f"split across {result.exchange_id}" if result.exchange_id else "", None))
 
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:

@@ -452,6 +452,13 @@ class OrderStore:
             order = self._split_orders.get(order_id)
             return (order, split.pieces) if order is not None else None
 
+    def split_client_id(self, order_id: str) -> str | None:
+        """The client order id a split order was given, when it differs from its id."""
+        order = self._split_orders.get(order_id)
+        if order is None or order.client_order_id == order.id:
+            return None
+        return order.client_order_id
+
     def split_pieces(self, order_id: str) -> tuple[str, ...] | None:
         split = self._splits.get(order_id)
         return split.pieces if split is not None else None

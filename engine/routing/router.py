@@ -105,12 +105,12 @@ from ..events import (
     VenueDisabled,
     VenueEnabled,
 )
-from ..models import Fill, Order, OrderResult, OrderStatus
+from ..models import FeeSchedule, Fill, Liquidity, Order, OrderResult, OrderStatus, OrderType
 from ..profiler import LatencyProfiler
 from ..resilience.retry import RetryPolicy, RetryState
 from ..risk import RiskChecker, RiskLimits
 from ..sansio import Decision, Request, drive, drive_async
-from ..store import OrderRecord, OrderStore, merge_result
+from ..store import OrderRecord, OrderStore, fill_key, merge_result
 from ..market_data import BookSnapshot, ExecutionReport
 
 log = logging.getLogger("execdesk.router")
@@ -976,10 +976,49 @@ class _RouterCore:
         with self._lock:
             self._unreconciled.pop(order.client_order_id, None)  # type: ignore[arg-type]
         if isinstance(found, OrderResult):
-            return self._on_success(slot, order, found, None)
+            return self._on_success(slot, order, self._with_unseen_fill(slot, order, found), None)
         return self.refuse(
             order, slot.id, f"{slot.id} never received the order (confirmed by status query)"
         )
+
+    def _with_unseen_fill(self, slot: _Slot, order: Order, found: OrderResult) -> OrderResult:
+        """A status answer whose filled quantity is more than the fills it and the record
+        carry (a venue that answers status with totals only, fills made while nobody
+        listened): `found` with one more fill for the difference, at the price that makes
+        the order's average the venue's, so fills, positions and the journal add up."""
+        tracked = self.store.record(order.client_order_id)  # type: ignore[arg-type]
+        have = list(tracked.result.fills) if tracked is not None else []
+        keys = {fill_key(f) for f in have}
+        have += [f for f in found.fills if fill_key(f) not in keys]
+        done = math.fsum(f.quantity for f in have)
+        missing = found.filled_quantity - done
+        average = found.average_price
+        if not missing > 1e-9 * max(found.filled_quantity, 1.0) or average is None or not average > 0:
+            return found
+        price = (average * found.filled_quantity - math.fsum(f.price * f.quantity for f in have)) / missing
+        if not (math.isfinite(price) and price > 0):
+            price = average
+        liquidity = Liquidity.TAKER if order.type is OrderType.MARKET else Liquidity.MAKER
+        fees = getattr(slot.client, "fees", None)
+        fee = fees.fee(price * missing, liquidity) if isinstance(fees, FeeSchedule) else 0.0
+        unseen = Fill(found.order_id, slot.id, order.symbol, order.side, price, missing, fee, liquidity,
+                      found.timestamp or self.clock.now(),
+                      f"{found.order_id}/by-status-{found.filled_quantity:.12g}")
+        return dataclasses.replace(found, fills=[*found.fills, unseen])
+
+    def adopt(self, order: Order, venue: str, known: OrderResult) -> bool:
+        """Track again an order a previous process sent to `venue` (a restart's recovery):
+        recorded as `known` (what the journal says of it), its outcome unknown until
+        `reconcile_pending` asks the venue. False when the id already has a record here."""
+        cid: str = order.client_order_id  # type: ignore[assignment]
+        if venue not in self._slots:
+            raise UnknownVenueError(f"unknown exchange {venue!r}")
+        with self._lock:
+            if self.store.has_record(cid) or cid in self._inflight:
+                return False
+            self.store.add_record(cid, OrderRecord(order, venue, known))
+            self._unreconciled[cid] = venue
+        return True
 
     def _to_reconcile(self) -> list[tuple[_Slot, Order]]:
         """Orders whose outcome is still unknown, with their venue (forgetting the orphans)."""

@@ -1019,7 +1019,28 @@ class FixVenue:
         elif req.kind == "HR":
             self._settle(req, msg)
         else:
-            self._settle(req, self._status_result(cid, msg, req.track))
+            result = self._status_result(cid, msg, req.track)
+            if req.track is None and self._track_of(cid) is None and result.status.is_working:
+                self._adopt(cid, msg, result)
+            self._settle(req, result)
+
+    def _adopt(self, cid: str, msg: Message, result: OrderResult) -> None:
+        """A working order this session did not send (a restarted desk asking about an order
+        its previous process sent): tracked from now on, so its reports, cancel and amend
+        reach it. Its fills so far are in the venue's CumQty/AvgPx, not in the track's fills."""
+        side = result.side
+        if side is None or not result.symbol or not result.quantity > 0:
+            return
+        track = _Track(cid, result.symbol, side, result.quantity, result.price,
+                       msg.get(Tag.OrdType) or ("2" if result.price is not None else "1"))
+        track.wire_id = msg.get(Tag.ClOrdID) or cid
+        if track.wire_id != cid:
+            self._aliases[track.wire_id] = cid
+        track.status = result.status
+        track.cum = result.filled_quantity
+        track.avg = result.average_price
+        track.order_id = msg.get(Tag.OrderID) or ""
+        self._tracks[cid] = track
 
     def _status_result(self, cid: str, msg: Message, track: _Track | None) -> OrderResult:
         status = _STATUS.get(msg.get(Tag.OrdStatus) or "", OrderStatus.NEW)
