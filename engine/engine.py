@@ -27,6 +27,7 @@ from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
 from .errors import ConfigurationError, UnknownOrderError
 from .journal import Journal
+from .recovery import RESTART_POLICIES, RecoveryReport, recover
 from .events import EngineError, Halted, OrderUpdated, Resumed, VenueSessionChanged
 from .venues.sim.config import FaultConfig, LatencyModel, MarketConfig
 from .venues.sim.market import ReferenceMarket
@@ -149,9 +150,16 @@ class Engine:
         max_queue: int = 10_000,
         risk: RiskLimits | None = DEFAULT_RISK_LIMITS,
         journal: Journal | str | Path | None = None,
+        on_restart: str = "stop",
     ) -> None:
         """`journal`: a `Journal` (or the path of one) that records every order before it
-        is queued and every event after (see engine.journal); None keeps none."""
+        is queued and every event after (see engine.journal); None keeps none. At `start`
+        the orders it holds open are recovered (engine.recovery); `on_restart` says what
+        becomes of algorithm parents a previous process left working: "stop" or "resume"."""
+        if on_restart not in RESTART_POLICIES:
+            raise ConfigurationError(f"on_restart must be one of {', '.join(RESTART_POLICIES)}, got {on_restart!r}")
+        self.on_restart = on_restart
+        self.recovery: RecoveryReport | None = None
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
         if isinstance(remember_orders, int) and not isinstance(remember_orders, bool) and remember_orders < 1:
@@ -253,7 +261,11 @@ class Engine:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, num_workers: int = 10) -> None:
+        """Start the workers; with a journal, first recover what a previous process left
+        open (see engine.recovery; the report is `self.recovery`)."""
         await self.optimizer.start(num_workers=num_workers)
+        if self.journal is not None and self.recovery is None:
+            self.recovery = await recover(self, on_restart=self.on_restart)
 
     async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
         """Stop the workers, cancel working parents and save the profiler if it autosaves.
@@ -275,16 +287,25 @@ class Engine:
             self.profiler.save(path)
         await self._flush_journal()
 
+    async def journal_caught_up(self, timeout: float = 5.0) -> bool:
+        """Wait until the journal holds every event published so far, committed; False when
+        it did not catch up within `timeout` (or there is no journal)."""
+        feed, journal = self._journal_feed, self.journal
+        if feed is None or journal is None:
+            return False
+        with anyio.move_on_after(timeout):
+            while feed.backlog:
+                await anyio.sleep(0.005)
+        journal.commit()
+        return not feed.backlog
+
     async def _flush_journal(self, timeout: float = 5.0) -> None:
         """Let the journal's subscription catch up, then commit what it holds (and close a
         journal the engine opened itself)."""
         feed, journal = self._journal_feed, self.journal
         if feed is None or journal is None:
             return
-        with anyio.move_on_after(timeout):
-            while feed.backlog:
-                await anyio.sleep(0.005)
-        journal.commit()
+        await self.journal_caught_up(timeout)
         if self._owns_journal:
             feed.close()
             journal.close()
@@ -519,6 +540,12 @@ class Engine:
                     finished.popitem(last=False)
         elif applied:
             working[oid] = applied
+
+    def note_fills_applied(self, order_id: str, count: int) -> None:
+        """The first `count` fills of `order_id` are in the positions already (replayed from
+        the journal at a restart): only later ones are applied."""
+        if count:
+            self._fills_applied[order_id] = count
 
     def positions(self, *, by_venue: bool = False) -> list[Position]:
         """Net quantity, average entry, realized P&L, unrealized P&L marked to the merged

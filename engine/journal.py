@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS orders (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_open ON orders (client_order_id) WHERE final = 0;
 CREATE INDEX IF NOT EXISTS orders_by_id ON orders (id) WHERE id != client_order_id;
+CREATE INDEX IF NOT EXISTS orders_by_parent ON orders (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -274,7 +275,7 @@ def _status_row(event: OrderEvent, row: tuple[Any, ...]) -> tuple[Any, ...]:
     elif amended:
         quantity, price = row[7] or None, row[6]
     return (event.order_id, symbol, side, kind, quantity, price, event.venue, event.parent_id, event.ts_event,
-            status, row[8], row[12] if event.__class__ is not OrderUpdated else None,
+            status, row[8], row[12] if event.__class__ is not OrderUpdated or status in _FINAL else None,
             1 if status in _FINAL else 0, 1 if amended else 0, event.ts_event)
 
 

@@ -321,6 +321,11 @@ class _OptimizerCore:
                     result.filled_quantity, result.quantity, result.average_price,
                     f"split across {result.exchange_id}" if result.exchange_id else "", None))
 
+    def settle_split(self, order_id: str) -> None:
+        """Keep a split order's result, and say how it ended, once all its pieces are
+        final (a restart's recovery calls it after settling the pieces)."""
+        self._keep_if_done(order_id)
+
     def _on_parent_update(self, state: ParentState) -> None:
         if state.order.id in self._waiters:
             self._wake(state.order.id)

@@ -1006,6 +1006,11 @@ class _RouterCore:
                       f"{found.order_id}/by-status-{found.filled_quantity:.12g}")
         return dataclasses.replace(found, fills=[*found.fills, unseen])
 
+    def settle(self, order: Order, venue: str, result: OrderResult) -> OrderResult:
+        """Record what became of an order this router holds (an adopted one ended without
+        a venue call: its in-process venue went with the previous process)."""
+        return self._on_success(self._slot(venue), order, result, None)
+
     def adopt(self, order: Order, venue: str, known: OrderResult) -> bool:
         """Track again an order a previous process sent to `venue` (a restart's recovery):
         recorded as `known` (what the journal says of it), its outcome unknown until
