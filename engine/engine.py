@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from .store import OrderStore
 
 log = logging.getLogger("execdesk.engine")
 
-__all__ = ["Engine", "VenueSpec", "DEFAULT_VENUES", "simulated_venues"]
+__all__ = ["Engine", "HaltReport", "VenueSpec", "DEFAULT_VENUES", "simulated_venues"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,32 @@ DEFAULT_VENUES: tuple[VenueSpec, ...] = (
         description="cheap and flaky: lowest fees, 2% transient errors, a long latency tail",
     ),
 )
+
+
+@dataclass
+class HaltReport:
+    """What a halt did: ids canceled, ids asked to cancel (queued orders, algorithm parents,
+    whose children their scheduler cancels) and ids it could not cancel, with why."""
+
+    reason: str
+    canceled: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.canceled) + len(self.asked)
+
+    def summary(self) -> str:
+        text = f"{len(self.canceled)} orders canceled, {len(self.asked)} parents and queued orders asked"
+        if self.failed:
+            oid, why = next(iter(self.failed.items()))
+            text += f"; {len(self.failed)} could not be canceled yet (retrying), e.g. {oid}: {why}"
+        return text
+
+
+# How often a halted engine tries again to cancel what is still working.
+HALT_RETRY_S = 2.0
 
 
 @dataclass(slots=True)
@@ -160,6 +186,8 @@ class Engine:
             raise ConfigurationError(f"on_restart must be one of {', '.join(RESTART_POLICIES)}, got {on_restart!r}")
         self.on_restart = on_restart
         self.recovery: RecoveryReport | None = None
+        self.halt_report: HaltReport | None = None
+        self._halt_retry_at = 0.0
         if not venues:
             raise ConfigurationError("an Engine needs at least one venue")
         if isinstance(remember_orders, int) and not isinstance(remember_orders, bool) and remember_orders < 1:
@@ -266,6 +294,9 @@ class Engine:
         await self.optimizer.start(num_workers=num_workers)
         if self.journal is not None and self.recovery is None:
             self.recovery = await recover(self, on_restart=self.on_restart)
+            if self.halted_reason is not None:  # halted before the restart: nothing works
+                self.halt_report = await self._cancel_everything(f"halted: {self.halted_reason}")
+                self._halt_retry_at = self.clock.now() + HALT_RETRY_S
 
     async def stop(self, drain: bool = True, timeout: float | None = 5.0) -> None:
         """Stop the workers, cancel working parents and save the profiler if it autosaves.
@@ -418,27 +449,70 @@ class Engine:
     async def cancel_all(self, reason: str = "cancel all") -> int:
         """Cancel every order still queued for a worker, every working parent and plain
         order; returns how many were canceled or asked."""
+        return (await self._cancel_everything(reason)).count
+
+    async def _cancel_everything(self, reason: str) -> HaltReport:
+        """Cancel what is queued, every working parent and plain order: what was canceled,
+        asked, and what could not be."""
+        report = HaltReport(reason)
         # Queued first: a worker would otherwise send them after this call.
-        count = len(self.optimizer.cancel_queued(reason))
+        report.asked += self.optimizer.cancel_queued(reason)
         for pid in self.scheduler.active:
             if self.scheduler.cancel(pid, reason):
-                count += 1
+                report.asked.append(pid)  # the scheduler cancels its children
         for result in self.router.working_orders():
-            if self.scheduler.owns_child(result.order_id):
+            oid = result.order_id
+            if self.scheduler.owns_child(oid):
                 continue  # its parent cancels it
-            await self.router.cancel_order_async(result.order_id)
-            count += 1
-        return count
+            try:
+                answer = await self.router.cancel_order_async(oid)
+            except Exception as exc:  # a venue's bug: said, and tried again
+                report.failed[oid] = f"{type(exc).__name__}: {exc}"
+                continue
+            if answer.status.is_final and answer.status is not OrderStatus.REJECTED:
+                report.canceled.append(oid)
+                continue
+            now = self.order_status_or_none(oid)
+            if now is not None and now.status.is_final:
+                report.canceled.append(oid)  # ended meanwhile (filled, or the cancel landed)
+            else:
+                report.failed[oid] = answer.reason or f"the cancel left it {answer.status.value}"
+        return report
 
-    async def halt(self, reason: str = "kill switch") -> int:
-        """Refuse every new order and cancel everything working, until resume()."""
+    async def halt(self, reason: str = "kill switch") -> HaltReport:
+        """Refuse every new order and cancel everything working (on every venue), until
+        resume(). The report says what was canceled or asked and what could not be;
+        `housekeeping` keeps trying those while the halt lasts. The halt is journaled:
+        an engine with a journal comes back halted after a restart."""
         self.router.halt(reason)
         now = self.clock.now()
         self.store.publish(Halted(now, now, reason))
-        return await self.cancel_all(f"halted: {reason}")
+        self.halt_report = report = await self._cancel_everything(f"halted: {reason}")
+        self._halt_retry_at = self.clock.now() + HALT_RETRY_S
+        if report.failed:
+            log.warning("halt: %s", report.summary())
+        return report
+
+    async def _retry_halt(self) -> None:
+        """While halted, cancel again what is still working (what a cancel could not reach,
+        what a restart found working), at most every HALT_RETRY_S."""
+        if self.halted_reason is None or self.clock.now() < self._halt_retry_at:
+            return
+        self._halt_retry_at = self.clock.now() + HALT_RETRY_S
+        if not any(not self.scheduler.owns_child(r.order_id) for r in self.router.working_orders()):
+            if self.halt_report is not None:
+                self.halt_report.failed.clear()
+            return
+        retry = await self._cancel_everything(f"halted: {self.halted_reason}")
+        report = self.halt_report or HaltReport(self.halted_reason)
+        report.canceled += retry.canceled
+        report.asked += retry.asked
+        report.failed = retry.failed
+        self.halt_report = report
 
     def resume(self) -> None:
         self.router.resume()
+        self.halt_report = None
         now = self.clock.now()
         self.store.publish(Resumed(now, now))
 
@@ -474,6 +548,8 @@ class Engine:
         self.tick()
         if self.router.unreconciled:
             await self.router.reconcile_pending_async()
+        if self.halted_reason is not None:
+            await self._retry_halt()
 
     # -- events ---------------------------------------------------------------------------
     def subscribe(self, *, maxsize: int = 10_000, lossless: bool = False, name: str = "",

@@ -114,7 +114,7 @@ async def recover(engine: Engine, *, on_restart: str = "stop") -> RecoveryReport
         report.halted = halted
         router.halt(halted)
         now = clock.now()
-        store.publish(Halted(now, now, f"{halted} (still halted after a restart: resume to trade)"))
+        store.publish(Halted(now, now, halted))  # as it was: the next restart reads it again
 
     fills = journal.fills()
     report.fills_replayed = engine.position_book.apply_all(fills)
@@ -169,6 +169,7 @@ async def recover(engine: Engine, *, on_restart: str = "stop") -> RecoveryReport
     store.publish(Recovered(now, now, summary, len(report.tracked), len(report.finished),
                             len(report.never_sent), len(report.unresolved)))
     log.info("recovery: %s", summary)
+    await engine.journal_caught_up()  # status() of what recovery ended reads the journal
     return report
 
 
@@ -273,8 +274,9 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
     average = math.fsum(f.price * f.quantity for f in fills) / filled if filled > 0 else None
     left = order.quantity - filled
     inst = engine.smart.instrument(order.symbol)
-    lots_left = inst.quantity_to_lots(left) if inst is not None else None
-    done = left <= 1e-12 or lots_left == 0
+    if inst is not None:  # whole lots (the float difference is not)
+        left = inst.lots_to_quantity(inst.lots_at_most(left + 1e-12))
+    done = left <= 1e-12
     resumed: Order | None = None
     why = ""
     if not done and on_restart == "resume":
@@ -309,7 +311,8 @@ def _resumption(engine: Engine, order: Order, left: float, recorded_at: float | 
         if remaining <= 1.0:
             return None, "its window has passed"
         meta["duration_s"] = remaining
-        meta.pop("slices", None)
+        if "slices" in meta:  # as many of them as the rest of the window held
+            meta["slices"] = max(1, round(int(meta["slices"]) * remaining / float(duration)))
     end = meta.get("end_time")
     if end is not None and float(end) <= now:
         return None, "its window has passed"

@@ -163,10 +163,13 @@ class DeskApp(App[None]):
         risk_path: Path | None = None,
         venues: Mapping[str, Any] | None = None,
         journal_path: Path | None = None,
+        on_restart: str = "stop",
     ) -> None:
         """`venues`: what the engine trades (`execdesk --venues`); None: the built-in
         simulators. `journal_path`: the order journal (default journal.sqlite3 beside the
-        settings). Both ignored when an `engine` is given."""
+        settings); `on_restart`: what becomes of algorithm orders the previous run left
+        working ("stop" or "resume", see engine.recovery). All ignored when an `engine`
+        is given."""
         super().__init__()
         self.tune_gc = tune_gc
         self.settings_path = settings_path or config_dir() / "settings.json"
@@ -195,10 +198,11 @@ class DeskApp(App[None]):
             self.journal_path.parent.mkdir(parents=True, exist_ok=True)
             if venues is None:
                 engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
-                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits, journal=self.journal_path)
+                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits, journal=self.journal_path,
+                                        on_restart=on_restart)
             else:
                 engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits,
-                                journal=self.journal_path)
+                                journal=self.journal_path, on_restart=on_restart)
             engine.profiler.autosave_path = profiler_path
         self.engine = engine
         self.seed = seed
@@ -306,6 +310,11 @@ class DeskApp(App[None]):
             + (" ] shows the next panel." if self.tabbed else ""),
         )
         self.event_log.write(self._risk_line())
+        recovery = self.engine.recovery
+        if recovery is not None and (recovery.orders or recovery.parents_stopped or recovery.parents_resumed
+                                     or recovery.halted):
+            self.notify(f"Recovered from the journal: {recovery.summary()}",
+                        severity="warning" if recovery.halted or recovery.unresolved else "information", timeout=12)
         if self.demo:
             self._start_demo()
         self.blotter.focus()
@@ -908,8 +917,9 @@ class DeskApp(App[None]):
 
     @work(group="orders")
     async def action_halt(self) -> None:
-        count = await self.engine.halt("kill switch pressed by operator")
-        self.notify(f"HALTED: {count} orders canceled; new orders refused until resume (r)", severity="error")
+        report = await self.engine.halt("kill switch pressed by operator")
+        self.notify(f"HALTED: {report.summary()}; new orders refused until resume (r)", severity="error",
+                    timeout=10 if report.failed else 5)
         self._dirty.update(self.orders)
         self.draw_frame()
 

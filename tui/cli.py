@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--journal", type=Path, default=None, metavar="PATH",
                         help="the order journal, SQLite (default: journal.sqlite3 in the config directory); "
                         "read it with sqlite3")
+    parser.add_argument("--on-restart", choices=("stop", "resume"), default="stop",
+                        help="algorithm orders (ICEBERG, TWAP, VWAP, SMART) the previous run left working: stop "
+                        "them (default) or resume what is left of them")
     parser.add_argument("--risk", type=Path, default=None, metavar="PATH",
                         help="pre-trade risk limits, a TOML file (default: risk.toml in the config directory, "
                         "written with the built-in limits on the first run)")
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             app = DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,
-                          risk_path=args.risk, venues=venues, journal_path=args.journal)
+                          risk_path=args.risk, venues=venues, journal_path=args.journal,
+                          on_restart=args.on_restart)
         except (ExecdeskError, OSError) as exc:
             parser.exit(2, f"execdesk: {exc}\n")
         return run_desk(app)

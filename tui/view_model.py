@@ -49,6 +49,7 @@ from engine.events import (
     OrderRejected,
     OrderSubmitted,
     OrderUpdated,
+    Recovered,
     Resumed,
     VenueDisabled,
     VenueEnabled,
@@ -488,6 +489,8 @@ def describe(event: Any) -> str | None:
         return f"SESSION {event.venue}: {event.state}" + (f" ({event.detail})" if event.detail else "")
     if isinstance(event, EngineError):
         return f"ERROR in {event.where}: {event.message} (the desk keeps running)"
+    if isinstance(event, Recovered):
+        return f"RECOVERED from the journal: {event.summary}"
     return None
 
 
