@@ -197,3 +197,23 @@ def test_a_reconnect_refused_for_credentials_stops_and_says_so(net: NetLoop, sim
         venue.close()
         if second is not None:
             net.run(second.stop())
+
+
+def test_the_password_is_checked_before_anything_else_is_said() -> None:
+    """A stranger with a wrong password learns neither which CompIDs are allowed nor that
+    one is logged on: every refusal is the same Logout."""
+    desk = FixSession(SessionConfig("NOT-ALLOWED", "VENUE", password=Secret(WRONG)), Role.INITIATOR)
+    venue = FixSession(SessionConfig("VENUE", password=Secret(RIGHT), allowed_counterparties=frozenset({"DESK"})),
+                       Role.ACCEPTOR, store_for=lambda comp_id: "SenderCompID DESK is already logged on")
+    venue.connection_made(T0)
+    answer = venue.receive(desk.connection_made(T0).data, T0)
+    [logout] = decoded(answer.data)
+    assert logout.msg_type == "5" and logout.get(Tag.Text) == BAD_CREDENTIALS
+
+
+@pytest.mark.anyio
+async def test_connect_async_refused_raises_bad_credentials(server: FixVenueServer) -> None:
+    venue = fix_venue(server.port, WRONG)
+    with pytest.raises(BadCredentialsError, match="^venue swift refused our logon: bad credentials$"):
+        await venue.connect_async()
+    assert venue.session_info().state == "closed"

@@ -375,20 +375,20 @@ class FixSession:
 
     def _accept_logon(self, msg: Message, now: float) -> bool:
         if self.role is Role.ACCEPTOR and self.status is SessionStatus.CONNECTED:
+            password = self.config.password
+            if password is not None and not password.matches(msg.get_bytes(Tag.Password)):
+                # First: a stranger learns nothing else (which CompIDs are allowed or logged
+                # on), and the counterparty's store and numbers stay as they are.
+                self._write(encode(MsgType.LOGOUT, self.config.sender_comp_id, msg.sender, 1,
+                                   utc_timestamp(now), [(Tag.Text, BAD_CREDENTIALS)]), now)
+                self._close(f"Logon from {msg.sender!r} refused: bad credentials")
+                return False
             allowed = self.config.allowed_counterparties
             if allowed is not None and msg.sender not in allowed:
                 self._close(f"Logon from {msg.sender!r}, not an allowed SenderCompID")
                 return False
             if msg.target != self.config.sender_comp_id:
                 self._close(f"Logon addressed to {msg.target!r}, we are {self.config.sender_comp_id!r}")
-                return False
-            password = self.config.password
-            if password is not None and not password.matches(msg.get_bytes(Tag.Password)):
-                # Before the store is asked: a stranger learns nothing of the counterparty's
-                # session, and its numbers stay as they are.
-                self._write(encode(MsgType.LOGOUT, self.config.sender_comp_id, msg.sender, 1,
-                                   utc_timestamp(now), [(Tag.Text, BAD_CREDENTIALS)]), now)
-                self._close(f"Logon from {msg.sender!r} refused: bad credentials")
                 return False
             if self.target_comp_id is None:
                 self.target_comp_id = msg.sender
