@@ -23,13 +23,13 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-
-from collections.abc import Mapping
 
 from .clock import Clock
 from .engine import DEFAULT_VENUES, simulated_venues
@@ -153,8 +153,6 @@ def open_venues(
     `environ`: where the `EXECDESK_FIX_PASSWORD_<NAME>` variables are read (default
     `os.environ`). A venue that refuses our Logon for its credentials raises
     `BadCredentialsError` saying so and where the password came from."""
-    import os
-
     env = os.environ if environ is None else environ
     passwords = {a.name: fix_password(a, env) for a in addresses if a.kind == "fix"}
     sims = [a.name for a in addresses if a.kind == "sim"]
