@@ -4,9 +4,16 @@ Rules:
 
 - Items are separated by commas; each is `sim:NAME` (a built-in simulated venue:
   swift, deep or thrift; `sim` alone is all three) or
-  `fix://HOST:PORT[/DESTINATION][?name=NAME&sender=ID&target=ID]` (a FIX 4.4
-  counterparty, such as `execdesk venue`; DESTINATION is sent as ExDestination(100) to a
-  server that hosts several venues).
+  `fix://HOST:PORT[/DESTINATION][?name=NAME&sender=ID&target=ID&password_file=FILE]` (a
+  FIX 4.4 counterparty, such as `execdesk venue`; DESTINATION is sent as
+  ExDestination(100) to a server that hosts several venues).
+- A FIX venue's Logon password (Password 554) comes from the environment variable
+  `EXECDESK_FIX_PASSWORD_<NAME>` (the venue's name upper-cased, other than letters and
+  digits as `_`: `swift` -> `EXECDESK_FIX_PASSWORD_SWIFT`) or from `password_file=FILE`,
+  a file only its owner may read (engine.secrets); both at once is refused, and neither
+  means no password. The password itself is never written in the line (`password=` is
+  refused: ps and shell history would show it). Every password is loaded before any
+  venue is connected.
 - A venue's name on the desk is the simulator's name, or for FIX the `name` option, else
   the destination, else `fix-PORT`. Two venues may not share a name.
 - Anything else is refused with a `ConfigurationError` that says what was wrong and
@@ -16,7 +23,9 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +34,14 @@ from urllib.parse import parse_qsl, urlsplit
 from .clock import Clock
 from .engine import DEFAULT_VENUES, simulated_venues
 from .errors import ConfigurationError
+from .secrets import Secret, secret_from_env, secret_from_file
 
-__all__ = ["VenueAddress", "parse_venues", "open_venues"]
+__all__ = ["VenueAddress", "fix_password", "open_venues", "parse_venues", "password_variable", "redact"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-_FIX_OPTIONS = ("name", "sender", "target")
+_FIX_OPTIONS = ("name", "sender", "target", "password_file")
+PASSWORD_PREFIX = "EXECDESK_FIX_PASSWORD_"
+_PASSWORD_IN_LINE = re.compile(r"(?i)([?&]password=)[^&,]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +89,22 @@ def parse_venues(text: str) -> list[VenueAddress]:
     return addresses
 
 
+def redact(text: str) -> str:
+    """A venue line fit to show: any `password=` value replaced by ***."""
+    return _PASSWORD_IN_LINE.sub(r"\1***", text)
+
+
+def password_variable(name: str) -> str:
+    """The environment variable a FIX venue's password is read from."""
+    return PASSWORD_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
 def _parse_fix(item: str) -> VenueAddress:
+    if _PASSWORD_IN_LINE.search(item):
+        # Said without the item: it holds the password.
+        raise ConfigurationError(
+            "a FIX venue's password is never written in the venue line (ps and shell history would show "
+            f"it): set {PASSWORD_PREFIX}<VENUE> or name an owner-only file with ?password_file=FILE")
     try:
         url = urlsplit(item)
         port = url.port
@@ -95,6 +122,10 @@ def _parse_fix(item: str) -> VenueAddress:
         raise ConfigurationError(f"FIX venue {item!r}: unknown option(s) {', '.join(unknown)} "
                                  f"(known: {', '.join(_FIX_OPTIONS)})")
     for key, value in options.items():
+        if key == "password_file":
+            if not value:
+                raise ConfigurationError(f"FIX venue {item!r}: password_file= needs a file")
+            continue
         if not _NAME.match(value):
             raise ConfigurationError(f"FIX venue {item!r}: {key}={value!r} must be 1-32 letters, digits, '_', '.', '-'")
     name = options.get("name") or destination or f"fix-{port}"
@@ -109,6 +140,7 @@ def open_venues(
     remember_ids: int | None = None,
     connect_timeout: float = 5.0,
     state_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the venues, in the order given; FIX venues are connected (logged on, their
     instruments and books received) before this returns. A venue that cannot be reached
@@ -116,7 +148,13 @@ def open_venues(
 
     `state_dir`: where each FIX venue keeps its session's sequence numbers (a directory
     per venue name), so the next run logs on where this one stopped; a venue that has
-    seen them would refuse a desk that starts again at 1."""
+    seen them would refuse a desk that starts again at 1.
+
+    `environ`: where the `EXECDESK_FIX_PASSWORD_<NAME>` variables are read (default
+    `os.environ`). A venue that refuses our Logon for its credentials raises
+    `BadCredentialsError` saying so and where the password came from."""
+    env = os.environ if environ is None else environ
+    passwords = {a.name: fix_password(a, env) for a in addresses if a.kind == "fix"}
     sims = [a.name for a in addresses if a.kind == "sim"]
     specs = tuple(spec for spec in DEFAULT_VENUES if spec.name in sims)
     built: dict[str, Any] = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids) if specs else {}
@@ -126,7 +164,7 @@ def open_venues(
             if address.kind == "sim":
                 venues[address.name] = built[address.name]
                 continue
-            from .venues.fixio.venue import FixVenue
+            from .venues.fixio.venue import BadCredentialsError, FixVenue
 
             kwargs: dict[str, Any] = {"name": address.name, "destination": address.destination,
                                       "connect_timeout": connect_timeout}
@@ -136,9 +174,15 @@ def open_venues(
                 kwargs["sender_comp_id"] = address.options["sender"]
             if "target" in address.options:
                 kwargs["target_comp_id"] = address.options["target"]
-            venue = FixVenue(address.host, address.port, **kwargs)
+            password = passwords[address.name]
+            venue = FixVenue(address.host, address.port, password=password[0] if password else None, **kwargs)
             venues[address.name] = venue
-            venue.connect()
+            try:
+                venue.connect()
+            except BadCredentialsError as exc:
+                where = (f"the password from {password[1]}" if password else
+                         f"no password given: set {password_variable(address.name)} or ?password_file=FILE")
+                raise BadCredentialsError(f"{exc} ({where})", venue=address.name) from None
     except BaseException:
         for venue in venues.values():
             close = getattr(venue, "close", None)
@@ -146,3 +190,26 @@ def open_venues(
                 close()
         raise
     return venues
+
+
+def fix_password(address: VenueAddress, environ: Mapping[str, str]) -> tuple[Secret, str] | None:
+    """The password of the FIX venue at `address` and where it came from (a text to show),
+    or None when none is given; refused (naming the source, never the value) when it
+    cannot be loaded."""
+    from .venues.fix.session import check_fix_password
+
+    variable = password_variable(address.name)
+    file = address.options.get("password_file")
+    try:
+        if file is not None:
+            if variable in environ:
+                raise ConfigurationError(f"a password both in {variable} and in password_file={file}: keep one")
+            secret, source = secret_from_file(file), f"file {file}"
+        elif variable in environ:
+            secret, source = secret_from_env(variable, environ), f"environment variable {variable}"
+        else:
+            return None
+        check_fix_password(secret)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"FIX venue {address.name}: {exc}") from None
+    return secret, source

@@ -24,7 +24,7 @@ from tests.test_fix_server import WAIT, Client
 
 ROOT = Path(__file__).resolve().parents[1]
 anyio_backend = base.anyio_backend
-_LISTENING = re.compile(r"^execdesk venue: FIX 4\.4 on 127\.0\.0\.1:(\d+), venues (.+), CompID (\S+)$")
+_LISTENING = re.compile(r"^execdesk venue: FIX 4\.4 on 127\.0\.0\.1:(\d+), venues (.+), CompID (\S+)(?:, password required)?$")
 
 
 class VenueProcess:

@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start a synthetic operator flow (every order type, ~1,000 fills a second)")
     parser.add_argument("--venues", default=None, metavar="LIST",
                         help="the venues to trade, a comma list: sim:swift, sim:deep, sim:thrift (built-in "
-                        "simulators), fix://HOST:PORT[/VENUE] (a FIX 4.4 venue, e.g. `execdesk venue`); "
-                        "default: the three simulators")
+                        "simulators), fix://HOST:PORT[/VENUE][?password_file=FILE] (a FIX 4.4 venue, e.g. "
+                        "`execdesk venue`; its Logon password from env EXECDESK_FIX_PASSWORD_<VENUE> or from "
+                        "FILE, owner-only: chmod 600); default: the three simulators")
     parser.add_argument("--journal", type=Path, default=None, metavar="PATH",
                         help="the order journal, SQLite (default: journal.sqlite3 in the config directory); "
                         "read it with sqlite3")
@@ -111,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
     venues = None
     if args.venues is not None:
-        from engine.venue_spec import open_venues, parse_venues
+        from engine.venue_spec import open_venues, parse_venues, redact
 
         try:
             venues = open_venues(parse_venues(args.venues), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS,
                                  state_dir=config_dir() / "fix")
         except (ExecdeskError, OSError) as exc:
-            parser.exit(2, f"execdesk: --venues {args.venues}: {exc}\n")
+            parser.exit(2, f"execdesk: --venues {redact(args.venues)}: {exc}\n")
     try:
         try:
             app = DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,

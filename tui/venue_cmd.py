@@ -13,6 +13,11 @@ Rules:
 - Bad flags, a refused host, a corrupt or foreign state file: a message on stderr and
   exit 2, never a traceback; nothing on disk is overwritten.
 - Logs go to stderr, warnings only unless --verbose (sessions logging on and off).
+- --password-env VAR or --password-file FILE: every Logon must carry that password as
+  Password(554) (one for all counterparties); the file must be owner-only (chmod 600).
+  The password is never printed, logged or written; a refused Logon is logged as a
+  warning naming the CompID, never what it sent. A password is never given on the
+  command line itself (ps and shell history would show it).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import signal
 import sys
 from pathlib import Path
 
-LISTENING = "execdesk venue: FIX 4.4 on {host}:{port}, venues {venues}, CompID {comp_id}"
+LISTENING = "execdesk venue: FIX 4.4 on {host}:{port}, venues {venues}, CompID {comp_id}{password}"
 FAULTS = ("none", "preset", "flaky")
 LATENCIES = ("none", "preset")
 _COMP_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -65,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--comp-id", default="VENUE", help="our SenderCompID (default VENUE)")
     parser.add_argument("--counterparties", default=None, metavar="A,B",
                         help="the only SenderCompIDs allowed to log on (default: any)")
+    password = parser.add_mutually_exclusive_group()
+    password.add_argument("--password-env", default=None, metavar="VAR",
+                          help="require this password on every Logon (Password 554), read from environment "
+                          "variable VAR (default: no password asked)")
+    password.add_argument("--password-file", type=Path, default=None, metavar="FILE",
+                          help="require the password on the first line of FILE, which only its owner may "
+                          "read (chmod 600 FILE)")
     parser.add_argument("--tick-interval", type=float, default=0.1, metavar="SECONDS",
                         help="how often the simulated markets step and market data goes out (default 0.1)")
     parser.add_argument("--verbose", action="store_true", help="log sessions logging on and off (stderr)")
@@ -95,6 +107,20 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--venues: unknown venue {name!r} (venues: {', '.join(known)})")
     if len(set(names)) != len(names):
         parser.error(f"--venues names a venue twice: {args.venues}")
+    from engine.secrets import secret_from_env, secret_from_file
+    from engine.venues.fix.session import check_fix_password
+
+    secret = None
+    try:
+        if args.password_env is not None:
+            secret = secret_from_env(args.password_env)
+        elif args.password_file is not None:
+            secret = secret_from_file(args.password_file)
+        if secret is not None:
+            check_fix_password(secret)
+    except ExecdeskError as exc:
+        flag = "--password-env" if args.password_env is not None else "--password-file"
+        parser.exit(2, f"execdesk venue: {flag}: {exc}\n")
     counterparties = None
     if args.counterparties is not None:
         counterparties = frozenset(c.strip() for c in args.counterparties.split(","))
@@ -129,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = FixVenueServer(venues, args.host, args.port, comp_id=args.comp_id,
                                 allowed_counterparties=counterparties, allow_remote=args.allow_remote,
-                                tick_interval=args.tick_interval, state=state)
+                                tick_interval=args.tick_interval, state=state, password=secret)
         return asyncio.run(_serve(server))
     except (ExecdeskError, OSError) as exc:
         parser.exit(2, f"execdesk venue: {exc}\n")
@@ -146,7 +172,8 @@ async def _serve(server) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(LISTENING.format(host=server.host, port=server.port, venues=", ".join(server.venues),
-                           comp_id=server.comp_id), flush=True)
+                           comp_id=server.comp_id,
+                           password=", password required" if server.password_required else ""), flush=True)
     try:
         await stop.wait()
     finally:

@@ -22,6 +22,7 @@ Rules (FIX 4.4 Vol. 2, "Message format" and "Garbled messages"):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -222,7 +223,7 @@ class Message:
         return [(t, v) for t, v in self.pairs if t not in _HEADER_TAGS]
 
     def __repr__(self) -> str:
-        fields = "|".join(f"{t}={v.decode('latin-1')}" for t, v in self.pairs)
+        fields = "|".join(f"{t}={'***' if t in SECRET_TAGS else v.decode('latin-1')}" for t, v in self.pairs)
         return f"Message(35={self.msg_type}|{fields})"
 
 
@@ -246,6 +247,21 @@ class BadMessage:
     ref_tag: int | None = None
     seq_num: int | None = None
     msg_type: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"BadMessage(text={self.text!r}, raw={mask_secrets(self.raw)!r}, garbled={self.garbled}, "
+                f"reject_reason={self.reject_reason}, ref_tag={self.ref_tag}, seq_num={self.seq_num}, "
+                f"msg_type={self.msg_type!r})")
+
+
+#: Tags whose values are credentials: shown as *** wherever a message is shown.
+SECRET_TAGS = frozenset({553, 554, 925})
+_SECRET_FIELD = re.compile(rb"(?:(?<=\x01)|^)(553|554|925)=[^\x01]*")
+
+
+def mask_secrets(raw: bytes) -> bytes:
+    """`raw` with the values of the credential tags (553, 554, 925) replaced by ***."""
+    return _SECRET_FIELD.sub(rb"\1=***", raw)
 
 
 class FixDecoder:

@@ -24,6 +24,12 @@ Rules (FIX 4.4 Vol. 2, "Session protocol"):
   SessionRejectReason, and its number is consumed. A message without a readable MsgSeqNum
   cannot be placed in the sequence: Logout.
 - A message from the wrong SenderCompID/TargetCompID: Reject (CompID problem) and Logout.
+- Credentials: an initiator with a `password` sends it as Password(554) on its Logon; an
+  acceptor with one refuses a Logon whose Password is missing or different (compared in
+  constant time) with a Logout saying only `BAD_CREDENTIALS`, on a throwaway number
+  (the counterparty's numbers and store are not touched, nor is it told whether that
+  CompID is logged on elsewhere), and closes. What was sent is never echoed, logged or
+  kept: a Logon is administrative, so no store holds it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from engine.venues.fix.codec import BadMessage, FixDecoder, FieldValue, Message, encode, utc_timestamp
+from engine.secrets import Secret, SecretError
 from engine.venues.fix.store import SessionStore
 from engine.venues.fix.tags import MsgType, SessionRejectReason, Tag
 
@@ -40,6 +47,10 @@ from engine.venues.fix.tags import MsgType, SessionRejectReason, Tag
 #: saying why that counterparty may not log on now (the session logs out with it).
 StoreFor = Callable[[str], "SessionStore | str"]
 
+
+#: The Text of the Logout that refuses a Logon for its credentials; an initiator that reads
+#: it knows retrying with the same password is useless.
+BAD_CREDENTIALS = "logon refused: bad credentials"
 
 #: The longest heartbeat interval an acceptor agrees to: a longer one would turn off the
 #: detection of a dead peer for hours.
@@ -88,6 +99,13 @@ class SessionConfig:
     #: Initiator: send ResetSeqNumFlag(141)=Y on the Logon, both sides starting again at 1
     #: (a counterparty with no numbers of its own to offer: a first connection, a lost store).
     reset_on_logon: bool = False
+    #: Initiator: sent as Password(554) on the Logon. Acceptor: the password every Logon
+    #: must carry (None: none asked). Printable ASCII (see `check_fix_password`).
+    password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.password is not None:
+            check_fix_password(self.password)
 
     def margin(self, heart_bt_int: float) -> float:
         """The margin for the interval in force (the one agreed at Logon)."""
@@ -170,6 +188,8 @@ class FixSession:
             if self.config.reset_on_logon:
                 self.store.reset()
                 logon.append((Tag.ResetSeqNumFlag, "Y"))
+            if self.config.password is not None:
+                logon.append((Tag.Password, self.config.password.reveal()))
             self._send_admin(MsgType.LOGON, now, logon)
             self.status = SessionStatus.LOGON_SENT
             self._answer_deadline = now + self.config.answer_timeout
@@ -285,7 +305,7 @@ class FixSession:
             if mtype == "5" and self.status is SessionStatus.LOGON_SENT:
                 text = msg.get(Tag.Text, "")
                 self._events.append(SessionEvent("logged_out", text, msg.seq_num))
-                self._close(f"Logon refused: {text}" if text else "Logon refused")
+                self._close(text if text == BAD_CREDENTIALS else f"Logon refused: {text}" if text else "Logon refused")
                 return
             self._close(f"first message is {mtype}, not Logon")
             return
@@ -355,6 +375,14 @@ class FixSession:
 
     def _accept_logon(self, msg: Message, now: float) -> bool:
         if self.role is Role.ACCEPTOR and self.status is SessionStatus.CONNECTED:
+            password = self.config.password
+            if password is not None and not password.matches(msg.get_bytes(Tag.Password)):
+                # First: a stranger learns nothing else (which CompIDs are allowed or logged
+                # on), and the counterparty's store and numbers stay as they are.
+                self._write(encode(MsgType.LOGOUT, self.config.sender_comp_id, msg.sender, 1,
+                                   utc_timestamp(now), [(Tag.Text, BAD_CREDENTIALS)]), now)
+                self._close(f"Logon from {msg.sender!r} refused: bad credentials")
+                return False
             allowed = self.config.allowed_counterparties
             if allowed is not None and msg.sender not in allowed:
                 self._close(f"Logon from {msg.sender!r}, not an allowed SenderCompID")
@@ -508,3 +536,12 @@ class FixSession:
 def _int(text: str | None) -> int | None:
     """A FIX int of at most 18 ASCII digits, else None (`str.isdigit` alone takes '²')."""
     return int(text) if text is not None and len(text) <= 18 and text.isascii() and text.isdigit() else None
+
+
+def check_fix_password(password: Secret) -> None:
+    """A FIX password is printable ASCII (it travels as a FIX string field, which may not
+    hold SOH, and the codec writes latin-1); refused without showing it."""
+    value = password.reveal()
+    if not all(" " <= ch <= "~" for ch in value):
+        raise SecretError(f"a FIX password must be printable ASCII; this one ({len(value)} characters) "
+                          "holds a character outside it (not shown)")

@@ -75,6 +75,10 @@ class Tag(IntEnum):
     MassStatusReqType = 585
     TotNumReports = 911
     LastRptRequested = 912
+    # Logon credentials: never shown (codec masks them in every repr).
+    Username = 553
+    Password = 554
+    NewPassword = 925
     # Orders, market data and instruments as the venue speaks them (AggressorSide 2446 is
     # from a later FIX version; 20001-20004 are execdesk's own, user-defined):
     Commission = 12

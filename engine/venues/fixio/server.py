@@ -35,6 +35,9 @@ The wire contract (what each message carries) is docs/fix.md. Rules of this modu
   market data they moved follows in the same turn of the loop): the market data diffs
   and the state commit. Nothing is logged per message at INFO.
 - Listens on loopback only unless `allow_remote=True`.
+- With a `password`, every Logon must carry it as Password(554); one without it or with
+  another is answered "logon refused: bad credentials" and closed (the session layer's
+  rule), logged as a warning naming the CompID and the peer, never what was sent.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from engine.errors import ConfigurationError, UnknownOrderError, UnknownOutcomeError, VenueError
+from engine.secrets import Secret
 from engine.market_data import BookLevel, ExecutionReport, PublicTrade
 from engine.models import Fill, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
@@ -364,6 +368,7 @@ class FixVenueServer:
         heart_bt_int: int = 30,
         max_counterparties: int = 1_000,
         clock: Callable[[], float] = time.time,
+        password: Secret | None = None,
     ) -> None:
         if isinstance(venues, SimulatedExchange):
             venues = {venues.name: venues}
@@ -376,8 +381,11 @@ class FixVenueServer:
             )
         if tick_interval is not None and not tick_interval > 0:
             raise ConfigurationError(f"tick_interval must be > 0 seconds or None, got {tick_interval!r}")
+        if password is not None and not isinstance(password, Secret):
+            raise ConfigurationError(f"password must be a Secret (engine.secrets), got {type(password).__name__}")
         self.venues = dict(venues)
         self.host = host
+        self._password = password
         self._port = port
         self.comp_id = comp_id
         self.allowed_counterparties = allowed_counterparties
@@ -412,6 +420,10 @@ class FixVenueServer:
         self._restarted: list[_OrderInfo] = []
         if state is not None:
             self._restore(state)
+
+    @property
+    def password_required(self) -> bool:
+        return self._password is not None
 
     @property
     def port(self) -> int:
@@ -477,7 +489,7 @@ class FixVenueServer:
     def _connection_made(self) -> FixConnection:
         """The protocol factory: one client, its connection and its worker per TCP connection."""
         config = SessionConfig(self.comp_id, allowed_counterparties=self.allowed_counterparties,
-                               heart_bt_int=self.heart_bt_int)
+                               heart_bt_int=self.heart_bt_int, password=self._password)
         client = _Client(self)
         session = FixSession(config, Role.ACCEPTOR, store_for=self._store_for)
 
@@ -537,6 +549,8 @@ class FixVenueServer:
             client.comp_id = comp_id
             self._sessions[comp_id] = client  # type: ignore[index]
             log.info("FIX venue: %s logged on (%s)", comp_id, client.connection.peer)  # type: ignore[union-attr]
+        elif kind == "closed" and client.comp_id is None and event.text.endswith("refused: bad credentials"):
+            log.warning("FIX venue: %s (%s)", event.text, client.connection.peer)  # type: ignore[union-attr]
         elif kind in ("logged_out", "closed"):
             log.info("FIX venue: session %s %s: %s", client.comp_id, kind, event.text)
         else:

@@ -36,6 +36,11 @@ Rules:
   mass status (AF; OrderStatusRequest per order when the venue does not answer AF): a
   submit in flight gets its true answer, and what changed while down goes to the report
   listeners (a missed fill as an `ExecutionReport` with the fill, an end with its status).
+- Credentials: a `password` (an `engine.secrets.Secret`) goes out as Password(554) on
+  every Logon and nowhere else (a Logon is never stored or resent). A Logon refused for
+  its credentials is not tried again with the same password: `connect` raises
+  `BadCredentialsError` ("venue X refused our logon: bad credentials"), and a reconnect
+  refused so stops reconnecting, the session "closed" with that as its last error.
 - A counterparty that comes back with sequence numbers lower than ours (it restarted
   without its state) is accepted on the next attempt: our expected incoming number goes
   back to 1, logged; reconciliation by status covers whatever was lost.
@@ -69,7 +74,9 @@ from engine.market_data import BookSnapshot, ExecutionReport, PublicTrade, Repor
 from engine.models import FeeSchedule, Fill, Instrument, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from engine.models import TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
-from engine.venues.fix.session import FixSession, Role, SessionConfig, SessionEvent, SessionStatus
+from engine.secrets import Secret
+from engine.venues.fix.session import BAD_CREDENTIALS, FixSession, Role, SessionConfig, SessionEvent, SessionStatus
+from engine.venues.fix.session import check_fix_password
 from engine.venues.fix.tags import MsgType, Tag
 from engine.venues.fixio.driver import READ_SIZE, FixConnection
 from engine.venues.fixio.server import fix_number
@@ -194,6 +201,10 @@ def _report_problem(msg: Message, quantity: float) -> str | None:
     return None
 
 
+class BadCredentialsError(VenueUnavailableError):
+    """The venue refused our Logon for its credentials: the same password will not do."""
+
+
 class FixVenue:
     """A venue behind a FIX 4.4 session: `connect()`, trade, `close()` (or use `with`)."""
 
@@ -214,12 +225,19 @@ class FixVenue:
         fees: FeeSchedule | None = None,
         market_data: bool = True,
         reconnect: bool = True,
+        password: Secret | None = None,
     ) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ConfigurationError(f"port must be an int in 1-65535, got {port!r}")
         for label, value in (("request_timeout", request_timeout), ("connect_timeout", connect_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(f"{label} must be a number of seconds > 0, got {value!r}")
+        if password is not None:
+            if not isinstance(password, Secret):
+                raise ConfigurationError(f"password must be a Secret (engine.secrets), got {type(password).__name__}")
+            check_fix_password(password)
+        self._password = password
+        self._credentials_refused = False
         self.host = host
         self.port = port
         self.destination = destination
@@ -291,6 +309,7 @@ class FixVenue:
         if self._loop is not None:
             return self
         self._closing = False
+        self._credentials_refused = False
         self._reopen_store()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"fix-venue-{self.name}", daemon=True)
@@ -318,6 +337,7 @@ class FixVenue:
         if self._loop is not None:
             return self
         self._closing = False
+        self._credentials_refused = False
         self._reopen_store()
         self._loop = asyncio.get_running_loop()
         self._loop_ident = threading.get_ident()
@@ -1111,7 +1131,7 @@ class FixVenue:
 
     def _new_session(self) -> FixSession:
         config = SessionConfig(self.sender_comp_id, self.target_comp_id, heart_bt_int=self.heart_bt_int,
-                               answer_timeout=self.connect_timeout)
+                               answer_timeout=self.connect_timeout, password=self._password)
         config.resend_application = False  # orders are reconciled by status, never resent
         # A store that never logged on has no numbers to offer: both sides start at 1.
         config.reset_on_logon = self._numbers.next_outgoing == 1 and self._numbers.next_incoming == 1
@@ -1132,7 +1152,7 @@ class FixVenue:
                 logged_on = False
                 if not ready.done():
                     ready.set_exception(VenueUnavailableError(f"{self.name}: {self._last_error}", venue=self.name))
-            if ready.exception() is not None or self._closing or not self._reconnect:
+            if ready.exception() is not None or self._closing or not self._reconnect or self._credentials_refused:
                 self._set_state("closed")
                 return  # the first connect failed (connect() raised), or we are done
             self._set_state("reconnecting")
@@ -1172,6 +1192,17 @@ class FixVenue:
         closed.cancel()
         if not conn.logged_on.is_set():
             text = self._close_text or "no Logon answer in time"
+            if text == BAD_CREDENTIALS:
+                # Retrying with the same password only hammers the venue (and may lock
+                # the account at a real one): stop, and say so.
+                self._credentials_refused = True
+                self._last_error = f"venue {self.name} refused our logon: bad credentials"
+                log.error("FIX venue %s: %s at %s:%d as %s; not reconnecting", self.name, self._last_error,
+                          self.host, self.port, self.sender_comp_id)
+                await asyncio.wait({task}, timeout=2.0)
+                if not ready.done():
+                    ready.set_exception(BadCredentialsError(self._last_error, venue=self.name))
+                return False
             self._last_error = f"Logon to {self.host}:{self.port} as {self.sender_comp_id}->{self.target_comp_id} " \
                                f"failed: {text}"
             conn.logout("no Logon")
@@ -1383,4 +1414,4 @@ class FixVenue:
         self._set_state("closed")
 
 
-__all__ = ["FixSessionInfo", "FixVenue"]
+__all__ = ["BadCredentialsError", "FixSessionInfo", "FixVenue"]
