@@ -328,6 +328,11 @@ class Journal:
         self._statuses: dict[str, tuple[Any, ...]] = {}
         self.closed = False
         self.commits = 0
+        # Events handed to `subscriber` so far (kept or skipped), and who waits for a count
+        # of them (`wait_committed`): only then does `subscriber` notify.
+        self.received = 0
+        self._received = threading.Condition(self._lock)
+        self._waiting = 0
 
     # -- writing ---------------------------------------------------------------------------
     def record_order(self, order: Order, venue: str | None = None) -> None:
@@ -345,7 +350,10 @@ class Journal:
         """Queue one event (the callback of a lossless subscription); commits every `batch`."""
         make = _ROWS.get(event.__class__)
         if make is None:
-            return  # an event kind this schema does not know: a newer engine's, display-only
+            # An event kind this schema does not know: a newer engine's, display-only.
+            with self._lock:
+                self._count_received()
+            return
         row = make(event)
         status = _status_row(event, row) if isinstance(event, OrderEvent) else None  # type: ignore[arg-type]
         with self._lock:
@@ -355,8 +363,30 @@ class Journal:
                 old = statuses.get(status[0])
                 statuses[status[0]] = status if old is None else _merge(old, status)
             full = len(self._events) + len(self._orders) >= self.batch
+            self._count_received()
         if full:
             self.commit()
+
+    def _count_received(self) -> None:
+        # The caller holds _lock (the condition's).
+        self.received += 1
+        if self._waiting:
+            self._received.notify_all()
+
+    def wait_committed(self, events: int, timeout: float | None = None) -> bool:
+        """Block until `subscriber` has been handed `events` events in all (`received`),
+        then commit: True once they are on disk, False if `timeout` passed first (then
+        nothing was committed by this call). A writer that knows how many events it
+        published to the journal's subscription waits here for them to be durable."""
+        with self._received:
+            self._waiting += 1
+            try:
+                if not self._received.wait_for(lambda: self.received >= events, timeout):
+                    return False
+            finally:
+                self._waiting -= 1
+        self.commit()
+        return True
 
     def commit(self) -> None:
         """Write every order and event queued before the call in one transaction (no-op
