@@ -26,7 +26,8 @@ from tui import bench
 from tui.bench import common, engine_async, steady
 
 ROOT = Path(__file__).parent.parent
-THROUGHPUT = ("sync_router", "smart_router", "async_optimizer", "async_latency", "batch", "engine_events", "resting")
+THROUGHPUT = ("sync_router", "smart_router", "async_optimizer", "async_latency", "batch", "engine_events", "journal_on",
+              "resting")
 # The issue's goals: a ceiling in reference builds per order, or a share of another setup in the same run.
 BUILDS_GOALS = {"sync_router": 4.9, "smart_router": 7.4, "async_optimizer": 5.9}
 SHARE_GOALS = {  # workload: (share, the figure of the setup it is compared with)
@@ -147,6 +148,16 @@ def test_each_goal_is_the_issues_and_its_verdict_follows_from_the_figures(quick_
         assert w["goal_orders_per_s"] == pytest.approx(expected, abs=0.05 + expected * 0.5e-4 / w["order_build_us"])
         if not near_the_edge(w["order_builds_per_order"], limit):
             assert w["met"] is (w["rejections_negligible"] and w["order_builds_per_order"] <= limit), w
+    journal = workloads["journal_on"]  # both: a share of the same Engine without a journal, and a ceiling
+    assert (journal["goal_share"], journal["goal_builds_per_order"]) == (0.5, 10.0), journal
+    assert journal["baseline_orders_per_s"] == journal["no_journal_orders_per_s"] > 0 and journal["baseline_ok"]
+    assert journal["goal_orders_per_s"] == pytest.approx(0.5 * journal["baseline_orders_per_s"], abs=0.2), journal
+    assert journal["goal_builds_orders_per_s"] == pytest.approx(1e6 / (10 * journal["order_build_us"]), rel=1e-3)
+    if not near_the_edge(journal["orders_per_s"], journal["goal_orders_per_s"]):
+        assert journal["met_share"] is (journal["orders_per_s"] >= journal["goal_orders_per_s"]), journal
+    if not near_the_edge(journal["order_builds_per_order"], 10.0):
+        assert journal["met_builds"] is (journal["order_builds_per_order"] <= 10.0), journal
+    assert journal["met"] is (journal["met_share"] and journal["met_builds"]), journal
     for name, (share, baseline_key) in SHARE_GOALS.items():
         w = workloads[name]
         assert w["goal_share"] == share and "goal_builds_per_order" not in w, w
@@ -159,7 +170,7 @@ def test_each_goal_is_the_issues_and_its_verdict_follows_from_the_figures(quick_
 
 def test_compared_setups_alternate_and_swap_who_goes_first(quick_run) -> None:
     doc, _, _ = quick_run
-    for name in ("batch", "resting", "async_latency", "engine_events"):
+    for name in ("batch", "resting", "async_latency", "engine_events", "journal_on"):
         w = by_name(doc)[name]
         order = w["round_order"]
         assert len(order) >= 2, w  # the quick sizes still give two rounds or more
@@ -183,7 +194,14 @@ def test_new_workloads_did_what_they_say(quick_run) -> None:
     resting = w["resting"]
     assert resting["resting"] == bench.QUICK.resting
     assert resting["resting_placed"] == resting["resting_at_end"] == bench.QUICK.resting  # none filled meanwhile
-    for name in ("async_optimizer", "async_latency", "engine_events"):
+    journal = w["journal_on"]
+    # Every measured order is in the journal file with its events (submitted, accepted, a fill), and
+    # final (an order the smart router split into pieces may keep its own row open: a known gap).
+    assert journal["journaled_orders"] == journal["orders"], journal
+    assert journal["orders"] * 0.99 <= journal["journaled_final"] <= journal["orders"], journal
+    assert journal["journal_events_per_order"] >= 3 and journal["journal_commits"] >= 1, journal
+    assert journal["batch_size"] == bench.QUICK.batch_size and journal["unfinished"] == 0, journal
+    for name in ("async_optimizer", "async_latency", "engine_events", "journal_on"):
         # Every order's final state reached the round's completion through the router's listener.
         assert w[name]["waited_one_by_one"] == 0 and w[name]["unfinished"] == 0, w[name]
     for name in ("async_optimizer", "engine_events"):  # instant venues: every probe is a round trip

@@ -431,3 +431,41 @@ def test_a_commit_that_fails_loses_nothing_and_the_next_one_writes_it(tmp_path: 
         assert (a.status, a.quantity, a.filled_quantity, a.reason) == (
             OrderStatus.CANCELED, 3.0, 1.0, "canceled by request")
         assert reopened._read("SELECT count(*) FROM events")[0][0] == len(events)
+
+
+def test_wait_committed_returns_once_the_subscriber_took_that_many_events_and_they_are_on_disk(
+        tmp_path: Path) -> None:
+    import threading
+
+    from engine.events import Event
+
+    path = tmp_path / "j.db"
+    events = _stream()
+    with Journal(path, batch=1000) as journal:
+        assert journal.wait_committed(0, timeout=0) is True  # nothing asked, nothing to wait for
+        assert journal.wait_committed(1, timeout=0.05) is False  # nobody hands it events: it says so
+        journal.subscriber(events[0])
+        assert journal.received == 1 and journal.wait_committed(1, timeout=0) is True
+        on_disk = sqlite3.connect(path)
+        assert on_disk.execute("SELECT kind FROM events").fetchall() == [("submitted",)]
+
+        class Newer(Event):  # an event kind this schema does not know: skipped, and counted
+            __slots__ = ()
+
+        def feed() -> None:  # the subscription's thread, later
+            time.sleep(0.05)
+            for event in events[1:]:
+                journal.subscriber(event)
+            journal.subscriber(Newer(9.0, 9.0))
+
+        thread = threading.Thread(target=feed)
+        thread.start()
+        try:
+            assert journal.wait_committed(len(events) + 1, timeout=30) is True
+        finally:
+            thread.join()
+        # Every event it waited for is on disk (read by another connection).
+        assert journal.received == len(events) + 1
+        assert on_disk.execute("SELECT count(*) FROM events").fetchone() == (len(events),)
+        assert on_disk.execute("SELECT status FROM orders WHERE client_order_id = 'a'").fetchone() == ("CANCELED",)
+        on_disk.close()

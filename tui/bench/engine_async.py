@@ -131,6 +131,7 @@ class AsyncTarget:
     breakers: Callable[[], dict[str, str]]  # each venue's breaker state, for the entry
     on_order: Callable[[Order], None] | None = None  # called with each order before it is submitted
     after_round: Callable[[], None] | None = None  # called before the round's clock stops
+    submit_many: Callable[[list[Order]], Awaitable[Any]] | None = None  # a batch at once (the Engine's)
     run: Run | None = None
     probe_ns: list[int] = field(default_factory=list)
     probe_refused: int = 0  # probe orders that ended REJECTED (a breaker open, say): their time is no round trip
@@ -145,7 +146,6 @@ async def async_round(target: AsyncTarget, prefix: str, first: int, stop: int) -
     is final: one throughput round. `Run.waited`: orders waited for one by one because the
     router had not reported them final `STRAGGLERS_AFTER_S` after the last one was."""
     completion = target.completion
-    pending = completion.pending
     completion.expect({f"{prefix}-{i}" for i in range(first, stop)})
     submit, make, track = target.submit, bench_order, target.on_order
     pc = time.perf_counter_ns
@@ -158,8 +158,19 @@ async def async_round(target: AsyncTarget, prefix: str, first: int, stop: int) -
             order = make(prefix, i)
             track(order)
             await submit(order)
+    waited = await until_final(target, f"{prefix}-{stop - 1}")
+    if target.after_round is not None:
+        target.after_round()
+    return Run(stop - first, (pc() - start) / 1e9, [], [], waited)
+
+
+async def until_final(target: AsyncTarget, last_id: str) -> int:
+    """Wait until every order the completion expects is final (`last_id`, the last one
+    queued, first); returns how many were waited for one by one (see `async_round`)."""
+    completion = target.completion
+    pending = completion.pending
     # Workers take orders in queue order, so the last is final about last.
-    await target.wait(f"{prefix}-{stop - 1}")
+    await target.wait(last_id)
     with anyio.move_on_after(STRAGGLERS_AFTER_S):
         while pending:
             completion.done.clear()
@@ -169,9 +180,7 @@ async def async_round(target: AsyncTarget, prefix: str, first: int, stop: int) -
     while pending:
         await target.wait(pending.pop())
         waited += 1
-    if target.after_round is not None:
-        target.after_round()
-    return Run(stop - first, (pc() - start) / 1e9, [], [], waited)
+    return waited
 
 
 async def _async_probe(target: AsyncTarget, n: int, prefix: str) -> None:
@@ -258,7 +267,7 @@ def engine_target(name: str, engine: Engine, workers: int = 10) -> AsyncTarget:
 
     return AsyncTarget(
         name, engine.submit, engine.wait, engine.status, Completion(engine.router),
-        list(engine.venues.values()), workers, start, stop, breakers,
+        list(engine.venues.values()), workers, start, stop, breakers, submit_many=engine.submit_many,
     )
 
 

@@ -18,6 +18,7 @@ from .common import FULL, QUICK, Context, Sizes, apply_yard_stick
 from .desk import bench_desk_soak, bench_desk_under_load
 from .engine_async import bench_async_latency, bench_async_optimizer, bench_engine_events, bench_twap_hour
 from .fix import bench_fix_roundtrip
+from .journal_on import bench_journal_on
 from .engine_sync import bench_batch, bench_profiler_record, bench_resting, bench_smart_router, bench_sync_router
 from .machine import machine_info, product_build_us
 from .reference import reference_build_us
@@ -32,6 +33,7 @@ WORKLOADS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "async_latency": bench_async_latency,
     "batch": bench_batch,
     "engine_events": bench_engine_events,
+    "journal_on": bench_journal_on,
     "resting": bench_resting,
     "profiler_record": bench_profiler_record,
     "twap_hour": bench_twap_hour,
