@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .scheduling.algos.base import ParentState
 from .resilience.breaker import BreakerConfig
@@ -247,6 +248,8 @@ class Engine:
         # The journal hears every event through a lossless subscription (its own thread).
         self._owns_journal = journal is not None and not isinstance(journal, Journal)
         self.journal: Journal | None = Journal(journal) if self._owns_journal else journal  # type: ignore[arg-type]
+        # Events published before the journal listened (none today): what it will never receive.
+        self._journal_from = self.bus.published
         self._journal_feed = (self.bus.subscribe(lossless=True, name="journal", callback=self.journal.subscriber)
                               if self.journal is not None else None)
         if self.journal is not None:
@@ -324,11 +327,10 @@ class Engine:
         feed, journal = self._journal_feed, self.journal
         if feed is None or journal is None:
             return False
-        with anyio.move_on_after(timeout):
-            while feed.backlog:
-                await anyio.sleep(0.005)
-        journal.commit()
-        return not feed.backlog
+        # Counted, not read off the queue: the dispatcher may hold an event it took from
+        # the queue and has not handed over yet.
+        events = self.bus.published - self._journal_from
+        return await anyio.to_thread.run_sync(journal.wait_committed, events, timeout)
 
     async def _flush_journal(self, timeout: float = 5.0) -> None:
         """Let the journal's subscription catch up, then commit what it holds (and close a

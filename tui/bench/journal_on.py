@@ -55,17 +55,12 @@ Settle = Callable[[], Awaitable[None]]
 
 def committed(engine: Engine) -> Settle:
     """Wait until every event the engine has published is committed in its journal."""
-    journal, bus = engine.journal, engine.bus
+    journal = engine.journal
     assert journal is not None
-    # Events published before the journal subscribed (none, as the Engine subscribes it
-    # when built; counted all the same, on an Engine that has not started).
-    unheard = bus.published - journal.received
 
     async def settle() -> None:
-        target = bus.published - unheard
-        done = await anyio.to_thread.run_sync(journal.wait_committed, target, COMMIT_TIMEOUT_S)
-        if not done:
-            raise RuntimeError(f"the journal took {journal.received} of {target} events in "
+        if not await engine.journal_caught_up(COMMIT_TIMEOUT_S):
+            raise RuntimeError(f"the journal took {journal.received} of {engine.bus.published} events in "
                                f"{COMMIT_TIMEOUT_S:g} s")
 
     return settle
