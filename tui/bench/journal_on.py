@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from engine import Engine, RealClock
 
