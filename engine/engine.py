@@ -365,13 +365,24 @@ class Engine:
         self.stats.submitted += len(ids)
         return ids
 
-    def _write_ahead(self, items: list[tuple[Order, str | None]]) -> None:
+    def _write_ahead(self, items: list[tuple[Order, str | None]]) -> dict[str, str] | None:
+        """Write submitted orders to the journal, one commit; refuse an id an earlier order
+        has in the journal (memory forgets, the journal does not: its row would be lost)."""
         journal = self.journal
         if journal is None:
-            return
+            return None
+        ids = [x for order, _ in items for x in {order.id, order.client_order_id or order.id}]
+        taken = journal.known_ids(ids)
+        refused: dict[str, str] = {}
         for order, venue in items:
+            if order.id in taken or order.client_order_id in taken:
+                used = order.id if order.id in taken else order.client_order_id
+                refused[order.id] = (f"order id {used!r} is already in the journal ({journal.path.name}): an "
+                                     "earlier order's; ids are never reused")
+                continue
             journal.record_order(order, venue)
         journal.commit()
+        return refused
 
     def _write_ahead_child(self, order: Order, venue: str) -> None:
         journal = self.journal

@@ -558,6 +558,26 @@ class Journal:
             self._commit_locked()
             return self._db.execute(sql, params).fetchall()
 
+    def known_ids(self, ids: list[str]) -> set[str]:
+        """Which of `ids` name an order the journal holds (by its id or client order id),
+        committed or queued. Reads without committing."""
+        found: set[str] = set()
+        if not ids:
+            return found
+        with self._lock:
+            for row in self._orders:
+                if row[0] in ids or row[1] in ids:
+                    found.update(x for x in (row[0], row[1]) if x in ids)
+        with self._write_lock:
+            for start in range(0, len(ids), 400):
+                chunk = ids[start:start + 400]
+                marks = ",".join("?" * len(chunk))
+                for cid, oid in self._db.execute(
+                        f"SELECT client_order_id, id FROM orders WHERE client_order_id IN ({marks}) "
+                        f"OR (id IN ({marks}) AND id != client_order_id)", (*chunk, *chunk)):
+                    found.update(x for x in (cid, oid) if x in chunk)
+        return found
+
     def fills(self, order_id: str | None = None) -> list[Fill]:
         """The fills of `order_id` (its client order id), with its children's when it is a
         parent (all orders' when None), in the order they came."""

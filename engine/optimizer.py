@@ -125,7 +125,8 @@ class _OptimizerCore:
         # Called with the orders of a submission, after their ids were taken and before
         # any is queued (the Engine's journal writes them ahead here). Should it raise,
         # none of them is queued and their ids are free again.
-        self.write_ahead: Callable[[list[tuple[Order, str | None]]], None] | None = None
+        # It answers the orders it refused ({id: why}), None or {} when none.
+        self.write_ahead: Callable[[list[tuple[Order, str | None]]], dict[str, str] | None] | None = None
         self.router.add_order_listener(self._on_router_update)
         self.scheduler.add_listener(self._on_parent_update)
 
@@ -138,17 +139,30 @@ class _OptimizerCore:
         if refused is not None:
             raise ConfigurationError(refused)
 
-    def _written_ahead(self, items: list[tuple[Order, str | None]]) -> None:
-        """Hand accepted orders to `write_ahead`; if it fails, free their ids and raise."""
+    def _written_ahead(self, items: list[tuple[Order, str | None]], *, batch: bool = False
+                       ) -> list[tuple[Order, str | None]]:
+        """Hand accepted orders to `write_ahead`; the ones it wrote. An order it refuses
+        (its id is an earlier order's in the journal) has its id freed: in a batch it is
+        skipped with a log line, alone it raises ConfigurationError. Should the hook fail,
+        every id is freed and the error raised."""
         hook = self.write_ahead
         if hook is None or not items:
-            return
+            return items
         try:
-            hook(items)
+            refused = hook(items)
         except BaseException:
             for order, _ in items:
                 self.store.unqueue(order.id)
             raise
+        if not refused:
+            return items
+        for oid in refused:
+            self.store.unqueue(oid)
+        if not batch:
+            raise ConfigurationError(next(iter(refused.values())))
+        for oid, why in refused.items():
+            log.warning("order %s refused: %s", oid, why)
+        return [(order, venue) for order, venue in items if order.id not in refused]
 
     def _status(self, order_id: str) -> OrderResult:
         found = self.store.lookup(order_id)
@@ -424,7 +438,7 @@ class ExecutionOptimizer(_OptimizerCore):
                     log.warning("order %s refused: %s", order.id, refused)
                     continue
                 accepted.append((order, None))
-            self._written_ahead(accepted)
+            accepted = self._written_ahead(accepted, batch=True)
             self._work.extend(accepted)
             ids = [order.id for order, _ in accepted]
             self._ensure_thread()
@@ -723,7 +737,7 @@ class AsyncExecutionOptimizer(_OptimizerCore):
                 log.warning("order %s refused: %s", order.id, refused)
                 continue
             accepted.append((order, None))
-        self._written_ahead(accepted)
+        accepted = self._written_ahead(accepted, batch=True)
         for order, _ in accepted:
             if len(work) >= self.max_queue:
                 await self._wait_for_room(order)

@@ -85,3 +85,30 @@ async def test_the_desk_keeps_a_journal_beside_its_settings(tmp_path) -> None:
         await app.shutdown_engine()
     with Journal(tmp_path / "journal.sqlite3") as journal:
         assert journal.status("T-1").status is OrderStatus.FILLED
+
+
+@pytest.mark.anyio
+async def test_an_id_the_journal_holds_is_never_reused_even_after_a_restart(tmp_path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    engine = Engine.default(seed=2, clock=RealClock(), specs=instant_specs(), journal=path)
+    await engine.start(num_workers=2)
+    try:
+        assert (await engine.wait(await engine.submit(market("once")), timeout=10)).status is OrderStatus.FILLED
+    finally:
+        await engine.stop()
+    engine = Engine.default(seed=2, clock=RealClock(), specs=instant_specs(), journal=path)
+    await engine.start(num_workers=2)
+    try:
+        with pytest.raises(Exception) as refused:
+            await engine.submit(market("once", "SELL"))
+        assert str(refused.value) == ("order id 'once' is already in the journal (journal.sqlite3): an earlier "
+                                      "order's; ids are never reused")
+        assert await engine.submit_many([market("once", "SELL"), market("twice", "SELL")]) == ["twice"]
+        assert (await engine.wait("twice", timeout=10)).status is OrderStatus.FILLED
+        # The first order's row is as it was: a BUY, filled.
+        first = engine.status("once")
+        assert (first.side.value, first.status) == ("BUY", OrderStatus.FILLED)
+        # Its id is free again in memory: the refused order left nothing behind.
+        assert "once" not in engine.working()
+    finally:
+        await engine.stop()
