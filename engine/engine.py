@@ -512,16 +512,19 @@ class Engine:
         if self.halted_reason is None or self.clock.now() < self._halt_retry_at:
             return
         self._halt_retry_at = self.clock.now() + HALT_RETRY_S
+        report = self.halt_report or HaltReport(self.halted_reason)
+        self.halt_report = report
+        for oid in list(report.failed):  # ended meanwhile (a venue's own cancel, a fill)
+            now = self.order_status_or_none(oid)
+            if now is None or now.status.is_final:
+                del report.failed[oid]
+                report.canceled.append(oid)
         if not any(not self.scheduler.owns_child(r.order_id) for r in self.router.working_orders()):
-            if self.halt_report is not None:
-                self.halt_report.failed.clear()
             return
         retry = await self._cancel_everything(f"halted: {self.halted_reason}")
-        report = self.halt_report or HaltReport(self.halted_reason)
         report.canceled += retry.canceled
         report.asked += retry.asked
         report.failed = retry.failed
-        self.halt_report = report
 
     def resume(self) -> None:
         self.router.resume()

@@ -38,6 +38,7 @@ class Audit:
     duplicated: int  # journaled orders the venue holds more than once
     fill_mismatches: list[Any]  # (cid, venue cum, venue value, journal qty, journal value)
     never_sent_but_known: int
+    phantom_fills: int  # journaled fills of orders the venue does not know
     still_open: int  # journaled orders not final after the recovery settled
     venue_net: float
     journal_net: float
@@ -76,6 +77,7 @@ def audit(journal: Path, venue_state: Path, ids: list[str]) -> Audit:
             qty, value = journal_fills.get(cids[0], (0.0, 0.0))
             if abs(qty - cum) > 1e-9 or abs(value - cum * avg) > 1e-6 * max(cum * avg, 1.0):
                 mismatches.append((cids[0], cum, cum * avg, qty, value))
+        phantom = sum(1 for cid in journal_fills if cid not in cl_ord_ids)
         venue_net = 0.0
         for key, quantity in vdb.execute("SELECT key, quantity FROM fills"):
             venue_net += quantity if venue[key][2] == "1" else -quantity
@@ -85,6 +87,7 @@ def audit(journal: Path, venue_state: Path, ids: list[str]) -> Audit:
             duplicated=sum(1 for n in venue_keys_per_cid.values() if n > 1), fill_mismatches=mismatches,
             never_sent_but_known=sum(1 for cid, (_, _, reason, _) in orders.items()
                                      if reason and "never" in reason and cid in cl_ord_ids),
+            phantom_fills=phantom,
             still_open=sum(1 for *_, final in orders.values() if not final),
             venue_net=venue_net, journal_net=journal_net,
         )
@@ -142,6 +145,7 @@ def assert_nothing_lost(a: Audit, positions: dict[str, float]) -> None:
     assert a.duplicated == 0, a
     assert a.fill_mismatches == [], a
     assert a.never_sent_but_known == 0, a
+    assert a.phantom_fills == 0, a  # a venue killed right after answering must have saved first
     assert a.still_open == 0, a
     assert a.venue_net == pytest.approx(a.journal_net, abs=1e-9)
     assert positions.get("BTC/USD", 0.0) == pytest.approx(a.venue_net, abs=1e-9)
@@ -194,3 +198,56 @@ def test_a_venue_killed_mid_flow_is_reconciled_and_nothing_it_knows_is_called_ne
         assert a.venue_orders > 0
     finally:
         venue.stop()
+
+
+def test_halt_cancels_at_a_fix_venue_reports_what_it_could_not_and_retries_until_it_can(tmp_path: Path) -> None:
+    import anyio
+
+    from engine import Engine, Order, OrderStatus
+    from engine.venue_spec import open_venues, parse_venues
+
+    venue = Venue(free_port(), tmp_path / "venue")
+    venue.start()
+    venues = open_venues(parse_venues(f"fix://127.0.0.1:{venue.port}/swift"), connect_timeout=10.0,
+                         state_dir=tmp_path / "fix")
+
+    async def main() -> None:
+        engine = Engine(venues, seed=1, risk=None, journal=tmp_path / "journal.sqlite3")
+        await engine.start()
+        try:
+            bid = venues["swift"].book("BTC/USD").best_bid
+            for oid in ("a", "b"):
+                await engine.submit(Order(id=oid, symbol="BTC/USD", side="BUY", type="LIMIT", quantity=0.01,
+                                          price=round(bid - 200, 2)))
+            with anyio.fail_after(10):
+                while any(engine.status(o).status is not OrderStatus.NEW for o in ("a", "b")):
+                    await anyio.sleep(0.02)
+            # The line goes down with the orders working: the halt cannot reach them.
+            venue.kill()
+            with anyio.fail_after(10):
+                while venues["swift"].session_info().state == "logged on":
+                    await anyio.sleep(0.02)
+            report = await engine.halt("venue trouble")
+            assert report.canceled == [] and sorted(report.failed) == ["a", "b"], report
+            assert "2 could not be canceled yet (retrying)" in report.summary()
+            venue.start()  # back on its state (it cancels what rested there: "venue restarted")
+            with anyio.fail_after(30):
+                while engine.halt_report is None or engine.halt_report.failed:
+                    await engine.housekeeping()
+                    await anyio.sleep(0.2)
+            assert {engine.status(o).status for o in ("a", "b")} == {OrderStatus.CANCELED}
+            assert sorted(engine.halt_report.canceled) == ["a", "b"]
+        finally:
+            await engine.stop()
+
+    try:
+        anyio.run(main)
+    finally:
+        for v in venues.values():
+            v.close()
+        venue.stop()
+    # At the venue, both are canceled.
+    db = sqlite3.connect(venue.state / "venue.sqlite3")
+    statuses = [row[0] for row in db.execute("SELECT status FROM orders")]
+    db.close()
+    assert statuses == ["4", "4"], statuses  # OrdStatus canceled

@@ -10,8 +10,10 @@ Rules:
 - Queued bytes go out after `session.store.commit()`, in one write per batch: at the end
   of the read that produced them (the answers to everything in one read leave together),
   and otherwise once per turn of the loop (sends made in one turn leave together). No
-  sequence number reaches the wire unsaved. `after_read` runs once the read's answers
-  are written (the owner's batch work, off their path); what it sends is written next.
+  sequence number reaches the wire unsaved. `before_write` runs before that commit (the
+  owner saves what the answers tell, so no answer reaches the wire about a state a
+  restart would not know); `after_read` runs once the read's answers are written (the
+  owner's batch work, off their path); what it sends is written next.
 - One loop timer runs `session.tick` when `session.next_deadline()` is reached. Traffic
   only moves that deadline later, so a timer that fires early ticks (harmless) and is
   armed again; whatever may move it earlier (a Logon, a Logout, a tick) re-arms it.
@@ -59,6 +61,7 @@ class FixConnection(asyncio.BufferedProtocol):
         on_message: Callable[[Message], None] | None = None,
         on_event: Callable[[SessionEvent], None] | None = None,
         after_read: Callable[[], None] | None = None,
+        before_write: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         read_size: int = READ_SIZE,
     ) -> None:
@@ -66,6 +69,7 @@ class FixConnection(asyncio.BufferedProtocol):
         self._on_message = on_message
         self._on_event = on_event
         self._after_read = after_read
+        self._before_write = before_write
         self._clock = clock
         self.logged_on = asyncio.Event()
         self.closed = asyncio.Event()
@@ -192,6 +196,11 @@ class FixConnection(asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._before_write is not None and self._pending:
+            try:
+                self._before_write()
+            except Exception:  # said by the owner (a venue refuses orders while it cannot save)
+                log.exception("FIX %s: saving before the write failed", self._peer)
         try:
             self.session.store.commit()
         except Exception:

@@ -497,7 +497,8 @@ class FixVenueServer:
             self._on_event(client, event)
 
         connection = client.connection = FixConnection(
-            session, on_message=client.receive, on_event=on_event, after_read=self._read_done, clock=self._clock)
+            session, on_message=client.receive, on_event=on_event, after_read=self._read_done,
+            before_write=self._save_state, clock=self._clock)
         self._clients.add(client)
         run = asyncio.ensure_future(self._serve(client))
         self._tasks.add(run)
@@ -584,6 +585,13 @@ class FixVenueServer:
     def _schedule_batch(self) -> None:
         if self._batch is None and self._loop is not None:
             self._batch = self._loop.call_soon(self._after_batch)
+
+    def _save_state(self) -> None:
+        """Before any answer is written: the orders, ClOrdIDs and fills it tells of are on
+        disk (a kill -9 right after the write must not leave a counterparty holding a fill
+        the restarted venue never made)."""
+        if self._state is not None:
+            self._state.commit()
 
     def _read_done(self) -> None:
         """A connection's read was handled and its answers written: the batch's work runs
