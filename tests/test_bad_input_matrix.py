@@ -422,3 +422,243 @@ async def test_api_async(kind: str, async_door: AsyncDoor, caplog: pytest.LogCap
         await fn(async_door, kind, caplog)
     else:
         await fn(async_door, kind)
+
+
+# =====================================================================================
+# ticket: the desk's order ticket, typed into with Pilot
+# =====================================================================================
+not_applicable("ticket", ("unknown_symbol", "unknown_venue"),
+               "the ticket's symbol and route are chosen from the venues' own lists (Ctrl+Y, Ctrl+R), never typed; "
+               "a settings file naming an unknown one is the settings_file door")
+not_applicable("ticket", "unknown_id", "the ticket makes new orders under ids the desk assigns; it names no existing order")
+not_applicable("ticket", ("garbled_bytes", "wrong_sequence", *FILE_KINDS),
+               "the ticket takes keys typed into fields, never bytes, sequence numbers or files")
+
+TICKET_TEXT = {
+    "nan_quantity": ("quantity", "nan", "Quantity must be a finite number, got nan"),
+    "inf_quantity": ("quantity", "inf", "Quantity must be a finite number, got inf"),
+    "negative_quantity": ("quantity", "-5", "Quantity must be > 0, got -5"),
+    "zero_quantity": ("quantity", "0", "Quantity must be > 0, got 0"),
+    "huge_quantity": ("quantity", "1e300", "Quantity must be at most 1,000,000,000,000,000 (MAX_QUANTITY), got 1e+300"),
+    "nan_price": ("price", "nan", "Limit price must be a finite number, got nan"),
+    "inf_price": ("price", "inf", "Limit price must be a finite number, got inf"),
+    "negative_price": ("price", "-5", "Limit price must be > 0, got -5"),
+    "zero_price": ("price", "0", "Limit price must be > 0, got 0"),
+    "huge_price": ("price", "1e300", "Limit price must be in [1e-12, 1,000,000,000,000] (MIN_PRICE, MAX_PRICE), got 1e+300"),
+    "off_tick": ("price", "50000.001", "price 50000.001 is not a multiple of the tick 0.01 for BTC/USD"),
+    "off_lot": ("quantity", "0.00015", "quantity 0.00015 is not a multiple of the lot 0.0001 for BTC/USD"),
+    "missing_field": ("quantity", "", "Quantity is required (a multiple of 0.0001)"),
+    "wrong_type": ("quantity", "abc", "Quantity must be a number, got 'abc'"),
+    "unicode_string": ("quantity", "١٢", "Quantity takes the digits 0-9 only, got '١٢'"),
+    "overlong_string": ("price", "x" * 5000, "Limit price must be a number, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (5,000 characters)"),
+}
+
+
+async def ticket_fill(app: Any, pilot: Any, oid: str) -> None:
+    """An ordinary order through the ticket: a buy at the ask, sent with Enter, filled."""
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+    screen = app.screen
+    screen.query_one("#field-quantity").value = "0.01"
+    screen.query_one("#field-price").value = f"{app._touch('BTC/USD', 'SELL'):.2f}"
+    await pilot.pause()
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
+    with anyio.fail_after(WAIT):
+        while (r := app.engine.order_status_or_none(oid)) is None or r.status is not OrderStatus.FILLED:
+            await pilot.pause(0.01)
+
+
+@case("ticket", *TICKET_TEXT)
+async def ticket_fields(app: Any, pilot: Any, kind: str) -> None:
+    field, typed, expected = TICKET_TEXT[kind]
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+    screen = app.screen
+    screen.query_one(f"#field-{field}").value = typed
+    await pilot.pause()
+    shown = str(screen.query_one(f"#error-{field}").render())
+    assert shown == expected, shown[:300]
+    assert screen.query_one(f"#error-{field}").display
+    await pilot.press("enter")  # refused: nothing is sent, the ticket stays open
+    await pilot.pause()
+    assert isinstance(app.screen, TicketScreen) and app.engine.stats.submitted == 0
+    await pilot.press("escape")
+    await until(pilot, lambda: not isinstance(app.screen, TicketScreen))
+    await ticket_fill(app, pilot, "T-1")
+
+
+@case("ticket", "duplicate_id")
+async def ticket_duplicate(app: Any, pilot: Any, kind: str) -> None:
+    # A library user took the id the ticket would give next: the desk says so, sends nothing
+    # under it, and the next ticket takes the next id.
+    taken = await app.engine.submit(market("T-1"))
+    assert (await app.engine.wait(taken, WAIT)).status is OrderStatus.FILLED
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+    await pilot.press("enter")
+    await until(pilot, lambda: any("T-1 not sent: order id 'T-1' is already in use" in n.message
+                                   for n in app._notifications))
+    assert app.engine.status("T-1").filled_quantity == 0.01  # the library's order is untouched
+    await ticket_fill(app, pilot, "T-2")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", params("ticket"))
+async def test_ticket(kind: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        try:
+            await CASES["ticket", kind](app, pilot, kind)
+        finally:
+            await app.shutdown_engine()
+
+
+# =====================================================================================
+# fix_from_venue: what a FIX counterparty sends to FixVenue
+# =====================================================================================
+not_applicable("fix_from_venue", ("off_tick", "off_lot"),
+               "ticks and lots are rules for what we send; a venue's fill at its own price and size is what "
+               "happened, and FixVenue records it (a quantity past the order's is the huge_quantity case)")
+not_applicable("fix_from_venue", ("unknown_symbol", "unknown_venue"),
+               "FixVenue matches every report to an order by ClOrdID, never by symbol or venue "
+               "(a report for no order of ours is the unknown_id case); a FixVenue is one venue")
+not_applicable("fix_from_venue", FILE_KINDS, "a FIX session carries messages, not files (its state file is "
+               "engine/venues/fix/store.py's, tested in tests/test_fix_venue_state.py)")
+
+SCRIPTED_BAD = {  # kind: (how the report is broken, what the log says)
+    "nan_quantity": ((Tag.CumQty, "nan"), "CumQty(14) 'nan' is not a quantity"),
+    "inf_quantity": ((Tag.CumQty, "inf"), "CumQty(14) 'inf' is not a quantity"),
+    "negative_quantity": ((Tag.CumQty, "-5"), "CumQty(14) '-5' is not a quantity"),
+    "huge_quantity": ((Tag.CumQty, "1000000000"), "CumQty(14) 1000000000 is above the order's quantity 0.01"),
+    "nan_price": ((Tag.LastPx, "nan"), "LastPx(31) 'nan' is not a price"),
+    "inf_price": ((Tag.LastPx, "inf"), "LastPx(31) 'inf' is not a price"),
+    "negative_price": ((Tag.LastPx, "-5"), "LastPx(31) '-5' is not a price"),
+    "zero_price": ((Tag.LastPx, "0"), "LastPx(31) '0' is not a price"),
+    "huge_price": ((Tag.LastPx, "1e300"), "LastPx(31) '1e300' is not a price"),
+    "zero_quantity": ((Tag.LastQty, "0"), "LastQty(32) '0' is not a quantity"),
+    "missing_field": ((Tag.CumQty, None), "CumQty(14) missing"),
+    "wrong_type": ((Tag.OrdStatus, "Q"), "OrdStatus(39) 'Q' is not one FIX 4.4 defines"),
+}
+
+
+class VenueSide:
+    def __init__(self, net: NetLoop, scripted: ScriptedVenue, venue: FixVenue) -> None:
+        self.net, self.scripted, self.venue = net, scripted, venue
+        self.reports: list[Any] = []
+        venue.add_report_listener(self.reports.append)
+        self.seq = itertools.count(1)
+
+    def resting(self, cid: str) -> None:
+        result = self.venue.submit(limit(cid, 99.0))
+        assert result.status is OrderStatus.NEW, result
+
+    def ordinary_fill(self, *resting: str) -> None:
+        wait_for(lambda: self.venue.session_info().state == "logged on", "the session")
+        cid = f"fv-ok-{next(self.seq)}"
+        result = self.venue.submit(limit(cid, 100.0))  # the scripted venue fills at or above 100
+        assert (result.status, result.filled_quantity) == (OrderStatus.FILLED, 0.01), result
+        for rid in resting:  # nothing accepted is lost
+            assert self.venue.status(rid).status is OrderStatus.NEW
+
+
+@pytest.fixture(scope="module")
+def venue_side() -> Iterator[VenueSide]:
+    net = NetLoop()
+    scripted = ScriptedVenue()
+    net.run(scripted.start())
+    fv = FixVenue("127.0.0.1", scripted.port, request_timeout=WAIT, connect_timeout=WAIT)
+    try:
+        fv.connect()
+        yield VenueSide(net, scripted, fv)
+    finally:
+        fv.close()
+        net.run(scripted.stop())
+        net.close()
+
+
+@case("fix_from_venue", *SCRIPTED_BAD)
+def venue_bad_report(side: VenueSide, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    (tag, value), why = SCRIPTED_BAD[kind]
+    cid = f"odd-{kind}"[:36]
+    side.resting(cid)
+    side.reports.clear()
+    side.scripted.orders[cid].update(cum=0.01, avg=99.0, status="2")
+    body = side.scripted.er(cid, "F", last=("99", "0.01"))
+    body = [(t, v) for t, v in body if t != tag] if value is None else [(t, value if t == tag else v) for t, v in body]
+    side.net.call(side.scripted.send, "8", body)
+    wait_for(lambda: "ignored" in caplog.text or side.reports, "the warning or a report")
+    assert f"execution report for {cid} ignored: {why}" in caplog.text
+    assert side.reports == []  # believed in nothing: no fill, no state
+    side.ordinary_fill()
+
+
+_LAST_PX = ("engine/venues/fixio/venue.py: _report_problem checks ExecType, OrdStatus and CumQty only; LastPx(31) "
+            "is read with as_float and never checked (line ~925), so a fill at {} is believed and reported")
+for _kind, _shown in (("nan_price", "nan"), ("inf_price", "inf"), ("negative_price", "-5"), ("zero_price", "0"),
+                      ("huge_price", "1e300")):
+    XFAIL["fix_from_venue", _kind] = _LAST_PX.format(_shown)
+XFAIL["fix_from_venue", "zero_quantity"] = (
+    "engine/venues/fixio/venue.py: a fill report (ExecType F) with LastQty(32) 0 is not refused: `if last_qty and ...` "
+    "(line ~926) takes 0 as 'no LastQty' and makes up a fill from CumQty instead of naming the bad value")
+not_applicable("fix_from_venue", "unicode_string",
+               "our FIX codec writes ASCII only, so the scripted acceptor cannot send it; non-ASCII bytes in a "
+               "ClOrdID from a real venue match no order of ours (the unknown_id case); into the server it is a case")
+
+
+@case("fix_from_venue", "unknown_id", "overlong_string")
+def venue_unknown_id(side: VenueSide, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    ghost = {"unknown_id": "ghost-1", "overlong_string": "g" * 5000}[kind]
+    side.resting("known-1") if kind == "unknown_id" else None
+    side.scripted.orders[ghost] = {"symbol": "BTC/USD", "side": "1", "qty": 0.01, "price": 99.0, "cum": 0.01,
+                                   "avg": 99.0, "status": "2"}
+    side.reports.clear()
+    side.net.call(side.scripted.send, "8", side.scripted.er(ghost, "F", last=("99", "0.01")))
+    wait_for(lambda: "ER for an order not sent from here" in caplog.text, "the log line")
+    assert f"ER for an order not sent from here: {ghost[:40]}" in caplog.text
+    assert side.reports == []
+    side.ordinary_fill(*(["known-1"] if kind == "unknown_id" else []))
+
+
+@case("fix_from_venue", "duplicate_id")
+def venue_duplicate_fill(side: VenueSide, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The same fill (ExecID, TradeID) told twice counts once.
+    side.resting("twice-1")
+    side.reports.clear()
+    side.scripted.orders["twice-1"].update(cum=0.01, avg=99.0, status="2")
+    body = side.scripted.er("twice-1", "F", last=("99", "0.01"))
+    side.net.call(side.scripted.send, "8", body)
+    side.net.call(side.scripted.send, "8", body)
+    wait_for(lambda: side.reports, "the fill")
+    side.ordinary_fill()  # after both were read
+    assert [(r.status, r.fill.quantity) for r in side.reports] == [(OrderStatus.FILLED, 0.01)]
+    assert side.venue.status("twice-1").filled_quantity == 0.01
+
+
+@case("fix_from_venue", "garbled_bytes", "wrong_sequence")
+def venue_session_faults(side: VenueSide, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    side.resting(f"keep-{kind}"[:36])
+    conn = side.scripted.connection
+    assert conn is not None
+    if kind == "garbled_bytes":
+        # A frame whose CheckSum is wrong: dropped, its number not consumed (asked for again).
+        good = encode("8", "VENUE", "DESK", side.scripted.store.next_outgoing, utc_timestamp(0),
+                      side.scripted.er(f"keep-{kind}", "0"))
+        bad = good[:-4] + b"%03d\x01" % ((int(good[-4:-1]) + 1) % 256)
+        side.net.call(conn._transport.write, b"\x00\xffnot FIX at all\x01" + bad)
+        wait_for(lambda: "garbled" in caplog.text, "the garbled note")
+        assert "CheckSum" in caplog.text or "checksum" in caplog.text, caplog.text[-500:]
+    else:
+        frame = encode("8", "VENUE", "DESK", 1, utc_timestamp(0), side.scripted.er(f"keep-{kind}"[:36], "0"))
+        logons = side.scripted.logons
+        side.net.call(conn._transport.write, frame)
+        wait_for(lambda: "MsgSeqNum too low, expecting" in caplog.text and "but received 1" in caplog.text,
+                 "the logout")
+        wait_for(lambda: side.scripted.logons > logons, "the reconnect")
+    side.ordinary_fill(f"keep-{kind}"[:36])
+
+
+@pytest.mark.parametrize("kind", params("fix_from_venue"))
+def test_fix_from_venue(kind: str, venue_side: VenueSide, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    CASES["fix_from_venue", kind](venue_side, kind, caplog)
