@@ -135,6 +135,36 @@ class Liquidity(_NamedEnum):
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,36}")
 ID_RULE = "1-36 characters of A-Z a-z 0-9 . _ : -"
 
+# A symbol is a venue's name for an instrument: letters of any script (exchanges list
+# tokens named in Chinese), but printable, so what the desk shows is what is sent: no
+# control or format characters (a right-to-left override prints one symbol as another),
+# no line breaks, and short enough to show (the longest listed are about 30 characters).
+MAX_SYMBOL_LENGTH = 64
+SYMBOL_RULE = (f"1-{MAX_SYMBOL_LENGTH} printable characters (no control or format characters), "
+               "without surrounding spaces, for example 'BTC/USD'")
+
+
+def quote(value: Any, at_most: int = 40) -> str:
+    """`value` as a message quotes it: its repr, an overlong one clipped and its length said
+    (an error must name the value, not repeat 5,000 characters of it)."""
+    text = repr(value)
+    if len(text) <= at_most:
+        return text
+    size = f" ({len(value):,} characters)" if isinstance(value, str) else ""
+    return f"{text[:at_most]}...{size}"
+
+
+def symbol_problem(symbol: Any) -> str | None:
+    """Why `symbol` cannot name an instrument (None: it can)."""
+    if (
+        not isinstance(symbol, str)
+        or not 0 < len(symbol) <= MAX_SYMBOL_LENGTH
+        or not symbol.isprintable()
+        or symbol.strip() != symbol
+    ):
+        return f"symbol must be {SYMBOL_RULE}, got {quote(symbol)}"
+    return None
+
 # -- absolute sanity bounds ----------------------------------------------------------------
 # Beyond what any real instrument needs, so only a typo or garbage reaches them. Exchanges
 # commonly keep amounts as 64-bit integers of 1e-8 units, which tops out at 9.2e10, and
@@ -416,18 +446,14 @@ class Order(BaseModel):
             )
         match = ID_PATTERN.fullmatch
         if match(self.id) is None:
-            raise _field_error("id", f"id must be {ID_RULE}, got {self.id!r}", self.id)
+            raise _field_error("id", f"id must be {ID_RULE}, got {quote(self.id)}", self.id)
         for name in ("client_order_id", "parent_id"):
             value = self.__dict__[name]
             if value is not None and match(value) is None:
-                raise _field_error(name, f"{name} must be {ID_RULE}, got {value!r}", value)
-        if not self.symbol or self.symbol.strip() != self.symbol:
-            raise _field_error(
-                "symbol",
-                f"symbol must be a non-empty name without surrounding spaces (for example "
-                f"'BTC/USD'), got {self.symbol!r}",
-                self.symbol,
-            )
+                raise _field_error(name, f"{name} must be {ID_RULE}, got {quote(value)}", value)
+        symbol = self.symbol
+        if not 0 < len(symbol) <= MAX_SYMBOL_LENGTH or not symbol.isprintable() or symbol.strip() != symbol:
+            raise _field_error("symbol", symbol_problem(symbol) or "", symbol)
         t = self.type
         if self.metadata or t.is_algorithm:
             try:

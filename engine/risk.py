@@ -60,7 +60,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
-from .models import Order, OrderResult, OrderSide, OrderType
+from .models import Order, OrderResult, OrderSide, OrderType, symbol_problem
 from .market_data import BookLevel, BookSnapshot
 
 __all__ = [
@@ -163,8 +163,9 @@ class RiskLimits:
             )
         table = {}
         for symbol, limits in self.symbols.items():
-            if not isinstance(symbol, str) or not symbol:
-                raise ConfigurationError(f"symbols: a symbol must be a non-empty string, got {symbol!r}")
+            problem = symbol_problem(symbol)  # the rule an Order's symbol follows
+            if problem is not None:
+                raise ConfigurationError(f"symbols: {problem}")
             if not isinstance(limits, SymbolLimits):
                 raise ConfigurationError(
                     f"symbols[{symbol!r}] must be a SymbolLimits, got {limits!r}"

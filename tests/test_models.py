@@ -235,9 +235,9 @@ def test_client_order_id_defaults_to_id() -> None:
     assert build(id="abc").parent_id is None
 
 
-@pytest.mark.parametrize("bad", ["", " BTC/USD", "BTC/USD "])
+@pytest.mark.parametrize("bad", ["", " BTC/USD", "BTC/USD ", "BTC/USD\u202e", "BTC\nUSD", "X" * 65])
 def test_symbol_must_be_a_bare_non_empty_name(bad: str) -> None:
-    refused("symbol", "symbol must be a non-empty name", symbol=bad)
+    refused("symbol", "symbol must be 1-64 printable characters", symbol=bad)
 
 
 # -- enums by name ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine import Instrument, Order, OrderSide, OrderType, TimeInForce
-from engine.models import URGENCIES, VWAP_PROFILES
+from engine.models import URGENCIES, VWAP_PROFILES, quote
 
 SMART_ROUTE = "SMART"
 
@@ -151,21 +151,21 @@ def _number(name: str, text: str, *, whole: bool = False, hint: str | None = Non
         hint = hint or HINTS.get(name)
         raise ValueError(f"{label} is required" + (f" ({hint})" if hint else ""))
     if not typed.isascii():
-        raise ValueError(f"{label} takes the digits 0-9 only, got {typed!r}")
+        raise ValueError(f"{label} takes the digits 0-9 only, got {quote(typed)}")
     kind = "a whole number" if whole else "a number"
     text = typed
     if "," in typed:
         text = typed.replace(",", "")
         if not _GROUPED_NUMBER.fullmatch(typed):
             if _PLAIN_NUMBER.fullmatch(text):  # 1,5 or 1,0000: a decimal comma, or a slip
-                raise ValueError(f"{label}: use . for decimals: got {typed!r}")
-            raise ValueError(f"{label} must be {kind}, got {typed!r}")
+                raise ValueError(f"{label}: use . for decimals: got {quote(typed)}")
+            raise ValueError(f"{label} must be {kind}, got {quote(typed)}")
     if not (_PLAIN_NUMBER.fullmatch(text) or _NOT_FINITE.fullmatch(text)):
-        raise ValueError(f"{label} must be {kind}, got {typed!r}")
+        raise ValueError(f"{label} must be {kind}, got {quote(typed)}")
     try:
         return int(text) if whole else float(text)
     except ValueError:
-        raise ValueError(f"{label} must be {kind}, got {typed!r}") from None
+        raise ValueError(f"{label} must be {kind}, got {quote(typed)}") from None
 
 
 def field_hints(instrument: Instrument | None) -> dict[str, str]:
@@ -352,7 +352,7 @@ def _message(err: dict[str, Any]) -> str:
         limit = (err.get("ctx") or {}).get(key)
         return f"{label} must be {op} {exact(limit)}, got {exact(err.get('input'))}"
     if err.get("type") == "finite_number":
-        return f"{label} must be a finite number"
+        return f"{label} must be a finite number, got {exact(err.get('input'))}"
     if msg.startswith(f"{name} "):
         msg = label + msg[len(name):]  # "price must be..." is the "Limit price" field here
     # Speak the ticket's words: "metadata['slices']" is the "Slices" field here.
