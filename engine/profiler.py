@@ -91,6 +91,7 @@ import numpy as np
 
 from .clock import Clock, RealClock
 from .errors import ExecdeskError
+from .models import quote
 
 __all__ = [
     "BATCH_SIZE",
@@ -1244,11 +1245,16 @@ def _parse_document(document: object, where: str) -> tuple[list[str], list[dict[
             raise fail(f"series #{number} must be an object, got {type(doc).__name__}")
         category = doc.get("category")
         venue = doc.get("venue")
-        label = f"series #{number} ({category!r}, {venue!r})"
+        label = f"series #{number} ({quote(category)}, {quote(venue)})"
         if not isinstance(category, str) or not category:
             raise fail(f"{label}: category must be a non-empty string")
         if venue is not None and (not isinstance(venue, str) or not venue):
             raise fail(f"{label}: venue must be null or a non-empty string")
+        for field, name in (("category", category), ("venue", venue)):
+            # A name shown on the chart: one that prints as another (a right-to-left
+            # override, a control character) or runs off the screen is not one we wrote.
+            if name is not None and (len(name) > 64 or not name.isprintable()):
+                raise fail(f"{label}: {field} must be 1-64 printable characters")
         if (category, venue) in seen:
             raise fail(f"{label} appears twice")
         seen.add((category, venue))

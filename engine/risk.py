@@ -53,14 +53,14 @@ import tempfile
 import threading
 import tomllib
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
-from .models import Order, OrderResult, OrderSide, OrderType, symbol_problem
+from .models import Order, OrderResult, OrderSide, OrderType, quote, symbol_problem
 from .market_data import BookLevel, BookSnapshot
 
 __all__ = [
@@ -875,12 +875,15 @@ def write_default(path: str | os.PathLike[str], limits: RiskLimits = DEFAULT_RIS
     return path
 
 
-def load_or_create(path: str | os.PathLike[str]) -> tuple[RiskLimits, str | None]:
+def load_or_create(path: str | os.PathLike[str],
+                   known_symbols: Collection[str] | None = None) -> tuple[RiskLimits, str | None]:
     """The limits to run under, and a problem to show the operator (or None).
 
     No file: the defaults are written there (so they can be edited) and used. A
     file that cannot be read or is wrong: the built-in defaults, and a message
-    naming the file and the key; the file is left as it is.
+    naming the file and the key; the file is left as it is. `known_symbols` (what
+    the venues list): a file setting limits for a symbol none of them lists is
+    wrong too (a typo such as BTC/UDS leaves the symbol meant without its limit).
     """
     path = Path(path)
     if not path.exists():
@@ -896,6 +899,14 @@ def load_or_create(path: str | os.PathLike[str]) -> tuple[RiskLimits, str | None
         else:
             return DEFAULT_RISK_LIMITS, None
     try:
-        return load(path), None
+        limits = load(path)
     except ConfigurationError as exc:
         return DEFAULT_RISK_LIMITS, f"{exc}; using the built-in risk limits until it is fixed"
+    if known_symbols is not None:
+        unknown = [symbol for symbol in limits.symbols if symbol not in known_symbols]
+        if unknown:
+            listed = ", ".join(sorted(known_symbols)[:6]) or "none"
+            return DEFAULT_RISK_LIMITS, (
+                f"risk limits file {path}: symbols.{quote(unknown[0])} names a symbol no venue lists (they list "
+                f"{listed}); using the built-in risk limits until it is fixed")
+    return limits, None

@@ -230,10 +230,6 @@ def sync_wrong_type(door: SyncDoor, kind: str) -> None:
     door.ordinary_fill()
 
 
-XFAIL["api_sync", "wrong_type"] = (
-    "engine/routing/router.py: OrderRouter.submit_order({'id': 'x'}) raises AttributeError "
-    "\"'dict' object has no attribute 'client_order_id'\" (the optimizer says 'expected an Order, got ...'); "
-    "the router reads order.client_order_id before checking it was given an Order")
 
 
 @case("api_sync", "unicode_string", "overlong_string")
@@ -406,10 +402,6 @@ async def async_overlong(door: AsyncDoor, kind: str) -> None:
     await door.ordinary_fill()
 
 
-XFAIL["api_async", "overlong_string"] = (
-    "engine/routing/router.py: cancel of an unknown id quotes the whole id back (f\"unknown order {order_id!r}\", "
-    "line ~1180): a 5,000-character id makes a 5,016-character reason; it should clip the quote "
-    "(engine.models.quote)")
 
 
 @pytest.mark.anyio
@@ -591,14 +583,6 @@ def venue_bad_report(side: VenueSide, kind: str, caplog: pytest.LogCaptureFixtur
     side.ordinary_fill()
 
 
-_LAST_PX = ("engine/venues/fixio/venue.py: _report_problem checks ExecType, OrdStatus and CumQty only; LastPx(31) "
-            "is read with as_float and never checked (line ~925), so a fill at {} is believed and reported")
-for _kind, _shown in (("nan_price", "nan"), ("inf_price", "inf"), ("negative_price", "-5"), ("zero_price", "0"),
-                      ("huge_price", "1e300")):
-    XFAIL["fix_from_venue", _kind] = _LAST_PX.format(_shown)
-XFAIL["fix_from_venue", "zero_quantity"] = (
-    "engine/venues/fixio/venue.py: a fill report (ExecType F) with LastQty(32) 0 is not refused: `if last_qty and ...` "
-    "(line ~926) takes 0 as 'no LastQty' and makes up a fill from CumQty instead of naming the bad value")
 not_applicable("fix_from_venue", "unicode_string",
                "our FIX codec writes ASCII only, so the scripted acceptor cannot send it; non-ASCII bytes in a "
                "ClOrdID from a real venue match no order of ours (the unknown_id case); into the server it is a case")
@@ -807,10 +791,6 @@ not_applicable(("risk_file", "settings_file"), "missing_field",
                "every key is optional: one left out keeps its default, as each file's docs say")
 not_applicable("profiler_file", tuple(PRICES), "the latency file holds durations and counts, no prices "
                "(its numbers are the quantity cases)")
-XFAIL["profiler_file", "unicode_string"] = (
-    "engine/profiler.py: a saved category name with a right-to-left override (or any control character) is "
-    "loaded as it is; a category is created on the fly, but a name that prints as another should be refused: "
-    "not done in this branch for lack of time")
 not_applicable("settings_file", tuple(PRICES),
                "the settings' ticket price is never read back: a new run opens at the touch (tui/settings.py)")
 
@@ -925,7 +905,8 @@ RISK_BAD = {
     "huge_price": ("price_band_pct = 1e300\n", "price_band_pct must be > 0 and <= 100, got 1e+300"),
     "duplicate_id": ("price_band_pct = 5\nprice_band_pct = 6\n", "is not valid TOML: Cannot overwrite a value"),
     "wrong_type": ('max_open_orders = "ten"\n', "max_open_orders must be a whole number >= 1, got 'ten'"),
-    "unknown_symbol": ('[symbols."BTC/UDS"]\nmax_quantity = 1\n', None),
+    "unknown_symbol": ('[symbols."BTC/UDS"]\nmax_quantity = 1\n',
+                       "symbols.'BTC/UDS' names a symbol no venue lists (they list BTC/USD, ETH/USD, SOL/USD)"),
     "unicode_string": ('[symbols."BTC/USD\u202e"]\nmax_quantity = 1\n', "symbol must be 1-64 printable characters"),
     "overlong_string": ("# " + "x" * (2 << 20) + "\n", "over the 1,048,576 (1 MiB) a limits file may be"),
     "truncated_file": ('[symbols."BTC/USD"\n', "is not valid TOML"),
@@ -933,10 +914,6 @@ RISK_BAD = {
     "garbled_bytes": (b"\xff\xfe\x00\x01", "is not UTF-8 text"),
     "newer_version": ("max_daily_loss = 5\n", "unknown key 'max_daily_loss' (accepted: confirm_share"),
 }
-XFAIL["risk_file", "unknown_symbol"] = (
-    "nobody says that a limits file names a symbol no venue lists (a typo like BTC/UDS leaves BTC/USD without "
-    "its limit, silently); engine/risk.py cannot know the venues, the desk (tui/app.py) should say it at start: "
-    "not done in this branch for lack of time")
 
 
 @case("risk_file", *RISK_BAD)
@@ -945,7 +922,7 @@ async def risk_bad(tmp_path: Path, kind: str) -> None:
     data = content if isinstance(content, bytes) else content.encode()
     path = tmp_path / "risk.toml"
     path.write_bytes(data)
-    limits, problem = load_risk(path)
+    limits, problem = load_risk(path, known_symbols={"BTC/USD", "ETH/USD", "SOL/USD"})
     assert problem is not None, "the file's limits were taken as they are"
     assert problem.startswith(("risk limits file", "cannot read the risk limits file")) and str(path) in problem
     assert says in problem and problem.endswith("using the built-in risk limits until it is fixed"), problem[:400]
@@ -973,9 +950,6 @@ SETTINGS_BAD = {
     "garbled_bytes": (b"\x89PNG\r\n\x1a\n\x00", "is not UTF-8 text"),
     "newer_version": ('{"theme": "dark", "layout": {}}', "'layout': unknown key"),
 }
-XFAIL["settings_file", "overlong_string"] = (
-    "tui/settings.py keeps a theme name of any length (100,000 characters) with no word; it should drop a "
-    "name no theme can have and say so: not done in this branch for lack of time")
 
 
 @case("settings_file", *SETTINGS_BAD)

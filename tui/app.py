@@ -39,6 +39,7 @@ from textual.markup import escape
 from textual.widgets import Static
 
 from engine import Engine, Order, OrderStatus
+from engine.engine import simulated_venues
 from engine.errors import ExecdeskError
 from engine.risk import LIMIT_NAMES
 from engine.risk import load_or_create as load_risk_limits
@@ -187,7 +188,10 @@ class DeskApp(App[None]):
             # The operator's limits file (written with the defaults on the first run, so
             # it can be edited); a bad one gives the built-in limits and a notice.
             self.risk_path = risk_path or self.settings_path.parent / "risk.toml"
-            limits, self.risk_problem = load_risk_limits(self.risk_path)
+            if venues is None:  # built here, so the limits file can be checked against their symbols
+                venues = simulated_venues(seed, remember_ids=DESK_VENUE_REMEMBER_IDS)
+            listed = {symbol for venue in venues.values() for symbol in venue.instruments()}
+            limits, self.risk_problem = load_risk_limits(self.risk_path, known_symbols=listed)
             # A file that is there was refused; one that is not could not be written.
             self._risk_file_refused = self.risk_path.exists()
             if self.risk_problem:
@@ -196,13 +200,8 @@ class DeskApp(App[None]):
             # ours stops the start (ConfigurationError), it is never overwritten.
             self.journal_path = journal_path or self.settings_path.parent / "journal.sqlite3"
             self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-            if venues is None:
-                engine = Engine.default(seed=seed, remember_orders=DESK_REMEMBER_ORDERS,
-                                        remember_ids=DESK_VENUE_REMEMBER_IDS, risk=limits, journal=self.journal_path,
-                                        on_restart=on_restart)
-            else:
-                engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits,
-                                journal=self.journal_path, on_restart=on_restart)
+            engine = Engine(venues, seed=seed, remember_orders=DESK_REMEMBER_ORDERS, risk=limits,
+                            journal=self.journal_path, on_restart=on_restart)
             engine.profiler.autosave_path = profiler_path
         self.engine = engine
         self.seed = seed

@@ -172,6 +172,9 @@ class Settings:
         if theme is not None and not isinstance(theme, str):
             dropped.append(f"theme: {_short(theme)} is {_json_kind(theme)}, not a string")
             theme = None
+        elif theme is not None and not (0 < len(theme) <= 64 and theme.isprintable()):
+            dropped.append(f"theme: {_short(theme)} is no theme's name (1-64 printable characters)")
+            theme = None
         for key in data:
             if key not in ("theme", "ticket"):
                 dropped.append(f"{_short(key)}: unknown key")

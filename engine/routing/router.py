@@ -105,7 +105,7 @@ from ..events import (
     VenueDisabled,
     VenueEnabled,
 )
-from ..models import FeeSchedule, Fill, Liquidity, Order, OrderResult, OrderStatus, OrderType
+from ..models import FeeSchedule, Fill, Liquidity, Order, OrderResult, OrderStatus, OrderType, quote
 from ..profiler import LatencyProfiler
 from ..resilience.retry import RetryPolicy, RetryState
 from ..risk import RiskChecker, RiskLimits
@@ -491,6 +491,8 @@ class _RouterCore:
         """Everything decided before a venue call: the slot to use (the order is now in
         flight), the answer already known, or the flight of the same order to wait for.
         `thread`: the caller's thread id, when it has it at hand."""
+        if order.__class__ is not Order and not isinstance(order, Order):
+            raise TypeError(f"expected an Order, got {type(order).__name__}: {quote(order)}")
         slot = self._resolve(order, exchange_id)
         if isinstance(slot, str):
             return self.refuse(order, None, slot)
@@ -1201,7 +1203,7 @@ class _RouterCore:
             return result
         if flight is not None:
             return self._pending_result(flight.order, flight.venue, f"sent to {flight.venue}; no answer yet")
-        return self._cancel_result(None, order_id, f"unknown order {order_id!r} (or expired from memory)")
+        return self._cancel_result(None, order_id, f"unknown order {quote(order_id)} (or expired from memory)")
 
     def _target(
         self, order_id: str, action: str, *, waited: bool = False
@@ -1221,7 +1223,7 @@ class _RouterCore:
                 None, order_id, f"order {order_id!r} is still being sent to {flight.venue}; no answer yet"
             )
         if tracked is None:
-            return self._cancel_result(None, order_id, f"unknown order {order_id!r}")
+            return self._cancel_result(None, order_id, f"unknown order {quote(order_id)}")
         if action == "cancel" and tracked.result.status.is_final:
             return self._cancel_result(
                 tracked, order_id, f"order {order_id} is already {tracked.result.status.value}"

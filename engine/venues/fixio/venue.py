@@ -72,7 +72,7 @@ from engine.errors import (
 )
 from engine.market_data import BookSnapshot, ExecutionReport, PublicTrade, ReportListener, TradeListener
 from engine.models import FeeSchedule, Fill, Instrument, Liquidity, Order, OrderResult, OrderSide, OrderStatus, OrderType
-from engine.models import TimeInForce
+from engine.models import MAX_PRICE, TimeInForce
 from engine.venues.fix.codec import FieldValue, Message, utc_timestamp
 from engine.secrets import Secret
 from engine.venues.fix.session import BAD_CREDENTIALS, FixSession, Role, SessionConfig, SessionEvent, SessionStatus
@@ -198,6 +198,20 @@ def _report_problem(msg: Message, quantity: float) -> str | None:
         return f"CumQty(14) {text!r} is not a quantity"
     if quantity and cum > quantity * (1 + 1e-9) + 1e-12:
         return f"CumQty(14) {text} is above the order's quantity {quantity:g}"
+    if exec_type != "F":
+        return None  # other reports may carry LastQty/LastPx 0 (many venues do): not a fill
+    # A fill's own figures: a positive quantity at a price an order could have.
+    for tag, name, what, most in ((Tag.LastQty, "LastQty(32)", "quantity", math.inf),
+                                  (Tag.LastPx, "LastPx(31)", "price", MAX_PRICE)):
+        text = msg.get(tag)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= most):
+            return f"{name} {text!r} is not a {what}"
     return None
 
 
