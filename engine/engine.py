@@ -103,11 +103,16 @@ class HaltReport:
         return len(self.canceled) + len(self.asked)
 
     def summary(self) -> str:
-        text = f"{len(self.canceled)} orders canceled, {len(self.asked)} parents and queued orders asked"
+        def orders(n: int) -> str:
+            return f"{n} order{'' if n == 1 else 's'}"
+
+        parts = [f"{orders(len(self.canceled))} canceled"] if self.canceled else []
+        if self.asked:
+            parts.append(f"{orders(len(self.asked))} {'also ' if parts else ''}asked to cancel (queued, algorithms)")
         if self.failed:
             oid, why = next(iter(self.failed.items()))
-            text += f"; {len(self.failed)} could not be canceled yet (retrying), e.g. {oid}: {why}"
-        return text
+            parts.append(f"{len(self.failed)} could not be canceled yet (retrying), e.g. {oid}: {why}")
+        return "; ".join(parts) or "nothing was working"
 
 
 # How often a halted engine tries again to cancel what is still working.

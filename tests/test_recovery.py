@@ -176,7 +176,8 @@ async def test_a_halt_reports_what_it_could_not_cancel_and_keeps_trying(monkeypa
         assert report.canceled == []
         assert list(report.failed) == ["rest"]
         assert report.failed["rest"] == "cancel failed at deep: deep: the line is down"
-        assert "1 could not be canceled yet (retrying), e.g. rest: " in report.summary()
+        assert report.summary() == ("1 could not be canceled yet (retrying), e.g. rest: "
+                                    "cancel failed at deep: deep: the line is down")
         assert engine.status(oid).status is OrderStatus.NEW
         await engine.housekeeping()  # still down: still failing, still working
         assert list(engine.halt_report.failed) == ["rest"]
