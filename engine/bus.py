@@ -162,17 +162,20 @@ class EventBus:
         lossless: bool = False,
         name: str = "",
         callback: Callable[[Event], Any] | None = None,
+        on_idle: Callable[[], Any] | None = None,
     ) -> Subscription:
         """A new bounded queue of every event from now on.
 
         With `callback`, a daemon dispatcher thread drains the queue and calls
-        it for each event, so a slow callback never runs on the engine's path.
+        it for each event, so a slow callback never runs on the engine's path;
+        `on_idle` (on that thread) each time the queue is empty after events, and
+        every IDLE_TICK_S while it stays empty (the journal's time-bounded commit).
         """
         sub = Subscription(self, maxsize, lossless, name or f"subscriber-{len(self._subs) + 1}")
         self._set_subs((*self._subs, sub))
         if callback is not None:
             thread = threading.Thread(
-                target=_dispatch, args=(sub, callback), name=f"execdesk-bus-{sub.name}", daemon=True
+                target=_dispatch, args=(sub, callback, on_idle), name=f"execdesk-bus-{sub.name}", daemon=True
             )
             thread.start()
         return sub
@@ -209,12 +212,25 @@ class EventBus:
         set_event(self._capacity_loop, self._capacity)
 
 
-def _dispatch(sub: Subscription, callback: Callable[[Event], Any]) -> None:
+# How often a dispatcher with an `on_idle` calls it while nothing comes.
+IDLE_TICK_S = 0.05
+
+
+def _dispatch(sub: Subscription, callback: Callable[[Event], Any],
+              on_idle: Callable[[], Any] | None = None) -> None:
+    wait = 0.5 if on_idle is None else IDLE_TICK_S
     while not sub.closed:
-        event = sub.get(timeout=0.5)
-        if event is None:
+        event = sub.get(timeout=wait)
+        if event is not None:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event callback %s failed on %s", sub.name, type(event).__name__)
+            if sub._queue or on_idle is None:
+                continue
+        elif on_idle is None:
             continue
         try:
-            callback(event)
+            on_idle()
         except Exception:
-            log.exception("event callback %s failed on %s", sub.name, type(event).__name__)
+            log.exception("event callback %s failed when idle", sub.name)

@@ -255,7 +255,8 @@ class Engine:
         self.journal: Journal | None = Journal(journal) if self._owns_journal else journal  # type: ignore[arg-type]
         # Events published before the journal listened (none today): what it will never receive.
         self._journal_from = self.bus.published
-        self._journal_feed = (self.bus.subscribe(lossless=True, name="journal", callback=self.journal.subscriber)
+        self._journal_feed = (self.bus.subscribe(lossless=True, name="journal", callback=self.journal.subscriber,
+                                                 on_idle=self.journal.idle)
                               if self.journal is not None else None)
         if self.journal is not None:
             # Write-ahead: an order is on disk before it can be sent. Submitted orders when

@@ -11,7 +11,9 @@ Rules:
 
 * Nothing is on disk before `commit()` returns. `record_order` and `subscriber` only
   queue a row (a few microseconds, no I/O); `subscriber` commits by itself every
-  `batch` events; `commit()` writes every queued row, orders first, in one transaction.
+  `batch` events, and `idle` (its dispatcher's, when the stream pauses) within
+  `max_delay` (20 ms): an event is on disk within about that long at any rate. `commit()`
+  writes every queued row, orders first, in one transaction.
   A caller that must not send an order before it is on disk commits before sending.
 * WAL mode with `synchronous=NORMAL` survives a kill -9 of the process (what was
   committed is there when the file is reopened), not a power cut or an OS crash;
@@ -393,11 +395,15 @@ def _event_rows(events: list[Event], seq: int) -> tuple[list[tuple[str, list[tup
 
 
 class Journal:
-    """`Journal(path, durable=False, batch=512)`: open (or create) the journal at `path`.
+    """`Journal(path, durable=False, batch=512, max_delay=0.02)`: open (or create) the
+    journal at `path`.
 
-    `batch`: `subscriber` commits by itself once this many rows are queued."""
+    `batch`: `subscriber` commits by itself once this many rows are queued; `max_delay`:
+    once its subscription is idle (`idle`), what is queued is committed at most this
+    many seconds after the last commit."""
 
-    def __init__(self, path: Path | str, *, durable: bool = False, batch: int = 512) -> None:
+    def __init__(self, path: Path | str, *, durable: bool = False, batch: int = 512,
+                 max_delay: float = 0.02) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.path = Path(path)
@@ -425,6 +431,8 @@ class Journal:
         self._events: list[Event] = []
         self.closed = False
         self.commits = 0
+        self.max_delay = max_delay
+        self._last_commit = time.monotonic()
         # Events handed to `subscriber` so far (kept or skipped), and who waits for a count
         # of them (`wait_committed`): only then does `subscriber` notify.
         self.received = 0
@@ -456,6 +464,15 @@ class Journal:
                 full = False
             self._count_received()
         if full:
+            self.commit()
+
+    def idle(self) -> None:
+        """The subscription has nothing more for now (its dispatcher's `on_idle`): commit
+        what is queued once `max_delay` has passed since the last commit, so events reach
+        the disk within about that long at any rate (at high rates `batch` commits first)."""
+        if self.closed:
+            return
+        if (self._events or self._orders) and time.monotonic() - self._last_commit >= self.max_delay:
             self.commit()
 
     def _count_received(self) -> None:
@@ -534,6 +551,7 @@ class Journal:
                 self._events[:0] = events
             raise
         self.commits += 1
+        self._last_commit = time.monotonic()
 
     def close(self) -> None:
         """Commit what is queued and close the file (a second call does nothing)."""

@@ -68,6 +68,9 @@ class RecoveryReport:
     splits: list[str] = field(default_factory=list)
     fills_replayed: int = 0
     halted: str | None = None
+    # The orders an operator placed (not children) this recovery dealt with, id -> type
+    # ("LIMIT", "TWAP"...), resumed parents' new ids included: what a desk shows again.
+    top_level: dict[str, str] = field(default_factory=dict)
 
     @property
     def orders(self) -> int:
@@ -77,8 +80,12 @@ class RecoveryReport:
     def summary(self) -> str:
         if not (self.orders or self.parents_stopped or self.parents_resumed or self.halted):
             return f"nothing was open; positions from {self.fills_replayed} journaled fills"
-        parts = [f"{self.orders} open orders from the journal: {len(self.tracked)} still working, "
-                 f"{len(self.finished)} ended while down, {len(self.never_sent)} never reached their venue"]
+        if self.orders:
+            parts = [f"{self.orders} open order{'' if self.orders == 1 else 's'} from the journal: "
+                     f"{len(self.tracked)} still working, {len(self.finished)} ended while down, "
+                     f"{len(self.never_sent)} never reached their venue"]
+        else:
+            parts = ["no order was left open"]
         if self.ended_with_process:
             parts.append(f"{len(self.ended_with_process)} ended with the in-process venues")
         if self.unresolved:
@@ -91,7 +98,7 @@ class RecoveryReport:
             parts.append(f"{len(self.parents_resumed)} resumed ("
                          + ", ".join(f"{a} as {b}" for a, b in list(self.parents_resumed.items())[:3]) + ")")
         if self.halted:
-            parts.append(f"still HALTED ({self.halted})")
+            parts.append(f"still HALTED ({self.halted}): r resumes")
         return "; ".join(parts)
 
 
@@ -134,6 +141,8 @@ async def recover(engine: Engine, *, on_restart: str = "stop") -> RecoveryReport
     for j in open_orders:
         if j.order is None:
             report.left_open[j.order_id] = "the journal does not hold its terms"
+        elif j.order.parent_id is None:
+            report.top_level[j.order_id] = j.order.type.value
 
     # Each split is whole again in the store before its pieces are settled.
     for s in splits:
@@ -295,6 +304,7 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
         try:
             await engine.submit(resumed)
             report.parents_resumed[parent.order_id] = resumed.id
+            report.top_level[resumed.id] = resumed.type.value
             return
         except Exception as exc:  # refused (halted, id in use): it stays stopped, and says why
             log.warning("resuming %s as %s failed: %s", parent.order_id, resumed.id, exc)

@@ -469,3 +469,27 @@ def test_wait_committed_returns_once_the_subscriber_took_that_many_events_and_th
         assert on_disk.execute("SELECT count(*) FROM events").fetchone() == (len(events),)
         assert on_disk.execute("SELECT status FROM orders WHERE client_order_id = 'a'").fetchone() == ("CANCELED",)
         on_disk.close()
+
+
+def test_an_event_reaches_the_disk_soon_after_the_stream_pauses_without_any_commit_call(tmp_path: Path) -> None:
+    # The desk publishes a few events a minute: a batch of 512 would leave a fill in memory
+    # for an hour, and a kill -9 would lose it from the journal.
+    from engine.bus import EventBus
+    from engine.events import Halted
+
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    bus = EventBus()
+    feed = bus.subscribe(lossless=True, name="journal", callback=journal.subscriber, on_idle=journal.idle)
+    try:
+        bus.publish(Halted(1.0, 1.0, "one event, then quiet"))
+        reader = sqlite3.connect(path)
+        deadline = time.monotonic() + 10
+        while not reader.execute("SELECT count(*) FROM events WHERE kind='halted'").fetchone()[0]:
+            assert time.monotonic() < deadline, "the event never reached the disk"
+            time.sleep(0.01)
+        reader.close()
+        assert journal.commits >= 1 and journal.pending == 0
+    finally:
+        feed.close()
+        journal.close()

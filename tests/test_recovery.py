@@ -204,9 +204,12 @@ async def test_the_desk_says_what_the_restart_recovered(tmp_path: Path) -> None:
             if "RECOVERED from the journal" in text:
                 break
             await anyio.sleep(0.05)
-        assert "RECOVERED from the journal: 1 open orders from the journal" in text
+        assert "RECOVERED from the journal: 1 open order from the journal" in text
         assert "1 algorithm parents stopped" in text
         notices = [n.message for n in app._notifications]
         assert any(n.startswith("Recovered from the journal: ") for n in notices), notices
+        # What the last run left open is on the blotter again, as it stands now.
+        assert str(app.blotter.cell("rest", "status")) == "CANCELED"
+        assert str(app.blotter.cell("twap", "status")) == "CANCELED"
+        assert "mkt" not in app.orders  # it had finished: nothing to recover
         await pilot.press("q")
-    assert not app.is_running or True

@@ -310,6 +310,16 @@ class DeskApp(App[None]):
         )
         self.event_log.write(self._risk_line())
         recovery = self.engine.recovery
+        if recovery is not None and recovery.top_level:
+            # What the last run left open is on the blotter again, as the engine has it now.
+            for oid, order_type in recovery.top_level.items():
+                result = self.engine.order_status_or_none(oid)
+                if result is not None:
+                    self.orders.track(oid, order_type, mine=True, symbol=result.symbol, side=result.side,
+                                      quantity=result.quantity, price=result.price)
+            self.orders.resync(self.engine.order_status_or_none)
+            self._dirty.update(recovery.top_level)
+            self.draw_frame()
         if recovery is not None and (recovery.orders or recovery.parents_stopped or recovery.parents_resumed
                                      or recovery.halted):
             self.notify(f"Recovered from the journal: {recovery.summary()}",
