@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from engine.venue_spec import open_venues, parse_venues
 from engine.venues.fixio.venue import BadCredentialsError
 from tests.desk_support import until
 from tests.test_desk import log_text, send_ticket
-from tests.test_desk_fix import free_port
+from tests.test_desk_fix import Venue, free_port
 from tui.app import DeskApp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ PLANTED = (SECRET, WRONG)
 LISTENING = re.compile(r"on 127\.0\.0\.1:(\d+).*password required")
 
 
-class VenueProcess:
+class VenueProcess(Venue):
     """`execdesk venue` requiring SECRET (from an owner-only file); its output in files."""
 
     def __init__(self, root: Path, port: int) -> None:
@@ -63,20 +62,6 @@ class VenueProcess:
             assert self.proc.poll() is None, (self.root / f"venue-{self.starts}.stderr").read_text()
             assert time.monotonic() < deadline, "the venue process never listened"
             time.sleep(0.02)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def output(self) -> str:
         return "".join(path.read_text(errors="replace") for path in sorted(self.root.glob("venue-*.std*")))

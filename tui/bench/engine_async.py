@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,6 +299,22 @@ class AsyncMeasured:
         return {name: [round(r[j].orders_per_s, 1) for r in self.rounds] for j, name in enumerate(names)}
 
 
+async def alternated(loops: Sequence[Callable[[str, int, int], Awaitable[Run]]],
+                     bounds: Iterable[tuple[int, int]]) -> tuple[list[list[Run]], list[list[int]]]:
+    """Run every loop over each round's orders, who goes first swapping each round
+    (common.round_order): each round's runs, in the loops' order, and the order they ran."""
+    rounds: list[list[Run]] = []
+    orders: list[list[int]] = []
+    for k, (first, stop) in enumerate(bounds):
+        order = round_order(k, len(loops))
+        done: list[Run | None] = [None] * len(loops)
+        for j in order:
+            done[j] = await loops[j]("m", first, stop)
+        rounds.append([r for r in done if r is not None])
+        orders.append(order)
+    return rounds, orders
+
+
 async def measure_async(sizes: Sizes, n: int, clock: RealClock, targets: list[AsyncTarget]) -> AsyncMeasured:
     """Start the targets, warm them up, run them and the floor in alternating rounds (who goes
     first swapping each round), probe one-in-flight latency, stop them."""
@@ -313,15 +329,7 @@ async def measure_async(sizes: Sizes, n: int, clock: RealClock, targets: list[As
         lambda prefix, first, stop: _async_floor(clock, prefix, first, stop),
         *((lambda prefix, first, stop, t=t: async_round(t, prefix, first, stop)) for t in targets),
     ]
-    rounds: list[list[Run]] = []
-    orders: list[list[int]] = []
-    for k, (first, stop) in enumerate(round_bounds(n, sizes.round_orders)):
-        order = round_order(k, len(loops))
-        done: list[Run | None] = [None] * len(loops)
-        for j in order:
-            done[j] = await loops[j]("m", first, stop)
-        rounds.append([r for r in done if r is not None])
-        orders.append(order)
+    rounds, orders = await alternated(loops, round_bounds(n, sizes.round_orders))
     for j, target in enumerate(targets, start=1):
         target.run = merge([r[j] for r in rounds])
         target.fills_before = target.venue_fills() - target.fills_before  # now: the measured fills

@@ -40,11 +40,10 @@ from .common import (
     merge,
     risk_limits,
     round_bounds,
-    round_order,
     share_and_builds_goal,
     throughput_entry,
 )
-from .engine_async import EVENTS_RISK, AsyncTarget, _async_floor, _outcomes, engine_target, until_final
+from .engine_async import EVENTS_RISK, AsyncTarget, _async_floor, _outcomes, alternated, engine_target, until_final
 
 # How long a batch waits for its journal to catch up before the workload gives up.
 COMMIT_TIMEOUT_S = 60.0
@@ -136,15 +135,7 @@ def bench_journal_on(ctx: Context) -> dict[str, Any]:
             commits_before = journal.commits
             loops = [lambda p, a, b: _async_floor(clock, p, a, b),
                      *((lambda p, a, b, t=t: batch_round(t, settles[t.name], p, a, b, batch)) for t in targets)]
-            rounds: list[list[Run]] = []
-            orders: list[list[int]] = []
-            for k, (first, stop) in enumerate(round_bounds(n, max(sizes.round_orders, batch))):
-                order = round_order(k, len(loops))
-                done: list[Run | None] = [None] * len(loops)
-                for j in order:
-                    done[j] = await loops[j]("m", first, stop)
-                rounds.append([r for r in done if r is not None])
-                orders.append(order)
+            rounds, orders = await alternated(loops, round_bounds(n, max(sizes.round_orders, batch)))
             commits[0] = journal.commits - commits_before
             for j, target in enumerate(targets, start=1):
                 target.run = merge([r[j] for r in rounds])
