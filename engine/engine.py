@@ -302,7 +302,14 @@ class Engine:
         open (see engine.recovery; the report is `self.recovery`)."""
         await self.optimizer.start(num_workers=num_workers)
         if self.journal is not None and self.recovery is None:
-            self.recovery = await recover(self, on_restart=self.on_restart)
+            try:
+                self.recovery = await recover(self, on_restart=self.on_restart)
+            except Exception as exc:  # a bug, or a venue answering nonsense: trade on nothing unsure
+                self.report_error("recovery", exc)
+                self.recovery = RecoveryReport(halted=f"recovery failed ({type(exc).__name__}: {exc})")
+                self.router.halt(f"recovery from the journal failed ({exc}); check the open orders, then resume")
+                now = self.clock.now()
+                self.store.publish(Halted(now, now, self.router.halted_reason or "recovery failed"))
             if self.halted_reason is not None:  # halted before the restart: nothing works
                 self.halt_report = await self._cancel_everything(f"halted: {self.halted_reason}")
                 self._halt_retry_at = self.clock.now() + HALT_RETRY_S

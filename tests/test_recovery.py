@@ -213,3 +213,25 @@ async def test_the_desk_says_what_the_restart_recovered(tmp_path: Path) -> None:
         assert str(app.blotter.cell("twap", "status")) == "CANCELED"
         assert "mkt" not in app.orders  # it had finished: nothing to recover
         await pilot.press("q")
+
+
+@pytest.mark.anyio
+async def test_a_recovery_that_fails_halts_the_engine_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    previous_process(journal, WORKING_TWAP_AND_LIMIT)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the journal said something odd")
+
+    monkeypatch.setattr("engine.recovery._settle_or_adopt", broken)
+    engine = await started(journal)  # starts all the same: the operator can look, cancel, resume
+    try:
+        assert engine.halted_reason == ("recovery from the journal failed (the journal said something odd); "
+                                        "check the open orders, then resume")
+        assert engine.recovery is not None and engine.recovery.halted.startswith("recovery failed (RuntimeError")
+        assert engine.stats.errors == 1
+        engine.resume()
+        oid = await engine.submit(Order(id="after", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.01))
+        assert (await engine.wait(oid, timeout=10)).status is OrderStatus.FILLED
+    finally:
+        await engine.stop()
