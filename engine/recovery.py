@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import ExecdeskError
 from .events import Halted, OrderUpdated, Recovered
 from .journal import JournaledOrder
 from .models import Order, OrderResult, OrderStatus
@@ -236,8 +237,6 @@ async def _settle_or_adopt(engine: Engine, j: JournaledOrder, report: RecoveryRe
 
 
 async def _find_venue(engine: Engine, cid: str) -> str | None:
-    from .errors import ExecdeskError
-
     for name, venue in engine.venues.items():
         if not _is_network(venue):
             continue
