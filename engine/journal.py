@@ -25,6 +25,11 @@ Rules:
 * A file that is not ours (another application's database, a corrupt or truncated
   file, one of a newer or an older schema version) is refused with
   `ConfigurationError` naming the file, and never written to.
+* One writer per file: an open journal holds an exclusive lock on `<file>-lock` beside
+  it (the holder's pid inside) until it is closed or its process dies. A second
+  `Journal` on the file, in this process or another (a second desk), is refused with
+  `ConfigurationError`: its recovery would end the first one's working orders. Reading
+  the file with `sqlite3` takes no such lock.
 * An order's latest status never goes back from a final one (a late event for a
   finished order is kept in `events` but does not change `orders`).
 
@@ -69,6 +74,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -392,6 +398,31 @@ def _event_rows(events: list[Event], seq: int) -> tuple[list[tuple[str, list[tup
     return groups, statuses
 
 
+def _lock_file(path: Path) -> int:
+    """An exclusive lock on `<path>-lock` (its descriptor), or ConfigurationError naming
+    the process that holds it. No lock on a system without `fcntl` (not POSIX)."""
+    lock = path.with_name(path.name + "-lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigurationError(f"the order journal {str(path)!r} cannot be locked ({exc})") from None
+    try:
+        import fcntl
+    except ImportError:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigurationError(
+            f"the order journal {str(path)!r} is in use by another execdesk (pid {holder}): one engine per "
+            "journal; stop it, or give this one another --journal") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 class Journal:
     """`Journal(path, durable=False, batch=512)`: open (or create) the journal at `path`.
 
@@ -406,12 +437,15 @@ class Journal:
         self._db = open_database(self.path, application_id=APPLICATION_ID, schema=_SCHEMA,
                                  version=SCHEMA_VERSION, what="order journal", durable=durable,
                                  oldest=OLDEST_SCHEMA_VERSION, verify=True)
+        self._lock_fd = -1
         try:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
             if not {"id", "status", "final"} <= columns:
                 raise ConfigurationError(
                     f"the order journal {str(self.path)!r} has no usable orders table; it was left untouched"
                 )
+            # Locked once the file is known to be ours (a refused file gets no lock file).
+            self._lock_fd = _lock_file(self.path)
         except (sqlite3.DatabaseError, ConfigurationError) as exc:
             self._db.close()
             if isinstance(exc, ConfigurationError):
@@ -545,6 +579,9 @@ class Journal:
             finally:
                 self.closed = True
                 self._db.close()
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)  # releases the lock
+                    self._lock_fd = -1
 
     def __enter__(self) -> Journal:
         return self
