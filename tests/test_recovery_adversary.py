@@ -4,8 +4,10 @@ the other awkward points a real desk meets."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import anyio
@@ -57,3 +59,99 @@ async def test_a_second_engine_on_a_journal_in_use_is_refused_and_does_not_end_t
     second = Engine.default(seed=1, journal=path, risk=None)  # the first closed it: free
     await second.start()
     await second.stop()
+
+
+def run_process(journal: Path, body: str, *, on_restart: str = "stop", prelude: str = "") -> str:
+    """Run `body` (async; `e` an Engine.default(seed=1) on `journal`, started; `bid` the
+    best bid at deep) in a process that dies without stopping anything, as a kill -9
+    would leave it (after its journal caught up). `prelude` runs before the engine is
+    made (patches). Returns its stdout."""
+    script = textwrap.dedent("""
+        import os, sys, time, anyio
+        sys.path.insert(0, {root!r})
+        from engine import Engine, Order
+        {prelude}
+        async def main():
+            e = Engine.default(seed=1, journal={journal!r}, risk=None, on_restart={on_restart!r})
+            await e.start()
+            bid = e.venues["deep"].book("BTC/USD").best_bid
+        {body}
+            await e.journal_caught_up()
+            os._exit(0)
+        anyio.run(main)
+    """).format(root=str(ROOT), journal=str(journal), on_restart=on_restart,
+                prelude=textwrap.indent(textwrap.dedent(prelude), "").replace("\n", "\n"),
+                body=textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+TWAP_PART_FILLED = """
+await e.submit(Order(id="twap", symbol="BTC/USD", side="BUY", type="TWAP", quantity=0.4,
+                     metadata={"duration_s": 120, "slices": 16}))
+while e.status("twap").filled_quantity < 0.02:
+    await anyio.sleep(0.05)
+"""
+
+
+def parents(journal: Path) -> dict[str, tuple[float, str, float, str | None]]:
+    """Every parent in the journal: id -> (quantity, status, filled, reason)."""
+    with sqlite3.connect(journal) as db:
+        return {cid: (q, status, filled, reason) for cid, q, status, filled, reason in db.execute(
+            "SELECT client_order_id, quantity, status, filled_quantity, reason FROM orders "
+            "WHERE type = 'TWAP' ORDER BY recorded_at")}
+
+
+def test_a_parent_resumed_again_is_named_from_its_first_id_and_never_trades_more_than_it(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    run_process(journal, TWAP_PART_FILLED)
+    wait_for_a_fill = """
+        new = next(iter(e.recovery.parents_resumed.values()))
+        while e.status(new).filled_quantity < 0.01:
+            await anyio.sleep(0.05)
+        """
+    run_process(journal, wait_for_a_fill, on_restart="resume")
+    run_process(journal, wait_for_a_fill, on_restart="resume")
+    run_process(journal, "pass", on_restart="resume")
+    found = parents(journal)
+    assert list(found) == ["twap", "twap-r1", "twap-r2", "twap-r3"], found
+    assert found["twap-r1"][3] == f"resumed after a restart as twap-r2 ({found['twap-r2'][0]:g} left)"
+    # Each takes what its predecessor left: the total never grows past the first's 0.4.
+    for old, new in (("twap", "twap-r1"), ("twap-r1", "twap-r2"), ("twap-r2", "twap-r3")):
+        assert found[new][0] == pytest.approx(found[old][0] - found[old][2], abs=1e-9)
+    working = [p for p, (_, status, _, _) in found.items() if status not in ("CANCELED", "FILLED")]
+    assert working == ["twap-r3"]
+
+
+def test_a_kill_right_after_a_resumed_parent_was_written_ahead_never_resumes_both(tmp_path: Path) -> None:
+    """The old parent's end must be on disk before its successor is: else the next restart
+    finds both open and resumes each (twice what was left)."""
+    journal = tmp_path / "journal.sqlite3"
+    run_process(journal, TWAP_PART_FILLED)
+    # The journal's subscriber is slow to take the old parent's end (a busy dispatcher);
+    # the process dies as soon as the successor's write-ahead commit returns.
+    prelude = """
+        from engine.journal import Journal
+        from engine.events import OrderUpdated
+        real_subscriber, real_commit, real_record = Journal.subscriber, Journal.commit, Journal.record_order
+        def subscriber(self, event):
+            if isinstance(event, OrderUpdated) and event.order_id == "twap" and event.status.is_final:
+                time.sleep(0.5)
+            real_subscriber(self, event)
+        def record_order(self, order, venue=None):
+            real_record(self, order, venue)
+            if order.id.startswith("twap-r"):
+                self.kill_after_commit = True
+        def commit(self):
+            real_commit(self)
+            if getattr(self, "kill_after_commit", False):
+                os._exit(0)
+        Journal.subscriber, Journal.commit, Journal.record_order = subscriber, commit, record_order
+        """
+    run_process(journal, "pass", on_restart="resume", prelude=prelude)
+    run_process(journal, "pass", on_restart="resume")
+    found = parents(journal)
+    working = {p: q for p, (q, status, _, _) in found.items() if status not in ("CANCELED", "FILLED")}
+    left = found["twap"][0] - found["twap"][2]
+    assert sum(working.values()) <= left + 1e-9, found
