@@ -24,7 +24,8 @@ Rules:
 * Algorithm parents (ICEBERG, TWAP, VWAP, SMART) do not survive their process: their
   working children are canceled and the parent ends with what its children filled
   (`on_restart="stop"`, the default), or (`"resume"`) a new parent `<id>-r<N>` takes
-  what is left over what is left of its window, and the old one ends saying so (on
+  what is left over what is left of its window (not while a child its cancel did not
+  reach still works: it stops, saying so), and the old one ends saying so (on
   disk before the new one is written: a kill between them never leaves both open). A
   resumed parent resumed again is `<id>-r<N+1>`: the chain is named from its first id.
   A plain order the smart router split is whole again when its pieces are settled: it
@@ -282,7 +283,14 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
     done = left <= 1e-12
     resumed: Order | None = None
     why = ""
-    if not done and on_restart == "resume":
+    # A child the cancel did not reach still works: a successor would trade its quantity
+    # again when it fills.
+    working = [c for c in open_children if (r := engine.store.result(c.client_order_id)) is not None
+               and not r.status.is_final]
+    if not done and on_restart == "resume" and working:
+        why = (f"not resumed: its child {working[0].order_id!r} still works at {working[0].venue}, its cancel "
+               "did not go through")
+    elif not done and on_restart == "resume":
         resumed, why = _resumption(engine, order, left, parent.recorded_at)
     if done:
         status, detail = OrderStatus.FILLED, "filled before the restart"

@@ -8,14 +8,18 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from engine import Engine, Order, OrderStatus
-from engine.errors import ConfigurationError
+from engine.engine import simulated_venues
+from engine.errors import ConfigurationError, VenueUnavailableError
 from engine.journal import Journal
+from engine.models import OrderResult, OrderSide
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOL = "BTC/USD"
@@ -155,3 +159,79 @@ def test_a_kill_right_after_a_resumed_parent_was_written_ahead_never_resumes_bot
     working = {p: q for p, (q, status, _, _) in found.items() if status not in ("CANCELED", "FILLED")}
     left = found["twap"][0] - found["twap"][2]
     assert sum(working.values()) <= left + 1e-9, found
+
+
+def journal_with_a_parent_and_a_resting_child(path: Path, venue: str) -> None:
+    """A journal a killed process left: TWAP 'twap' (0.4 over 10 minutes) with one child
+    'twap-c1' (0.05, a limit) accepted at `venue` and resting there."""
+    with Journal(path) as journal:
+        journal.record_order(Order(id="twap", symbol=SYMBOL, side="BUY", type="TWAP", quantity=0.4,
+                                   metadata={"duration_s": 600, "slices": 8}))
+        journal.record_order(Order(id="twap-c1", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.05,
+                                   price=1000.0, parent_id="twap"), venue)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE orders SET status = 'NEW' WHERE client_order_id = 'twap-c1'")
+
+
+def a_venue_in_another_process(venue: Any, *, child_status: OrderStatus, cancel_works: bool) -> None:
+    """Make an in-process simulator look like a network venue (its orders outlive us) that
+    holds 'twap-c1' (working or not) and cannot (or can) cancel it now."""
+    real_status, real_cancel = venue.status_async, venue.cancel_async
+
+    async def status(cid: str) -> OrderResult:
+        if cid != "twap-c1":
+            return await real_status(cid)
+        return OrderResult(cid, venue.name, child_status, 0.05, 0.0, None, [], None, SYMBOL, OrderSide.BUY,
+                           1000.0, time.time())
+
+    async def cancel(cid: str) -> OrderResult:
+        if cid == "twap-c1" and not cancel_works:
+            raise VenueUnavailableError(f"{venue.name}: the line is down", venue=venue.name)
+        if cid == "twap-c1":
+            return OrderResult(cid, venue.name, OrderStatus.CANCELED, 0.05, 0.0, None, [], "canceled", SYMBOL,
+                               OrderSide.BUY, 1000.0, time.time())
+        return await real_cancel(cid)
+
+    venue.status_async, venue.cancel_async = status, cancel
+    venue.add_session_listener = lambda listener: None
+
+
+@pytest.mark.anyio
+async def test_a_parent_whose_child_could_not_be_canceled_is_not_resumed_over_it(tmp_path: Path) -> None:
+    """Resuming while a child still rests at its venue would trade its quantity twice
+    (the child fills later, the new parent trades it too)."""
+    path = tmp_path / "journal.sqlite3"
+    journal_with_a_parent_and_a_resting_child(path, "deep")
+    venues = simulated_venues(1)
+    a_venue_in_another_process(venues["deep"], child_status=OrderStatus.NEW, cancel_works=False)
+    engine = Engine(venues, seed=1, journal=path, risk=None, on_restart="resume")
+    await engine.start()
+    try:
+        report = engine.recovery
+        assert report is not None and report.tracked == ["twap-c1"]
+        assert engine.status("twap-c1").status is OrderStatus.NEW  # still working: the cancel could not reach it
+        assert report.parents_resumed == {}
+        assert report.parents_stopped == ["twap"]
+        twap = engine.status("twap")
+        assert twap.status is OrderStatus.CANCELED
+        assert twap.reason == ("stopped at a restart: 0 of 0.4 filled (not resumed: its child 'twap-c1' "
+                               "still works at deep, its cancel did not go through)")
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_a_parent_whose_children_were_canceled_at_their_venue_is_resumed(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal_with_a_parent_and_a_resting_child(path, "deep")
+    venues = simulated_venues(1)
+    a_venue_in_another_process(venues["deep"], child_status=OrderStatus.NEW, cancel_works=True)
+    engine = Engine(venues, seed=1, journal=path, risk=None, on_restart="resume")
+    await engine.start()
+    try:
+        report = engine.recovery
+        assert report is not None and report.parents_resumed == {"twap": "twap-r1"}
+        assert engine.status("twap-c1").status is OrderStatus.CANCELED
+        assert engine.status("twap-r1").quantity == 0.4
+    finally:
+        await engine.stop()
