@@ -235,3 +235,73 @@ async def test_a_parent_whose_children_were_canceled_at_their_venue_is_resumed(t
         assert engine.status("twap-r1").quantity == 0.4
     finally:
         await engine.stop()
+
+
+def book_of(positions: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted((p.symbol, p.venue, round(p.net_quantity, 9), round(p.average_entry or 0.0, 6),
+                   round(p.realized_pnl, 6), round(p.fees, 9), round(p.bought, 9), round(p.sold, 9), p.fills)
+                  for p in positions)
+
+
+@pytest.mark.anyio
+async def test_positions_after_a_restart_are_the_ones_before_it_fees_and_realized_pnl_included(
+        tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    out = run_process(journal, """
+        import json
+        ask = e.venues["deep"].book("BTC/USD").best_ask
+        ids = []
+        for i in range(30):
+            side = "BUY" if i % 3 else "SELL"
+            ids.append(await e.submit(Order(id=f"m{i}", symbol="BTC/USD", side=side, type="MARKET",
+                                            quantity=0.013 + i / 1000)))
+        for i in range(6):  # crossing limits (taker), some split across venues
+            ids.append(await e.submit(Order(id=f"x{i}", symbol="BTC/USD", side="SELL", type="LIMIT",
+                                            quantity=0.3, price=round(bid - 50, 2))))
+        for oid in ids:
+            await e.wait(oid, timeout=20)
+        await e.journal_caught_up()
+        def rows(ps):
+            return [[p.symbol, p.venue, p.net_quantity, p.average_entry, p.realized_pnl, p.fees, p.bought, p.sold,
+                     p.fills] for p in ps]
+        print("POSITIONS " + json.dumps([rows(e.positions()), rows(e.positions(by_venue=True))]), flush=True)
+        """)
+    import json
+
+    line = next(x for x in out.splitlines() if x.startswith("POSITIONS "))
+    total, by_venue = json.loads(line[len("POSITIONS "):])
+
+    class P:
+        def __init__(self, row: list[Any]) -> None:
+            (self.symbol, self.venue, self.net_quantity, self.average_entry, self.realized_pnl, self.fees,
+             self.bought, self.sold, self.fills) = row
+
+    engine = Engine.default(seed=1, journal=journal, risk=None)
+    await engine.start()
+    try:
+        assert book_of(engine.positions(by_venue=True)) == book_of([P(r) for r in by_venue])
+        assert book_of(engine.positions()) == book_of([P(r) for r in total])
+        assert engine.positions()[0].realized_pnl != 0.0 and engine.positions()[0].fees > 0.0
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_the_desk_started_on_a_halted_journal_says_halted_and_why(tmp_path: Path) -> None:
+    from tui.app import DeskApp
+
+    journal = tmp_path / "journal.sqlite3"
+    run_process(journal, """
+        await e.halt("risk breach at 14:02")
+        """)
+    app = DeskApp(seed=1, live=False, settings_path=tmp_path / "settings.json", journal_path=journal)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        with anyio.fail_after(20):
+            while "HALTED: risk breach at 14:02" not in str(app.status_bar.render()):
+                app.draw_frame()
+                await anyio.sleep(0.05)
+        assert "HALTED: press r to resume" in str(app.topbar.render())
+        notices = [n.message for n in app._notifications]
+        assert any("still HALTED (risk breach at 14:02)" in n for n in notices), notices
+        await pilot.press("q")
