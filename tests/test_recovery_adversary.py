@@ -305,3 +305,52 @@ async def test_the_desk_started_on_a_halted_journal_says_halted_and_why(tmp_path
         notices = [n.message for n in app._notifications]
         assert any("still HALTED (risk breach at 14:02)" in n for n in notices), notices
         await pilot.press("q")
+
+
+AMEND_AT_FIX = """
+import os, sys, anyio
+sys.path.insert(0, {root!r})
+from engine import Engine, Order
+from engine.venue_spec import open_venues, parse_venues
+async def main():
+    venues = open_venues(parse_venues("fix://127.0.0.1:{port}/swift"), connect_timeout=20.0, state_dir={fixdir!r})
+    e = Engine(venues, seed=1, journal={journal!r}, risk=None)
+    await e.start()
+    bid = venues["swift"].book("BTC/USD").best_bid
+    if {first!r}:
+        await e.submit(Order(id="a", symbol="BTC/USD", side="BUY", type="LIMIT", quantity=0.01,
+                             price=round(bid - 50, 2)), venue="swift")
+        while e.status("a").status.value == "PENDING_NEW":
+            await anyio.sleep(0.01)
+    for k in range(3):
+        r = await e.amend("a", price=round(bid - 60 - k - 10 * (not {first!r}), 2))
+        print("AMEND", r.status.value, r.reason, flush=True)
+    if not {first!r}:
+        r = await e.cancel("a")
+        print("CANCEL", r.status.value, r.reason, flush=True)
+    await e.journal_caught_up()
+    os._exit(0)
+anyio.run(main)
+"""
+
+
+def test_an_order_amended_before_a_restart_can_be_amended_and_canceled_after_it(tmp_path: Path) -> None:
+    """The FIX venue's ClOrdIDs for a replace or a cancel (`cid.rN`, `cid.cN`) must never
+    be ones a previous process used: the venue refuses a ClOrdID used before."""
+    from tests.test_desk_fix import Venue, free_port
+
+    venue = Venue(free_port(), tmp_path / "venue-state")
+    venue.start()
+    try:
+        outs = []
+        for first in (True, False):
+            script = AMEND_AT_FIX.format(root=str(ROOT), port=venue.port, fixdir=str(tmp_path / "fix"),
+                                         journal=str(tmp_path / "journal.sqlite3"), first=first)
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+            assert done.returncode == 0, done.stderr[-3000:]
+            outs += done.stdout.splitlines()
+    finally:
+        venue.stop()
+    answers = [line for line in outs if line.startswith(("AMEND", "CANCEL"))]
+    assert [line.split()[:2] for line in answers] == [["AMEND", "NEW"]] * 6 + [["CANCEL", "CANCELED"]], outs
+    assert answers[-1] == "CANCEL CANCELED canceled by request"
