@@ -500,11 +500,15 @@ class Engine:
     async def halt(self, reason: str = "kill switch") -> HaltReport:
         """Refuse every new order and cancel everything working (on every venue), until
         resume(). The report says what was canceled or asked and what could not be;
-        `housekeeping` keeps trying those while the halt lasts. The halt is journaled:
-        an engine with a journal comes back halted after a restart."""
+        `housekeeping` keeps trying those while the halt lasts. The halt is journaled
+        (committed before the cancels start): an engine with a journal comes back
+        halted after a restart, however soon after this call it dies."""
         self.router.halt(reason)
         now = self.clock.now()
         self.store.publish(Halted(now, now, reason))
+        # On disk before anything else: the subscriber commits in batches, and a kill
+        # after the desk said HALTED came back trading.
+        await self.journal_caught_up()
         self.halt_report = report = await self._cancel_everything(f"halted: {reason}")
         self._halt_retry_at = self.clock.now() + HALT_RETRY_S
         if report.failed:

@@ -354,3 +354,20 @@ def test_an_order_amended_before_a_restart_can_be_amended_and_canceled_after_it(
     answers = [line for line in outs if line.startswith(("AMEND", "CANCEL"))]
     assert [line.split()[:2] for line in answers] == [["AMEND", "NEW"]] * 6 + [["CANCEL", "CANCELED"]], outs
     assert answers[-1] == "CANCEL CANCELED canceled by request"
+
+
+@pytest.mark.anyio
+async def test_a_halt_is_on_disk_when_halt_returns(tmp_path: Path) -> None:
+    """The operator pressed the kill switch, the desk said HALTED, then the process died:
+    the restart must come back halted."""
+    journal = tmp_path / "journal.sqlite3"
+    run_process(journal, """
+        await e.halt("operator pressed k")
+        os._exit(0)  # killed at once: nothing after the halt's return ran
+        """)
+    engine = Engine.default(seed=1, journal=journal, risk=None)
+    await engine.start()
+    try:
+        assert engine.halted_reason == "operator pressed k"
+    finally:
+        await engine.stop()
