@@ -20,8 +20,9 @@ Rules:
   them all, so `record_order` on the engine's path never waits for a transaction
   another thread is writing; a second lock lets one transaction or read use the
   connection at a time. Reads (`status`, `open_orders`, `fills`) commit what is queued
-  first, so they see every event handed to the journal. A commit that fails (disk
-  full) puts its rows back in the queue and raises; the next commit writes them.
+  first, so they see every event handed to the journal (when that commit fails, they
+  read what is on disk). A commit that fails (disk full) puts its rows back in the
+  queue and raises; the next commit writes them.
 * A file that is not ours (another application's database, a corrupt or truncated
   file, one of a newer or an older schema version) is refused with
   `ConfigurationError` naming the file, and never written to.
@@ -477,6 +478,13 @@ class Journal:
         with self._lock:
             self._orders.append(row)
 
+    def unrecord(self, order_ids: list[str]) -> None:
+        """Drop the queued, uncommitted rows of these orders (by client order id): a
+        write-ahead whose commit failed, whose orders were not sent after all."""
+        drop = set(order_ids)
+        with self._lock:
+            self._orders = [row for row in self._orders if row[0] not in drop]
+
     def subscriber(self, event: Event) -> None:
         """Queue one event (the callback of a lossless subscription); commits every `batch`.
         An event of a kind this schema does not know (a newer engine's, display-only) is
@@ -592,7 +600,10 @@ class Journal:
     # -- reading ---------------------------------------------------------------------------
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._write_lock:
-            self._commit_locked()
+            try:
+                self._commit_locked()
+            except sqlite3.Error as exc:  # a full disk: what is on it still reads
+                log.error("the order journal %s could not be written (%s); reading what it holds", self.path, exc)
             return self._db.execute(sql, params).fetchall()
 
     def known_ids(self, ids: list[str]) -> set[str]:

@@ -17,7 +17,7 @@ import pytest
 
 from engine import Engine, Order, OrderStatus
 from engine.engine import simulated_venues
-from engine.errors import ConfigurationError, VenueUnavailableError
+from engine.errors import ConfigurationError, JournalError, VenueUnavailableError
 from engine.journal import Journal
 from engine.models import OrderResult, OrderSide
 
@@ -369,5 +369,44 @@ async def test_a_halt_is_on_disk_when_halt_returns(tmp_path: Path) -> None:
     await engine.start()
     try:
         assert engine.halted_reason == "operator pressed k"
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_a_journal_that_cannot_be_written_refuses_orders_clearly_and_the_kill_switch_still_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine.default(seed=1, journal=tmp_path / "journal.sqlite3", risk=None)
+    await engine.start()
+    try:
+        bid = engine.venues["deep"].book(SYMBOL).best_bid
+        oid = await engine.submit(Order(id="rest", symbol=SYMBOL, side="BUY", type="LIMIT", quantity=0.1,
+                                        price=round(bid - 100, 2)), venue="deep")
+        with anyio.fail_after(10):
+            while engine.status(oid).status is not OrderStatus.NEW:
+                await anyio.sleep(0.01)
+        await engine.journal_caught_up()
+        journal = engine.journal
+        assert journal is not None
+        real = journal._commit_locked
+
+        def full_disk() -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(journal, "_commit_locked", full_disk)
+        with pytest.raises(JournalError, match=r"not queued: the order journal '.*journal\.sqlite3' could not be "
+                                               r"written \(database or disk is full\)"):
+            await engine.submit(Order(id="next", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.01))
+        assert engine.order_status_or_none("next") is None  # nothing queued, its id free
+        report = await engine.halt("disk full")  # the kill switch does not need the disk
+        assert report.canceled == ["rest"]
+        assert engine.status("rest").status is OrderStatus.CANCELED
+        monkeypatch.setattr(journal, "_commit_locked", real)
+        assert await engine.journal_caught_up()  # the disk is back: nothing was lost
+        assert journal.halted() == "disk full"
+        assert journal.status("rest").status is OrderStatus.CANCELED
+        assert journal.status("next") is None  # refused, so never journaled as if sent
+        oid = await engine.submit(Order(id="next", symbol=SYMBOL, side="BUY", type="MARKET", quantity=0.01))
+        assert (await engine.wait(oid, timeout=10)).reason == "trading halted: disk full"
     finally:
         await engine.stop()
