@@ -12,6 +12,7 @@ first (the desk runs it in Textual's event loop); the sync pieces
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .scheduling.algos.base import ParentState
 from .resilience.breaker import BreakerConfig
 from .bus import EventBus, Subscription
 from .clock import Clock, RealClock
-from .errors import ConfigurationError, UnknownOrderError
+from .errors import ConfigurationError, JournalError, UnknownOrderError
 from .journal import Journal
 from .recovery import RESTART_POLICIES, RecoveryReport, recover
 from .events import EngineError, Halted, OrderUpdated, Resumed, VenueSessionChanged
@@ -336,14 +337,19 @@ class Engine:
 
     async def journal_caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the journal holds every event published so far, committed; False when
-        it did not catch up within `timeout` (or there is no journal)."""
+        it did not catch up within `timeout`, could not be written (logged; its rows stay
+        queued for the next commit), or there is none."""
         feed, journal = self._journal_feed, self.journal
         if feed is None or journal is None:
             return False
         # Counted, not read off the queue: the dispatcher may hold an event it took from
         # the queue and has not handed over yet.
         events = self.bus.published - self._journal_from
-        return await anyio.to_thread.run_sync(journal.wait_committed, events, timeout)
+        try:
+            return await anyio.to_thread.run_sync(journal.wait_committed, events, timeout)
+        except sqlite3.Error as exc:  # kept queued; what waits on this (a halt) goes on
+            log.error("the order journal %s could not be written: %s", journal.path, exc)
+            return False
 
     async def _flush_journal(self, timeout: float = 5.0) -> None:
         """Let the journal's subscription catch up, then commit what it holds (and close a
@@ -394,7 +400,13 @@ class Engine:
                                      "earlier order's; ids are never reused")
                 continue
             journal.record_order(order, venue)
-        journal.commit()
+        try:
+            journal.commit()
+        except sqlite3.Error as exc:  # not sent: their rows go (the events queued stay for the next commit)
+            journal.unrecord([order.client_order_id or order.id for order, _ in items])
+            what = f"order {items[0][0].id!r}" if len(items) == 1 else f"{len(items)} orders"
+            raise JournalError(f"{what} not queued: the order journal {str(journal.path)!r} could not be "
+                               f"written ({exc})") from None
         return refused
 
     def _write_ahead_child(self, order: Order, venue: str) -> None:
@@ -508,11 +520,15 @@ class Engine:
     async def halt(self, reason: str = "kill switch") -> HaltReport:
         """Refuse every new order and cancel everything working (on every venue), until
         resume(). The report says what was canceled or asked and what could not be;
-        `housekeeping` keeps trying those while the halt lasts. The halt is journaled:
-        an engine with a journal comes back halted after a restart."""
+        `housekeeping` keeps trying those while the halt lasts. The halt is journaled
+        (committed before the cancels start): an engine with a journal comes back
+        halted after a restart, however soon after this call it dies."""
         self.router.halt(reason)
         now = self.clock.now()
         self.store.publish(Halted(now, now, reason))
+        # On disk before anything else: the subscriber commits in batches, and a kill
+        # after the desk said HALTED came back trading.
+        await self.journal_caught_up()
         self.halt_report = report = await self._cancel_everything(f"halted: {reason}")
         self._halt_retry_at = self.clock.now() + HALT_RETRY_S
         if report.failed:

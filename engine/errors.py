@@ -17,6 +17,11 @@ class ConfigurationError(ExecdeskError, ValueError):
     """A setting or argument the engine cannot work with."""
 
 
+class JournalError(ExecdeskError):
+    """The order journal could not be written (a full disk, a file gone read-only): what
+    needed it (an order's write-ahead) did not happen."""
+
+
 class AlgorithmParameterError(ExecdeskError, ValueError):
     """An algorithm parent that cannot run as stated on its instrument (a child under
     the lot or minimum, a limit off the tick): refused when the algorithm is built."""

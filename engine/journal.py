@@ -22,11 +22,17 @@ Rules:
   them all, so `record_order` on the engine's path never waits for a transaction
   another thread is writing; a second lock lets one transaction or read use the
   connection at a time. Reads (`status`, `open_orders`, `fills`) commit what is queued
-  first, so they see every event handed to the journal. A commit that fails (disk
-  full) puts its rows back in the queue and raises; the next commit writes them.
+  first, so they see every event handed to the journal (when that commit fails, they
+  read what is on disk). A commit that fails (disk full) puts its rows back in the
+  queue and raises; the next commit writes them.
 * A file that is not ours (another application's database, a corrupt or truncated
   file, one of a newer or an older schema version) is refused with
   `ConfigurationError` naming the file, and never written to.
+* One writer per file: an open journal holds an exclusive lock on `<file>-lock` beside
+  it (the holder's pid inside) until it is closed or its process dies. A second
+  `Journal` on the file, in this process or another (a second desk), is refused with
+  `ConfigurationError`: its recovery would end the first one's working orders. Reading
+  the file with `sqlite3` takes no such lock.
 * An order's latest status never goes back from a final one (a late event for a
   finished order is kept in `events` but does not change `orders`).
 
@@ -71,6 +77,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -394,6 +401,31 @@ def _event_rows(events: list[Event], seq: int) -> tuple[list[tuple[str, list[tup
     return groups, statuses
 
 
+def _lock_file(path: Path) -> int:
+    """An exclusive lock on `<path>-lock` (its descriptor), or ConfigurationError naming
+    the process that holds it. No lock on a system without `fcntl` (not POSIX)."""
+    lock = path.with_name(path.name + "-lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigurationError(f"the order journal {str(path)!r} cannot be locked ({exc})") from None
+    try:
+        import fcntl
+    except ImportError:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigurationError(
+            f"the order journal {str(path)!r} is in use by another execdesk (pid {holder}): one engine per "
+            "journal; stop it, or give this one another --journal") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 class Journal:
     """`Journal(path, durable=False, batch=512, max_delay=0.02)`: open (or create) the
     journal at `path`.
@@ -412,12 +444,15 @@ class Journal:
         self._db = open_database(self.path, application_id=APPLICATION_ID, schema=_SCHEMA,
                                  version=SCHEMA_VERSION, what="order journal", durable=durable,
                                  oldest=OLDEST_SCHEMA_VERSION, verify=True)
+        self._lock_fd = -1
         try:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
             if not {"id", "status", "final"} <= columns:
                 raise ConfigurationError(
                     f"the order journal {str(self.path)!r} has no usable orders table; it was left untouched"
                 )
+            # Locked once the file is known to be ours (a refused file gets no lock file).
+            self._lock_fd = _lock_file(self.path)
         except (sqlite3.DatabaseError, ConfigurationError) as exc:
             self._db.close()
             if isinstance(exc, ConfigurationError):
@@ -450,6 +485,13 @@ class Journal:
                time.time())
         with self._lock:
             self._orders.append(row)
+
+    def unrecord(self, order_ids: list[str]) -> None:
+        """Drop the queued, uncommitted rows of these orders (by client order id): a
+        write-ahead whose commit failed, whose orders were not sent after all."""
+        drop = set(order_ids)
+        with self._lock:
+            self._orders = [row for row in self._orders if row[0] not in drop]
 
     def subscriber(self, event: Event) -> None:
         """Queue one event (the callback of a lossless subscription); commits every `batch`.
@@ -563,6 +605,9 @@ class Journal:
             finally:
                 self.closed = True
                 self._db.close()
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)  # releases the lock
+                    self._lock_fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -573,7 +618,10 @@ class Journal:
     # -- reading ---------------------------------------------------------------------------
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._write_lock:
-            self._commit_locked()
+            try:
+                self._commit_locked()
+            except sqlite3.Error as exc:  # a full disk: what is on it still reads
+                log.error("the order journal %s could not be written (%s); reading what it holds", self.path, exc)
             return self._db.execute(sql, params).fetchall()
 
     def known_ids(self, ids: list[str]) -> set[str]:

@@ -24,9 +24,12 @@ Rules:
 * Algorithm parents (ICEBERG, TWAP, VWAP, SMART) do not survive their process: their
   working children are canceled and the parent ends with what its children filled
   (`on_restart="stop"`, the default), or (`"resume"`) a new parent `<id>-r<N>` takes
-  what is left over what is left of its window, and the old one ends saying so. A plain
-  order the smart router split is whole again when its pieces are settled: it ends
-  with them (its `OrderUpdated`) or is followed until they end.
+  what is left over what is left of its window (not while a child its cancel did not
+  reach still works: it stops, saying so), and the old one ends saying so (on
+  disk before the new one is written: a kill between them never leaves both open). A
+  resumed parent resumed again is `<id>-r<N+1>`: the chain is named from its first id.
+  A plain order the smart router split is whole again when its pieces are settled: it
+  ends with them (its `OrderUpdated`) or is followed until they end.
 * What was done is a `RecoveryReport` (engine.recovery) and one `Recovered` event,
   which the desk shows.
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -287,7 +291,14 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
     done = left <= 1e-12
     resumed: Order | None = None
     why = ""
-    if not done and on_restart == "resume":
+    # A child the cancel did not reach still works: a successor would trade its quantity
+    # again when it fills.
+    working = [c for c in open_children if (r := engine.store.result(c.client_order_id)) is not None
+               and not r.status.is_final]
+    if not done and on_restart == "resume" and working:
+        why = (f"not resumed: its child {working[0].order_id!r} still works at {working[0].venue}, its cancel "
+               "did not go through")
+    elif not done and on_restart == "resume":
         resumed, why = _resumption(engine, order, left, parent.recorded_at)
     if done:
         status, detail = OrderStatus.FILLED, "filled before the restart"
@@ -299,6 +310,11 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
     now = engine.clock.now()
     engine.store.publish(OrderUpdated(now, now, parent.client_order_id, None, status, None, filled, order.quantity,
                                       average, detail))
+    if resumed is not None and not await engine.journal_caught_up():
+        # The old parent's end must be on disk before its successor is written ahead: a
+        # kill between the two left both open, and the next restart resumed each.
+        log.warning("resuming %s: the journal did not take its end in time; not resumed", parent.order_id)
+        resumed = None
     if resumed is not None:
         try:
             await engine.submit(resumed)
@@ -308,6 +324,18 @@ async def _end_parent(engine: Engine, parent: JournaledOrder, open_children: lis
         except Exception as exc:  # refused (halted, id in use): it stays stopped, and says why
             log.warning("resuming %s as %s failed: %s", parent.order_id, resumed.id, exc)
     report.parents_stopped.append(parent.order_id)
+
+
+def _first_of(engine: Engine, parent_id: str) -> tuple[str, int]:
+    """The id a chain of resumptions is named from, and the next number to try: `X-rN`
+    of a chain from `X` (the journal says `X` was resumed as an `X-r...`) is followed by
+    `X-r(N+1)`, not `X-rN-r1`; an id that only looks like one is its own first."""
+    match = re.fullmatch(r"(.+)-r(\d+)", parent_id)
+    if match is not None:
+        first = engine.order_status_or_none(match[1])
+        if first is not None and (first.reason or "").startswith(f"resumed after a restart as {match[1]}-r"):
+            return match[1], int(match[2]) + 1
+    return parent_id, 1
 
 
 def _resumption(engine: Engine, order: Order, left: float, recorded_at: float | None) -> tuple[Order | None, str]:
@@ -325,11 +353,11 @@ def _resumption(engine: Engine, order: Order, left: float, recorded_at: float | 
     end = meta.get("end_time")
     if end is not None and float(end) <= now:
         return None, "its window has passed"
-    n = 1
-    while engine.order_status_or_none(f"{order.id}-r{n}") is not None:
+    base, n = _first_of(engine, order.id)
+    while engine.order_status_or_none(f"{base}-r{n}") is not None:
         n += 1
     fields = order.model_dump() if hasattr(order, "model_dump") else {}
-    fields.update(id=f"{order.id}-r{n}", quantity=left, metadata=meta, client_order_id=None)
+    fields.update(id=f"{base}-r{n}", quantity=left, metadata=meta, client_order_id=None)
     try:
         return Order(**fields), ""
     except ValueError as exc:

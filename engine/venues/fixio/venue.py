@@ -36,6 +36,9 @@ Rules:
   mass status (AF; OrderStatusRequest per order when the venue does not answer AF): a
   submit in flight gets its true answer, and what changed while down goes to the report
   listeners (a missed fill as an `ExecutionReport` with the fill, an end with its status).
+- A replace's or cancel's ClOrdID is `<cid>.r<n>-<tag>` / `<cid>.c<n>-<tag>`, the tag
+  unique to this FixVenue object: a restarted desk never reuses one its previous
+  process sent (the venue refuses a ClOrdID used before).
 - Credentials: a `password` (an `engine.secrets.Secret`) goes out as Password(554) on
   every Logon and nowhere else (a Logon is never stored or resent). A Logon refused for
   its credentials is not tried again with the same password: `connect` raises
@@ -103,6 +106,16 @@ _RANK = {OrderStatus.PENDING_NEW: 0, OrderStatus.NEW: 1, OrderStatus.PENDING_CAN
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
 _READ_SIZE = READ_SIZE  # bytes per read (a test makes it small)
 _FINISHED_KEPT = 10_000
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +299,10 @@ class FixVenue:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._ids = itertools.count(1)
+        # A replace's or a cancel's ClOrdID is `<cid>.r<n>-<tag>`: the tag (this object's
+        # birth, in microseconds, base 36) keeps it apart from the ones a previous process
+        # used for the same order, which the venue refuses as duplicates after a restart.
+        self._wire_tag = _base36(time.time_ns() // 1000)
         self._closing = False
         self._close_text = ""
         self._accept_reset = False
@@ -662,7 +679,7 @@ class FixVenue:
         if self._not_logged_on(future):
             return
         track = self._track_of(cid)
-        wire = f"{cid}.c{next(self._ids)}"
+        wire = f"{cid}.c{next(self._ids)}-{self._wire_tag}"
         body: list[tuple[int, FieldValue]] = [
             (Tag.ClOrdID, wire), (Tag.OrigClOrdID, track.wire_id if track else cid)]
         if track is not None:
@@ -684,7 +701,7 @@ class FixVenue:
                                           reason=f"amend of {cid!r} refused: {why}; the order is unchanged",
                                           timestamp=self._clock()))
             return
-        wire = f"{cid}.r{next(self._ids)}"
+        wire = f"{cid}.r{next(self._ids)}-{self._wire_tag}"
         new_qty = track.quantity if quantity is None else quantity
         new_px = track.price if price is None else price
         try:
