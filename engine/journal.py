@@ -115,6 +115,9 @@ from .sqlite_file import open_database
 
 log = logging.getLogger("execdesk.journal")
 
+# A journal that cannot commit (disk full) says so at most this often.
+FAILURE_LOG_S = 10.0
+
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Journal", "JournaledOrder"]
 
 #: PRAGMA application_id of an execdesk order journal ("EXJN").
@@ -467,6 +470,7 @@ class Journal:
         self.closed = False
         self.commits = 0
         self.max_delay = max_delay
+        self._failure_logged = 0.0  # when a failing background commit was last logged (0: none failing)
         self._last_commit = time.monotonic()
         # Events handed to `subscriber` so far (kept or skipped), and who waits for a count
         # of them (`wait_committed`): only then does `subscriber` notify.
@@ -506,7 +510,23 @@ class Journal:
                 full = False
             self._count_received()
         if full:
+            self._commit_in_background()
+
+    def _commit_in_background(self) -> None:
+        """A commit the subscription's own thread makes: one that fails (disk full) keeps
+        its rows for the next and is logged at most every FAILURE_LOG_S, not per event."""
+        try:
             self.commit()
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._failure_logged >= FAILURE_LOG_S:
+                self._failure_logged = now
+                log.error("the order journal %s cannot commit (%s); what it holds waits in memory (%d rows "
+                          "now) and is written once it can", self.path, exc, self.pending)
+            return
+        if self._failure_logged:
+            self._failure_logged = 0.0
+            log.warning("the order journal %s commits again; nothing was lost", self.path)
 
     def idle(self) -> None:
         """The subscription has nothing more for now (its dispatcher's `on_idle`): commit
@@ -515,7 +535,7 @@ class Journal:
         if self.closed:
             return
         if (self._events or self._orders) and time.monotonic() - self._last_commit >= self.max_delay:
-            self.commit()
+            self._commit_in_background()
 
     def _count_received(self) -> None:
         # The caller holds _lock (the condition's).

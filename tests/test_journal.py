@@ -493,3 +493,36 @@ def test_an_event_reaches_the_disk_soon_after_the_stream_pauses_without_any_comm
     finally:
         feed.close()
         journal.close()
+
+
+def test_a_journal_that_cannot_commit_says_so_once_keeps_its_rows_and_writes_them_later(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine.events import Halted
+
+    journal = Journal(tmp_path / "journal.sqlite3", batch=1)
+    real = journal._commit_locked
+    full = {"yes": True}
+
+    def commit_locked() -> None:
+        if full["yes"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        real()
+
+    journal._commit_locked = commit_locked  # type: ignore[method-assign]
+    try:
+        with caplog.at_level("ERROR", logger="execdesk.journal"):
+            for i in range(50):
+                journal.subscriber(Halted(float(i), float(i), f"halt {i}"))
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "cannot commit (database or disk is full); what it holds waits in memory" in errors[0].getMessage()
+        assert journal.pending == 50
+        full["yes"] = False
+        journal.idle()
+        journal._last_commit = 0.0
+        journal.idle()
+        assert journal.pending == 0
+        assert sqlite3.connect(tmp_path / "journal.sqlite3").execute(
+            "SELECT count(*) FROM events WHERE kind='halted'").fetchone() == (50,)
+    finally:
+        journal.close()
