@@ -201,7 +201,7 @@ def _known(engine: Engine, j: JournaledOrder) -> OrderResult:
     average = math.fsum(f.price * f.quantity for f in fills) / filled if filled > 0 else None
     status = j.status if not j.status.is_final else OrderStatus.PENDING_NEW
     return OrderResult(j.client_order_id, j.venue, status, order.quantity, filled, average, fills,
-                       "recovered from the journal", order.symbol, order.side, order.price, engine.clock.now())
+                       None, order.symbol, order.side, order.price, engine.clock.now())
 
 
 async def _settle_or_adopt(engine: Engine, j: JournaledOrder, report: RecoveryReport, adopted: list[str]) -> None:
