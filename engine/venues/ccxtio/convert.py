@@ -8,7 +8,7 @@ Rules:
   lot), the maximum quantity and the notional bounds from `limits.amount.max` and
   `limits.cost`. A market without a price or amount precision is left out.
 - A CCXT order status maps to ours: open -> NEW (PARTIALLY_FILLED once something filled),
-  closed -> FILLED, canceled -> CANCELED, expired -> EXPIRED, rejected -> REJECTED,
+  closed -> FILLED (short of the quantity: CANCELED for a resting order, else EXPIRED), canceled -> CANCELED, expired -> EXPIRED, rejected -> REJECTED,
   canceling -> PENDING_CANCEL; none (an exchange that answers a create with the ids only,
   as bybit does) -> NEW, to be settled by a status query.
 - Fills: the order's own `trades` when the exchange gives them (binance's FULL create
@@ -80,16 +80,17 @@ def instrument_of(market: dict[str, Any]) -> Instrument | None:
     return Instrument(str(market["symbol"]), tick, lot, min_quantity, max_quantity, min_notional, max_notional)
 
 
-def status_of(order: dict[str, Any], quantity: float) -> OrderStatus:
-    """Our status for a CCXT order of our `quantity`."""
+def status_of(order: dict[str, Any], quantity: float, *, resting: bool = False) -> OrderStatus:
+    """Our status for a CCXT order of our `quantity`. "closed" short of the quantity is
+    CANCELED for a `resting` order (GTC limit: canceled after a partial fill, which bybit
+    reports as closed), else EXPIRED (an IOC or market remainder)."""
     raw = order.get("status")
     status = _STATUS.get(raw, OrderStatus.NEW) if raw is not None else OrderStatus.NEW
     filled = number(order.get("filled")) or 0.0
     if status is OrderStatus.NEW and filled > 0:
         status = OrderStatus.PARTIALLY_FILLED
     if status is OrderStatus.FILLED and quantity and filled < quantity * (1 - 1e-9):
-        # "closed" short of the quantity: the rest will never fill (an IOC/market remainder)
-        status = OrderStatus.EXPIRED
+        status = OrderStatus.CANCELED if resting else OrderStatus.EXPIRED
     return status
 
 

@@ -141,7 +141,9 @@ def _describe(exc: BaseException) -> str:
     """The exchange's own words in a CCXT error: the message (and code) of its JSON body."""
     text = str(exc)
     head, _, rest = text.partition(" ")
-    body = rest if rest.lstrip().startswith("{") else text
+    if rest and head in ccxt.exchanges:
+        text = rest  # CCXT puts the exchange's id first
+    body = text
     try:
         data = json.loads(body)
     except ValueError:
@@ -178,7 +180,7 @@ def venue_error(exc: BaseException, venue: str, op: str, scrub: Callable[[str], 
 class _Track:
     """An order this venue sent and has not seen finish (or finished recently)."""
 
-    __slots__ = ("cid", "symbol", "side", "quantity", "price", "type", "order_id", "status", "cum", "notional",
+    __slots__ = ("cid", "symbol", "side", "quantity", "price", "type", "tif", "order_id", "status", "cum", "notional",
                  "fee", "trade_ids", "fills", "acknowledged")
 
     def __init__(self, order: Order, cid: str) -> None:
@@ -188,6 +190,7 @@ class _Track:
         self.quantity = float(order.quantity)
         self.price = order.price
         self.type = order.type
+        self.tif = order.time_in_force
         self.order_id = ""
         self.status = OrderStatus.PENDING_NEW
         self.cum = 0.0
@@ -744,7 +747,8 @@ class CcxtVenue:
         if filled is not None and filled > track.cum + 1e-12 and raw.get("trades"):
             track.cum = filled  # trades listed only in part: the order's figure counts
         if not track.status.is_final:
-            new = status_of(raw, track.quantity) if raw.get("status") is not None else None
+            resting = track.type is OrderType.LIMIT and track.tif is TimeInForce.GTC
+            new = status_of(raw, track.quantity, resting=resting) if raw.get("status") is not None else None
             if new is None:
                 new = OrderStatus.PARTIALLY_FILLED if track.cum > 0 else OrderStatus.NEW
             if new is OrderStatus.NEW and track.cum > 0:
