@@ -1,12 +1,17 @@
-"""The venues an Engine trades, named in one line: `sim:swift,sim:deep,fix://127.0.0.1:9878`.
+"""The venues an Engine trades, named in one line: `sim:swift,fix://127.0.0.1:9878,ccxt:binance`.
 
 Rules:
 
 - Items are separated by commas; each is `sim:NAME` (a built-in simulated venue:
-  swift, deep or thrift; `sim` alone is all three) or
+  swift, deep or thrift; `sim` alone is all three),
   `fix://HOST:PORT[/DESTINATION][?name=NAME&sender=ID&target=ID&password_file=FILE]` (a
   FIX 4.4 counterparty, such as `execdesk venue`; DESTINATION is sent as
-  ExDestination(100) to a server that hosts several venues).
+  ExDestination(100) to a server that hosts several venues) or `ccxt:EXCHANGE` (a real
+  exchange through CCXT, the optional extra `execdesk[ccxt]`; engine.venues.ccxtio).
+- A CCXT venue trades the exchange's sandbox (testnet) unless `live` is given (the desk's
+  `--live`); an exchange CCXT knows no sandbox for (kraken) is refused without it, when
+  the line is read. Its keys come from `EXECDESK_<EXCHANGE>_API_KEY` and `_SECRET` (and
+  `_PASSWORD` where the exchange asks for one), never from the line.
 - A FIX venue's Logon password (Password 554) comes from the environment variable
   `EXECDESK_FIX_PASSWORD_<NAME>` (the venue's name upper-cased, other than letters and
   digits as `_`: `swift` -> `EXECDESK_FIX_PASSWORD_SWIFT`) or from `password_file=FILE`,
@@ -36,7 +41,8 @@ from .engine import DEFAULT_VENUES, simulated_venues
 from .errors import ConfigurationError
 from .secrets import Secret, secret_from_env, secret_from_file
 
-__all__ = ["VenueAddress", "fix_password", "open_venues", "parse_venues", "password_variable", "redact"]
+__all__ = ["VenueAddress", "fix_password", "live_venues", "open_venues", "parse_venues", "password_variable",
+           "redact"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _FIX_OPTIONS = ("name", "sender", "target", "password_file")
@@ -46,7 +52,7 @@ _PASSWORD_IN_LINE = re.compile(r"(?i)([?&]password=)[^&,]*")
 
 @dataclass(frozen=True, slots=True)
 class VenueAddress:
-    kind: str  # "sim" or "fix"
+    kind: str  # "sim", "fix" or "ccxt"
     name: str
     host: str = ""
     port: int = 0
@@ -56,10 +62,12 @@ class VenueAddress:
 
 def _usage() -> str:
     names = ", ".join(spec.name for spec in DEFAULT_VENUES)
-    return f"use sim:NAME ({names}), sim (all of them) or fix://HOST:PORT[/VENUE]"
+    return f"use sim:NAME ({names}), sim (all of them), fix://HOST:PORT[/VENUE] or ccxt:EXCHANGE"
 
 
-def parse_venues(text: str) -> list[VenueAddress]:
+def parse_venues(text: str, *, live: bool = False) -> list[VenueAddress]:
+    """The venues of `text`, refused whole on the first item that is wrong; `live`: CCXT
+    venues trade real money (see the module rules)."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError(f"no venues given: {_usage()}")
     known = [spec.name for spec in DEFAULT_VENUES]
@@ -77,6 +85,8 @@ def parse_venues(text: str) -> list[VenueAddress]:
             addresses.append(VenueAddress("sim", name))
         elif item.startswith("fix://"):
             addresses.append(_parse_fix(item))
+        elif item.startswith("ccxt:"):
+            addresses.append(_parse_ccxt(item, live))
         else:
             raise ConfigurationError(f"venue {item!r} is of no kind execdesk knows: {_usage()}")
     seen: set[str] = set()
@@ -87,6 +97,26 @@ def parse_venues(text: str) -> list[VenueAddress]:
             )
         seen.add(address.name)
     return addresses
+
+
+def _parse_ccxt(item: str, live: bool) -> VenueAddress:
+    exchange = item[len("ccxt:"):]
+    if not re.fullmatch(r"[a-z0-9]{2,32}", exchange):
+        raise ConfigurationError(f"CCXT venue {item!r}: name the exchange by its CCXT id, e.g. ccxt:binance")
+    try:
+        from .venues.ccxtio import has_sandbox
+    except ImportError:
+        raise ConfigurationError(f"{item}: CCXT venues need the ccxt extra: pip install 'execdesk[ccxt]'") from None
+    if not live and not has_sandbox(exchange):
+        raise ConfigurationError(
+            f"{item}: {exchange} has no sandbox (testnet) in CCXT, so trading it means real money; "
+            "pass --live to do so knowingly")
+    return VenueAddress("ccxt", exchange, options={"exchange": exchange, "live": "1" if live else ""})
+
+
+def live_venues(venues: Mapping[str, Any]) -> list[str]:
+    """The names of the venues trading real money (a CCXT venue out of its sandbox)."""
+    return [name for name, venue in venues.items() if getattr(venue, "live", False) is True]
 
 
 def redact(text: str) -> str:
@@ -155,6 +185,7 @@ def open_venues(
     `BadCredentialsError` saying so and where the password came from."""
     env = os.environ if environ is None else environ
     passwords = {a.name: fix_password(a, env) for a in addresses if a.kind == "fix"}
+    keys = {a.name: _ccxt_keys(a, env) for a in addresses if a.kind == "ccxt"}
     sims = [a.name for a in addresses if a.kind == "sim"]
     specs = tuple(spec for spec in DEFAULT_VENUES if spec.name in sims)
     built: dict[str, Any] = simulated_venues(seed, clock=clock, specs=specs, remember_ids=remember_ids) if specs else {}
@@ -163,6 +194,14 @@ def open_venues(
         for address in addresses:
             if address.kind == "sim":
                 venues[address.name] = built[address.name]
+                continue
+            if address.kind == "ccxt":
+                from .venues.ccxtio import CcxtVenue
+
+                ccxt_venue = CcxtVenue(address.options["exchange"], live=bool(address.options.get("live")),
+                                       **keys[address.name])
+                venues[address.name] = ccxt_venue
+                ccxt_venue.connect()  # loads the exchange's markets
                 continue
             from .venues.fixio.venue import BadCredentialsError, FixVenue
 
@@ -190,6 +229,12 @@ def open_venues(
                 close()
         raise
     return venues
+
+
+def _ccxt_keys(address: VenueAddress, environ: Mapping[str, str]) -> dict[str, Secret]:
+    from .venues.ccxtio import credentials_from_env
+
+    return credentials_from_env(address.options["exchange"], environ)
 
 
 def fix_password(address: VenueAddress, environ: Mapping[str, str]) -> tuple[Secret, str] | None:

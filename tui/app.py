@@ -647,8 +647,14 @@ class DeskApp(App[None]):
             + ("  [b $warning]DEMO[/]" if self.demo else "")
             + ("   [b reverse $halted] ■ HALTED: press r to resume [/]" if halted else "")
             + self._risk_marker()
+            + self._live_marker()
         )
         self.topbar.set_class(bool(halted), "halted")
+
+    def _live_marker(self) -> str:
+        """Venues trading real money (a CCXT venue out of its sandbox): said at all times."""
+        live = [name for name, venue in self.engine.venues.items() if getattr(venue, "live", False) is True]
+        return f"  [b reverse $error] LIVE: {escape(', '.join(live))} [/]" if live else ""
 
     def _refusals_text(self) -> str:
         """Orders the risk limits refused since the start: the total, and on a wide

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "simulators), fix://HOST:PORT[/VENUE][?password_file=FILE] (a FIX 4.4 venue, e.g. "
                         "`execdesk venue`; its Logon password from env EXECDESK_FIX_PASSWORD_<VENUE> or from "
                         "FILE, owner-only: chmod 600); default: the three simulators")
+    parser.add_argument("--live", action="store_true",
+                        help="trade real money: ccxt: venues leave their sandbox (testnet), and an exchange CCXT "
+                        "has no sandbox for (kraken) is accepted; the top bar says LIVE all the while")
     parser.add_argument("--journal", type=Path, default=None, metavar="PATH",
                         help="the order journal, SQLite (default: journal.sqlite3 in the config directory); "
                         "read it with sqlite3")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine.venue_spec import open_venues, parse_venues, redact
 
         try:
-            venues = open_venues(parse_venues(args.venues), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS,
+            venues = open_venues(parse_venues(args.venues, live=args.live), seed=args.seed, remember_ids=DESK_VENUE_REMEMBER_IDS,
                                  state_dir=config_dir() / "fix")
         except (ExecdeskError, OSError) as exc:
             parser.exit(2, f"execdesk: --venues {redact(args.venues)}: {exc}\n")
