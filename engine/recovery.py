@@ -108,8 +108,10 @@ class RecoveryReport:
 
 
 def _is_network(venue: Any) -> bool:
-    """A venue in another process (its orders outlive ours): it has a session."""
-    return callable(getattr(venue, "add_session_listener", None))
+    """A venue whose orders outlive our process: any but one that says it is in-process
+    (the simulator). Asking a venue that knows nothing is safe; declaring a real
+    exchange's orders ended is not."""
+    return not getattr(venue, "in_process", False)
 
 
 async def recover(engine: Engine, *, on_restart: str = "stop") -> RecoveryReport:

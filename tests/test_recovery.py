@@ -235,3 +235,22 @@ async def test_a_recovery_that_fails_halts_the_engine_and_says_why(tmp_path: Pat
         assert (await engine.wait(oid, timeout=10)).status is OrderStatus.FILLED
     finally:
         await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_a_venue_that_does_not_say_it_is_in_process_is_asked_not_declared_ended(tmp_path: Path) -> None:
+    # A real exchange's adapter (CCXT) has no session listener: its orders still outlive us.
+    journal = tmp_path / "journal.sqlite3"
+    previous_process(journal, WORKING_TWAP_AND_LIMIT)
+    engine = Engine.default(seed=1, journal=journal, risk=None)
+    for venue in engine.venues.values():
+        venue.in_process = False  # as any venue that does not say otherwise
+    await engine.start()
+    try:
+        assert engine.recovery is not None
+        assert engine.recovery.ended_with_process == [] and engine.recovery.never_sent == ["rest"]
+        rest = engine.status("rest")
+        assert rest.status is OrderStatus.REJECTED
+        assert rest.reason == "thrift never received the order (confirmed by status query)"
+    finally:
+        await engine.stop()

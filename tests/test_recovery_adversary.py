@@ -193,7 +193,7 @@ def a_venue_in_another_process(venue: Any, *, child_status: OrderStatus, cancel_
         return await real_cancel(cid)
 
     venue.status_async, venue.cancel_async = status, cancel
-    venue.add_session_listener = lambda listener: None
+    venue.in_process = False
 
 
 @pytest.mark.anyio

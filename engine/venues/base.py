@@ -45,6 +45,9 @@ class Venue(Protocol):
     # Optional: `submit_many(orders) -> list[OrderResult | VenueError]`, a batch in one
     # request (per order its answer or the error its request raised). The simulator has
     # it; a venue without it is sent one `submit` after another.
+    # Optional: `in_process = True`, a venue whose orders live and die with this process
+    # (the simulator): a restart's recovery ends them instead of asking it. Any other
+    # venue is asked by client order id, its orders outliving ours.
     # Optional: `add_session_listener(fn)`, a network venue's session news: fn(state,
     # detail) on any thread ("logged on", "reconnecting", ...); the Engine publishes each
     # as a VenueSessionChanged event.

@@ -74,6 +74,11 @@ class _VenueFace:
     def fees(self) -> FeeSchedule:
         return self.venue.fees
 
+    @property
+    def in_process(self) -> bool:
+        """The venue lives and dies with this process (see base.py)."""
+        return bool(getattr(self.venue, "in_process", False))
+
     def instruments(self) -> Mapping[str, Instrument]:
         return self.venue.instruments()
 

@@ -216,6 +216,10 @@ class SimulatedExchange:
     first mid per symbol (defaults exist for the default instruments).
     """
 
+    # Its orders live and die with this process: a restart finds none of them (recovery
+    # ends them rather than asking; see engine.recovery).
+    in_process = True
+
     def __init__(
         self,
         name: str = "sim",
