@@ -45,6 +45,7 @@ from pathlib import Path
 
 LISTENING = "execdesk serve: open {url} (one desk at a time; orders working when its tab closes: {on_close})"
 TOKEN_BYTES = 24
+DESK_DRIVER = "tui.web_driver:DeskWebDriver"
 # Quitting the desk cancels its orders and flushes the journal (the engine waits up to
 # 2 s per step); generous, because a SIGKILL after it leaves orders unsaid until recovery.
 DESK_EXIT_S = 20.0
@@ -306,8 +307,9 @@ def _int(value: object, default: int) -> int:
 def desk_command(desk_argv: Sequence[str]) -> str:
     """The shell command of one desk process: this Python, `execdesk` with the desk's options.
 
-    `exec`, so the process textual-serve holds (and signals) is the desk itself, not a shell."""
-    return "exec " + shlex.join([sys.executable, "-m", "tui.cli", *desk_argv])
+    `exec`, so the process textual-serve holds (and signals) is the desk itself, not a shell;
+    our web driver (tui/web_driver.py), so the desk also ends when the server dies."""
+    return f"TEXTUAL_DRIVER={DESK_DRIVER} exec " + shlex.join([sys.executable, "-m", "tui.cli", *desk_argv])
 
 
 def main(argv: list[str] | None = None) -> int:
