@@ -152,9 +152,14 @@ class DeskServer:
 
     async def _end_live_desk(self) -> None:
         task = self._desk
-        if task is not None and not task.done():
+        if task is None:
+            return
+        if not self._desk_ending:
             task.cancel()  # its handler ends the desk process in its finally
-            await asyncio.wait({task}, timeout=DESK_EXIT_S + 10)
+        try:
+            await asyncio.wait_for(self._ending.wait(), DESK_EXIT_S + 30)
+        except asyncio.TimeoutError:
+            log.error("the desk did not end; stopping anyway")
 
     # -- requests -------------------------------------------------------------------------------
     def _refused(self, given: str | None):
@@ -226,8 +231,9 @@ class DeskServer:
         service = None
         try:
             await socket.prepare(request)
-            service = AppService(self.command, write_bytes=socket.send_bytes, write_str=socket.send_str,
-                                 close=socket.close, download_manager=DownloadManager())
+            service = AppService(self.command, write_bytes=_to(socket, socket.send_bytes),
+                                 write_str=_to(socket, socket.send_str), close=socket.close,
+                                 download_manager=DownloadManager())
             await service.start(_int(request.query.get("width"), 80), _int(request.query.get("height"), 24))
             log.warning("desk session %d started", self.sessions)
             await self._relay(socket, service)
@@ -236,17 +242,21 @@ class DeskServer:
         except Exception:
             log.exception("desk session %d failed", self.sessions)
         finally:
+            # Its own task: the desk is waited for even if this handler is cancelled now.
             self._desk_ending = True
-            try:
-                if service is not None:
-                    await _end_desk(service)
-                if not socket.closed:
-                    await socket.close()
-            finally:
-                self._desk = None
-                self._ending.set()
-                log.warning("desk session %d ended", self.sessions)
+            await asyncio.shield(asyncio.ensure_future(self._finish(service, socket)))
         return socket
+
+    async def _finish(self, service, socket) -> None:
+        try:
+            if service is not None:
+                await _end_desk(service)
+            if not socket.closed:
+                await socket.close()
+        finally:
+            self._desk = None
+            self._ending.set()
+            log.warning("desk session %d ended", self.sessions)
 
     async def _relay(self, socket, service) -> None:
         """The browser's keys, sizes and focus to the desk, until the tab goes."""
@@ -269,6 +279,22 @@ class DeskServer:
                 await service.blur()
             elif kind == "focus":
                 await service.focus()
+
+
+def _to(socket, send):
+    """`send` on the tab's socket, dropping what comes once the tab has gone.
+
+    AppService stops reading the desk's output at the first failed send; the desk, still
+    drawing while it cancels its orders, would then block on a full pipe and never exit."""
+    async def write(data) -> None:
+        if socket.closed:
+            return
+        try:
+            await send(data)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    return write
 
 
 async def _end_desk(service) -> None:
