@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import struct
 import sys
+import tomllib
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -342,8 +343,31 @@ class DevTools:
         return result["result"].get("value")
 
 
-async def screenshot_desk(url: str, profile: Path) -> tuple[bytes, str]:
-    """The desk's page in headless Chromium: (PNG bytes, the text its websocket brought)."""
+# Keys as xterm.js hears them from the keyboard (DevTools Input.dispatchKeyEvent).
+KEYS = {"\t": ("Tab", 9, "\t"), "\r": ("Enter", 13, "\r"), "\x15": ("u", 85, "")}
+
+
+async def press(tools: DevTools, text: str) -> None:
+    for char in text:
+        key, code, typed = KEYS.get(char, (char, ord(char.upper()), char))
+        modifiers = 2 if char == "\x15" else 0  # ctrl
+        await tools.call("Input.dispatchKeyEvent", type="keyDown", key=key, windowsVirtualKeyCode=code,
+                         modifiers=modifiers, text=typed)
+        await tools.call("Input.dispatchKeyEvent", type="keyUp", key=key, windowsVirtualKeyCode=code,
+                         modifiers=modifiers)
+
+
+async def trade_a_little(tools: DevTools) -> None:
+    """For the README's picture: a buy at the touch (it fills) and a bid that rests."""
+    await tools.evaluate("document.querySelector('.xterm-helper-textarea').focus()")
+    for keys in ("b", "\r", "b", "\t\x15", REST_PRICE.replace("48", "49", 1), "\r"):
+        await press(tools, keys)
+        await anyio.sleep(1.5)
+
+
+async def screenshot_desk(url: str, profile: Path, trade: bool = False) -> tuple[bytes, str]:
+    """The desk's page in headless Chromium: (PNG bytes, the text its websocket brought);
+    `trade`: with two orders typed first."""
     profile.mkdir(parents=True, exist_ok=True)
     browser = await asyncio.create_subprocess_exec(
         CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank",
@@ -360,19 +384,31 @@ async def screenshot_desk(url: str, profile: Path) -> tuple[bytes, str]:
             target = (await tools.call("Target.createTarget", url="about:blank"))["targetId"]
             tools.session = (await tools.call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
             await tools.call("Page.enable")
+            await tools.call("Emulation.setDeviceMetricsOverride", width=1400, height=900, deviceScaleFactor=1,
+                             mobile=False)
             await tools.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_SOCKET)
             await tools.call("Page.navigate", url=url)
             with anyio.fail_after(START_S):
                 while not await tools.evaluate(
                         "!!window.__desk && __desk.includes('Orders') && __desk.includes('Latency')"):
                     await anyio.sleep(0.2)
+            if trade:
+                await trade_a_little(tools)
             # The frame is in xterm.js; two animation frames later it is on the canvas.
             await anyio.sleep(1.0)
             await tools.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             text = await tools.evaluate("window.__desk")
             shot = await tools.call("Page.captureScreenshot", format="png")
             await tools.call("Target.closeTarget", targetId=target)
+            helpers = psutil.Process(browser.pid).children(recursive=True)
+            tools.session = None
+            await tools.call("Browser.close")  # it ends its helper processes itself
+        with anyio.fail_after(START_S):
+            await browser.wait()
         drain.cancel()
+        with anyio.fail_after(START_S):  # none of its helpers outlives it
+            while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in helpers):
+                await anyio.sleep(0.1)
         import base64
 
         return base64.b64decode(shot["data"]), text
@@ -430,9 +466,9 @@ def png_colours(data: bytes) -> tuple[int, int, set[bytes]]:
     return width, height, colours
 
 
-async def desk_picture(tmp_path: Path) -> tuple[bytes, str]:
+async def desk_picture(tmp_path: Path, trade: bool = False) -> tuple[bytes, str]:
     async with serve(tmp_path) as served:
-        picture = await screenshot_desk(served.url, tmp_path / "chromium")
+        picture = await screenshot_desk(served.url, tmp_path / "chromium", trade)
         await served.desks_gone()  # the closed page ended the desk
         return picture
 
@@ -447,8 +483,13 @@ async def test_the_desk_in_headless_chromium(tmp_path: Path) -> None:
         assert panel in text
     width, height, colours = png_colours(png)
     assert (width, height) == (1400, 900)
-    # A drawn desk: text in several theme colours on panels, not a blank or one-colour page
-    # (the page's splash before the desk draws has a handful).
+    # Painted on the canvas, not only received: the default theme's own colours are on the
+    # picture (its background; bids in the buy colour, asks in the sell colour, in the Market
+    # panel), which neither a blank page nor the page's splash has.
+    theme = tomllib.loads((ROOT / "themes" / "execdesk-dark.toml").read_text())
+    for name, value in (("background", theme["background"]), ("buy", theme["variables"]["buy"]),
+                        ("sell", theme["variables"]["sell"])):
+        assert bytes.fromhex(value.lstrip("#")) in colours, f"no {name} colour {value} on the picture"
     assert len(colours) >= 24, f"only {len(colours)} colours: nothing drawn?"
     (tmp_path / "desk.png").write_bytes(png)
 
@@ -458,6 +499,6 @@ if __name__ == "__main__":  # python -m tests.test_serve docs/browser.png
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/browser.png")
     with tempfile.TemporaryDirectory() as scratch:
-        png, _ = anyio.run(desk_picture, Path(scratch))
+        png, _ = anyio.run(desk_picture, Path(scratch), True)
     out.write_bytes(png)
     print(f"wrote {out} ({len(png)} bytes)")
