@@ -32,6 +32,12 @@ import anyio
 import psutil
 import pytest
 
+from textual.messages import ExitApp
+
+from tests.desk_support import make_app, until
+from tests.test_desk import open_orders, send_ticket
+from tui.app import DeskApp
+from tui.screens.dialogs import ConfirmScreen
 from tui.serve import LISTENING
 
 CSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -101,6 +107,8 @@ async def serve(tmp_path: Path, *args: str) -> AsyncIterator[Served]:
         if served is not None:  # no desk outlived the server
             left = [pid for pid in served.desks_seen if psutil.pid_exists(pid)
                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+            for pid in left:  # said below; not left behind on the machine
+                psutil.Process(pid).kill()
             assert not left, f"desk processes left running: {left}"
 
 
@@ -277,6 +285,43 @@ async def test_a_killed_server_does_not_orphan_the_desk(tmp_path: Path) -> None:
                 while desk.is_running() and desk.status() != psutil.STATUS_ZOMBIE:
                     await anyio.sleep(0.1)
         assert [(row[0], row[2]) for row in journaled(served.journal)] == [(cid, "CANCELED")]
+
+
+# -- the desk's own end, in process ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("on_close, left", [("cancel", 0), ("leave", 1)])
+@pytest.mark.anyio
+async def test_a_desk_ended_from_outside_applies_on_close(tmp_path: Path, on_close: str, left: int) -> None:
+    # ExitApp is what Textual's web driver posts on the server's "quit" (a closed tab) and
+    # on SIGTERM/SIGINT, and what tui/web_driver.py posts when the server is gone.
+    app = make_app(tmp_path)
+    app.on_close = on_close
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])  # a LIMIT at the bid: it rests
+        await until(pilot, lambda: len(open_orders(app)) == 1)
+        app.post_message(ExitApp())
+        await until(pilot, lambda: not app.is_running)
+    assert len(open_orders(app)) == left
+
+
+@pytest.mark.anyio
+async def test_the_operators_quit_cancels_even_when_on_close_leaves(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    app.on_close = "leave"  # for ends nobody was asked about; q asks, and yes means cancel
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send_ticket(pilot, ["enter"])
+        await until(pilot, lambda: len(open_orders(app)) == 1)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)
+    assert open_orders(app) == []
+
+
+def test_an_unknown_on_close_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="on_close must be 'cancel' or 'leave', got 'later'"):
+        DeskApp(settings_path=tmp_path / "settings.json", on_close="later")
 
 
 def run_cli(*args: str) -> tuple[int, str]:
