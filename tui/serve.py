@@ -16,14 +16,18 @@ Rules:
 - One live desk at a time: two desks on the same venues and journal would trade
   against each other's view of the orders. While a desk runs, another tab gets a page
   saying the desk is in use (HTTP 409), and its websocket is refused the same way. A
-  desk that is ending (a reloaded tab) is waited for, so a reload reaches a new desk
-  once the old one has stopped, never beside it.
+  desk whose tab has gone, or goes within `RELOAD_GRACE_S` (a reload's old websocket
+  may close after its new page is asked for), is waited for: a reload reaches a new
+  desk once the old one has exited, never beside it.
 - Closing or reloading the tab ends the desk process (textual-serve sends it the web
   driver's "quit"; the desk exits as on SIGTERM) and the desk applies its --on-close
   choice to the orders still working: cancel them (default) or leave them working,
   journaled. The next tab's desk recovers from the journal. A desk that does not exit
   within `DESK_EXIT_S` is sent SIGTERM, then SIGKILL (logged: the journal still
   holds what it did).
+- A tab that vanishes without closing (network gone) is noticed by the websocket's
+  heartbeat (15 s) and handled as a closed tab. A server that dies (kill -9) closes the
+  desk's input; the desk then quits the same way (tui/web_driver.py).
 - SIGINT or SIGTERM: the live desk is ended as if its tab closed, then exit 0.
 - Bad flags, a refused host, desk options the desk would refuse: a message on stderr
   and exit 2, before anything listens.
@@ -39,6 +43,7 @@ import logging
 import secrets
 import shlex
 import signal
+from socket import gethostname
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +56,8 @@ DESK_DRIVER = "tui.web_driver:DeskWebDriver"
 DESK_EXIT_S = 20.0
 # How long a page or websocket waits for the previous desk to finish ending (a reload).
 HANDOVER_S = 25.0
+# How long it waits for a live desk's tab to go before it is told the desk is in use.
+RELOAD_GRACE_S = 3.0
 
 log = logging.getLogger("execdesk.serve")
 
@@ -108,6 +115,7 @@ class DeskServer:
         self._runner = None
         self._desk: asyncio.Task | None = None  # the live session's websocket handler
         self._desk_ending = False  # its tab has gone; the desk process is quitting
+        self._tab_gone = asyncio.Event()  # set once the live desk's tab has gone
         self._ending = asyncio.Event()  # set while no desk runs
         self._ending.set()
         self.sessions = 0  # desks started, for the log and tests
@@ -137,7 +145,10 @@ class DeskServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # every address: this machine's name is one
+            host = gethostname()
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/?token={self.token}"
 
     async def stop(self) -> None:
@@ -178,7 +189,11 @@ class DeskServer:
         if self._desk is None:
             return True
         if not self._desk_ending:
-            return False
+            # A reload's new page can arrive before its old websocket's close: a moment's grace.
+            try:
+                await asyncio.wait_for(self._tab_gone.wait(), RELOAD_GRACE_S)
+            except asyncio.TimeoutError:
+                return False
         try:
             await asyncio.wait_for(self._ending.wait(), HANDOVER_S)
         except asyncio.TimeoutError:
@@ -225,6 +240,7 @@ class DeskServer:
         task = asyncio.current_task()
         assert task is not None
         self._desk, self._desk_ending = task, False
+        self._tab_gone.clear()
         self._ending.clear()
         self.sessions += 1
         socket = web.WebSocketResponse(heartbeat=15)
@@ -244,6 +260,7 @@ class DeskServer:
         finally:
             # Its own task: the desk is waited for even if this handler is cancelled now.
             self._desk_ending = True
+            self._tab_gone.set()
             await asyncio.shield(asyncio.ensure_future(self._finish(service, socket)))
         return socket
 
