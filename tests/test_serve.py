@@ -31,7 +31,6 @@ import aiohttp
 import anyio
 import psutil
 import pytest
-
 from textual.messages import ExitApp
 
 from tests.desk_support import make_app, until
@@ -328,7 +327,7 @@ def run_cli(*args: str) -> tuple[int, str]:
     import subprocess
 
     done = subprocess.run([sys.executable, "-m", "tui.cli", "serve", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     return done.returncode, done.stderr
 
 

@@ -43,10 +43,17 @@ import logging
 import secrets
 import shlex
 import signal
-from socket import gethostname
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from socket import gethostname
+
+import aiohttp_jinja2
+import jinja2
+import textual_serve
+from aiohttp import WSMsgType, web
+from textual_serve.app_service import AppService
+from textual_serve.download_manager import DownloadManager
 
 LISTENING = "execdesk serve: open {url} (one desk at a time; orders working when its tab closes: {on_close})"
 TOKEN_BYTES = 24
@@ -85,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="execdesk serve",
         description="Serve the desk in a browser tab (textual-serve): one desk at a time, behind an access "
-        "token printed at start. Every option of `execdesk` (--seed, --venues, --journal, --risk, "
+        "token printed at start. Every option of `execdesk` (--seed, --venues, --journal, --risk, --on-close, "
         "--on-restart, --theme) is passed to the desk.",
         epilog="Closing or reloading the tab quits the desk; --on-close says what becomes of the orders still "
         "working then. The next tab's desk recovers from the journal.",
@@ -122,10 +129,6 @@ class DeskServer:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        import aiohttp_jinja2
-        import jinja2
-        import textual_serve
-        from aiohttp import web
 
         base = Path(textual_serve.__file__).parent
         app = web.Application()
@@ -169,12 +172,11 @@ class DeskServer:
             task.cancel()  # its handler ends the desk process in its finally
         try:
             await asyncio.wait_for(self._ending.wait(), DESK_EXIT_S + 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("the desk did not end; stopping anyway")
 
     # -- requests -------------------------------------------------------------------------------
     def _refused(self, given: str | None):
-        from aiohttp import web
 
         if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
             return None
@@ -192,21 +194,19 @@ class DeskServer:
             # A reload's new page can arrive before its old websocket's close: a moment's grace.
             try:
                 await asyncio.wait_for(self._tab_gone.wait(), RELOAD_GRACE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         try:
             await asyncio.wait_for(self._ending.wait(), HANDOVER_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return self._desk is None
 
     def _in_use(self):
-        from aiohttp import web
 
         return web.Response(status=409, text=IN_USE, content_type="text/html")
 
     async def page(self, request):
-        import aiohttp_jinja2
 
         refused = self._refused(request.query.get("token"))
         if refused is not None:
@@ -228,9 +228,6 @@ class DeskServer:
         return response
 
     async def websocket(self, request):
-        from aiohttp import web
-        from textual_serve.app_service import AppService
-        from textual_serve.download_manager import DownloadManager
 
         refused = self._refused(request.match_info.get("token"))
         if refused is not None:
@@ -277,7 +274,6 @@ class DeskServer:
 
     async def _relay(self, socket, service) -> None:
         """The browser's keys, sizes and focus to the desk, until the tab goes."""
-        from aiohttp import WSMsgType
 
         async for message in socket:
             if message.type != WSMsgType.TEXT:
@@ -321,8 +317,10 @@ async def _end_desk(service) -> None:
     process = service._process
     try:
         await asyncio.wait_for(asyncio.shield(service.stop()), DESK_EXIT_S)
-    except (asyncio.TimeoutError, Exception):
-        log.exception("the desk did not end within %.0f s of its tab closing", DESK_EXIT_S)
+    except TimeoutError:
+        log.error("the desk did not end within %.0f s of its tab closing", DESK_EXIT_S)
+    except Exception:
+        log.exception("the desk's end failed")
     if process is None:
         return
     # It has closed its output (stop() returned); the exit itself follows at once.
@@ -330,7 +328,7 @@ async def _end_desk(service) -> None:
         try:
             await asyncio.wait_for(process.wait(), grace)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("the desk process %d did not exit; %s", process.pid, then.__name__)
             try:
                 then()
