@@ -220,6 +220,10 @@ async def test_a_closed_tab_cancels_its_orders_and_one_desk_runs_at_a_time(tmp_p
         async with session(served, http) as tab:
             assert b"execdesk" in tab.text()
             [desk] = served.desks()
+            # What the page never sends is ignored; the session goes on (the bid below).
+            for junk in ("not json", "{}", "[]", "5", '["stdin", 5]', '["resize", "big"]', '["nope"]'):
+                await tab.socket.send_str(junk)
+            await tab.socket.send_bytes(b"\x00binary")
             await rest_a_bid(tab)
             cid, *_ = await resting(served, tab)
             # A second tab, while this one is live: told the desk is in use, given no desk.

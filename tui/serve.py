@@ -228,7 +228,6 @@ class DeskServer:
         return response
 
     async def websocket(self, request):
-
         refused = self._refused(request.match_info.get("token"))
         if refused is not None:
             return refused
@@ -274,14 +273,16 @@ class DeskServer:
 
     async def _relay(self, socket, service) -> None:
         """The browser's keys, sizes and focus to the desk, until the tab goes."""
-
         async for message in socket:
             if message.type != WSMsgType.TEXT:
                 continue
             try:
-                kind, data = message.json()
-            except (ValueError, TypeError):
-                continue  # not the page's protocol: ignored, as textual-serve's page never sends it
+                envelope = message.json()
+            except ValueError:
+                envelope = None
+            if not isinstance(envelope, list) or not envelope:
+                continue  # not the page's protocol (["stdin", keys], ["focus"], ...): ignored
+            kind, data = envelope[0], envelope[1] if len(envelope) > 1 else None
             if kind == "stdin" and isinstance(data, str):
                 await service.send_bytes(data.encode("utf-8"))
             elif kind == "resize" and isinstance(data, dict):
