@@ -165,12 +165,17 @@ class DeskApp(App[None]):
         venues: Mapping[str, Any] | None = None,
         journal_path: Path | None = None,
         on_restart: str = "stop",
+        on_close: str = "cancel",
     ) -> None:
         """`venues`: what the engine trades (`execdesk --venues`); None: the built-in
         simulators. `journal_path`: the order journal (default journal.sqlite3 beside the
         settings); `on_restart`: what becomes of algorithm orders the previous run left
         working ("stop" or "resume", see engine.recovery). All ignored when an `engine`
-        is given."""
+        is given. `on_close`: what becomes of orders still working when the desk ends
+        without its quit question (SIGTERM, SIGINT, a browser tab closed): "cancel" them
+        or "leave" them working, journaled (algorithm parents stop with the engine)."""
+        if on_close not in ("cancel", "leave"):
+            raise ValueError(f"on_close must be 'cancel' or 'leave', got {on_close!r}")
         super().__init__()
         self.tune_gc = tune_gc
         self.settings_path = settings_path or config_dir() / "settings.json"
@@ -243,6 +248,7 @@ class DeskApp(App[None]):
         # it on the terminal after the screen is gone, where the operator still sees it.
         self.exit_problems: list[str] = []
         self._quit_question: ConfirmScreen | None = None
+        self.on_close = on_close
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # The CSS uses $buy, $sell, $breaker-* ...: defined before any theme file is read.
@@ -1122,7 +1128,7 @@ class DeskApp(App[None]):
     async def _quit_confirmed(self, yes: bool | None) -> None:
         if not yes:
             return
-        await self.shutdown_engine()
+        await self.shutdown_engine(cancel=True)  # the operator said so
         self.exit()
 
     async def on_unmount(self) -> None:
@@ -1131,15 +1137,22 @@ class DeskApp(App[None]):
             self.collector_hold.close()  # a key may have held it just before
         await self.shutdown_engine()
 
-    async def shutdown_engine(self) -> None:
-        """Stop the engine cleanly: cancel what works, stop workers, save the profiler."""
+    async def shutdown_engine(self, cancel: bool | None = None) -> None:
+        """Stop the engine cleanly: cancel what works (`cancel`; None: as on_close says),
+        stop workers, save the profiler, flush the journal."""
         if self._engine_stopped:
             return
         self._engine_stopped = True
         if self._demo_task is not None:
             self._demo_task.cancel()
         try:
-            if self.engine.working():
+            left = self.engine.working()
+            if cancel is None:
+                cancel = self.on_close == "cancel"
+            if left and not cancel:
+                # The journal has them; the next start reconciles them with their venues.
+                log.warning("desk closing: %d working order(s) left working (on_close=leave)", len(left))
+            elif left:
                 await self.engine.cancel_all("desk closing")
             await self.engine.stop(drain=False, timeout=2.0)
         except Exception as exc:  # the desk is closing whatever failed: say what did

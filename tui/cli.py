@@ -1,5 +1,6 @@
 """The `execdesk` command: the desk by default; `execdesk bench` for the benchmark;
-`execdesk venue` for the simulated venues as a FIX 4.4 server (tui/venue_cmd.py).
+`execdesk venue` for the simulated venues as a FIX 4.4 server (tui/venue_cmd.py);
+`execdesk serve` for the desk in a browser tab (tui/serve.py).
 
 Rules: a desk that ended on an unhandled exception exits non-zero (scripts and
 supervisors must see the crash), and the log file is bounded (it rotates).
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "VWAP and smart orders; live orders, fills, breakers and latency.",
         epilog="Keys: b/s open a buy/sell ticket, Enter sends, ? lists every key, ctrl+p finds any action. "
         "`execdesk bench [--quick] [--only NAME,...] [--out FILE]` measures the engine (see `execdesk bench --help`); "
-        "`execdesk venue --port N` runs the simulated venues as a FIX 4.4 server (see `execdesk venue --help`).",
+        "`execdesk venue --port N` runs the simulated venues as a FIX 4.4 server (see `execdesk venue --help`); "
+        "`execdesk serve` serves the desk in a browser tab (see `execdesk serve --help`).",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated markets (reproducible runs)")
     parser.add_argument("--theme", default=None,
@@ -51,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--on-restart", choices=("stop", "resume"), default="stop",
                         help="algorithm orders (ICEBERG, TWAP, VWAP, SMART) the previous run left working: stop "
                         "them (default) or resume what is left of them")
+    parser.add_argument("--on-close", choices=("cancel", "leave"), default="cancel",
+                        help="orders still working when the desk is closed without its quit question (a browser "
+                        "tab closed under `execdesk serve`, SIGTERM, SIGINT): cancel them (default) or leave them "
+                        "working at their venues, journaled, for the next start to recover")
     parser.add_argument("--risk", type=Path, default=None, metavar="PATH",
                         help="pre-trade risk limits, a TOML file (default: risk.toml in the config directory, "
                         "written with the built-in limits on the first run)")
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        from .serve import main as serve_main
+
+        return serve_main(argv[1:])
     if argv[:1] == ["venue"]:
         from .venue_cmd import main as venue_main
 
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             app = DeskApp(seed=args.seed, theme=args.theme, demo=args.demo, tune_gc=True,
                           risk_path=args.risk, venues=venues, journal_path=args.journal,
-                          on_restart=args.on_restart)
+                          on_restart=args.on_restart, on_close=args.on_close)
         except (ExecdeskError, OSError) as exc:
             parser.exit(2, f"execdesk: {exc}\n")
         return run_desk(app)
