@@ -743,9 +743,6 @@ class CcxtVenue:
             track.fee += fill.fee
             track.trade_ids.add(fill.trade_id)
             track.fills.append(fill)
-        filled = number(raw.get("filled"))
-        if filled is not None and filled > track.cum + 1e-12 and raw.get("trades"):
-            track.cum = filled  # trades listed only in part: the order's figure counts
         if not track.status.is_final:
             resting = track.type is OrderType.LIMIT and track.tif is TimeInForce.GTC
             new = status_of(raw, track.quantity, resting=resting) if raw.get("status") is not None else None
