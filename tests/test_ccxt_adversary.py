@@ -77,7 +77,6 @@ async def test_trades_listing_part_of_filled_still_account_for_all_of_it() -> No
         venue.close()
 
 
-@pytest.mark.xfail(strict=True, reason='found by the probe; fixed next')
 async def test_bad_response_on_create_is_an_unknown_outcome() -> None:
     venue, http = await opened()
     try:
@@ -85,6 +84,26 @@ async def test_bad_response_on_create_is_an_unknown_outcome() -> None:
         with pytest.raises(UnknownOutcomeError):
             await venue.submit_async(limit("BR"))
     finally:
+        venue.close()
+
+
+async def test_binance_execution_status_unknown_is_settled_by_status_never_resent() -> None:
+    from engine import AsyncOrderRouter, RetryPolicy
+
+    venue, http = await opened()
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        # -1006: "An unexpected response was received from the message bus. Execution status unknown."
+        http.on("POST", "/api/v3/order", canned(http, {"code": -1006, "msg": "An unexpected response was "
+                                                       "received from the message bus. Execution status unknown."},
+                                                400), "create_limit_new")
+        http.on("GET", "/api/v3/order", "query_timeout_order")
+        result = await router.submit_order_async(limit("T1", qty=0.01))
+        assert result.status is OrderStatus.NEW
+        assert len(http.to("POST", "/api/v3/order")) == 1  # it was placed: a resend would double it
+    finally:
+        router.close()
         venue.close()
 
 

@@ -27,10 +27,12 @@ Rules:
   filters are checked before anything is sent; a breach is REJECTED here, as a simulated
   venue answers.
 - Errors (CCXT's classes to ours; `venue_error`): DDoSProtection and RateLimitExceeded ->
-  `RateLimitedError` (transient, retried); RequestTimeout and other NetworkErrors -> on a
-  create or cancel `UnknownOutcomeError` (the router asks the status by client order id
-  before anything is resent), on a read `VenueUnavailableError`; InvalidNonce ->
-  transient; OrderNotFound -> `UnknownOrderError`; InvalidOrder, InsufficientFunds,
+  `RateLimitedError` (transient, retried); RequestTimeout and other NetworkErrors, and
+  any other OperationFailed (BadResponse, NullResponse; binance -1000, -1001, -1006
+  "execution status unknown") -> on a create or cancel `UnknownOutcomeError` (the router
+  asks the status by client order id before anything is resent), on a read
+  `VenueUnavailableError` / transient; InvalidNonce and OnMaintenance (refused before
+  anything was done) -> transient; OrderNotFound -> `UnknownOrderError`; InvalidOrder, InsufficientFunds,
   BadRequest, OperationRejected, AuthenticationError and any other answer of the exchange
   -> `PermanentVenueError`. A create refused for the order itself (InvalidOrder,
   InsufficientFunds, BadRequest, OperationRejected) comes back as a REJECTED result with the
@@ -172,7 +174,9 @@ def venue_error(exc: BaseException, venue: str, op: str, scrub: Callable[[str], 
         return VenueUnavailableError(what, venue=venue)
     if isinstance(exc, ccxt.OrderNotFound):
         return UnknownOrderError(what)
-    if isinstance(exc, ccxt.OperationFailed):
+    if isinstance(exc, ccxt.OperationFailed):  # BadResponse, binance -1000/-1001/-1006 ...
+        if sends:  # the exchange may have acted ("execution status unknown"): never resend blind
+            return UnknownOutcomeError(f"{what}; outcome unknown until a status query", venue=venue)
         return TransientVenueError(what, venue=venue)
     return PermanentVenueError(what, venue=venue)
 
