@@ -185,7 +185,7 @@ class _Track:
     """An order this venue sent and has not seen finish (or finished recently)."""
 
     __slots__ = ("cid", "symbol", "side", "quantity", "price", "type", "tif", "order_id", "status", "cum", "notional",
-                 "fee", "trade_ids", "fills", "acknowledged")
+                 "fee", "trade_ids", "fills", "acknowledged", "reason")
 
     def __init__(self, order: Order, cid: str) -> None:
         self.cid = cid
@@ -203,6 +203,7 @@ class _Track:
         self.trade_ids: set[str] = set()
         self.fills: list[Fill] = []
         self.acknowledged = False
+        self.reason: str | None = None
 
 
 class CcxtVenue:
@@ -755,12 +756,18 @@ class CcxtVenue:
             if new is OrderStatus.NEW and track.cum > 0:
                 new = OrderStatus.PARTIALLY_FILLED
             track.status = new
+            if new is OrderStatus.REJECTED:
+                info = raw.get("info") if isinstance(raw.get("info"), dict) else {}
+                why = next((str(info[k]) for k in ("rejectReason", "msg", "message") if info.get(k)
+                            and info[k] != "EC_NoError"), None)
+                track.reason = self._scrub(f"{self.name} rejected the order" + (f": {why}" if why else
+                                                                                 " (no reason given)"))
         return fills
 
     def _result(self, track: _Track, fills: list[Fill]) -> OrderResult:
         average = track.notional / track.cum if track.cum and track.notional else None
         return OrderResult(track.cid, self.name, track.status, track.quantity, track.cum, average, fills,
-                           None, track.symbol, track.side, track.price, self._clock(),
+                           track.reason, track.symbol, track.side, track.price, self._clock(),
                            detail={"exchange_order_id": track.order_id} if track.order_id else {})
 
     def _foreign(self, raw: dict[str, Any], cid: str) -> OrderResult:
