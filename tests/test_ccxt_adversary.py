@@ -186,7 +186,6 @@ async def test_keys_planted_in_replies_never_reach_reasons_or_logs(caplog) -> No
         venue.close()
 
 
-@pytest.mark.xfail(strict=True, reason='found by the probe; fixed next')
 async def test_a_restarted_venue_finds_follows_and_cancels_an_order_by_client_id() -> None:
     venue, http = await opened()
     reports: list[ExecutionReport] = []

@@ -32,7 +32,7 @@ from typing import Any
 from engine.market_data import BookLevel, BookSnapshot
 from engine.models import Fill, Instrument, Liquidity, OrderSide, OrderStatus
 
-__all__ = ["book_snapshot", "instrument_of", "number", "status_of"]
+__all__ = ["book_snapshot", "fee_in_quote", "instrument_of", "new_fills", "number", "status_of"]
 
 _STATUS = {
     "open": OrderStatus.NEW,
@@ -96,7 +96,7 @@ def status_of(order: dict[str, Any], quantity: float, *, resting: bool = False) 
     return status
 
 
-def _fee_in_quote(fee: Any, market: dict[str, Any] | None, price: float) -> float:
+def fee_in_quote(fee: Any, market: dict[str, Any] | None, price: float) -> float:
     if not isinstance(fee, dict):
         return 0.0
     cost = number(fee.get("cost")) or 0.0
@@ -128,7 +128,7 @@ def new_fills(
         role = trade.get("takerOrMaker")
         liquidity = Liquidity.MAKER if role == "maker" or (role is None and maker) else Liquidity.TAKER
         ts = number(trade.get("timestamp"))
-        fills.append(Fill(cid, venue, symbol, side, price, qty, _fee_in_quote(trade.get("fee"), market, price),
+        fills.append(Fill(cid, venue, symbol, side, price, qty, fee_in_quote(trade.get("fee"), market, price),
                           liquidity, ts / 1000 if ts else now, tid))
     if filled is None:
         return fills  # no total to check the trades against
@@ -150,7 +150,7 @@ def new_fills(
     price = (average * filled - counted_notional) / rest
     if not math.isfinite(price) or price <= 0:
         price = average
-    fee_total = _fee_in_quote(order.get("fee"), market, average)
+    fee_total = fee_in_quote(order.get("fee"), market, average)
     fee = max(fee_total - known_fee - math.fsum(f.fee for f in fills), 0.0)
     ts = number(order.get("lastTradeTimestamp")) or number(order.get("lastUpdateTimestamp"))
     tid = f"{order.get('id')}:{filled:.12g}"

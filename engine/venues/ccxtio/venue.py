@@ -39,7 +39,10 @@ Rules:
   exchange's own message, as base.py asks of order-level refusals.
 - Status by client order id: binance `fetch_order` with `origClientOrderId`; bybit its open
   and then its closed orders filtered by `orderLinkId`; any other exchange its open and
-  closed orders, matched on `clientOrderId`. Not found -> `UnknownOrderError`.
+  closed orders, matched on `clientOrderId`. Not found -> `UnknownOrderError`. An order
+  this object did not send (a previous run's: a restart's recovery asks) is looked for in
+  each listed symbol and, once found, tracked as if sent here: polled, cancelable, its
+  fill so far a baseline (the journal has those fills).
 - What happens to a resting order later (fills, a cancel by the exchange) is learned by
   polling (`poll_interval` seconds; `poll_once()` by hand) and pushed to the report
   listeners as `ExecutionReport`s; each fill counts once (convert.py: trade ids).
@@ -79,7 +82,7 @@ from engine.market_data import BookSnapshot, ExecutionReport, PublicTrade, Repor
 from engine.models import FeeSchedule, Fill, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from engine.models import TimeInForce
 from engine.secrets import Secret, secret_from_env
-from engine.venues.ccxtio.convert import book_snapshot, instrument_of, new_fills, number, status_of
+from engine.venues.ccxtio.convert import book_snapshot, fee_in_quote, instrument_of, new_fills, number, status_of
 
 __all__ = ["CcxtVenue", "credentials_from_env", "has_sandbox", "key_variables", "venue_error"]
 
@@ -624,7 +627,8 @@ class CcxtVenue:
             for symbol in symbols:
                 found = await self._lookup(cid, symbol, "")
                 if found is not None:
-                    return self._foreign(found, cid)
+                    adopted = self._adopt(found, cid, symbol)
+                    return self._result(adopted, [])
             raise UnknownOrderError(f"{self.name} does not know order {cid!r}")
         found = await self._lookup(cid, track.symbol, track.order_id)
         if found is None:
@@ -769,6 +773,37 @@ class CcxtVenue:
         return OrderResult(track.cid, self.name, track.status, track.quantity, track.cum, average, fills,
                            track.reason, track.symbol, track.side, track.price, self._clock(),
                            detail={"exchange_order_id": track.order_id} if track.order_id else {})
+
+    def _adopt(self, raw: dict[str, Any], cid: str, symbol: str) -> _Track:
+        """Track an order of ours the exchange has and this object never sent (a previous
+        run's, asked about by the restart's recovery), so the poller follows it and a cancel
+        reaches it. What it filled before is its baseline, not new fills: the router's
+        record and the journal hold those (a status answer's total beyond them becomes one
+        fill there)."""
+        amount = number(raw.get("amount")) or 0.0
+        side = OrderSide.BUY if raw.get("side") == "buy" else OrderSide.SELL
+        kind = OrderType.LIMIT if raw.get("type") == "limit" else OrderType.MARKET
+        tif = {"IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}.get(str(raw.get("timeInForce")), TimeInForce.GTC)
+        track = _Track.__new__(_Track)
+        track.cid, track.symbol, track.side, track.quantity = cid, symbol, side, amount
+        track.price, track.type, track.tif = number(raw.get("price")), kind, tif
+        track.order_id = str(raw.get("id") or "")
+        filled = number(raw.get("filled")) or 0.0
+        average = number(raw.get("average"))
+        if average is None and filled:
+            cost = number(raw.get("cost"))
+            average = cost / filled if cost else None
+        market = self.exchange.markets.get(symbol) if self.exchange.markets else None
+        track.cum, track.notional = filled, (average or 0.0) * filled
+        track.fee = fee_in_quote(raw.get("fee"), market, average or 0.0)
+        track.trade_ids, track.fills, track.acknowledged, track.reason = set(), [], True, None
+        track.status = OrderStatus.NEW
+        self._apply(track, raw)  # the status (and a reason); nothing fills beyond the baseline
+        if track.status.is_final:
+            self._finish(track)
+        else:
+            self._tracks[cid] = track
+        return track
 
     def _foreign(self, raw: dict[str, Any], cid: str) -> OrderResult:
         """A result for an order this venue does not track (placed by another run)."""
