@@ -208,7 +208,6 @@ async def test_a_restarted_venue_finds_follows_and_cancels_an_order_by_client_id
         venue.close()
 
 
-@pytest.mark.xfail(strict=True, reason='found by the probe; fixed next')
 async def test_close_with_a_create_in_flight_answers_the_caller() -> None:
     venue, http = await opened()
     gate = threading.Event()

@@ -312,7 +312,20 @@ class CcxtVenue:
 
     def _submit_coro(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> concurrent.futures.Future[Any]:
         self._ensure_thread()
-        return asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._guarded(fn, *args), self._loop)
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """`fn` on the loop; cut short by `close()`, its caller hears why (an error of ours, never
+        a CancelledError its own task would take for its own cancellation)."""
+        try:
+            return await fn(*args)
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise
+            what = f"{self.name}: the venue was closed while the request was in flight"
+            if fn in (self._submit, self._cancel):
+                raise UnknownOutcomeError(f"{what}; outcome unknown until a status query", venue=self.name) from None
+            raise VenueUnavailableError(what, venue=self.name) from None
 
     async def _on_loop(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         try:
@@ -372,7 +385,9 @@ class CcxtVenue:
             self._poller = asyncio.ensure_future(self._poll_forever())
 
     def close(self) -> None:
-        """Stop polling, close CCXT's session, end the loop thread."""
+        """Stop polling, close CCXT's session, end the loop thread. A request still in flight
+        ends with UnknownOutcomeError (a create or cancel: settle it by status) or
+        VenueUnavailableError (a read)."""
         with self._thread_lock:
             if self._closed:
                 return
@@ -395,10 +410,14 @@ class CcxtVenue:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     async def _stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
+        # The poller and every request still in flight end here (their callers hear so,
+        # see _guarded), before the session closes under them.
+        me = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        self._poller = None
         await self.exchange.close()
 
     def __enter__(self) -> CcxtVenue:
