@@ -227,7 +227,6 @@ async def test_close_with_a_create_in_flight_answers_the_caller() -> None:
         await asyncio.wait_for(task, 10)
 
 
-@pytest.mark.xfail(strict=True, reason='found by the probe; fixed next')
 def test_a_sync_call_from_a_report_listener_is_refused_not_deadlocked() -> None:
     venue, http = offline_venue("binance")
     venue.connect()

@@ -337,6 +337,11 @@ class CcxtVenue:
         return await asyncio.wrap_future(self._submit_coro(fn, *args))
 
     def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        if self._thread is not None and threading.current_thread() is self._thread:
+            # A report listener (it runs on this loop) calling a sync method would wait on
+            # the loop it blocks: forever.
+            raise RuntimeError(f"{self.name}: a sync CcxtVenue method was called on the venue's own loop "
+                               "thread (from a report listener?): use its _async form or hand the call off")
         return self._submit_coro(fn, *args).result()
 
     # -- lifecycle --------------------------------------------------------------------------
