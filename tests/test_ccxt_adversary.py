@@ -259,3 +259,58 @@ def test_trades_already_counted_under_a_derived_id_are_not_counted_again() -> No
                       known_notional=300.0, known_fee=0.0, known_trades={"9:0.005"}, market=None, maker=True,
                       now=0.0)
     assert [(round(f.quantity, 6), f.price, f.trade_id) for f in fills] == [(0.007, 60000.0, "9:0.012")]
+
+
+async def test_create_and_every_status_query_time_out_the_order_is_never_resent() -> None:
+    from engine import AsyncOrderRouter, RetryPolicy
+
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        http.on("POST", "/api/v3/order", ccxt.RequestTimeout("binance POST /api/v3/order"))
+        http.on("GET", "/api/v3/order", *[ccxt.RequestTimeout("binance GET /api/v3/order")] * 100)
+        result = await router.submit_order_async(limit("T1", qty=0.01))
+        assert result.status is OrderStatus.PENDING_NEW and "outcome unknown" in result.reason
+        assert router.unreconciled == ["T1"]
+        http._queues[("GET", "/api/v3/order")].clear()
+        # the poller leaves it to the router (it never polls an unsettled create)
+        http.on("GET", "/api/v3/depth", "depth", "depth")
+        await venue.poll_once()
+        assert http.to("GET", "/api/v3/order")[-1:] and len(http.to("POST", "/api/v3/order")) == 1
+        http.on("GET", "/api/v3/order", "query_timeout_order")
+        (settled,) = await router.reconcile_pending_async()
+        assert settled.status is OrderStatus.NEW and router.unreconciled == []
+        assert len(http.to("POST", "/api/v3/order")) == 1  # never sent twice
+        venue.add_report_listener(reports.append)
+        http.on("GET", "/api/v3/order", canned(http, bn_order("T1", "FILLED", "0.01000000", "600.00000000",
+                                                              qty="0.01000000", order_id=9780331420)))
+        http.on("GET", "/api/v3/depth", "depth", "depth")
+        await venue.poll_once()  # settled, it is followed like any other
+        assert [r.status for r in reports] == [OrderStatus.FILLED]
+        assert router.get_order_status("T1").status is OrderStatus.FILLED
+    finally:
+        router.close()
+        venue.close()
+
+
+async def test_a_burst_of_429s_gives_up_with_the_exchange_words_and_counts_against_the_breaker() -> None:
+    from engine import AsyncOrderRouter, RetryPolicy
+
+    venue, http = await opened()
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        http.on("POST", "/api/v3/order", *["rate_limited"] * 200)
+        results = [await router.submit_order_async(limit(f"R{i}", qty=0.01)) for i in range(6)]
+        assert all(r.status is OrderStatus.REJECTED for r in results)
+        assert "Too much request weight used; current limit is 6000 request weight per 1 MINUTE" \
+            in results[0].reason
+        assert "(code -1003)" in results[0].reason  # the exchange's own words, not its JSON
+        assert "circuit breaker is OPEN" in results[-1].reason
+        assert router.breaker("binance").state.name == "OPEN"
+        assert len(http.to("POST", "/api/v3/order")) < 6 * 4  # the open breaker sent no more
+    finally:
+        router.close()
+        venue.close()

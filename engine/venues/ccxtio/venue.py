@@ -148,7 +148,7 @@ def _describe(exc: BaseException) -> str:
     head, _, rest = text.partition(" ")
     if rest and head in ccxt.exchanges:
         text = rest  # CCXT puts the exchange's id first
-    body = text
+    body = text[text.find("{"):] if "{" in text else text  # "429 Error {...}": the body after the status
     try:
         data = json.loads(body)
     except ValueError:
