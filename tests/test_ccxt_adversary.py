@@ -154,7 +154,9 @@ async def test_a_poisonous_reply_does_not_starve_the_other_orders() -> None:
         http.on("POST", "/api/v3/order", "create_limit_new", "create_limit_partial")
         await venue.submit_async(limit("L1", qty=0.01))
         await venue.submit_async(limit("P1"))
-        http.on("GET", "/api/v3/order", canned(http, []), "query_partial")  # a list where an order belongs
+        # L1's reply is one CCXT's parser chokes on (a ValueError, not a ccxt error)
+        http.on("GET", "/api/v3/order", canned(http, bn_order("L1", "NEW", "NaN", "NaN", order_id=9780331417)),
+                "query_partial")
         http.on("GET", "/api/v3/depth", "depth", "depth")
         await venue.poll_once()
         assert [r.client_order_id for r in reports if r.fill is not None] == ["P1"]
@@ -311,6 +313,83 @@ async def test_a_burst_of_429s_gives_up_with_the_exchange_words_and_counts_again
         assert "circuit breaker is OPEN" in results[-1].reason
         assert router.breaker("binance").state.name == "OPEN"
         assert len(http.to("POST", "/api/v3/order")) < 6 * 4  # the open breaker sent no more
+    finally:
+        router.close()
+        venue.close()
+
+
+async def test_a_reply_filling_more_than_the_order_never_fills_past_its_quantity(caplog) -> None:
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")  # 0.005 of 0.02
+        await venue.submit_async(limit("P1"))
+        http.on("GET", "/api/v3/order", canned(http, bn_order("P1", "FILLED", "5.00000000", "300000.00000000",
+                                                              order_id=9780331419)))
+        http.on("GET", "/api/v3/depth", "depth", "depth")
+        await venue.poll_once()
+        fills = [r.fill for r in reports if r.fill is not None]
+        assert sum(f.quantity for f in fills) == pytest.approx(0.015)  # what was left of 0.02
+        assert reports[-1].status is OrderStatus.FILLED and reports[-1].filled_quantity == pytest.approx(0.02)
+        assert "more than the order's quantity" in caplog.text
+    finally:
+        venue.close()
+
+
+async def test_nan_and_missing_figures_add_no_fill_and_keep_the_state() -> None:
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")  # 0.005 of 0.02
+        await venue.submit_async(limit("P1"))
+        nan = bn_order("P1", "PARTIALLY_FILLED", "NaN", "NaN", order_id=9780331419)
+        missing = bn_order("P1", "PARTIALLY_FILLED", "0", "0", order_id=9780331419)
+        del missing["executedQty"], missing["cummulativeQuoteQty"]
+        http.on("GET", "/api/v3/order", canned(http, nan), canned(http, missing))
+        http.on("GET", "/api/v3/depth", *["depth"] * 4)
+        await venue.poll_once()
+        await venue.poll_once()
+        assert reports == []
+        http.on("GET", "/api/v3/order", "query_partial")
+        status = await venue.status_async("P1")
+        assert status.status is OrderStatus.PARTIALLY_FILLED and status.filled_quantity == pytest.approx(0.012)
+    finally:
+        venue.close()
+
+
+async def test_cancel_of_an_order_that_filled_meanwhile_tells_the_fill_and_refuses() -> None:
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")  # 0.005 of 0.02
+        await venue.submit_async(limit("P1"))
+        http.on("DELETE", "/api/v3/order", canned(http, {"code": -2011, "msg": "Unknown order sent."}, 400))
+        http.on("GET", "/api/v3/order", canned(http, bn_order("P1", "FILLED", "0.02000000", "1200.00000000",
+                                                              order_id=9780331419)))
+        result = await venue.cancel_async("P1")
+        assert result.status is OrderStatus.REJECTED and "Unknown order sent." in result.reason
+        assert [(r.status, round(r.fill.quantity, 6)) for r in reports] == [(OrderStatus.FILLED, 0.015)]
+        again = await venue.cancel_async("P1")
+        assert "too late to cancel: the order is FILLED" in again.reason
+    finally:
+        venue.close()
+
+
+async def test_a_create_reply_ccxt_cannot_read_is_an_unknown_outcome_settled_by_status() -> None:
+    from engine import AsyncOrderRouter, RetryPolicy
+
+    venue, http = await opened()
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        http.on("POST", "/api/v3/order", canned(http, bn_order("T1", "NEW", "NaN", "0", fills=[])))
+        http.on("GET", "/api/v3/order", "query_timeout_order")
+        result = await router.submit_order_async(limit("T1", qty=0.01))
+        assert result.status is OrderStatus.NEW
+        assert len(http.to("POST", "/api/v3/order")) == 1
     finally:
         router.close()
         venue.close()

@@ -54,8 +54,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -364,7 +366,7 @@ class CcxtVenue:
             ex.set_markets(list(given.values()))
         else:
             try:
-                await ex.load_markets()
+                await self._ask(ex.load_markets())
             except ccxt.BaseError as exc:
                 raise venue_error(exc, self.name, "load_markets", self._scrub) from None
         wanted = self._symbols if self._symbols is not None else [s for s in ex.markets if ex.markets[s].get("spot")]
@@ -504,6 +506,17 @@ class CcxtVenue:
 
     # -- on the loop ------------------------------------------------------------------------
 
+    async def _ask(self, call: Awaitable[Any]) -> Any:
+        """A CCXT call. A reply CCXT cannot read raises a ValueError (or the like) from its
+        parser, not a ccxt error: it becomes ccxt.BadResponse, mapped as any bad reply (on a
+        create or cancel: outcome unknown, the order may exist)."""
+        try:
+            return await call
+        except ccxt.BaseError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+            raise ccxt.BadResponse(f"{self.exchange_id} unreadable reply: {type(exc).__name__}: {exc}") from exc
+
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             value = secret.reveal()
@@ -562,8 +575,8 @@ class CcxtVenue:
             params["timeInForce"] = _SENT_TIF[order.time_in_force]
             price = order.price
         try:
-            reply = await self.exchange.create_order(order.symbol, order.type.value.lower(), order.side.value.lower(),
-                                                     order.quantity, price, params)
+            reply = await self._ask(self.exchange.create_order(
+                order.symbol, order.type.value.lower(), order.side.value.lower(), order.quantity, price, params))
         except ccxt.BaseError as exc:
             error = venue_error(exc, self.name, "create", self._scrub)
             if isinstance(error, UnknownOutcomeError):
@@ -609,7 +622,7 @@ class CcxtVenue:
             self._apply(track, found)
             order_id = track.order_id
         try:
-            reply = await self.exchange.cancel_order(order_id, track.symbol, params)
+            reply = await self._ask(self.exchange.cancel_order(order_id, track.symbol, params))
         except ccxt.OrderNotFound as exc:
             # Ended meanwhile (filled?): learn how, tell the listeners, refuse the cancel.
             await self._refresh(track)
@@ -671,7 +684,7 @@ class CcxtVenue:
         out: list[OrderResult] = []
         for sym in symbols:
             try:
-                orders = await self.exchange.fetch_open_orders(sym)
+                orders = await self._ask(self.exchange.fetch_open_orders(sym))
             except ccxt.BaseError as exc:
                 raise venue_error(exc, self.name, "fetch_open_orders", self._scrub) from None
             for raw in orders:
@@ -689,7 +702,7 @@ class CcxtVenue:
             raise ConfigurationError(
                 f"unknown symbol {symbol!r} at {self.name} (listed: {', '.join(self._instruments) or 'none'})")
         try:
-            raw = await self.exchange.fetch_order_book(symbol, depth)
+            raw = await self._ask(self.exchange.fetch_order_book(symbol, depth))
         except ccxt.BaseError as exc:
             raise venue_error(exc, self.name, "fetch_order_book", self._scrub) from None
         snap = book_snapshot(self.name, symbol, raw, depth, self._clock())
@@ -702,12 +715,12 @@ class CcxtVenue:
         try:
             if dialect.lookup == "fetch_order":
                 try:
-                    return await ex.fetch_order(order_id or None, symbol, {dialect.lookup_param: cid})  # type: ignore[no-any-return]
+                    return await self._ask(ex.fetch_order(order_id or None, symbol, {dialect.lookup_param: cid}))  # type: ignore[no-any-return]
                 except ccxt.OrderNotFound:
                     return None
             params = {dialect.lookup_param: cid} if dialect.lookup_param else {}
             for fetch in (ex.fetch_open_orders, ex.fetch_closed_orders):
-                for raw in await fetch(symbol, None, None, params):
+                for raw in await self._ask(fetch(symbol, None, None, params)):
                     if raw.get("clientOrderId") == cid or (order_id and raw.get("id") == order_id):
                         return raw  # type: ignore[no-any-return]
             return None
@@ -734,6 +747,7 @@ class CcxtVenue:
             self._finish(track)
 
     async def _poll(self) -> None:
+        # One order's or book's trouble (even a bug) never keeps the others from their turn.
         for track in list(self._tracks.values()):
             if not track.acknowledged:
                 continue  # a create still in flight (or unsettled): the router settles it
@@ -741,11 +755,15 @@ class CcxtVenue:
                 await self._refresh(track)
             except (VenueError, UnknownOrderError) as exc:
                 log.info("CCXT venue %s: poll of %s: %s", self.name, track.cid, exc)
+            except Exception:
+                log.exception("CCXT venue %s: poll of %s failed", self.name, track.cid)
         for symbol in self._instruments:
             try:
                 await self._fetch_book(symbol, self._book_depth)
             except VenueError as exc:
                 log.info("CCXT venue %s: book of %s: %s", self.name, symbol, exc)
+            except Exception:
+                log.exception("CCXT venue %s: book of %s failed", self.name, symbol)
 
     async def _poll_forever(self) -> None:
         assert self._poll_interval is not None
@@ -770,6 +788,21 @@ class CcxtVenue:
         fills = new_fills(raw, cid=track.cid, venue=self.name, symbol=track.symbol, side=track.side,
                           known_qty=track.cum, known_notional=track.notional, known_fee=track.fee,
                           known_trades=track.trade_ids, market=market, maker=maker, now=self._clock())
+        left = track.quantity - track.cum
+        if track.quantity and math.fsum(f.quantity for f in fills) > left + 1e-9 * track.quantity:
+            # A reply filling past the order's quantity is wrong; what the order could fill counts.
+            log.warning("CCXT venue %s: %s: the exchange reports more than the order's quantity %g filled "
+                        "(%g); counting %g", self.name, track.cid, track.quantity,
+                        track.cum + math.fsum(f.quantity for f in fills), max(left, 0.0))
+            kept: list[Fill] = []
+            for fill in fills:
+                if left <= 1e-12 * track.quantity:
+                    break
+                if fill.quantity > left:
+                    fill = dataclasses.replace(fill, quantity=left)
+                kept.append(fill)
+                left -= fill.quantity
+            fills = kept
         for fill in fills:
             track.cum += fill.quantity
             track.notional += fill.quantity * fill.price
