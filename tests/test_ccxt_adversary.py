@@ -393,3 +393,19 @@ async def test_a_create_reply_ccxt_cannot_read_is_an_unknown_outcome_settled_by_
     finally:
         router.close()
         venue.close()
+
+
+async def test_without_a_symbol_list_the_poller_fetches_only_the_books_asked_for() -> None:
+    venue, http = await opened(symbols=None)  # every spot market of the fixture is listed
+    try:
+        listed = list(venue.instruments())
+        assert listed == ["BTC/USDT", "ETH/USDT"]  # (binance lists over a thousand)
+        http.on("GET", "/api/v3/depth", "depth")
+        await venue.poll_once()  # nothing asked for yet: no book request at all
+        assert http.to("GET", "/api/v3/depth") == []
+        assert venue.book("BTC/USDT").bids == ()  # asks for it: fetched from the next round on
+        await venue.poll_once()
+        assert [s.params["symbol"] for s in http.to("GET", "/api/v3/depth")] == ["BTCUSDT"]
+        assert venue.book("BTC/USDT").best_bid == 59990.0
+    finally:
+        venue.close()

@@ -45,7 +45,12 @@ Rules:
   fill so far a baseline (the journal has those fills).
 - What happens to a resting order later (fills, a cancel by the exchange) is learned by
   polling (`poll_interval` seconds; `poll_once()` by hand) and pushed to the report
-  listeners as `ExecutionReport`s; each fill counts once (convert.py: trade ids).
+  listeners as `ExecutionReport`s; each fill counts once (convert.py: trade ids). Orders
+  first, then the books: of every symbol in `symbols` when given, else of the symbols
+  asked for (`book()` of a symbol not fetched yet asks the next round for it,
+  `book_async()`, an order's), never of every market the exchange lists (binance has
+  over a thousand: one round would take minutes at its rate limit, and the order polls
+  wait for it).
 - Amend is not offered (CCXT's edit_order differs too much between exchanges): it is
   REJECTED with a reason; cancel and send a new order instead.
 """
@@ -284,6 +289,9 @@ class CcxtVenue:
         self._dialect = _DIALECTS.get(exchange_id, _SCAN)
         self._instruments: dict[str, Instrument] = {}
         self._books: dict[str, BookSnapshot] = {}
+        # The symbols whose books the poller fetches: all of `symbols` when given; else
+        # those someone asked for (book(), book_async(), an order), not every spot market.
+        self._watched: dict[str, None] = dict.fromkeys(self._symbols or ())
         self._tracks: dict[str, _Track] = {}
         self._finished: OrderedDict[str, _Track] = OrderedDict()
         self._report_listeners: tuple[ReportListener, ...] = ()
@@ -442,6 +450,8 @@ class CcxtVenue:
         """The last snapshot fetched (an empty one before the first): never a request."""
         snap = self._books.get(symbol)
         if snap is None:
+            if symbol in self._instruments:
+                self._watched[symbol] = None  # the poller fetches it from its next round on
             return BookSnapshot(self.name, symbol, (), (), self._clock())
         if len(snap.bids) > depth or len(snap.asks) > depth:
             return BookSnapshot(snap.venue, symbol, snap.bids[:depth], snap.asks[:depth], snap.ts_event)
@@ -707,6 +717,7 @@ class CcxtVenue:
             raise venue_error(exc, self.name, "fetch_order_book", self._scrub) from None
         snap = book_snapshot(self.name, symbol, raw, depth, self._clock())
         self._books[symbol] = snap
+        self._watched[symbol] = None
         return snap
 
     async def _lookup(self, cid: str, symbol: str, order_id: str) -> dict[str, Any] | None:
@@ -757,7 +768,9 @@ class CcxtVenue:
                 log.info("CCXT venue %s: poll of %s: %s", self.name, track.cid, exc)
             except Exception:
                 log.exception("CCXT venue %s: poll of %s failed", self.name, track.cid)
-        for symbol in self._instruments:
+        for symbol in [*self._watched, *sorted({t.symbol for t in self._tracks.values()} - set(self._watched))]:
+            if symbol not in self._instruments:
+                continue
             try:
                 await self._fetch_book(symbol, self._book_depth)
             except VenueError as exc:
