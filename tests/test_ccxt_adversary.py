@@ -193,19 +193,41 @@ async def test_a_restarted_venue_finds_follows_and_cancels_an_order_by_client_id
     reports: list[ExecutionReport] = []
     venue.add_report_listener(reports.append)
     try:
-        # a new CcxtVenue object: nothing in memory about P1, which rests at binance
-        http.on("GET", "/api/v3/order", canned(http, bn_order("P1", "PARTIALLY_FILLED", "0.00500000",
-                                                              "300.00000000", order_id=9780331419)))
+        # a new CcxtVenue object: nothing in memory about P1, which rests at binance (on
+        # ETH/USDT, the second symbol listed)
+        resting = bn_order("P1", "PARTIALLY_FILLED", "0.00500000", "300.00000000", order_id=9780331419)
+        resting["symbol"] = "ETHUSDT"
+        http.on("GET", "/api/v3/openOrders", canned(http, [resting]))
         found = await venue.status_async("P1")
         assert found.status is OrderStatus.PARTIALLY_FILLED and found.filled_quantity == pytest.approx(0.005)
-        assert len(http.to("GET", "/api/v3/order")) == 1  # asked once, not once per listed symbol
-        http.on("GET", "/api/v3/order", "query_partial")
-        http.on("GET", "/api/v3/depth", "depth", "depth")
+        assert found.symbol == "ETH/USDT"
+        assert len(http.sent) == 1  # one request for every symbol's open orders, not one per symbol
+        assert "symbol" not in http.sent[0].params
+        later = bn_order("P1", "PARTIALLY_FILLED", "0.01200000", "720.00000000", order_id=9780331419)
+        later["symbol"] = "ETHUSDT"
+        http.on("GET", "/api/v3/order", canned(http, later))
+        http.on("GET", "/api/v3/depth", "depth")
         await venue.poll_once()  # fills made after the restart reach the engine
+        assert http.to("GET", "/api/v3/order")[0].params["symbol"] == "ETHUSDT"
         assert [round(r.fill.quantity, 6) for r in reports if r.fill is not None] == [0.007]
-        http.on("DELETE", "/api/v3/order", "cancel_partial")
+        gone = dict(later, status="CANCELED", clientOrderId="x", origClientOrderId="P1")
+        http.on("DELETE", "/api/v3/order", canned(http, gone))
         canceled = await venue.cancel_async("P1")
+        assert http.to("DELETE", "/api/v3/order")[0].params["symbol"] == "ETHUSDT"
         assert canceled.status is OrderStatus.CANCELED and canceled.filled_quantity == pytest.approx(0.012)
+    finally:
+        venue.close()
+
+
+async def test_a_restarted_venue_finds_an_order_that_ended_meanwhile_in_its_symbol() -> None:
+    venue, http = await opened()
+    try:
+        http.on("GET", "/api/v3/openOrders", canned(http, []))
+        http.on("GET", "/api/v3/order", canned(http, {"code": -2013, "msg": "Order does not exist."}, 400),
+                canned(http, dict(bn_order("F1", "FILLED", "0.02000000", "1200.00000000"), symbol="ETHUSDT")))
+        found = await venue.status_async("F1")
+        assert found.status is OrderStatus.FILLED and found.symbol == "ETH/USDT"
+        assert [s.params["symbol"] for s in http.to("GET", "/api/v3/order")] == ["BTCUSDT", "ETHUSDT"]
     finally:
         venue.close()
 

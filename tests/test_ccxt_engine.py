@@ -74,7 +74,7 @@ async def test_a_restarted_engine_follows_a_resting_binance_order_by_client_id(t
     await venue.connect_async()
     http.on("GET", "/api/v3/depth", "depth", "depth", "depth")
     await venue.book_async("BTC/USDT")
-    http.on("GET", "/api/v3/order", "query_partial")  # recovery's status query: 0.012 filled by now
+    http.on("GET", "/api/v3/openOrders", "open_p1")  # recovery's status query: 0.012 filled by now
     engine = Engine(venues={"binance": venue}, journal=journal)
     await engine.start(num_workers=1)
     try:

@@ -40,8 +40,10 @@ Rules:
 - Status by client order id: binance `fetch_order` with `origClientOrderId`; bybit its open
   and then its closed orders filtered by `orderLinkId`; any other exchange its open and
   closed orders, matched on `clientOrderId`. Not found -> `UnknownOrderError`. An order
-  this object did not send (a previous run's: a restart's recovery asks) is looked for in
-  each listed symbol and, once found, tracked as if sent here: polled, cancelable, its
+  this object did not send (a previous run's: a restart's recovery asks) is looked for
+  among the open orders of every symbol (one request), then in each listed symbol, the
+  asked-for first (the interface gives no symbol: an order that is not open costs a
+  request per listed market), and, once found, tracked as if sent here: polled, cancelable, its
   fill so far a baseline (the journal has those fills).
 - What happens to a resting order later (fills, a cancel by the exchange) is learned by
   polling (`poll_interval` seconds; `poll_once()` by hand) and pushed to the report
@@ -670,7 +672,11 @@ class CcxtVenue:
             done = self._finished.get(cid)
             if done is not None:
                 return self._result(done, list(done.fills))
-            symbols = list(self._instruments)
+            hit = await self._open_anywhere(cid)
+            if hit is not None:
+                return self._result(self._adopt(hit[0], cid, hit[1]), [])
+            # Ended, or never placed: only a symbol's own lists can tell (the asked-for first).
+            symbols = [*self._watched, *(s for s in self._instruments if s not in self._watched)]
             for symbol in symbols:
                 found = await self._lookup(cid, symbol, "")
                 if found is not None:
@@ -739,6 +745,33 @@ class CcxtVenue:
             return None
         except ccxt.BaseError as exc:
             raise venue_error(exc, self.name, "status", self._scrub) from None
+
+    async def _open_anywhere(self, cid: str) -> tuple[dict[str, Any], str] | None:
+        """Our order among the exchange's open spot orders of every symbol (one request where
+        CCXT offers it: binance weighs it as ~13 per-symbol asks, far fewer than its
+        markets), with its symbol; None when not there or not asked."""
+        ex = self.exchange
+        if not ex.has.get("fetchOpenOrders"):
+            return None
+        settings = ex.options.get("fetchOpenOrders")
+        if isinstance(settings, dict):
+            settings["warnWithoutSymbol"] = False  # binance: we ask without a symbol knowingly
+        if "warnOnFetchOpenOrdersWithoutSymbol" in ex.options:
+            ex.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+        params: dict[str, Any] = {"type": "spot"}
+        if self._dialect.lookup_param and self._dialect.lookup != "fetch_order":
+            params[self._dialect.lookup_param] = cid
+        try:
+            orders = await self._ask(ex.fetch_open_orders(None, None, None, params))
+        except ccxt.BaseError as exc:
+            log.info("CCXT venue %s: open orders of every symbol: %s", self.name,
+                     self._scrub(f"{type(exc).__name__}: {_describe(exc)}"))
+            return None
+        for raw in orders:
+            symbol = raw.get("symbol")
+            if raw.get("clientOrderId") == cid and symbol in self._instruments:
+                return raw, symbol
+        return None
 
     async def _refresh(self, track: _Track) -> None:
         """Ask for one order; tell the listeners what changed."""
