@@ -431,3 +431,84 @@ async def test_without_a_symbol_list_the_poller_fetches_only_the_books_asked_for
         assert venue.book("BTC/USDT").best_bid == 59990.0
     finally:
         venue.close()
+
+
+def test_many_threads_submitting_and_asking_at_once_each_get_their_answer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    venue, http = offline_venue("binance")
+    venue.connect()
+    try:
+        n = 40
+        http.on("POST", "/api/v3/order", *["create_limit_new"] * n)
+        http.on("GET", "/api/v3/order", *["query_timeout_order"] * n)
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: venue.submit(limit(f"C{i}", qty=0.01)), range(n)))
+            asked = list(pool.map(lambda i: venue.status(f"C{i}"), range(n)))
+        assert [r.order_id for r in results] == [f"C{i}" for i in range(n)]
+        assert all(r.status is OrderStatus.NEW for r in results + asked)
+        assert sorted(s.params["newClientOrderId"] for s in http.to("POST", "/api/v3/order")) == \
+            sorted(f"C{i}" for i in range(n))
+        assert sorted(s.params["origClientOrderId"] for s in http.to("GET", "/api/v3/order")) == \
+            sorted(f"C{i}" for i in range(n))
+    finally:
+        venue.close()
+
+
+def test_a_key_is_scrubbed_in_its_url_encoded_form_too() -> None:
+    from engine.secrets import Secret
+    from engine.venues.ccxtio import CcxtVenue, venue_error
+
+    secret = "Ab+cD/eF=="
+    venue = CcxtVenue("binance", api_key=Secret("key-1"), secret=Secret(secret), poll_interval=None)
+    try:
+        error = venue_error(ccxt.RequestTimeout("binance GET https://x/?s=Ab%2BcD%2FeF%3D%3D&k=key-1"), "binance",
+                            "create", venue._scrub)
+        assert "Ab%2BcD%2FeF%3D%3D" not in str(error) and "key-1" not in str(error)
+    finally:
+        venue.close()
+
+
+async def test_a_cancel_racing_the_poller_that_sees_the_fill_counts_it_once() -> None:
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")  # 0.005 of 0.02
+        await venue.submit_async(limit("P1"))
+        real = http.fetch
+        cancel_sent = asyncio.Event()
+        polled = asyncio.Event()
+
+        async def racing(url, method="GET", headers=None, body=None):
+            if method == "DELETE":
+                cancel_sent.set()
+                await polled.wait()  # the poll's answer lands while the cancel is on its way
+            return await real(url, method, headers, body)
+
+        venue.exchange.fetch = racing
+        filled = canned(http, bn_order("P1", "FILLED", "0.02000000", "1200.00000000", order_id=9780331419))
+        http.on("GET", "/api/v3/order", filled, filled)
+        http.on("DELETE", "/api/v3/order", canned(http, {"code": -2011, "msg": "Unknown order sent."}, 400))
+        http.on("GET", "/api/v3/depth", "depth", "depth")
+
+        async def poll_when_cancel_is_out():
+            await venue._on_loop(_wait_event_on_loop, cancel_sent)
+            await venue.poll_once()
+            await venue._on_loop(_set_event_on_loop, polled)
+
+        async def _wait_event_on_loop(event):
+            await event.wait()
+
+        async def _set_event_on_loop(event):
+            event.set()
+
+        poller = asyncio.ensure_future(poll_when_cancel_is_out())
+        result = await venue.cancel_async("P1")
+        await poller
+        assert result.status is OrderStatus.REJECTED and result.filled_quantity == pytest.approx(0.02)
+        fills = [r.fill for r in reports if r.fill is not None]
+        assert [round(f.quantity, 6) for f in fills] == [0.015]
+        assert [r.status for r in reports] == [OrderStatus.FILLED]
+    finally:
+        venue.close()

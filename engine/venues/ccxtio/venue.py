@@ -68,6 +68,7 @@ import math
 import re
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -532,8 +533,12 @@ class CcxtVenue:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             value = secret.reveal()
-            if value and value in text:
-                text = text.replace(value, "***")
+            if not value:
+                continue
+            # as given, and as it appears in a URL (CCXT puts the request's URL in its errors)
+            for form in {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}:
+                if form in text:
+                    text = text.replace(form, "***")
         return text
 
     def _refused(self, order: Order, cid: str, reason: str) -> OrderResult:
