@@ -512,3 +512,41 @@ async def test_a_cancel_racing_the_poller_that_sees_the_fill_counts_it_once() ->
         assert [r.status for r in reports] == [OrderStatus.FILLED]
     finally:
         venue.close()
+
+
+async def test_an_ioc_remainder_the_exchange_expired_comes_back_expired_with_its_fills() -> None:
+    venue, http = await opened()
+    try:
+        http.on("POST", "/api/v3/order", canned(http, bn_order(
+            "I1", "EXPIRED", "0.00500000", "300.00000000", tif="IOC",
+            fills=[{"price": "60000.00000000", "qty": "0.00500000", "commission": "0.3", "commissionAsset": "USDT",
+                    "tradeId": "8001"}])))
+        result = await venue.submit_async(limit("I1", tif=TimeInForce.IOC))
+        assert http.to("POST", "/api/v3/order")[0].params["timeInForce"] == "IOC"
+        assert result.status is OrderStatus.EXPIRED and result.filled_quantity == pytest.approx(0.005)
+        assert [f.trade_id for f in result.fills] == ["8001"]
+        again = await venue.cancel_async("I1")
+        assert "too late to cancel: the order is EXPIRED" in again.reason
+    finally:
+        venue.close()
+
+
+async def test_a_resting_order_the_exchange_expired_by_itself_is_reported_ended() -> None:
+    venue, http = await opened()
+    reports: list[ExecutionReport] = []
+    venue.add_report_listener(reports.append)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")  # 0.005 of 0.02
+        await venue.submit_async(limit("P1"))
+        # self-trade prevention ended it, after a little more filled
+        http.on("GET", "/api/v3/order", canned(http, bn_order("P1", "EXPIRED_IN_MATCH", "0.00800000",
+                                                              "480.00000000", order_id=9780331419)))
+        http.on("GET", "/api/v3/depth", *["depth"] * 4)
+        await venue.poll_once()
+        assert [(r.status, r.fill.quantity if r.fill else None) for r in reports] == [
+            (OrderStatus.EXPIRED, pytest.approx(0.003)), (OrderStatus.EXPIRED, None)]
+        assert reports[-1].reason == "expired at binance"
+        await venue.poll_once()  # ended: not asked again
+        assert len(http.to("GET", "/api/v3/order")) == 1
+    finally:
+        venue.close()
