@@ -550,3 +550,27 @@ async def test_a_resting_order_the_exchange_expired_by_itself_is_reported_ended(
         assert len(http.to("GET", "/api/v3/order")) == 1
     finally:
         venue.close()
+
+
+async def test_a_429_with_retry_after_stops_every_request_until_it_has_passed() -> None:
+    from engine import AsyncOrderRouter, RetryPolicy
+
+    now = [1000.0]
+    venue, http = await opened(clock=lambda: now[0])
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        name = canned(http, http.canned["rate_limited"]["body"], 429)
+        http.canned[name]["headers"] = {"Retry-After": "30"}  # binance sends one with its 429 and 418
+        http.on("POST", "/api/v3/order", name)
+        result = await router.submit_order_async(limit("R1", qty=0.01))
+        assert result.status is OrderStatus.REJECTED and "pause (Retry-After)" in result.reason
+        assert len(http.sent) == 1  # the router's retries did not reach binance
+        await venue.poll_once()  # nor does the poller
+        assert len(http.sent) == 1
+        now[0] += 31
+        http.on("POST", "/api/v3/order", "create_limit_new")
+        assert (await venue.submit_async(limit("L1", qty=0.01))).status is OrderStatus.NEW
+    finally:
+        router.close()
+        venue.close()

@@ -14,7 +14,10 @@ Rules:
   exchange. An exchange without one is refused unless `live=True` (real money, said on
   the desk's top bar). `live=True` trades the real exchange even where a sandbox exists.
 - CCXT's own rate limiter stays on (`enableRateLimit`); `rate_limit=False` is for offline
-  tests, whose canned replies need no pacing.
+  tests, whose canned replies need no pacing. CCXT's limiter paces but does not hear a
+  429 or 418: when one comes with a Retry-After, nothing is sent (orders, polls) until it
+  has passed; each request meanwhile fails at once as rate limited (binance bans an IP
+  that keeps sending after its 429s).
 - Keys: `api_key`, `secret` (and `password` where the exchange asks for one) are
   `engine.secrets.Secret`s; `from_environment` reads `EXECDESK_<EXCHANGE>_API_KEY`,
   `_SECRET` and `_PASSWORD`. Their values are revealed only into the CCXT instance that
@@ -70,7 +73,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,6 +305,7 @@ class CcxtVenue:
         self._thread_lock = threading.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._quiet_until = 0.0  # clock time until which the exchange asked us to send nothing
 
     def __repr__(self) -> str:
         mode = "LIVE" if self.live else "sandbox"
@@ -519,16 +523,34 @@ class CcxtVenue:
 
     # -- on the loop ------------------------------------------------------------------------
 
-    async def _ask(self, call: Awaitable[Any]) -> Any:
+    async def _ask(self, call: Coroutine[Any, Any, Any]) -> Any:
         """A CCXT call. A reply CCXT cannot read raises a ValueError (or the like) from its
         parser, not a ccxt error: it becomes ccxt.BadResponse, mapped as any bad reply (on a
-        create or cancel: outcome unknown, the order may exist)."""
+        create or cancel: outcome unknown, the order may exist). While the exchange's
+        Retry-After of a 429/418 runs, nothing is sent: RateLimitExceeded at once."""
+        pause = self._quiet_until - self._clock()
+        if pause > 0:
+            call.close()
+            raise ccxt.RateLimitExceeded(f"{self.exchange_id} not sent: the exchange asked for a pause "
+                                         f"(Retry-After), {pause:.0f}s more")
         try:
             return await call
+        except (ccxt.RateLimitExceeded, ccxt.DDoSProtection):
+            self._note_retry_after()
+            raise
         except ccxt.BaseError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
             raise ccxt.BadResponse(f"{self.exchange_id} unreadable reply: {type(exc).__name__}: {exc}") from exc
+
+    def _note_retry_after(self) -> None:
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        value = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
+        seconds = number(value)
+        if seconds is not None and seconds > 0:
+            self._quiet_until = max(self._quiet_until, self._clock() + seconds)
+            log.warning("CCXT venue %s: the exchange asks for a pause of %gs (Retry-After): nothing is sent "
+                        "until then", self.name, seconds)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
