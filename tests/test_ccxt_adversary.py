@@ -574,3 +574,16 @@ async def test_a_429_with_retry_after_stops_every_request_until_it_has_passed() 
     finally:
         router.close()
         venue.close()
+
+
+async def test_a_recovered_order_on_a_symbol_no_longer_listed_is_still_found_and_followed() -> None:
+    venue, http = await opened(symbols=["BTC/USDT"])  # the previous run listed ETH/USDT too
+    try:
+        resting = dict(bn_order("E1", "NEW", "0.00000000", "0.00000000"), symbol="ETHUSDT")
+        http.on("GET", "/api/v3/openOrders", canned(http, [resting]))
+        found = await venue.status_async("E1")
+        assert found.status is OrderStatus.NEW and found.symbol == "ETH/USDT"
+        http.on("DELETE", "/api/v3/order", canned(http, dict(resting, status="CANCELED")))
+        assert (await venue.cancel_async("E1")).status is OrderStatus.CANCELED
+    finally:
+        venue.close()

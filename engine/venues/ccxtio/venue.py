@@ -796,7 +796,8 @@ class CcxtVenue:
             return None
         for raw in orders:
             symbol = raw.get("symbol")
-            if raw.get("clientOrderId") == cid and symbol in self._instruments:
+            # any market of the exchange's, listed here or not: it works, so it is followed
+            if raw.get("clientOrderId") == cid and isinstance(symbol, str) and symbol in (ex.markets or {}):
                 return raw, symbol
         return None
 
