@@ -587,3 +587,31 @@ async def test_a_recovered_order_on_a_symbol_no_longer_listed_is_still_found_and
         assert (await venue.cancel_async("E1")).status is OrderStatus.CANCELED
     finally:
         venue.close()
+
+
+def test_close_from_a_report_listener_does_not_hang_or_raise() -> None:
+    venue, http = offline_venue("binance")
+    venue.connect()
+    seen: list[BaseException] = []
+
+    def listener(report: ExecutionReport) -> None:
+        try:
+            venue.close()  # on the venue's own loop thread
+        except BaseException as exc:
+            seen.append(exc)
+
+    venue.add_report_listener(listener)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")
+        venue.submit(limit("P1"))
+        http.on("GET", "/api/v3/order", "query_partial")
+        http.on("GET", "/api/v3/depth", "depth", "depth")
+        venue._submit_coro(venue._poll).result(timeout=10)
+    except BaseException as exc:
+        seen.append(exc)
+    finally:
+        venue.close()
+    assert venue._thread is not None
+    venue._thread.join(timeout=10)
+    assert not venue._thread.is_alive()
+    assert seen == [] or all("closed" in str(e) for e in seen), seen

@@ -305,6 +305,7 @@ class CcxtVenue:
         self._thread_lock = threading.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self._quiet_until = 0.0  # clock time until which the exchange asked us to send nothing
 
     def __repr__(self) -> str:
@@ -323,9 +324,14 @@ class CcxtVenue:
             if self._closed:
                 raise VenueUnavailableError(f"{self.name}: the venue is closed", venue=self.name)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop.run_forever, name=f"execdesk-ccxt-{self.name}",
+                self._thread = threading.Thread(target=self._run_loop, name=f"execdesk-ccxt-{self.name}",
                                                 daemon=True)
                 self._thread.start()
+
+    def _run_loop(self) -> None:
+        self._loop.run_forever()
+        if self._closed:
+            self._loop.close()  # stopped by close(), maybe from a listener on this very thread
 
     def _submit_coro(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> concurrent.futures.Future[Any]:
         self._ensure_thread()
@@ -418,6 +424,18 @@ class CcxtVenue:
         if thread is None:
             self._loop.close()
             return
+        if threading.current_thread() is thread:
+            # From a report listener, on the loop itself: it cannot wait for the loop, so the
+            # loop finishes the closing after the listener returns.
+            async def finish() -> None:
+                try:
+                    await self._stop()
+                except Exception as exc:
+                    log.warning("CCXT venue %s: close: %s", self.name, self._scrub(str(exc)))
+                self._loop.stop()
+
+            self._closing = self._loop.create_task(finish())  # held: the loop keeps tasks weakly
+            return
         future = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
         try:
             future.result(timeout=10)
@@ -425,8 +443,6 @@ class CcxtVenue:
             log.warning("CCXT venue %s: close: %s", self.name, self._scrub(str(exc)))
         self._loop.call_soon_threadsafe(self._loop.stop)
         thread.join(timeout=10)
-        if not thread.is_alive():
-            self._loop.close()
 
     async def close_async(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
