@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import threading
 
@@ -615,3 +616,20 @@ def test_close_from_a_report_listener_does_not_hang_or_raise() -> None:
     venue._thread.join(timeout=10)
     assert not venue._thread.is_alive()
     assert seen == [] or all("closed" in str(e) for e in seen), seen
+
+
+async def test_bybit_order_rejected_after_its_ack_carries_bybit_reject_reason() -> None:
+    venue, http = await opened("bybit")
+    try:
+        for method, path, reply in (("GET", "/v5/user/query-api", "query_api"), ("GET", "/v5/account/info",
+                                                                                "account_info")):
+            http.on(method, path, reply)
+        body = json.loads(json.dumps(http.canned["open_b1_new"]["body"]))
+        body["result"]["list"][0].update(orderStatus="Rejected", rejectReason="EC_PostOnlyWillTakeLiquidity")
+        http.on("POST", "/v5/order/create", "create_ack_b1")
+        http.on("GET", "/v5/order/realtime", canned(http, body))
+        result = await venue.submit_async(limit("B1", qty=0.01))
+        assert result.status is OrderStatus.REJECTED
+        assert result.reason == "bybit rejected the order: EC_PostOnlyWillTakeLiquidity"
+    finally:
+        venue.close()
