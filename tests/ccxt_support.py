@@ -80,6 +80,7 @@ class FakeHttp:
         status, data = reply["status"], reply["body"]
         text = json.dumps(data)
         ex = self.exchange
+        ex.last_response_headers = reply.get("headers", {})
         parsed = ex.parse_json(text)
         reason = "OK" if status == 200 else "Error"
         ex.handle_errors(status, reason, url, method, {}, text, parsed, headers, body)

@@ -47,3 +47,51 @@ async def test_engine_trades_binance_through_ccxt() -> None:
     finally:
         await engine.stop(drain=False)
         venue.close()
+
+
+async def test_a_restarted_engine_follows_a_resting_binance_order_by_client_id(tmp_path) -> None:
+    """The first desk's limit order rests at binance (0.005 filled) when it stops; the next
+    desk (a new CcxtVenue, nothing in memory) finds it by client id, counts what filled
+    meanwhile once, hears the later fills from the poller and can cancel it."""
+    journal = tmp_path / "j.sqlite"
+    venue, http = offline_venue("binance")
+    await venue.connect_async()
+    http.on("GET", "/api/v3/depth", "depth")
+    await venue.book_async("BTC/USDT")
+    engine = Engine(venues={"binance": venue}, journal=journal)
+    await engine.start(num_workers=1)
+    try:
+        http.on("POST", "/api/v3/order", "create_limit_partial")
+        await engine.submit(Order(id="P1", symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT,
+                                  quantity=0.02, price=60000), venue="binance")
+        first = await engine.wait("P1", timeout=10)
+        assert first.status is OrderStatus.PARTIALLY_FILLED and first.filled_quantity == pytest.approx(0.005)
+    finally:
+        await engine.stop(drain=True)
+        venue.close()
+
+    venue, http = offline_venue("binance")
+    await venue.connect_async()
+    http.on("GET", "/api/v3/depth", "depth", "depth", "depth")
+    await venue.book_async("BTC/USDT")
+    http.on("GET", "/api/v3/openOrders", "open_p1")  # recovery's status query: 0.012 filled by now
+    engine = Engine(venues={"binance": venue}, journal=journal)
+    await engine.start(num_workers=1)
+    try:
+        status = engine.status("P1")
+        assert status.status is OrderStatus.PARTIALLY_FILLED and status.filled_quantity == pytest.approx(0.012)
+        (position,) = engine.positions()
+        assert position.net_quantity == pytest.approx(0.012)
+        http.on("GET", "/api/v3/order", "query_more")  # 0.015 by the next poll
+        await venue.poll_once()
+        await engine.journal_caught_up()
+        assert engine.status("P1").filled_quantity == pytest.approx(0.015)
+        (position,) = engine.positions()
+        assert position.net_quantity == pytest.approx(0.015)
+        http.on("DELETE", "/api/v3/order", "cancel_partial")
+        canceled = await engine.cancel("P1")
+        assert canceled.status is OrderStatus.CANCELED
+        assert http.to("DELETE", "/api/v3/order")[0].params["origClientOrderId"] == "P1"
+    finally:
+        await engine.stop(drain=False)
+        venue.close()

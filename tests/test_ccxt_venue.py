@@ -385,10 +385,14 @@ async def test_bybit_timeout_on_create_is_settled_by_order_link_id() -> None:
 async def test_status_of_an_order_nobody_placed_is_unknown() -> None:
     venue, http = await opened("bybit")
     try:
-        http.on("GET", "/v5/order/realtime", "open_empty", "open_empty")
+        http.on("GET", "/v5/order/realtime", "open_empty", "open_empty", "open_empty")
         http.on("GET", "/v5/order/history", "open_empty", "open_empty")
         with pytest.raises(UnknownOrderError, match="bybit does not know order 'ZZ'"):
             await venue.status_async("ZZ")
+        every, btc, eth = http.to("GET", "/v5/order/realtime")
+        assert "symbol" not in every.params and every.params["category"] == "spot"
+        assert every.params["orderLinkId"] == "ZZ"
+        assert (btc.params["symbol"], eth.params["symbol"]) == ("BTCUSDT", "ETHUSDT")
     finally:
         venue.close()
 

@@ -12,8 +12,10 @@ Rules:
   canceling -> PENDING_CANCEL; none (an exchange that answers a create with the ids only,
   as bybit does) -> NEW, to be settled by a status query.
 - Fills: the order's own `trades` when the exchange gives them (binance's FULL create
-  reply), else one fill per increase of `filled`, priced so that the order's average
-  stays what the exchange says, with the increase of the order's fee. A fill's trade id
+  reply), and one fill for each increase of `filled` they do not show, priced so that the
+  order's average stays what the exchange says, with the increase of the order's fee.
+  `filled` is the total: trades that would take the count past it (already counted under
+  a derived id) are not counted again, and a `filled` that goes down adds nothing. A fill's trade id
   is the exchange's, or `<order id>:<cumulative quantity>` for a derived one, so the
   router counts each once however often it is seen.
 - Fees are in the quote currency, as our positions count them: a fee charged in the base
@@ -30,7 +32,7 @@ from typing import Any
 from engine.market_data import BookLevel, BookSnapshot
 from engine.models import Fill, Instrument, Liquidity, OrderSide, OrderStatus
 
-__all__ = ["book_snapshot", "instrument_of", "number", "status_of"]
+__all__ = ["book_snapshot", "fee_in_quote", "instrument_of", "new_fills", "number", "status_of"]
 
 _STATUS = {
     "open": OrderStatus.NEW,
@@ -94,7 +96,7 @@ def status_of(order: dict[str, Any], quantity: float, *, resting: bool = False) 
     return status
 
 
-def _fee_in_quote(fee: Any, market: dict[str, Any] | None, price: float) -> float:
+def fee_in_quote(fee: Any, market: dict[str, Any] | None, price: float) -> float:
     if not isinstance(fee, dict):
         return 0.0
     cost = number(fee.get("cost")) or 0.0
@@ -114,40 +116,46 @@ def new_fills(
     """The fills in `order` (a CCXT order) not yet counted: its trades not in `known_trades`,
     else what `filled` grew by since `known_qty` (see the module rules)."""
     trades = [t for t in order.get("trades") or [] if isinstance(t, dict)]
+    filled = number(order.get("filled"))
     fills: list[Fill] = []
-    if trades:
-        for trade in trades:
-            qty, price = number(trade.get("amount")), number(trade.get("price"))
-            if not qty or not price or qty <= 0 or price <= 0:
-                continue
-            tid = str(trade.get("id") or f"{order.get('id')}:{trade.get('timestamp')}:{price}:{qty}")
-            if tid in known_trades:
-                continue
-            role = trade.get("takerOrMaker")
-            liquidity = Liquidity.MAKER if role == "maker" or (role is None and maker) else Liquidity.TAKER
-            ts = number(trade.get("timestamp"))
-            fills.append(Fill(cid, venue, symbol, side, price, qty, _fee_in_quote(trade.get("fee"), market, price),
-                              liquidity, ts / 1000 if ts else now, tid))
+    for trade in trades:
+        qty, price = number(trade.get("amount")), number(trade.get("price"))
+        if not qty or not price or qty <= 0 or price <= 0:
+            continue
+        tid = str(trade.get("id") or f"{order.get('id')}:{trade.get('timestamp')}:{price}:{qty}")
+        if tid in known_trades:
+            continue
+        role = trade.get("takerOrMaker")
+        liquidity = Liquidity.MAKER if role == "maker" or (role is None and maker) else Liquidity.TAKER
+        ts = number(trade.get("timestamp"))
+        fills.append(Fill(cid, venue, symbol, side, price, qty, fee_in_quote(trade.get("fee"), market, price),
+                          liquidity, ts / 1000 if ts else now, tid))
+    if filled is None:
+        return fills  # no total to check the trades against
+    listed = math.fsum(f.quantity for f in fills)
+    eps = 1e-9 * max(filled, 1.0)
+    if listed > filled - known_qty + eps:
+        fills = []  # trades already counted under a derived id (or beyond the total): the total rules
+    rest = filled - known_qty - math.fsum(f.quantity for f in fills)
+    if rest <= eps:
         return fills
-    filled = number(order.get("filled")) or 0.0
-    delta = filled - known_qty
-    if delta <= 1e-12 * max(filled, 1.0):
-        return fills
+    # The part of `filled` no listed trade shows: one fill, priced so the order's average holds.
+    counted_notional = known_notional + math.fsum(f.quantity * f.price for f in fills)
     average = number(order.get("average"))
     if average is None:
         cost = number(order.get("cost"))
         average = cost / filled if cost else number(order.get("price"))
     if not average or average <= 0:
         return fills
-    price = (average * filled - known_notional) / delta
+    price = (average * filled - counted_notional) / rest
     if not math.isfinite(price) or price <= 0:
         price = average
-    fee_total = _fee_in_quote(order.get("fee"), market, average)
-    fee = max(fee_total - known_fee, 0.0)
+    fee_total = fee_in_quote(order.get("fee"), market, average)
+    fee = max(fee_total - known_fee - math.fsum(f.fee for f in fills), 0.0)
     ts = number(order.get("lastTradeTimestamp")) or number(order.get("lastUpdateTimestamp"))
     tid = f"{order.get('id')}:{filled:.12g}"
     liquidity = Liquidity.MAKER if maker else Liquidity.TAKER
-    fills.append(Fill(cid, venue, symbol, side, price, delta, fee, liquidity, ts / 1000 if ts else now, tid))
+    fills.append(Fill(cid, venue, symbol, side, price, rest, fee, liquidity, ts / 1000 if ts else now, tid))
     return fills
 
 

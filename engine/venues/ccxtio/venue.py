@@ -14,7 +14,10 @@ Rules:
   exchange. An exchange without one is refused unless `live=True` (real money, said on
   the desk's top bar). `live=True` trades the real exchange even where a sandbox exists.
 - CCXT's own rate limiter stays on (`enableRateLimit`); `rate_limit=False` is for offline
-  tests, whose canned replies need no pacing.
+  tests, whose canned replies need no pacing. CCXT's limiter paces but does not hear a
+  429 or 418: when one comes with a Retry-After, nothing is sent (orders, polls) until it
+  has passed; each request meanwhile fails at once as rate limited (binance bans an IP
+  that keeps sending after its 429s).
 - Keys: `api_key`, `secret` (and `password` where the exchange asks for one) are
   `engine.secrets.Secret`s; `from_environment` reads `EXECDESK_<EXCHANGE>_API_KEY`,
   `_SECRET` and `_PASSWORD`. Their values are revealed only into the CCXT instance that
@@ -27,20 +30,32 @@ Rules:
   filters are checked before anything is sent; a breach is REJECTED here, as a simulated
   venue answers.
 - Errors (CCXT's classes to ours; `venue_error`): DDoSProtection and RateLimitExceeded ->
-  `RateLimitedError` (transient, retried); RequestTimeout and other NetworkErrors -> on a
-  create or cancel `UnknownOutcomeError` (the router asks the status by client order id
-  before anything is resent), on a read `VenueUnavailableError`; InvalidNonce ->
-  transient; OrderNotFound -> `UnknownOrderError`; InvalidOrder, InsufficientFunds,
+  `RateLimitedError` (transient, retried); RequestTimeout and other NetworkErrors, and
+  any other OperationFailed (BadResponse, NullResponse; binance -1000, -1001, -1006
+  "execution status unknown") -> on a create or cancel `UnknownOutcomeError` (the router
+  asks the status by client order id before anything is resent), on a read
+  `VenueUnavailableError` / transient; InvalidNonce and OnMaintenance (refused before
+  anything was done) -> transient; OrderNotFound -> `UnknownOrderError`; InvalidOrder, InsufficientFunds,
   BadRequest, OperationRejected, AuthenticationError and any other answer of the exchange
   -> `PermanentVenueError`. A create refused for the order itself (InvalidOrder,
   InsufficientFunds, BadRequest, OperationRejected) comes back as a REJECTED result with the
   exchange's own message, as base.py asks of order-level refusals.
 - Status by client order id: binance `fetch_order` with `origClientOrderId`; bybit its open
   and then its closed orders filtered by `orderLinkId`; any other exchange its open and
-  closed orders, matched on `clientOrderId`. Not found -> `UnknownOrderError`.
+  closed orders, matched on `clientOrderId`. Not found -> `UnknownOrderError`. An order
+  this object did not send (a previous run's: a restart's recovery asks) is looked for
+  among the open orders of every symbol (one request), then in each listed symbol, the
+  asked-for first (the interface gives no symbol: an order that is not open costs a
+  request per listed market), and, once found, tracked as if sent here: polled, cancelable, its
+  fill so far a baseline (the journal has those fills).
 - What happens to a resting order later (fills, a cancel by the exchange) is learned by
   polling (`poll_interval` seconds; `poll_once()` by hand) and pushed to the report
-  listeners as `ExecutionReport`s; each fill counts once (convert.py: trade ids).
+  listeners as `ExecutionReport`s; each fill counts once (convert.py: trade ids). Orders
+  first, then the books: of every symbol in `symbols` when given, else of the symbols
+  asked for (`book()` of a symbol not fetched yet asks the next round for it,
+  `book_async()`, an order's), never of every market the exchange lists (binance has
+  over a thousand: one round would take minutes at its rate limit, and the order polls
+  wait for it).
 - Amend is not offered (CCXT's edit_order differs too much between exchanges): it is
   REJECTED with a reason; cancel and send a new order instead.
 """
@@ -49,13 +64,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
+import math
 import re
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +95,7 @@ from engine.market_data import BookSnapshot, ExecutionReport, PublicTrade, Repor
 from engine.models import FeeSchedule, Fill, Instrument, Order, OrderResult, OrderSide, OrderStatus, OrderType
 from engine.models import TimeInForce
 from engine.secrets import Secret, secret_from_env
-from engine.venues.ccxtio.convert import book_snapshot, instrument_of, new_fills, number, status_of
+from engine.venues.ccxtio.convert import book_snapshot, fee_in_quote, instrument_of, new_fills, number, status_of
 
 __all__ = ["CcxtVenue", "credentials_from_env", "has_sandbox", "key_variables", "venue_error"]
 
@@ -143,7 +161,7 @@ def _describe(exc: BaseException) -> str:
     head, _, rest = text.partition(" ")
     if rest and head in ccxt.exchanges:
         text = rest  # CCXT puts the exchange's id first
-    body = text
+    body = text[text.find("{"):] if "{" in text else text  # "429 Error {...}": the body after the status
     try:
         data = json.loads(body)
     except ValueError:
@@ -172,7 +190,9 @@ def venue_error(exc: BaseException, venue: str, op: str, scrub: Callable[[str], 
         return VenueUnavailableError(what, venue=venue)
     if isinstance(exc, ccxt.OrderNotFound):
         return UnknownOrderError(what)
-    if isinstance(exc, ccxt.OperationFailed):
+    if isinstance(exc, ccxt.OperationFailed):  # BadResponse, binance -1000/-1001/-1006 ...
+        if sends:  # the exchange may have acted ("execution status unknown"): never resend blind
+            return UnknownOutcomeError(f"{what}; outcome unknown until a status query", venue=venue)
         return TransientVenueError(what, venue=venue)
     return PermanentVenueError(what, venue=venue)
 
@@ -181,7 +201,7 @@ class _Track:
     """An order this venue sent and has not seen finish (or finished recently)."""
 
     __slots__ = ("cid", "symbol", "side", "quantity", "price", "type", "tif", "order_id", "status", "cum", "notional",
-                 "fee", "trade_ids", "fills", "acknowledged")
+                 "fee", "trade_ids", "fills", "acknowledged", "reason")
 
     def __init__(self, order: Order, cid: str) -> None:
         self.cid = cid
@@ -199,6 +219,7 @@ class _Track:
         self.trade_ids: set[str] = set()
         self.fills: list[Fill] = []
         self.acknowledged = False
+        self.reason: str | None = None
 
 
 class CcxtVenue:
@@ -274,6 +295,9 @@ class CcxtVenue:
         self._dialect = _DIALECTS.get(exchange_id, _SCAN)
         self._instruments: dict[str, Instrument] = {}
         self._books: dict[str, BookSnapshot] = {}
+        # The symbols whose books the poller fetches: all of `symbols` when given; else
+        # those someone asked for (book(), book_async(), an order), not every spot market.
+        self._watched: dict[str, None] = dict.fromkeys(self._symbols or ())
         self._tracks: dict[str, _Track] = {}
         self._finished: OrderedDict[str, _Track] = OrderedDict()
         self._report_listeners: tuple[ReportListener, ...] = ()
@@ -281,6 +305,8 @@ class CcxtVenue:
         self._thread_lock = threading.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self._quiet_until = 0.0  # clock time until which the exchange asked us to send nothing
 
     def __repr__(self) -> str:
         mode = "LIVE" if self.live else "sandbox"
@@ -298,13 +324,31 @@ class CcxtVenue:
             if self._closed:
                 raise VenueUnavailableError(f"{self.name}: the venue is closed", venue=self.name)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop.run_forever, name=f"execdesk-ccxt-{self.name}",
+                self._thread = threading.Thread(target=self._run_loop, name=f"execdesk-ccxt-{self.name}",
                                                 daemon=True)
                 self._thread.start()
 
+    def _run_loop(self) -> None:
+        self._loop.run_forever()
+        if self._closed:
+            self._loop.close()  # stopped by close(), maybe from a listener on this very thread
+
     def _submit_coro(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> concurrent.futures.Future[Any]:
         self._ensure_thread()
-        return asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._guarded(fn, *args), self._loop)
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """`fn` on the loop; cut short by `close()`, its caller hears why (an error of ours, never
+        a CancelledError its own task would take for its own cancellation)."""
+        try:
+            return await fn(*args)
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise
+            what = f"{self.name}: the venue was closed while the request was in flight"
+            if fn in (self._submit, self._cancel):
+                raise UnknownOutcomeError(f"{what}; outcome unknown until a status query", venue=self.name) from None
+            raise VenueUnavailableError(what, venue=self.name) from None
 
     async def _on_loop(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         try:
@@ -316,6 +360,11 @@ class CcxtVenue:
         return await asyncio.wrap_future(self._submit_coro(fn, *args))
 
     def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        if self._thread is not None and threading.current_thread() is self._thread:
+            # A report listener (it runs on this loop) calling a sync method would wait on
+            # the loop it blocks: forever.
+            raise RuntimeError(f"{self.name}: a sync CcxtVenue method was called on the venue's own loop "
+                               "thread (from a report listener?): use its _async form or hand the call off")
         return self._submit_coro(fn, *args).result()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -338,7 +387,7 @@ class CcxtVenue:
             ex.set_markets(list(given.values()))
         else:
             try:
-                await ex.load_markets()
+                await self._ask(ex.load_markets())
             except ccxt.BaseError as exc:
                 raise venue_error(exc, self.name, "load_markets", self._scrub) from None
         wanted = self._symbols if self._symbols is not None else [s for s in ex.markets if ex.markets[s].get("spot")]
@@ -364,7 +413,9 @@ class CcxtVenue:
             self._poller = asyncio.ensure_future(self._poll_forever())
 
     def close(self) -> None:
-        """Stop polling, close CCXT's session, end the loop thread."""
+        """Stop polling, close CCXT's session, end the loop thread. A request still in flight
+        ends with UnknownOutcomeError (a create or cancel: settle it by status) or
+        VenueUnavailableError (a read)."""
         with self._thread_lock:
             if self._closed:
                 return
@@ -373,6 +424,18 @@ class CcxtVenue:
         if thread is None:
             self._loop.close()
             return
+        if threading.current_thread() is thread:
+            # From a report listener, on the loop itself: it cannot wait for the loop, so the
+            # loop finishes the closing after the listener returns.
+            async def finish() -> None:
+                try:
+                    await self._stop()
+                except Exception as exc:
+                    log.warning("CCXT venue %s: close: %s", self.name, self._scrub(str(exc)))
+                self._loop.stop()
+
+            self._closing = self._loop.create_task(finish())  # held: the loop keeps tasks weakly
+            return
         future = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
         try:
             future.result(timeout=10)
@@ -380,17 +443,19 @@ class CcxtVenue:
             log.warning("CCXT venue %s: close: %s", self.name, self._scrub(str(exc)))
         self._loop.call_soon_threadsafe(self._loop.stop)
         thread.join(timeout=10)
-        if not thread.is_alive():
-            self._loop.close()
 
     async def close_async(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     async def _stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
+        # The poller and every request still in flight end here (their callers hear so,
+        # see _guarded), before the session closes under them.
+        me = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        self._poller = None
         await self.exchange.close()
 
     def __enter__(self) -> CcxtVenue:
@@ -408,6 +473,8 @@ class CcxtVenue:
         """The last snapshot fetched (an empty one before the first): never a request."""
         snap = self._books.get(symbol)
         if snap is None:
+            if symbol in self._instruments:
+                self._watched[symbol] = None  # the poller fetches it from its next round on
             return BookSnapshot(self.name, symbol, (), (), self._clock())
         if len(snap.bids) > depth or len(snap.asks) > depth:
             return BookSnapshot(snap.venue, symbol, snap.bids[:depth], snap.asks[:depth], snap.ts_event)
@@ -472,11 +539,44 @@ class CcxtVenue:
 
     # -- on the loop ------------------------------------------------------------------------
 
+    async def _ask(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """A CCXT call. A reply CCXT cannot read raises a ValueError (or the like) from its
+        parser, not a ccxt error: it becomes ccxt.BadResponse, mapped as any bad reply (on a
+        create or cancel: outcome unknown, the order may exist). While the exchange's
+        Retry-After of a 429/418 runs, nothing is sent: RateLimitExceeded at once."""
+        pause = self._quiet_until - self._clock()
+        if pause > 0:
+            call.close()
+            raise ccxt.RateLimitExceeded(f"{self.exchange_id} not sent: the exchange asked for a pause "
+                                         f"(Retry-After), {pause:.0f}s more")
+        try:
+            return await call
+        except (ccxt.RateLimitExceeded, ccxt.DDoSProtection):
+            self._note_retry_after()
+            raise
+        except ccxt.BaseError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+            raise ccxt.BadResponse(f"{self.exchange_id} unreadable reply: {type(exc).__name__}: {exc}") from exc
+
+    def _note_retry_after(self) -> None:
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        value = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
+        seconds = number(value)
+        if seconds is not None and seconds > 0:
+            self._quiet_until = max(self._quiet_until, self._clock() + seconds)
+            log.warning("CCXT venue %s: the exchange asks for a pause of %gs (Retry-After): nothing is sent "
+                        "until then", self.name, seconds)
+
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             value = secret.reveal()
-            if value and value in text:
-                text = text.replace(value, "***")
+            if not value:
+                continue
+            # as given, and as it appears in a URL (CCXT puts the request's URL in its errors)
+            for form in {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}:
+                if form in text:
+                    text = text.replace(form, "***")
         return text
 
     def _refused(self, order: Order, cid: str, reason: str) -> OrderResult:
@@ -530,8 +630,8 @@ class CcxtVenue:
             params["timeInForce"] = _SENT_TIF[order.time_in_force]
             price = order.price
         try:
-            reply = await self.exchange.create_order(order.symbol, order.type.value.lower(), order.side.value.lower(),
-                                                     order.quantity, price, params)
+            reply = await self._ask(self.exchange.create_order(
+                order.symbol, order.type.value.lower(), order.side.value.lower(), order.quantity, price, params))
         except ccxt.BaseError as exc:
             error = venue_error(exc, self.name, "create", self._scrub)
             if isinstance(error, UnknownOutcomeError):
@@ -577,7 +677,7 @@ class CcxtVenue:
             self._apply(track, found)
             order_id = track.order_id
         try:
-            reply = await self.exchange.cancel_order(order_id, track.symbol, params)
+            reply = await self._ask(self.exchange.cancel_order(order_id, track.symbol, params))
         except ccxt.OrderNotFound as exc:
             # Ended meanwhile (filled?): learn how, tell the listeners, refuse the cancel.
             await self._refresh(track)
@@ -615,11 +715,16 @@ class CcxtVenue:
             done = self._finished.get(cid)
             if done is not None:
                 return self._result(done, list(done.fills))
-            symbols = list(self._instruments)
+            hit = await self._open_anywhere(cid)
+            if hit is not None:
+                return self._result(self._adopt(hit[0], cid, hit[1]), [])
+            # Ended, or never placed: only a symbol's own lists can tell (the asked-for first).
+            symbols = [*self._watched, *(s for s in self._instruments if s not in self._watched)]
             for symbol in symbols:
                 found = await self._lookup(cid, symbol, "")
                 if found is not None:
-                    return self._foreign(found, cid)
+                    adopted = self._adopt(found, cid, symbol)
+                    return self._result(adopted, [])
             raise UnknownOrderError(f"{self.name} does not know order {cid!r}")
         found = await self._lookup(cid, track.symbol, track.order_id)
         if found is None:
@@ -638,7 +743,7 @@ class CcxtVenue:
         out: list[OrderResult] = []
         for sym in symbols:
             try:
-                orders = await self.exchange.fetch_open_orders(sym)
+                orders = await self._ask(self.exchange.fetch_open_orders(sym))
             except ccxt.BaseError as exc:
                 raise venue_error(exc, self.name, "fetch_open_orders", self._scrub) from None
             for raw in orders:
@@ -656,11 +761,12 @@ class CcxtVenue:
             raise ConfigurationError(
                 f"unknown symbol {symbol!r} at {self.name} (listed: {', '.join(self._instruments) or 'none'})")
         try:
-            raw = await self.exchange.fetch_order_book(symbol, depth)
+            raw = await self._ask(self.exchange.fetch_order_book(symbol, depth))
         except ccxt.BaseError as exc:
             raise venue_error(exc, self.name, "fetch_order_book", self._scrub) from None
         snap = book_snapshot(self.name, symbol, raw, depth, self._clock())
         self._books[symbol] = snap
+        self._watched[symbol] = None
         return snap
 
     async def _lookup(self, cid: str, symbol: str, order_id: str) -> dict[str, Any] | None:
@@ -669,12 +775,12 @@ class CcxtVenue:
         try:
             if dialect.lookup == "fetch_order":
                 try:
-                    return await ex.fetch_order(order_id or None, symbol, {dialect.lookup_param: cid})  # type: ignore[no-any-return]
+                    return await self._ask(ex.fetch_order(order_id or None, symbol, {dialect.lookup_param: cid}))  # type: ignore[no-any-return]
                 except ccxt.OrderNotFound:
                     return None
             params = {dialect.lookup_param: cid} if dialect.lookup_param else {}
             for fetch in (ex.fetch_open_orders, ex.fetch_closed_orders):
-                for raw in await fetch(symbol, None, None, params):
+                for raw in await self._ask(fetch(symbol, None, None, params)):
                     if raw.get("clientOrderId") == cid or (order_id and raw.get("id") == order_id):
                         return raw  # type: ignore[no-any-return]
             return None
@@ -682,6 +788,34 @@ class CcxtVenue:
             return None
         except ccxt.BaseError as exc:
             raise venue_error(exc, self.name, "status", self._scrub) from None
+
+    async def _open_anywhere(self, cid: str) -> tuple[dict[str, Any], str] | None:
+        """Our order among the exchange's open spot orders of every symbol (one request where
+        CCXT offers it: binance weighs it as ~13 per-symbol asks, far fewer than its
+        markets), with its symbol; None when not there or not asked."""
+        ex = self.exchange
+        if not ex.has.get("fetchOpenOrders"):
+            return None
+        settings = ex.options.get("fetchOpenOrders")
+        if isinstance(settings, dict):
+            settings["warnWithoutSymbol"] = False  # binance: we ask without a symbol knowingly
+        if "warnOnFetchOpenOrdersWithoutSymbol" in ex.options:
+            ex.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+        params: dict[str, Any] = {"type": "spot"}
+        if self._dialect.lookup_param and self._dialect.lookup != "fetch_order":
+            params[self._dialect.lookup_param] = cid
+        try:
+            orders = await self._ask(ex.fetch_open_orders(None, None, None, params))
+        except ccxt.BaseError as exc:
+            log.info("CCXT venue %s: open orders of every symbol: %s", self.name,
+                     self._scrub(f"{type(exc).__name__}: {_describe(exc)}"))
+            return None
+        for raw in orders:
+            symbol = raw.get("symbol")
+            # any market of the exchange's, listed here or not: it works, so it is followed
+            if raw.get("clientOrderId") == cid and isinstance(symbol, str) and symbol in (ex.markets or {}):
+                return raw, symbol
+        return None
 
     async def _refresh(self, track: _Track) -> None:
         """Ask for one order; tell the listeners what changed."""
@@ -701,6 +835,7 @@ class CcxtVenue:
             self._finish(track)
 
     async def _poll(self) -> None:
+        # One order's or book's trouble (even a bug) never keeps the others from their turn.
         for track in list(self._tracks.values()):
             if not track.acknowledged:
                 continue  # a create still in flight (or unsettled): the router settles it
@@ -708,11 +843,17 @@ class CcxtVenue:
                 await self._refresh(track)
             except (VenueError, UnknownOrderError) as exc:
                 log.info("CCXT venue %s: poll of %s: %s", self.name, track.cid, exc)
-        for symbol in self._instruments:
+            except Exception:
+                log.exception("CCXT venue %s: poll of %s failed", self.name, track.cid)
+        for symbol in [*self._watched, *sorted({t.symbol for t in self._tracks.values()} - set(self._watched))]:
+            if symbol not in self._instruments:
+                continue
             try:
                 await self._fetch_book(symbol, self._book_depth)
             except VenueError as exc:
                 log.info("CCXT venue %s: book of %s: %s", self.name, symbol, exc)
+            except Exception:
+                log.exception("CCXT venue %s: book of %s failed", self.name, symbol)
 
     async def _poll_forever(self) -> None:
         assert self._poll_interval is not None
@@ -737,15 +878,27 @@ class CcxtVenue:
         fills = new_fills(raw, cid=track.cid, venue=self.name, symbol=track.symbol, side=track.side,
                           known_qty=track.cum, known_notional=track.notional, known_fee=track.fee,
                           known_trades=track.trade_ids, market=market, maker=maker, now=self._clock())
+        left = track.quantity - track.cum
+        if track.quantity and math.fsum(f.quantity for f in fills) > left + 1e-9 * track.quantity:
+            # A reply filling past the order's quantity is wrong; what the order could fill counts.
+            log.warning("CCXT venue %s: %s: the exchange reports more than the order's quantity %g filled "
+                        "(%g); counting %g", self.name, track.cid, track.quantity,
+                        track.cum + math.fsum(f.quantity for f in fills), max(left, 0.0))
+            kept: list[Fill] = []
+            for fill in fills:
+                if left <= 1e-12 * track.quantity:
+                    break
+                if fill.quantity > left:
+                    fill = dataclasses.replace(fill, quantity=left)
+                kept.append(fill)
+                left -= fill.quantity
+            fills = kept
         for fill in fills:
             track.cum += fill.quantity
             track.notional += fill.quantity * fill.price
             track.fee += fill.fee
             track.trade_ids.add(fill.trade_id)
             track.fills.append(fill)
-        filled = number(raw.get("filled"))
-        if filled is not None and filled > track.cum + 1e-12 and raw.get("trades"):
-            track.cum = filled  # trades listed only in part: the order's figure counts
         if not track.status.is_final:
             resting = track.type is OrderType.LIMIT and track.tif is TimeInForce.GTC
             new = status_of(raw, track.quantity, resting=resting) if raw.get("status") is not None else None
@@ -754,13 +907,50 @@ class CcxtVenue:
             if new is OrderStatus.NEW and track.cum > 0:
                 new = OrderStatus.PARTIALLY_FILLED
             track.status = new
+            if new is OrderStatus.REJECTED:
+                info = raw.get("info") if isinstance(raw.get("info"), dict) else {}
+                why = next((str(info[k]) for k in ("rejectReason", "msg", "message") if info.get(k)
+                            and info[k] != "EC_NoError"), None)
+                track.reason = self._scrub(f"{self.name} rejected the order" + (f": {why}" if why else
+                                                                                 " (no reason given)"))
         return fills
 
     def _result(self, track: _Track, fills: list[Fill]) -> OrderResult:
         average = track.notional / track.cum if track.cum and track.notional else None
         return OrderResult(track.cid, self.name, track.status, track.quantity, track.cum, average, fills,
-                           None, track.symbol, track.side, track.price, self._clock(),
+                           track.reason, track.symbol, track.side, track.price, self._clock(),
                            detail={"exchange_order_id": track.order_id} if track.order_id else {})
+
+    def _adopt(self, raw: dict[str, Any], cid: str, symbol: str) -> _Track:
+        """Track an order of ours the exchange has and this object never sent (a previous
+        run's, asked about by the restart's recovery), so the poller follows it and a cancel
+        reaches it. What it filled before is its baseline, not new fills: the router's
+        record and the journal hold those (a status answer's total beyond them becomes one
+        fill there)."""
+        amount = number(raw.get("amount")) or 0.0
+        side = OrderSide.BUY if raw.get("side") == "buy" else OrderSide.SELL
+        kind = OrderType.LIMIT if raw.get("type") == "limit" else OrderType.MARKET
+        tif = {"IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}.get(str(raw.get("timeInForce")), TimeInForce.GTC)
+        track = _Track.__new__(_Track)
+        track.cid, track.symbol, track.side, track.quantity = cid, symbol, side, amount
+        track.price, track.type, track.tif = number(raw.get("price")), kind, tif
+        track.order_id = str(raw.get("id") or "")
+        filled = number(raw.get("filled")) or 0.0
+        average = number(raw.get("average"))
+        if average is None and filled:
+            cost = number(raw.get("cost"))
+            average = cost / filled if cost else None
+        market = self.exchange.markets.get(symbol) if self.exchange.markets else None
+        track.cum, track.notional = filled, (average or 0.0) * filled
+        track.fee = fee_in_quote(raw.get("fee"), market, average or 0.0)
+        track.trade_ids, track.fills, track.acknowledged, track.reason = set(), [], True, None
+        track.status = OrderStatus.NEW
+        self._apply(track, raw)  # the status (and a reason); nothing fills beyond the baseline
+        if track.status.is_final:
+            self._finish(track)
+        else:
+            self._tracks[cid] = track
+        return track
 
     def _foreign(self, raw: dict[str, Any], cid: str) -> OrderResult:
         """A result for an order this venue does not track (placed by another run)."""
