@@ -253,10 +253,29 @@ async def test_binance_timeout_then_not_found_is_sent_again() -> None:
     router.register_exchange("binance", venue)
     try:
         http.on("POST", "/api/v3/order", ccxt.RequestTimeout("timed out"), "create_limit_new")
-        http.on("GET", "/api/v3/order", "query_not_found")
+        http.on("GET", "/api/v3/order", "query_not_found", "query_not_found")
         result = await router.submit_order_async(limit("L1"))
         assert result.status is OrderStatus.NEW
-        assert len(http.to("POST", "/api/v3/order")) == 2  # safe: the status query said it was never placed
+        # Safe: the status query said twice, a backoff apart, that it was never placed.
+        assert len(http.to("GET", "/api/v3/order")) == 2
+        assert len(http.to("POST", "/api/v3/order")) == 2
+    finally:
+        router.close()
+        venue.close()
+
+
+async def test_binance_not_found_at_first_then_found_is_not_sent_again() -> None:
+    # Binance may answer -2013 for an order it has just taken: one "not found" is not believed.
+    venue, http = await opened("binance")
+    router = AsyncOrderRouter(retry_policy=RetryPolicy(retry_delay=0.001, max_delay=0.01))
+    router.register_exchange("binance", venue)
+    try:
+        http.on("POST", "/api/v3/order", ccxt.RequestTimeout("timed out"))
+        http.on("GET", "/api/v3/order", "query_not_found", "query_timeout_order")
+        result = await router.submit_order_async(limit("T1"))
+        assert result.status is OrderStatus.NEW
+        assert len(http.to("POST", "/api/v3/order")) == 1  # never sent twice
+        assert len(http.to("GET", "/api/v3/order")) == 2
     finally:
         router.close()
         venue.close()

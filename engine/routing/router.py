@@ -922,7 +922,7 @@ class _RouterCore:
             if action.kind == "reconcile":
                 with self._lock:
                     slot.stats.reconciled += 1
-                found = yield from self._reconcile(order, state)
+                found = yield from self._reconcile(order, state, slot)
                 if isinstance(found, OrderResult):
                     return self._on_success(slot, order, found, None)
                 if found == "unknown":
@@ -956,23 +956,31 @@ class _RouterCore:
                 continue
             return self._on_success(slot, order, result, self.clock.now_ns() - t0)
 
-    def _reconcile(self, order: Order, state: RetryState) -> Decision[OrderResult | str]:
+    def _reconcile(self, order: Order, state: RetryState, slot: _Slot | None = None) -> Decision[OrderResult | str]:
         """Ask the venue for the order by client order id until it answers.
 
         Returns the venue's result, "absent" (safe to resend) or "unknown".
         """
+        absent = 0
         for delay in state.reconcile_delays():
             try:
                 return (yield Request("status", order.client_order_id))
             except UnknownOrderError:
-                return "absent"
+                # An exchange may not show an order it has just taken (binance answers
+                # -2013 for a moment): "not found" is believed when the venue says it
+                # twice, a backoff apart, or at once from a venue whose answers are
+                # immediate (`status_is_immediate`, the simulator and FIX venues).
+                absent += 1
+                if absent >= 2 or slot is None or getattr(slot.client, "status_is_immediate", False):
+                    return "absent"
+                yield Request("sleep", delay)
             except VenueError:
                 yield Request("sleep", delay)
         return "unknown"
 
     def _reconcile_only(self, slot: _Slot, order: Order) -> Decision[OrderResult | None]:
         state = RetryState(self.retry_policy, self._rng)
-        found = yield from self._reconcile(order, state)
+        found = yield from self._reconcile(order, state, slot)
         if found == "unknown":
             return None
         with self._lock:

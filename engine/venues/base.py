@@ -48,6 +48,10 @@ class Venue(Protocol):
     # Optional: `in_process = True`, a venue whose orders live and die with this process
     # (the simulator): a restart's recovery ends them instead of asking it. Any other
     # venue is asked by client order id, its orders outliving ours.
+    # Optional: `status_is_immediate = True`, a venue whose status query sees an order as
+    # soon as it took it (the simulator, our FIX venue): after a timeout, its first "not
+    # found" is believed; any other venue's is asked again a backoff later before the
+    # order is sent again (an exchange may not list an order it has just taken).
     # Optional: `add_session_listener(fn)`, a network venue's session news: fn(state,
     # detail) on any thread ("logged on", "reconnecting", ...); the Engine publishes each
     # as a VenueSessionChanged event.

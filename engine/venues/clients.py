@@ -79,6 +79,11 @@ class _VenueFace:
         """The venue lives and dies with this process (see base.py)."""
         return bool(getattr(self.venue, "in_process", False))
 
+    @property
+    def status_is_immediate(self) -> bool:
+        """The venue's status query sees an order as soon as it is taken (see base.py)."""
+        return bool(getattr(self.venue, "status_is_immediate", False))
+
     def instruments(self) -> Mapping[str, Instrument]:
         return self.venue.instruments()
 

@@ -201,7 +201,7 @@ class _Track:
     """An order this venue sent and has not seen finish (or finished recently)."""
 
     __slots__ = ("cid", "symbol", "side", "quantity", "price", "type", "tif", "order_id", "status", "cum", "notional",
-                 "fee", "trade_ids", "fills", "acknowledged", "reason")
+                 "fee", "trade_ids", "fills", "acknowledged", "reason", "not_found")
 
     def __init__(self, order: Order, cid: str) -> None:
         self.cid = cid
@@ -220,6 +220,7 @@ class _Track:
         self.fills: list[Fill] = []
         self.acknowledged = False
         self.reason: str | None = None
+        self.not_found = 0  # status queries that did not find it (before it was acknowledged)
 
 
 class CcxtVenue:
@@ -730,7 +731,12 @@ class CcxtVenue:
         if found is None:
             if track.acknowledged:
                 raise UnknownOrderError(f"{self.name} no longer knows order {cid!r}")
-            self._tracks.pop(cid, None)  # never placed: the router may send it again
+            # An exchange may not list an order it has just taken: the router asks twice,
+            # a backoff apart, before it believes "never placed" (status_is_immediate is
+            # False here); the second time the track goes, and the router may send again.
+            track.not_found += 1
+            if track.not_found >= 2:
+                self._tracks.pop(cid, None)
             raise UnknownOrderError(f"{self.name} does not know order {cid!r}: it was never placed")
         self._apply(track, found)
         result = self._result(track, list(track.fills))

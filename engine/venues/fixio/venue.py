@@ -235,6 +235,10 @@ class BadCredentialsError(VenueUnavailableError):
 class FixVenue:
     """A venue behind a FIX 4.4 session: `connect()`, trade, `close()` (or use `with`)."""
 
+    # The venue answers an OrderStatusRequest from the orders it holds, in the order its
+    # messages come: an order it took is never "not known" (see base.py).
+    status_is_immediate = True
+
     def __init__(
         self,
         host: str,

@@ -219,6 +219,8 @@ class SimulatedExchange:
     # Its orders live and die with this process: a restart finds none of them (recovery
     # ends them rather than asking; see engine.recovery).
     in_process = True
+    # A status query sees every order the venue took, at once: "not found" is believed.
+    status_is_immediate = True
 
     def __init__(
         self,
