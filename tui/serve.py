@@ -38,11 +38,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import ipaddress
 import logging
 import secrets
 import shlex
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +52,10 @@ import textual_serve
 from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.download_manager import DownloadManager
+
+from engine.venues.fixio.server import is_loopback
+
+from .serving import serve_until_signalled
 
 LISTENING = "execdesk serve: open {url} (one desk at a time; orders working when its tab closes: {on_close})"
 TOKEN_BYTES = 24
@@ -77,15 +79,6 @@ trade the same venues and journal. Close the other tab (its working orders are h
 configured on the server), then reload this page.</p>
 </body></html>
 """
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,17 +375,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(server: DeskServer, on_close: str) -> int:
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(LISTENING.format(url=server.url, on_close="canceled" if on_close == "cancel" else "left working"),
-          flush=True)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await server.stop()
-    return 0
+    return await serve_until_signalled(server, lambda: LISTENING.format(
+        url=server.url, on_close="canceled" if on_close == "cancel" else "left working"))

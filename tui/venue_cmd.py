@@ -27,9 +27,11 @@ import asyncio
 import dataclasses
 import logging
 import re
-import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from .serving import serve_until_signalled
 
 LISTENING = "execdesk venue: FIX 4.4 on {host}:{port}, venues {venues}, CompID {comp_id}{password}"
 FAULTS = ("none", "preset", "flaky")
@@ -88,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from engine.engine import DEFAULT_VENUES, simulated_venues
     from engine.errors import ExecdeskError
-    from engine.venues.fixio.server import FixVenueServer, _is_loopback
+    from engine.venues.fixio.server import FixVenueServer, is_loopback
     from engine.venues.sim.config import FaultConfig, LatencyModel
 
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
-    if not _is_loopback(args.host) and not args.allow_remote:
+    if not is_loopback(args.host) and not args.allow_remote:
         parser.exit(2, f"execdesk venue: --host {args.host} is not a loopback address: the venue would be "
                        "reachable from other machines; add --allow-remote to mean it\n")
     if not _COMP_ID.match(args.comp_id):
@@ -165,19 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(server) -> int:
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(LISTENING.format(host=server.host, port=server.port, venues=", ".join(server.venues),
-                           comp_id=server.comp_id,
-                           password=", password required" if server.password_required else ""), flush=True)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await server.stop()
-    return 0
+async def _serve(server: Any) -> int:
+    return await serve_until_signalled(server, lambda: LISTENING.format(
+        host=server.host, port=server.port, venues=", ".join(server.venues), comp_id=server.comp_id,
+        password=", password required" if server.password_required else ""))

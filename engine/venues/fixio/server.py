@@ -374,7 +374,7 @@ class FixVenueServer:
             venues = {venues.name: venues}
         if not venues:
             raise ConfigurationError("FixVenueServer needs at least one venue")
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ConfigurationError(
                 f"host {host!r} is not a loopback address: the venue would be reachable from other "
                 "machines; pass allow_remote=True to mean it"
@@ -1475,7 +1475,8 @@ def _fix_float(text: str | None, what: str) -> float:
     return float(text)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`host` names this machine only (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
