@@ -30,8 +30,8 @@ Rules:
   resumed parent resumed again is `<id>-r<N+1>`: the chain is named from its first id.
   A plain order the smart router split is whole again when its pieces are settled: it
   ends with them (its `OrderUpdated`) or is followed until they end.
-* What was done is a `RecoveryReport` (engine.recovery) and one `Recovered` event,
-  which the desk shows.
+* What was done is a `RecoveryReport` (engine.recovery) and, when anything was open or
+  halted, one `Recovered` event, which the desk shows.
 """
 
 from __future__ import annotations
@@ -180,10 +180,12 @@ async def recover(engine: Engine, *, on_restart: str = "stop") -> RecoveryReport
     for p in parents:
         await _end_parent(engine, p, children_of.get(p.client_order_id, []), on_restart, report)
 
-    now = clock.now()
     summary = report.summary()
-    store.publish(Recovered(now, now, summary, len(report.tracked), len(report.finished),
-                            len(report.never_sent), len(report.unresolved)))
+    if report.orders or report.parents_stopped or report.parents_resumed or report.halted:
+        # Said when there was something to recover: a desk's first run says nothing.
+        now = clock.now()
+        store.publish(Recovered(now, now, summary, len(report.tracked), len(report.finished),
+                                len(report.never_sent), len(report.unresolved)))
     log.info("recovery: %s", summary)
     await engine.journal_caught_up()  # status() of what recovery ended reads the journal
     return report

@@ -254,3 +254,19 @@ async def test_a_venue_that_does_not_say_it_is_in_process_is_asked_not_declared_
         assert rest.reason == "thrift never received the order (confirmed by status query)"
     finally:
         await engine.stop()
+
+
+@pytest.mark.anyio
+async def test_a_first_start_says_nothing_of_recovery(tmp_path: Path) -> None:
+    # Nothing was open: no Recovered event (a line in a small Events panel pushes the welcome out).
+    from engine.events import Recovered
+
+    engine = Engine.default(seed=1, journal=tmp_path / "journal.sqlite3", risk=None)
+    feed = engine.subscribe(name="test")
+    await engine.start()
+    try:
+        assert engine.recovery is not None and engine.recovery.summary().startswith("nothing was open")
+        await engine.journal_caught_up()
+        assert not any(isinstance(e, Recovered) for e in feed.drain())
+    finally:
+        await engine.stop()
