@@ -107,7 +107,7 @@ class RecoveryReport:
         return "; ".join(parts)
 
 
-def _is_network(venue: Any) -> bool:
+def _outlives_us(venue: Any) -> bool:
     """A venue whose orders outlive our process: any but one that says it is in-process
     (the simulator). Asking a venue that knows nothing is safe; declaring a real
     exchange's orders ended is not."""
@@ -223,7 +223,7 @@ async def _settle_or_adopt(engine: Engine, j: JournaledOrder, report: RecoveryRe
         # Queued, perhaps routed just before the end: asked of every network venue.
         venue = await _find_venue(engine, cid)
         if venue is None:
-            if any(_is_network(v) for v in venues.values()):
+            if any(_outlives_us(v) for v in venues.values()):
                 reason = "never sent: no venue knows it after the restart (confirmed by status query)"
                 report.never_sent.append(j.order_id)
             else:
@@ -231,7 +231,7 @@ async def _settle_or_adopt(engine: Engine, j: JournaledOrder, report: RecoveryRe
                 report.ended_with_process.append(j.order_id)
             router.refuse(order, None, reason)
             return
-    if not _is_network(venues[venue]):
+    if not _outlives_us(venues[venue]):
         if router.adopt(order, venue, known):
             engine.note_fills_applied(cid, len(known.fills))
             router.settle(order, venue, dataclasses.replace(
@@ -246,7 +246,7 @@ async def _settle_or_adopt(engine: Engine, j: JournaledOrder, report: RecoveryRe
 
 async def _find_venue(engine: Engine, cid: str) -> str | None:
     for name, venue in engine.venues.items():
-        if not _is_network(venue):
+        if not _outlives_us(venue):
             continue
         try:
             ask = getattr(venue, "status_async", None)
